@@ -1,0 +1,13 @@
+"""sparselth: lottery tickets that run on sparse kernels.
+
+Layers, bottom to top: ``sparse`` (CSR), ``ops`` (spmm, sddmm on reference/cpp/triton/cuda),
+``nn``, ``prune``, ``data``/``metrics``, ``ticket``, ``cli``.
+"""
+
+__version__ = "0.1.0"
+
+from . import ops, sparse  # noqa: E402
+from .ops import backends, use_backend  # noqa: E402
+from .sparse import CSR  # noqa: E402
+
+__all__ = ["CSR", "ops", "sparse", "backends", "use_backend", "__version__"]

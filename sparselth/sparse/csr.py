@@ -1,0 +1,461 @@
+"""The CSR matrix type every sparselth kernel consumes.
+
+A ``CSR`` holds ``rowptr`` (rows + 1), ``col`` (nnz) and optional ``val`` (nnz; ``None`` means a
+binary pattern whose stored entries are all one). Columns are sorted within each row and free of
+duplicates. Indices are int32 when every index and the nnz fit (halving index bytes), int64
+otherwise. Validation (O(nnz)) happens once, at construction; kernels then trust the structure.
+The transpose is computed once and cached, with the csr-to-csc permutation backward passes need.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple
+
+import torch
+
+Tensor = torch.Tensor
+
+_INT32_MAX = 2**31 - 1
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _pick_index_dtype(num_rows: int, num_cols: int, nnz: int, index_dtype=None) -> torch.dtype:
+    if index_dtype is not None:
+        if index_dtype not in (torch.int32, torch.int64):
+            raise TypeError(f"CSR: index_dtype must be torch.int32 or torch.int64, got {index_dtype}")
+        if index_dtype == torch.int32 and max(num_rows, num_cols, nnz) > _INT32_MAX:
+            raise ValueError("CSR: index_dtype=torch.int32 cannot hold these sizes "
+                             f"(rows={num_rows}, cols={num_cols}, nnz={nnz})")
+        return index_dtype
+    return torch.int32 if max(num_rows, num_cols, nnz) <= _INT32_MAX else torch.int64
+
+
+def _check_shape(shape) -> Tuple[int, int]:
+    if not isinstance(shape, (tuple, list, torch.Size)) or len(shape) != 2:
+        raise ValueError(f"CSR: shape must be a pair (rows, cols), got {shape!r}")
+    rows, cols = (int(s) for s in shape)
+    if rows < 0 or cols < 0:
+        raise ValueError(f"CSR: shape must be non-negative, got {tuple(shape)}")
+    return rows, cols
+
+
+class CSR:
+    """A sparse matrix in compressed sparse row form.
+
+    Args:
+        rowptr: ``(rows + 1,)`` int32/int64, non-decreasing, ``rowptr[0] == 0``,
+            ``rowptr[-1] == nnz``.
+        col: ``(nnz,)`` column of each stored entry, same dtype and device as ``rowptr``,
+            sorted and unique within each row.
+        val: ``(nnz,)`` floating values, or ``None`` for a binary pattern (all ones).
+        shape: ``(rows, cols)``.
+        validate: check the structure (O(nnz)). Internal constructors that build valid
+            structures pass ``False``.
+
+    Example::
+
+        >>> A = CSR.from_edge_index(torch.tensor([[0, 1, 1], [1, 0, 2]]), num_nodes=3)
+        >>> A.to_dense()
+        tensor([[0., 1., 0.],
+                [1., 0., 1.],
+                [0., 0., 0.]])
+    """
+
+    __slots__ = ("rowptr", "col", "val", "shape", "_t", "_perm", "_row")
+
+    def __init__(self, rowptr: Tensor, col: Tensor, val: Optional[Tensor] = None,
+                 shape: Optional[Sequence[int]] = None, validate: bool = True):
+        if not isinstance(rowptr, Tensor):
+            raise TypeError(f"CSR: rowptr must be a torch.Tensor, got {type(rowptr).__name__}")
+        if not isinstance(col, Tensor):
+            raise TypeError(f"CSR: col must be a torch.Tensor, got {type(col).__name__}")
+        if val is not None and not isinstance(val, Tensor):
+            raise TypeError(f"CSR: val must be a torch.Tensor or None, got {type(val).__name__}")
+        if shape is None:
+            rows = rowptr.numel() - 1
+            cols = int(col.max()) + 1 if col.numel() else 0
+            shape = (rows, cols)
+        self.shape = _check_shape(shape)
+        self.rowptr = rowptr
+        self.col = col
+        self.val = val
+        self._t: Optional[CSR] = None
+        self._perm: Optional[Tensor] = None
+        self._row: Optional[Tensor] = None
+        if validate:
+            self._validate()
+
+    # ------------------------------------------------------------------ validation
+    def _validate(self) -> None:
+        rowptr, col, val = self.rowptr, self.col, self.val
+        rows, cols = self.shape
+        if rowptr.dim() != 1 or rowptr.numel() != rows + 1:
+            raise ValueError(f"CSR: rowptr must have shape ({rows + 1},) for {rows} rows, "
+                             f"got {tuple(rowptr.shape)}")
+        if col.dim() != 1:
+            raise ValueError(f"CSR: col must be 1-D, got shape {tuple(col.shape)}")
+        for name, t in (("rowptr", rowptr), ("col", col)):
+            if t.dtype not in (torch.int32, torch.int64):
+                raise TypeError(f"CSR: {name} must be int32 or int64, got {t.dtype}")
+        if rowptr.dtype != col.dtype:
+            raise TypeError(f"CSR: rowptr and col must share a dtype, got {rowptr.dtype} and {col.dtype}")
+        if rowptr.device != col.device:
+            raise ValueError(f"CSR: rowptr is on {rowptr.device} but col is on {col.device}")
+        if val is not None:
+            if val.dim() != 1 or val.numel() != col.numel():
+                raise ValueError(f"CSR: val must have shape ({col.numel()},) like col, "
+                                 f"got {tuple(val.shape)}")
+            if val.dtype not in _FLOAT_DTYPES:
+                raise TypeError(f"CSR: val must be a floating dtype, got {val.dtype}")
+            if val.device != col.device:
+                raise ValueError(f"CSR: val is on {val.device} but col is on {col.device}")
+        nnz = col.numel()
+        if int(rowptr[0]) != 0 or int(rowptr[-1]) != nnz:
+            raise ValueError(f"CSR: rowptr must start at 0 and end at nnz={nnz}, "
+                             f"got {int(rowptr[0])} and {int(rowptr[-1])}")
+        if rows > 0 and bool((rowptr[1:] < rowptr[:-1]).any()):
+            raise ValueError("CSR: rowptr must be non-decreasing")
+        if nnz:
+            lo, hi = int(col.min()), int(col.max())
+            if lo < 0 or hi >= cols:
+                raise ValueError(f"CSR: col indices must lie in [0, {cols}), got min {lo} max {hi}")
+            # Within a row, columns strictly increase: a decrease is allowed only at a row start.
+            step = col[1:] > col[:-1]
+            row_start = torch.zeros(nnz, dtype=torch.bool, device=col.device)
+            starts = rowptr[1:-1].long()
+            starts = starts[starts < nnz]
+            row_start[starts] = True
+            if not bool((step | row_start[1:]).all()):
+                raise ValueError("CSR: col must be sorted and free of duplicates within each row "
+                                 "(use CSR.from_edge_index or from_coo to sort and sum)")
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def nnz(self) -> int:
+        return self.col.numel()
+
+    @property
+    def device(self) -> torch.device:
+        return self.col.device
+
+    @property
+    def dtype(self) -> Optional[torch.dtype]:
+        """Dtype of the values, or ``None`` for a binary pattern."""
+        return None if self.val is None else self.val.dtype
+
+    @property
+    def index_dtype(self) -> torch.dtype:
+        return self.col.dtype
+
+    def __repr__(self) -> str:
+        kind = "pattern" if self.val is None else str(self.val.dtype).replace("torch.", "")
+        return (f"CSR(shape={self.shape}, nnz={self.nnz}, values={kind}, "
+                f"index={str(self.col.dtype).replace('torch.', '')}, device={self.device})")
+
+    def row(self) -> Tensor:
+        """Row index (int64) of every stored entry, in CSR order. Cached."""
+        if self._row is None:
+            counts = self.rowptr[1:] - self.rowptr[:-1]
+            self._row = torch.repeat_interleave(
+                torch.arange(self.shape[0], device=self.device), counts.long(), output_size=self.nnz)
+        return self._row
+
+    def values(self, dtype: Optional[torch.dtype] = None) -> Tensor:
+        """Stored values, materialising ones for a binary pattern."""
+        if self.val is not None:
+            return self.val if dtype is None else self.val.to(dtype)
+        return torch.ones(self.nnz, dtype=dtype or torch.get_default_dtype(), device=self.device)
+
+    def with_values(self, val: Optional[Tensor]) -> "CSR":
+        """The same pattern (and cached transpose structure) with new values."""
+        if val is not None:
+            if not isinstance(val, Tensor):
+                raise TypeError(f"CSR.with_values: val must be a tensor, got {type(val).__name__}")
+            if val.dim() != 1 or val.numel() != self.nnz:
+                raise ValueError(f"CSR.with_values: val must have shape ({self.nnz},), "
+                                 f"got {tuple(val.shape)}")
+            if val.device != self.device:
+                raise ValueError(f"CSR.with_values: val is on {val.device}, the pattern on {self.device}")
+            if val.dtype not in _FLOAT_DTYPES:
+                raise TypeError(f"CSR.with_values: val must be a floating dtype, got {val.dtype}")
+        out = CSR(self.rowptr, self.col, val, self.shape, validate=False)
+        out._row = self._row
+        if self._t is not None:
+            tval = None if val is None else val[self._perm]
+            out._t = CSR(self._t.rowptr, self._t.col, tval, self._t.shape, validate=False)
+            out._t._t = out
+            out._t._perm = self._t._perm
+            out._perm = self._perm
+        return out
+
+    def to(self, device=None, dtype: Optional[torch.dtype] = None) -> "CSR":
+        """Move to ``device`` and/or cast the values to ``dtype``."""
+        rowptr = self.rowptr.to(device) if device is not None else self.rowptr
+        col = self.col.to(device) if device is not None else self.col
+        val = self.val
+        if val is not None:
+            val = val.to(device=device if device is not None else val.device,
+                         dtype=dtype if dtype is not None else val.dtype)
+        return CSR(rowptr, col, val, self.shape, validate=False)
+
+    def index_as(self, index_dtype: torch.dtype) -> "CSR":
+        """The same matrix with int32 or int64 indices."""
+        _pick_index_dtype(*self.shape, self.nnz, index_dtype)
+        return CSR(self.rowptr.to(index_dtype), self.col.to(index_dtype), self.val, self.shape,
+                   validate=False)
+
+    # ------------------------------------------------------------------ transpose
+    def csr_to_csc_perm(self) -> Tensor:
+        """``perm`` (int64, nnz) such that ``self.t().val == self.val[perm]``. Cached."""
+        self.t()
+        return self._perm
+
+    def t(self) -> "CSR":
+        """The transpose, computed once and cached (with its permutation)."""
+        if self._t is None:
+            rows, cols = self.shape
+            col = self.col.long()
+            # A stable sort by column keeps rows ascending within each column.
+            perm = torch.sort(col, stable=True).indices
+            counts = torch.bincount(col, minlength=cols)
+            t_rowptr = torch.zeros(cols + 1, dtype=torch.long, device=self.device)
+            torch.cumsum(counts, 0, out=t_rowptr[1:])
+            t_col = self.row()[perm]
+            idx = self.col.dtype
+            t_val = None if self.val is None else self.val[perm]
+            t = CSR(t_rowptr.to(idx), t_col.to(idx), t_val, (cols, rows), validate=False)
+            t._t = self
+            t._perm = torch.argsort(perm)
+            self._t = t
+            self._perm = perm
+        return self._t
+
+    # ------------------------------------------------------------------ conversions
+    def to_dense(self, dtype: Optional[torch.dtype] = None) -> Tensor:
+        """The dense ``(rows, cols)`` matrix."""
+        val = self.values(dtype)
+        out = torch.zeros(self.shape, dtype=val.dtype, device=self.device)
+        out.index_put_((self.row(), self.col.long()), val, accumulate=True)
+        return out
+
+    def to_torch(self, layout=torch.sparse_csr) -> Tensor:
+        """A ``torch.sparse_csr`` (default) or ``torch.sparse_coo`` tensor (int64 indices)."""
+        val = self.values()
+        if layout == torch.sparse_csr:
+            return torch.sparse_csr_tensor(self.rowptr.long(), self.col.long(), val, self.shape)
+        if layout == torch.sparse_coo:
+            idx = torch.stack([self.row(), self.col.long()])
+            return torch.sparse_coo_tensor(idx, val, self.shape, is_coalesced=True)
+        raise ValueError(f"CSR.to_torch: layout must be torch.sparse_csr or torch.sparse_coo, got {layout}")
+
+    def to_scipy(self):
+        """A ``scipy.sparse.csr_matrix`` (CPU)."""
+        import scipy.sparse as sp
+        val = self.values().detach().cpu().numpy()
+        return sp.csr_matrix((val, self.col.cpu().numpy(), self.rowptr.cpu().numpy()), shape=self.shape)
+
+    def to_edge_index(self) -> Tensor:
+        """``(2, nnz)`` int64 ``[row, col]``."""
+        return torch.stack([self.row(), self.col.long()])
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_coo(cls, row: Tensor, col: Tensor, values: Optional[Tensor], shape: Sequence[int],
+                 index_dtype: Optional[torch.dtype] = None, _arg: str = "edge_index") -> "CSR":
+        """Build from coordinates: sorts, and sums duplicates.
+
+        A binary pattern (``values=None``) with duplicate coordinates gets their counts as
+        values (``A @ X`` then counts a repeated edge twice, as an edge list would).
+        """
+        rows, cols = _check_shape(shape)
+        for name, t in (("row", row), ("col", col)):
+            if t.dtype.is_floating_point or t.dtype == torch.bool or t.dtype.is_complex:
+                raise TypeError(f"CSR: {_arg} must hold integer indices, got {t.dtype}")
+        if row.numel() != col.numel():
+            raise ValueError(f"CSR: {_arg} rows and cols differ in length: {row.numel()} vs {col.numel()}")
+        if row.device != col.device:
+            raise ValueError(f"CSR: {_arg} rows on {row.device}, cols on {col.device}")
+        if values is not None:
+            if not isinstance(values, Tensor):
+                raise TypeError(f"CSR: values must be a tensor or None, got {type(values).__name__}")
+            if values.dim() != 1 or values.numel() != row.numel():
+                raise ValueError(f"CSR: values must have shape ({row.numel()},), got {tuple(values.shape)}")
+            if values.dtype not in _FLOAT_DTYPES:
+                raise TypeError(f"CSR: values must be floating, got {values.dtype}")
+            if values.device != row.device:
+                raise ValueError(f"CSR: values on {values.device}, indices on {row.device}")
+        row, col = row.long(), col.long()
+        if row.numel():
+            if int(row.min()) < 0 or int(col.min()) < 0:
+                raise ValueError(f"CSR: {_arg} has negative indices")
+            if int(row.max()) >= rows:
+                raise ValueError(f"CSR: {_arg} row index {int(row.max())} out of range for {rows} rows")
+            if int(col.max()) >= cols:
+                raise ValueError(f"CSR: {_arg} col index {int(col.max())} out of range for {cols} cols")
+        key = row * max(cols, 1) + col
+        uniq, inverse = torch.unique(key, sorted=True, return_inverse=True)
+        dup = uniq.numel() != key.numel()
+        if dup:
+            if values is None:
+                val = torch.zeros(uniq.numel(), dtype=torch.get_default_dtype(), device=row.device)
+                val.index_add_(0, inverse, torch.ones_like(key, dtype=val.dtype))
+            else:
+                val = torch.zeros(uniq.numel(), dtype=values.dtype, device=row.device)
+                val.index_add_(0, inverse, values)
+        elif values is not None:
+            val = torch.empty_like(values)
+            val[inverse] = values
+        else:
+            val = None
+        r = torch.div(uniq, max(cols, 1), rounding_mode="floor")
+        c = uniq - r * max(cols, 1)
+        counts = torch.bincount(r, minlength=rows)
+        rowptr = torch.zeros(rows + 1, dtype=torch.long, device=row.device)
+        torch.cumsum(counts, 0, out=rowptr[1:])
+        idx = _pick_index_dtype(rows, cols, uniq.numel(), index_dtype)
+        return cls(rowptr.to(idx), c.to(idx), val, (rows, cols), validate=False)
+
+    @classmethod
+    def from_edge_index(cls, edge_index: Tensor, num_nodes: Optional[int] = None,
+                        values: Optional[Tensor] = None, *, num_cols: Optional[int] = None,
+                        index_dtype: Optional[torch.dtype] = None) -> "CSR":
+        """From a ``(2, E)`` edge list: ``A[edge_index[0, e], edge_index[1, e]] = values[e]``.
+
+        ``num_nodes`` defaults to ``max index + 1``; ``num_cols`` (bipartite) to ``num_nodes``.
+        Duplicates are summed, entries sorted. For PyG's ``[source, target]`` convention,
+        ``from_edge_index(edge_index.flip(0))`` is the ``adj_t`` that aggregates at targets.
+        """
+        if not isinstance(edge_index, Tensor):
+            raise TypeError(f"CSR.from_edge_index: edge_index must be a tensor, got {type(edge_index).__name__}")
+        if edge_index.dim() != 2 or edge_index.shape[0] != 2:
+            raise ValueError(f"CSR.from_edge_index: edge_index must have shape (2, E), got {tuple(edge_index.shape)}")
+        if edge_index.dtype.is_floating_point or edge_index.dtype == torch.bool:
+            raise TypeError(f"CSR.from_edge_index: edge_index must be integer, got {edge_index.dtype}")
+        if num_nodes is None:
+            num_nodes = int(edge_index.max()) + 1 if edge_index.numel() else 0
+        if num_nodes < 0:
+            raise ValueError(f"CSR.from_edge_index: num_nodes must be >= 0, got {num_nodes}")
+        shape = (int(num_nodes), int(num_cols if num_cols is not None else num_nodes))
+        return cls.from_coo(edge_index[0], edge_index[1], values, shape, index_dtype)
+
+    @classmethod
+    def from_dense(cls, dense: Tensor, keep_values: bool = True) -> "CSR":
+        """From a dense 2-D tensor; zeros are not stored. ``keep_values=False`` gives a pattern."""
+        if not isinstance(dense, Tensor):
+            raise TypeError(f"CSR.from_dense: dense must be a tensor, got {type(dense).__name__}")
+        if dense.dim() != 2:
+            raise ValueError(f"CSR.from_dense: dense must be 2-D, got shape {tuple(dense.shape)}")
+        row, col = dense.nonzero(as_tuple=True)
+        val = None
+        if keep_values:
+            val = dense[row, col]
+            if not val.dtype.is_floating_point:
+                val = val.to(torch.get_default_dtype())
+        return cls.from_coo(row, col, val, tuple(dense.shape), _arg="dense")
+
+    @classmethod
+    def from_scipy(cls, matrix, dtype: Optional[torch.dtype] = None) -> "CSR":
+        """From any ``scipy.sparse`` matrix (duplicates summed, indices sorted)."""
+        import numpy as np
+        import scipy.sparse as sp
+        if not sp.issparse(matrix):
+            raise TypeError(f"CSR.from_scipy: matrix must be a scipy.sparse matrix, got {type(matrix).__name__}")
+        m = sp.csr_matrix(matrix, copy=True)
+        m.sum_duplicates()
+        m.sort_indices()
+        rows, cols = m.shape
+        idx = _pick_index_dtype(rows, cols, m.nnz)
+        data = torch.from_numpy(np.ascontiguousarray(m.data))
+        if not data.dtype.is_floating_point:
+            data = data.to(torch.get_default_dtype())
+        if dtype is not None:
+            data = data.to(dtype)
+        return cls(torch.from_numpy(m.indptr.astype(np.int64)).to(idx),
+                   torch.from_numpy(m.indices.astype(np.int64)).to(idx), data, (rows, cols))
+
+    @classmethod
+    def from_torch(cls, tensor: Tensor) -> "CSR":
+        """From a ``torch.sparse_coo`` or ``torch.sparse_csr`` tensor (or a dense one)."""
+        if not isinstance(tensor, Tensor):
+            raise TypeError(f"CSR.from_torch: tensor must be a torch tensor, got {type(tensor).__name__}")
+        if tensor.dim() != 2:
+            raise ValueError(f"CSR.from_torch: tensor must be 2-D, got {tensor.dim()}-D")
+        if tensor.layout == torch.sparse_coo:
+            t = tensor.coalesce()
+            return cls.from_coo(t.indices()[0], t.indices()[1], t.values(), tuple(t.shape), _arg="tensor")
+        if tensor.layout == torch.sparse_csr:
+            rowptr, col, val = tensor.crow_indices(), tensor.col_indices(), tensor.values()
+            row = torch.repeat_interleave(torch.arange(tensor.shape[0], device=rowptr.device),
+                                          (rowptr[1:] - rowptr[:-1]).long())
+            return cls.from_coo(row, col, val, tuple(tensor.shape), _arg="tensor")
+        if tensor.layout == torch.strided:
+            return cls.from_dense(tensor)
+        raise ValueError(f"CSR.from_torch: unsupported layout {tensor.layout}")
+
+    @classmethod
+    def from_torch_sparse(cls, tensor) -> "CSR":
+        """From a ``torch_sparse.SparseTensor`` (needs the optional torch_sparse package)."""
+        try:
+            from torch_sparse import SparseTensor
+        except ImportError as e:  # pragma: no cover - optional peer
+            raise ImportError("CSR.from_torch_sparse needs torch_sparse (pip install torch_sparse)") from e
+        if not isinstance(tensor, SparseTensor):
+            raise TypeError(f"CSR.from_torch_sparse: expected a SparseTensor, got {type(tensor).__name__}")
+        rowptr, col, val = tensor.csr()
+        rows, cols = tensor.sparse_sizes()
+        idx = _pick_index_dtype(rows, cols, col.numel())
+        return cls(rowptr.to(idx), col.to(idx), val, (rows, cols))
+
+    def to_torch_sparse(self):
+        """A ``torch_sparse.SparseTensor`` (optional package)."""
+        from torch_sparse import SparseTensor
+        return SparseTensor(rowptr=self.rowptr.long(), col=self.col.long(), value=self.val,
+                            sparse_sizes=self.shape, is_sorted=True)
+
+    # ------------------------------------------------------------------ normalisation
+    def add_self_loops(self, fill_value: float = 1.0) -> "CSR":
+        """``A`` with a self-loop of ``fill_value`` on every row that lacks one (square only);
+        existing self-loops keep their value (PyG's ``add_remaining_self_loops``)."""
+        rows, cols = self.shape
+        if rows != cols:
+            raise ValueError(f"CSR.add_self_loops: the matrix must be square, got {self.shape}")
+        row, col = self.row(), self.col.long()
+        val = self.values()
+        has_loop = torch.zeros(rows, dtype=torch.bool, device=self.device)
+        has_loop[row[row == col]] = True
+        missing = (~has_loop).nonzero(as_tuple=True)[0]
+        fill = torch.full((missing.numel(),), fill_value, dtype=val.dtype, device=self.device)
+        return CSR.from_coo(torch.cat([row, missing]), torch.cat([col, missing]),
+                            torch.cat([val, fill]), self.shape, self.col.dtype)
+
+    def gcn_norm(self, add_self_loops: bool = True, dtype: Optional[torch.dtype] = None) -> "CSR":
+        """``D^-1/2 (A + I) D^-1/2`` with ``D`` the row sums (Kipf & Welling's GCN)."""
+        A = self.add_self_loops() if add_self_loops else self
+        val = A.values(dtype or (self.val.dtype if self.val is not None else None))
+        deg = torch.zeros(A.shape[0], dtype=val.dtype, device=A.device)
+        deg.index_add_(0, A.row(), val)
+        dis = deg.pow(-0.5)
+        dis.masked_fill_(torch.isinf(dis), 0.0)
+        return A.with_values(dis[A.row()] * val * dis[A.col.long()])
+
+    def bipartite_norm(self, dtype: Optional[torch.dtype] = None) -> "CSR":
+        """``Du^-1/2 R Di^-1/2`` for a user-item matrix ``R`` (LightGCN's normalisation, the
+        off-diagonal block of ``D^-1/2 [[0, R], [R^T, 0]] D^-1/2``)."""
+        val = self.values(dtype)
+        du = torch.zeros(self.shape[0], dtype=val.dtype, device=self.device).index_add_(0, self.row(), val)
+        di = torch.zeros(self.shape[1], dtype=val.dtype, device=self.device).index_add_(0, self.col.long(), val)
+        du, di = du.pow(-0.5), di.pow(-0.5)
+        du.masked_fill_(torch.isinf(du), 0.0)
+        di.masked_fill_(torch.isinf(di), 0.0)
+        return self.with_values(du[self.row()] * val * di[self.col.long()])
+
+    def bipartite_adjacency(self, normalize: bool = True, dtype: Optional[torch.dtype] = None) -> "CSR":
+        """The ``(U + I) x (U + I)`` graph ``[[0, R], [R^T, 0]]`` LightGCN propagates over,
+        symmetrically normalised unless ``normalize=False``."""
+        users, items = self.shape
+        R = self.bipartite_norm(dtype) if normalize else self.with_values(self.values(dtype))
+        row, col = R.row(), R.col.long()
+        full_row = torch.cat([row, col + users])
+        full_col = torch.cat([col + users, row])
+        val = torch.cat([R.val, R.val])
+        return CSR.from_coo(full_row, full_col, val, (users + items, users + items))
