@@ -6,6 +6,8 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <cstdlib>
+
 #include "check.h"
 #include "partition.h"
 
@@ -14,6 +16,7 @@ namespace {
 
 constexpr int64_t kPrefetchDistance = 8;   // entries ahead: covers DRAM latency at ~1 row/10 ns
 constexpr int64_t kSerialWork = 1 << 15;   // below this many MACs one thread beats the fork
+constexpr int64_t kCacheBytes = 16 << 20;  // share of the last-level cache for gathered X
 
 enum MaskKind { kNoMask = 0, kBoolMask = 1, kValueMask = 2 };
 
@@ -68,58 +71,75 @@ inline void row_tile(const index_t* col, const scalar_t* val, int64_t e0, int64_
 template <typename scalar_t, typename index_t, bool HAS_VAL, int MASK>
 inline void row_rest(const index_t* col, const scalar_t* val, int64_t e0, int64_t e1,
                      const scalar_t* x, const typename MaskType<scalar_t, MASK>::type* mask,
-                     int64_t F, int64_t f0, scalar_t scale, const scalar_t* bias,
+                     int64_t F, int64_t f0, int64_t f1, scalar_t scale, const scalar_t* bias,
                      scalar_t* out_row) {
-  for (int64_t f = f0; f < F; ++f) out_row[f] = scalar_t(0);
+  for (int64_t f = f0; f < f1; ++f) out_row[f] = scalar_t(0);
   for (int64_t e = e0; e < e1; ++e) {
     const int64_t off = static_cast<int64_t>(col[e]) * F;
     const scalar_t v = HAS_VAL ? val[e] : scalar_t(1);
-    for (int64_t f = f0; f < F; ++f) {
+    for (int64_t f = f0; f < f1; ++f) {
       scalar_t xv = x[off + f];
       if constexpr (MASK != kNoMask) xv *= static_cast<scalar_t>(mask[off + f]);
       out_row[f] += v * xv;
     }
   }
-  for (int64_t f = f0; f < F; ++f) {
+  for (int64_t f = f0; f < f1; ++f) {
     out_row[f] = out_row[f] * scale + (bias != nullptr ? bias[f] : scalar_t(0));
   }
 }
 
+// Rows [row_begin, row_end) over features [fa, fb): register tiles of 256, 128, 64 and 32
+// bytes, then the rest accumulates in the output row.
 template <typename scalar_t, typename index_t, bool HAS_VAL, int MASK>
 void spmm_rows(const index_t* rowptr, const index_t* col, const scalar_t* val,
                const scalar_t* x, const typename MaskType<scalar_t, MASK>::type* mask,
                const scalar_t* row_scale, const scalar_t* bias, int64_t row_begin,
-               int64_t row_end, int64_t F, int64_t nnz, scalar_t* out) {
-  // Register tiles of 256, 128, 64 and 32 bytes; the rest accumulates in memory.
+               int64_t row_end, int64_t F, int64_t fa, int64_t fb, int64_t nnz, scalar_t* out) {
   constexpr int W0 = 256 / sizeof(scalar_t);
   constexpr int W1 = W0 / 2, W2 = W0 / 4, W3 = W0 / 8;
   for (int64_t i = row_begin; i < row_end; ++i) {
     const int64_t e0 = rowptr[i], e1 = rowptr[i + 1];
     const scalar_t scale = row_scale != nullptr ? row_scale[i] : scalar_t(1);
     scalar_t* out_row = out + i * F;
-    int64_t f0 = 0;
-    for (; f0 + W0 <= F; f0 += W0)
+    int64_t f0 = fa;
+    for (; f0 + W0 <= fb; f0 += W0)
       row_tile<scalar_t, index_t, HAS_VAL, MASK, W0>(col, val, e0, e1, nnz, x, mask, F, f0,
                                                       scale, bias, out_row);
-    if (f0 + W1 <= F) {
+    if (f0 + W1 <= fb) {
       row_tile<scalar_t, index_t, HAS_VAL, MASK, W1>(col, val, e0, e1, nnz, x, mask, F, f0,
                                                       scale, bias, out_row);
       f0 += W1;
     }
-    if (f0 + W2 <= F) {
+    if (f0 + W2 <= fb) {
       row_tile<scalar_t, index_t, HAS_VAL, MASK, W2>(col, val, e0, e1, nnz, x, mask, F, f0,
                                                       scale, bias, out_row);
       f0 += W2;
     }
-    if (f0 + W3 <= F) {
+    if (f0 + W3 <= fb) {
       row_tile<scalar_t, index_t, HAS_VAL, MASK, W3>(col, val, e0, e1, nnz, x, mask, F, f0,
                                                       scale, bias, out_row);
       f0 += W3;
     }
-    if (f0 < F)
-      row_rest<scalar_t, index_t, HAS_VAL, MASK>(col, val, e0, e1, x, mask, F, f0, scale, bias,
-                                                 out_row);
+    if (f0 < fb)
+      row_rest<scalar_t, index_t, HAS_VAL, MASK>(col, val, e0, e1, x, mask, F, f0, fb, scale,
+                                                 bias, out_row);
   }
+}
+
+// Feature-tile width so that the X columns one pass gathers stay in the last-level cache
+// (each row's tile is whole cache lines); F when all of X fits, or when even one line per
+// row would not (then whole rows stream best).
+inline int64_t feature_tile(int64_t n, int64_t F, int64_t elem, int64_t cache_bytes) {
+  const char* env = std::getenv("SPARSELTH_SPMM_TILE");
+  if (env != nullptr) {
+    const int64_t t = std::atoll(env);
+    return t > 0 ? std::min(t, F) : F;
+  }
+  const int64_t line = 64 / elem;
+  if (n * F * elem <= cache_bytes || n * 64 > cache_bytes || F <= line) return F;
+  int64_t tile = line;
+  while (tile * 2 < F && n * tile * 2 * elem <= cache_bytes) tile *= 2;
+  return tile;
 }
 
 template <typename scalar_t, typename index_t, bool HAS_VAL, int MASK>
@@ -142,14 +162,18 @@ void spmm_launch(const at::Tensor& rowptr, const at::Tensor& col,
   const int64_t work = (nnz + num_rows) * std::max<int64_t>(F, 1);
   const int64_t threads = work < kSerialWork ? 1 : at::get_num_threads();
   const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(threads, num_rows));
-  at::parallel_for(0, chunks, 1, [&](int64_t c_begin, int64_t c_end) {
-    for (int64_t c = c_begin; c < c_end; ++c) {
-      int64_t r0, r1;
-      chunk_rows(rp, num_rows, c, chunks, &r0, &r1);
-      spmm_rows<scalar_t, index_t, HAS_VAL, MASK>(rp, cp, vp, xp, mp, sp, bp, r0, r1, F, nnz,
-                                                  op);
-    }
-  });
+  const int64_t tile = feature_tile(x.size(0), F, sizeof(scalar_t), kCacheBytes);
+  for (int64_t fa = 0; fa < F; fa += tile) {
+    const int64_t fb = std::min(F, fa + tile);
+    at::parallel_for(0, chunks, 1, [&](int64_t c_begin, int64_t c_end) {
+      for (int64_t c = c_begin; c < c_end; ++c) {
+        int64_t r0, r1;
+        chunk_rows(rp, num_rows, c, chunks, &r0, &r1);
+        spmm_rows<scalar_t, index_t, HAS_VAL, MASK>(rp, cp, vp, xp, mp, sp, bp, r0, r1, F, fa,
+                                                    fb, nnz, op);
+      }
+    });
+  }
 }
 
 #define SPMM_ARGS rowptr, col, val, x, x_mask, row_scale, bias, num_rows, out

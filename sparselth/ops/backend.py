@@ -86,8 +86,10 @@ def _requested(backend: str) -> str:
     return os.environ.get("SPARSELTH_BACKEND", "auto") or "auto"
 
 
+@torch.compiler.assume_constant_result
 def resolve(backend: str, device: torch.device, dtype: torch.dtype, op: str) -> str:
-    """The concrete backend for an op on ``device``/``dtype``; a clear error if impossible."""
+    """The concrete backend for an op on ``device``/``dtype``; a clear error if impossible.
+    Under ``torch.compile`` the choice is made once, at trace time."""
     name = _requested(backend)
     if name not in BACKENDS and name != "auto":
         raise ValueError(f"{op}: backend must be one of {BACKENDS} or 'auto', got {name!r}")

@@ -1,0 +1,163 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sparselth import CSR
+from sparselth.testing import random_csr
+
+
+def test_from_edge_index_sorts_and_sums_duplicates():
+    ei = torch.tensor([[2, 0, 2, 0, 1], [1, 3, 1, 0, 2]])
+    val = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0])
+    A = CSR.from_edge_index(ei, num_nodes=4, values=val)
+    assert A.shape == (4, 4) and A.nnz == 4
+    assert A.rowptr.tolist() == [0, 2, 3, 4, 4]
+    assert A.col.tolist() == [0, 3, 2, 1]
+    assert A.val.tolist() == [4.0, 2.0, 5.0, 4.0]
+    assert A.col.dtype == torch.int32 and A.rowptr.dtype == torch.int32
+
+
+def test_pattern_duplicates_become_counts_and_pattern_stays_valueless():
+    A = CSR.from_edge_index(torch.tensor([[0, 0, 1], [1, 1, 0]]))
+    assert A.val.tolist() == [2.0, 1.0]
+    B = CSR.from_edge_index(torch.tensor([[0, 1], [1, 0]]))
+    assert B.val is None and B.to_dense().tolist() == [[0, 1], [1, 0]]
+
+
+def test_empty_and_isolated():
+    A = CSR.from_edge_index(torch.zeros(2, 0, dtype=torch.long), num_nodes=3)
+    assert A.nnz == 0 and A.rowptr.tolist() == [0, 0, 0, 0]
+    assert A.to_dense().abs().sum() == 0 and A.t().shape == (3, 3)
+    Z = CSR.from_edge_index(torch.zeros(2, 0, dtype=torch.long))
+    assert Z.shape == (0, 0)
+
+
+@pytest.mark.parametrize("index_dtype", [torch.int32, torch.int64])
+@pytest.mark.parametrize("shape", [(1, 1), (7, 13), (40, 3), (3, 40), (0, 4)])
+def test_dense_roundtrip_and_transpose(shape, index_dtype):
+    A = random_csr(*shape, density=0.3, index_dtype=index_dtype, dtype=torch.float64)
+    D = A.to_dense()
+    assert A.index_dtype == index_dtype
+    torch.testing.assert_close(CSR.from_dense(D).to_dense(), D)
+    At = A.t()
+    torch.testing.assert_close(At.to_dense(), D.t())
+    assert At.t() is A  # cached both ways
+    perm = A.csr_to_csc_perm()
+    torch.testing.assert_close(A.val[perm], At.val)
+    CSR(At.rowptr, At.col, At.val, At.shape)  # the transpose is a valid CSR
+
+
+def test_scipy_and_torch_roundtrips():
+    rng = np.random.default_rng(0)
+    m = sp.random(30, 20, density=0.2, random_state=rng, format="coo")
+    coo = sp.coo_matrix((np.r_[m.data, m.data], (np.r_[m.row, m.row], np.r_[m.col, m.col])), shape=m.shape)
+    A = CSR.from_scipy(coo)  # duplicates summed
+    np.testing.assert_allclose(A.to_dense().numpy(), coo.toarray(), rtol=1e-6)
+    np.testing.assert_allclose(A.to_scipy().toarray(), coo.toarray(), rtol=1e-6)
+    D = torch.from_numpy(coo.toarray())
+    for layout in (torch.sparse_csr, torch.sparse_coo):
+        T = D.to_sparse_csr() if layout == torch.sparse_csr else D.to_sparse()
+        B = CSR.from_torch(T)
+        torch.testing.assert_close(B.to_dense(), D)
+        torch.testing.assert_close(B.to_torch(layout).to_dense(), D)
+    torch.testing.assert_close(CSR.from_torch(D).to_dense(), D)
+
+
+def test_torch_sparse_interop_when_installed():
+    torch_sparse = pytest.importorskip("torch_sparse", reason="torch_sparse is an optional peer")
+    A = random_csr(9, 7, density=0.4)
+    B = CSR.from_torch_sparse(A.to_torch_sparse())
+    torch.testing.assert_close(B.to_dense(), A.to_dense())
+    assert torch_sparse is not None
+
+
+def test_gcn_norm_matches_dense_formula():
+    A = random_csr(25, 25, density=0.2, dtype=torch.float64, values=False, empty_rows=0.3)
+    N = A.gcn_norm(dtype=torch.float64).to_dense()
+    D = A.to_dense(torch.float64)
+    D = D + torch.diag((torch.diagonal(D) == 0).double())
+    d = D.sum(1).pow(-0.5)
+    torch.testing.assert_close(N, d[:, None] * D * d[None, :])
+
+
+def test_bipartite_norm_and_adjacency():
+    R = random_csr(6, 9, density=0.4, values=False, dtype=torch.float64)
+    D = R.to_dense(torch.float64)
+    du, di = D.sum(1).pow(-0.5), D.sum(0).pow(-0.5)
+    du[torch.isinf(du)] = 0
+    di[torch.isinf(di)] = 0
+    torch.testing.assert_close(R.bipartite_norm(torch.float64).to_dense(), du[:, None] * D * di[None, :])
+    full = R.bipartite_adjacency(dtype=torch.float64).to_dense()
+    Z = torch.zeros(15, 15, dtype=torch.float64)
+    Z[:6, 6:] = D
+    Z[6:, :6] = D.t()
+    d = Z.sum(1).pow(-0.5)
+    d[torch.isinf(d)] = 0
+    torch.testing.assert_close(full, d[:, None] * Z * d[None, :])
+
+
+@pytest.mark.parametrize("bad, exc, word", [
+    (dict(edge_index=torch.tensor([[0, -1], [1, 0]])), ValueError, "negative"),
+    (dict(edge_index=torch.tensor([[0, 5], [1, 0]]), num_nodes=3), ValueError, "out of range"),
+    (dict(edge_index=torch.tensor([[0.0, 1.0], [1.0, 0.0]])), TypeError, "integer"),
+    (dict(edge_index=torch.tensor([0, 1, 2])), ValueError, "shape"),
+    (dict(edge_index=torch.tensor([[0, 1], [1, 0]]), values=torch.ones(3)), ValueError, "values"),
+    (dict(edge_index=torch.tensor([[0, 1], [1, 0]]), values=torch.ones(2, dtype=torch.int64)), TypeError, "values"),
+    (dict(edge_index=[[0, 1], [1, 0]]), TypeError, "edge_index"),
+])
+def test_from_edge_index_rejects_bad_input(bad, exc, word):
+    with pytest.raises(exc, match=word):
+        CSR.from_edge_index(**bad)
+
+
+@pytest.mark.parametrize("kwargs, exc, word", [
+    (dict(rowptr=torch.tensor([0, 2, 1]), col=torch.tensor([0, 1]), shape=(2, 2)), ValueError, "rowptr"),
+    (dict(rowptr=torch.tensor([0, 1, 2]), col=torch.tensor([0, 2]), shape=(2, 2)), ValueError, "col indices"),
+    (dict(rowptr=torch.tensor([0, 2]), col=torch.tensor([1, 0]), shape=(1, 2)), ValueError, "sorted"),
+    (dict(rowptr=torch.tensor([0, 2]), col=torch.tensor([1, 1]), shape=(1, 2)), ValueError, "duplicates"),
+    (dict(rowptr=torch.tensor([0, 1], dtype=torch.int32), col=torch.tensor([0]), shape=(1, 1)), TypeError, "share a dtype"),
+    (dict(rowptr=torch.tensor([0, 1]), col=torch.tensor([0]), val=torch.ones(2), shape=(1, 1)), ValueError, "val"),
+    (dict(rowptr=torch.tensor([0.0, 1.0]), col=torch.tensor([0]), shape=(1, 1)), TypeError, "rowptr"),
+    (dict(rowptr=torch.tensor([0, 1]), col=torch.tensor([0]), shape=(1, 1, 1)), ValueError, "shape"),
+    (dict(rowptr=torch.tensor([0, 1, 1]), col=torch.tensor([0]), shape=(1, 1)), ValueError, "rowptr"),
+])
+def test_constructor_validates(kwargs, exc, word):
+    with pytest.raises(exc, match=word):
+        CSR(**kwargs)
+
+
+def test_from_dense_rejects_non_2d():
+    with pytest.raises(ValueError, match="2-D"):
+        CSR.from_dense(torch.ones(2, 2, 2))
+    with pytest.raises(TypeError, match="dense"):
+        CSR.from_dense([[1.0]])
+
+
+def test_with_values_keeps_cached_transpose_consistent():
+    A = random_csr(10, 12, density=0.3, dtype=torch.float64)
+    A.t()
+    B = A.with_values(torch.arange(A.nnz, dtype=torch.float64))
+    torch.testing.assert_close(B.t().to_dense(), B.to_dense().t())
+    with pytest.raises(ValueError, match="with_values"):
+        A.with_values(torch.ones(A.nnz + 1, dtype=torch.float64))
+
+
+@given(rows=st.integers(0, 12), cols=st.integers(0, 12), e=st.integers(0, 60),
+       seed=st.integers(0, 10_000), i32=st.booleans())
+def test_from_edge_index_fuzz_matches_dense_accumulation(rows, cols, e, seed, i32):
+    g = torch.Generator().manual_seed(seed)
+    if rows == 0 or cols == 0:
+        e = 0
+    r = torch.randint(0, max(rows, 1), (e,), generator=g)
+    c = torch.randint(0, max(cols, 1), (e,), generator=g)
+    v = torch.randn(e, generator=g, dtype=torch.float64)
+    A = CSR.from_edge_index(torch.stack([r, c]), num_nodes=rows, values=v, num_cols=cols,
+                            index_dtype=torch.int32 if i32 else torch.int64)
+    D = torch.zeros(rows, cols, dtype=torch.float64)
+    D.index_put_((r, c), v, accumulate=True)
+    torch.testing.assert_close(A.to_dense(), D)
+    CSR(A.rowptr, A.col, A.val, A.shape)  # revalidates
+    torch.testing.assert_close(A.t().to_dense(), D.t())

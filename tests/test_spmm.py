@@ -1,0 +1,235 @@
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+import sparselth
+from sparselth import CSR
+from sparselth.ops import spmm
+from sparselth.testing import DTYPES, INDEX_DTYPES, ODD_SHAPES, random_csr, test_backends, tolerances
+
+
+def dense_oracle(A, X, x_mask=None, row_scale=None, bias=None):
+    """The formula, computed densely in float64."""
+    Xm = X.double() if x_mask is None else X.double() * x_mask.double()
+    out = A.to_dense(torch.float64) @ Xm
+    if row_scale is not None:
+        out = out * row_scale.double()[:, None]
+    if bias is not None:
+        out = out + bias.double()
+    return out
+
+
+def _inputs(A, F, dtype, seed, mask=None, scale=False, bias=False):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(A.shape[1], F, generator=g, dtype=torch.float64).to(dtype)
+    m = None
+    if mask == "bool":
+        m = torch.rand(A.shape[1], F, generator=g) > 0.4
+    elif mask == "float":
+        m = (torch.rand(A.shape[1], F, generator=g) > 0.4).to(dtype)
+    s = torch.rand(A.shape[0], generator=g, dtype=torch.float64).to(dtype) if scale else None
+    b = torch.randn(F, generator=g, dtype=torch.float64).to(dtype) if bias else None
+    return X, m, s, b
+
+
+def test_hand_computed_golden_with_empty_rows():
+    # [[0, 2, 0], [0, 0, 0], [1, 0, 3]] @ [[1, 2], [3, 4], [5, 6]]
+    A = CSR(torch.tensor([0, 1, 1, 3]), torch.tensor([1, 0, 2]), torch.tensor([2.0, 1.0, 3.0]), (3, 3))
+    X = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    for b in test_backends():
+        assert spmm(A, X, backend=b).tolist() == [[6.0, 8.0], [0.0, 0.0], [16.0, 20.0]]
+        out = spmm(A, X, row_scale=torch.tensor([1.0, 2.0, 0.5]), bias=torch.tensor([1.0, -1.0]), backend=b)
+        assert out.tolist() == [[7.0, 7.0], [1.0, -1.0], [9.0, 9.0]]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("index_dtype", INDEX_DTYPES)
+@pytest.mark.parametrize("shape", ODD_SHAPES)
+def test_forward_matches_oracle_on_odd_shapes(shape, index_dtype, dtype):
+    rows, cols, F = shape
+    A = random_csr(rows, cols, 0.3, dtype=dtype, index_dtype=index_dtype, seed=rows * 7 + F)
+    X, _, _, _ = _inputs(A, F, dtype, seed=1)
+    expected = dense_oracle(A, X).to(dtype)
+    for b in test_backends(max_work=A.nnz * F):
+        torch.testing.assert_close(spmm(A, X, backend=b), expected, **tolerances(dtype))
+
+
+@pytest.mark.parametrize("values", [True, False])
+@pytest.mark.parametrize("mask", [None, "bool", "float"])
+@pytest.mark.parametrize("scale", [False, True])
+@pytest.mark.parametrize("bias", [False, True])
+def test_options_match_oracle(values, mask, scale, bias):
+    dtype = torch.float64
+    A = random_csr(41, 37, 0.2, dtype=dtype, values=values, power_law=True, seed=3)
+    X, m, s, bb = _inputs(A, 19, dtype, seed=2, mask=mask, scale=scale, bias=bias)
+    expected = dense_oracle(A, X, m, s, bb)
+    for b in test_backends(max_work=A.nnz * 19):
+        torch.testing.assert_close(spmm(A, X, x_mask=m, row_scale=s, bias=bb, backend=b), expected,
+                                   **tolerances(dtype))
+
+
+@pytest.mark.parametrize("F", [1, 3, 8, 16, 24, 64, 100, 130])
+def test_power_law_rows_float32(F):
+    A = random_csr(300, 250, 0.05, power_law=True, index_dtype=torch.int32, seed=F)
+    X, _, _, _ = _inputs(A, F, torch.float32, seed=F)
+    for b in test_backends(max_work=A.nnz * F):
+        torch.testing.assert_close(spmm(A, X, backend=b), dense_oracle(A, X).float(), **tolerances(torch.float32))
+
+
+def test_large_enough_to_run_threaded():
+    A = random_csr(3000, 2000, 0.01, power_law=True, seed=5)
+    X, m, s, bb = _inputs(A, 40, torch.float32, seed=5, mask="bool", scale=True, bias=True)
+    expected = dense_oracle(A, X, m, s, bb).float()
+    for b in test_backends(max_work=A.nnz * 40):
+        torch.testing.assert_close(spmm(A, X, x_mask=m, row_scale=s, bias=bb, backend=b), expected,
+                                   atol=1e-4, rtol=1e-4)
+
+
+def test_non_contiguous_x():
+    A = random_csr(20, 30, 0.3, dtype=torch.float64)
+    X = torch.randn(12, 30, dtype=torch.float64).t()
+    for b in test_backends():
+        torch.testing.assert_close(spmm(A, X, backend=b), dense_oracle(A, X))
+
+
+@pytest.mark.parametrize("backend", test_backends())
+@pytest.mark.parametrize("values", [True, False])
+def test_gradients_match_dense_autograd(backend, values):
+    dtype = torch.float64
+    A = random_csr(23, 17, 0.3, dtype=dtype, values=values, seed=11)
+    X, m, s, bb = _inputs(A, 6, dtype, seed=4, mask="float", scale=True, bias=True)
+    val = A.values(dtype).clone().requires_grad_(True)
+    tensors = [t.clone().requires_grad_(True) for t in (X, m, s, bb)]
+    out = spmm(A.with_values(val), tensors[0], x_mask=tensors[1], row_scale=tensors[2],
+               bias=tensors[3], backend=backend)
+    gy = torch.randn_like(out)
+    grads = torch.autograd.grad(out, [val] + tensors, gy)
+
+    dval = val.detach().clone().requires_grad_(True)
+    dense_t = [t.detach().clone().requires_grad_(True) for t in tensors]
+    D = torch.zeros(A.shape, dtype=dtype).index_put((A.row(), A.col.long()), dval)
+    ref = (D @ (dense_t[0] * dense_t[1])) * dense_t[2][:, None] + dense_t[3]
+    ref_grads = torch.autograd.grad(ref, [dval] + dense_t, gy)
+    for got, want in zip(grads, ref_grads):
+        torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("backend", test_backends())
+def test_gradcheck(backend):
+    A = random_csr(9, 7, 0.4, dtype=torch.float64, seed=2)
+    X = torch.randn(7, 3, dtype=torch.float64, requires_grad=True)
+    val = A.val.clone().requires_grad_(True)
+    bias = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    scale = torch.rand(9, dtype=torch.float64, requires_grad=True)
+    f = lambda v, x, s, b: spmm(A.with_values(v), x, row_scale=s, bias=b, backend=backend)
+    assert torch.autograd.gradcheck(f, (val, X, scale, bias))
+    if backend == "triton":
+        return  # the interpreter is slow; first derivatives above already go through triton
+    assert torch.autograd.gradgradcheck(lambda v, x: spmm(A.with_values(v), x, backend=backend), (val, X))
+
+
+def test_bool_mask_gradient_only_flows_to_kept_entries():
+    A = random_csr(10, 8, 0.5, dtype=torch.float64)
+    X = torch.randn(8, 5, dtype=torch.float64, requires_grad=True)
+    m = torch.rand(8, 5) > 0.5
+    spmm(A, X, x_mask=m).sum().backward()
+    assert (X.grad[~m] == 0).all()
+
+
+@given(rows=st.integers(0, 40), cols=st.integers(1, 40), F=st.integers(1, 70),
+       density=st.floats(0.0, 1.0), seed=st.integers(0, 10**6), i32=st.booleans(),
+       values=st.booleans(), f64=st.booleans(), power=st.booleans())
+def test_fuzz_against_oracle(rows, cols, F, density, seed, i32, values, f64, power):
+    dtype = torch.float64 if f64 else torch.float32
+    A = random_csr(rows, cols, density, dtype=dtype, index_dtype=torch.int32 if i32 else torch.int64,
+                   values=values, power_law=power, seed=seed)
+    X, m, s, bb = _inputs(A, F, dtype, seed=seed, mask="bool", scale=True, bias=True)
+    expected = dense_oracle(A, X, m, s, bb).to(dtype)
+    for b in [b for b in test_backends() if b != "triton"]:  # triton has its own fuzz
+        torch.testing.assert_close(spmm(A, X, x_mask=m, row_scale=s, bias=bb, backend=b), expected,
+                                   **tolerances(dtype))
+
+
+class TestBadInput:
+    A = random_csr(4, 5, 0.5)
+    X = torch.randn(5, 3)
+
+    @pytest.mark.parametrize("call, exc, word", [
+        (lambda A, X: spmm(A.to_dense(), X), TypeError, "A must be a sparselth.CSR"),
+        (lambda A, X: spmm(A, X.numpy()), TypeError, "X must be a torch.Tensor"),
+        (lambda A, X: spmm(A, X[0]), ValueError, "X must be 2-D"),
+        (lambda A, X: spmm(A, torch.randn(4, 3)), ValueError, "A.shape\\[1\\] = 5"),
+        (lambda A, X: spmm(A, X.double()), TypeError, "A.val has dtype"),
+        (lambda A, X: spmm(A, X.long()), TypeError, "X must be float"),
+        (lambda A, X: spmm(A, X, x_mask=torch.ones(5, 2, dtype=torch.bool)), ValueError, "x_mask"),
+        (lambda A, X: spmm(A, X, x_mask=torch.ones(5, 3, dtype=torch.float64)), TypeError, "x_mask"),
+        (lambda A, X: spmm(A, X, row_scale=torch.ones(5)), ValueError, "row_scale"),
+        (lambda A, X: spmm(A, X, bias=torch.ones(4)), ValueError, "bias"),
+        (lambda A, X: spmm(A, X, bias=torch.ones(3, dtype=torch.float64)), TypeError, "bias"),
+        (lambda A, X: spmm(A, X, backend="mkl"), ValueError, "backend"),
+        (lambda A, X: spmm(A.with_values(None), X.half(), backend="cpp") if "cpp" in sparselth.backends()
+            else (_ for _ in ()).throw(TypeError("cpp")), TypeError, "cpp"),
+    ])
+    def test_raises(self, call, exc, word):
+        with pytest.raises(exc, match=word):
+            call(self.A, self.X)
+
+    def test_raw_kernel_checks_rowptr_against_nnz(self):
+        if "cpp" not in sparselth.backends():
+            pytest.skip("the C++ extension is not built")
+        with pytest.raises(ValueError, match="rowptr"):
+            torch.ops.sparselth.spmm_kernel(torch.tensor([0, 5]), torch.tensor([0]), None,
+                                            torch.randn(1, 2), None, None, None, 1)
+        with pytest.raises(TypeError, match="rowptr and col must both be"):
+            torch.ops.sparselth.spmm_kernel(torch.tensor([0, 1]), torch.tensor([0], dtype=torch.int32),
+                                            None, torch.randn(1, 2), None, None, None, 1)
+
+
+def test_backend_selection_by_context_and_env():
+    A = random_csr(6, 6, 0.5)
+    X = torch.randn(6, 2)
+    with sparselth.use_backend("reference"):
+        torch.testing.assert_close(spmm(A, X), dense_oracle(A, X).float())
+    with pytest.raises(ValueError, match="use_backend"):
+        with sparselth.use_backend("nope"):
+            pass
+    code = ("import torch, sparselth; from sparselth.ops import backend as b; "
+            "print(b.resolve('auto', torch.device('cpu'), torch.float32, 'x'))")
+    env = dict(os.environ, SPARSELTH_BACKEND="reference")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "reference"
+    assert "reference" in sparselth.backends()
+
+
+def test_opcheck():
+    A = random_csr(8, 6, 0.4, dtype=torch.float64)
+    At = A.t()
+    X = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
+    for b in test_backends():
+        args = (A.rowptr, A.col, A.val, X, None, None, None, At.rowptr, At.col,
+                A.csr_to_csc_perm(), 8, b)
+        torch.library.opcheck(torch.ops.sparselth.spmm.default, args)
+
+
+def test_torch_compile_fullgraph_matches_eager():
+    A = random_csr(30, 20, 0.3, seed=9)
+    A.t()
+    X = torch.randn(20, 8, requires_grad=True)
+    w = torch.randn(8, 4)
+
+    def f(X):
+        return torch.relu(spmm(A, X @ w if False else X)) @ w
+
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    out = compiled(X)
+    torch.testing.assert_close(out, f(X))
+    out.sum().backward()
+    g = X.grad.clone()
+    X.grad = None
+    f(X).sum().backward()
+    torch.testing.assert_close(g, X.grad)
