@@ -19,6 +19,7 @@ import torch
 
 BACKENDS = ("reference", "cpp", "triton", "cuda")
 _state = threading.local()
+_RESOLVED: dict = {}   # (requested name, device type, dtype) -> backend; errors are not cached
 
 
 @functools.lru_cache(maxsize=None)
@@ -77,20 +78,23 @@ def use_backend(name: str) -> Iterator[None]:
         stack.pop()
 
 
-def _requested(backend: str) -> str:
-    if backend != "auto":
-        return backend
-    stack = getattr(_state, "stack", None)
-    if stack:
-        return stack[-1]
-    return os.environ.get("SPARSELTH_BACKEND", "auto") or "auto"
-
-
 @torch.compiler.assume_constant_result
 def resolve(backend: str, device: torch.device, dtype: torch.dtype, op: str) -> str:
     """The concrete backend for an op on ``device``/``dtype``; a clear error if impossible.
     Under ``torch.compile`` the choice is made once, at trace time."""
-    name = _requested(backend)
+    name = backend
+    if name == "auto":
+        stack = getattr(_state, "stack", None)
+        name = stack[-1] if stack else (os.environ.get("SPARSELTH_BACKEND") or "auto")
+    key = (name, device.type, dtype)
+    hit = _RESOLVED.get(key)
+    if hit is not None:
+        return hit
+    _RESOLVED[key] = choice = _choose(name, device, dtype, op)
+    return choice
+
+
+def _choose(name: str, device: torch.device, dtype: torch.dtype, op: str) -> str:
     if name not in BACKENDS and name != "auto":
         raise ValueError(f"{op}: backend must be one of {BACKENDS} or 'auto', got {name!r}")
     half = dtype in (torch.float16, torch.bfloat16)
