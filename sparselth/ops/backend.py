@@ -78,7 +78,6 @@ def use_backend(name: str) -> Iterator[None]:
         stack.pop()
 
 
-@torch.compiler.assume_constant_result
 def resolve(backend: str, device: torch.device, dtype: torch.dtype, op: str) -> str:
     """The concrete backend for an op on ``device``/``dtype``; a clear error if impossible.
     Under ``torch.compile`` the choice is made once, at trace time."""
@@ -92,6 +91,11 @@ def resolve(backend: str, device: torch.device, dtype: torch.dtype, op: str) -> 
         return hit
     _RESOLVED[key] = choice = _choose(name, device, dtype, op)
     return choice
+
+
+# What ``torch.compiler.assume_constant_result`` sets (without importing torch._dynamo, which
+# would add seconds to ``import sparselth``): Dynamo calls ``resolve`` once and bakes the result in.
+resolve._dynamo_marked_constant = True
 
 
 def _choose(name: str, device: torch.device, dtype: torch.dtype, op: str) -> str:

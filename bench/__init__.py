@@ -1,0 +1,1 @@
+"""sparselth benchmark suites. Run ``python -m bench.spmm --help`` (or ``make bench``)."""
