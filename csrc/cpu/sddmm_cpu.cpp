@@ -4,6 +4,8 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <cstring>
+
 #include "check.h"
 #include "partition.h"
 
@@ -13,6 +15,43 @@ namespace {
 constexpr int64_t kSerialWork = 1 << 15;
 constexpr int64_t kPrefetchDistance = 8;
 
+template <typename scalar_t>
+struct Simd;
+template <>
+struct Simd<float> { typedef float type __attribute__((vector_size(32))); };
+template <>
+struct Simd<double> { typedef double type __attribute__((vector_size(32))); };
+
+// dot(a, b) over F entries: two vector accumulators, then a scalar tail.
+template <typename scalar_t>
+inline scalar_t dot(const scalar_t* a, const scalar_t* b, int64_t F) {
+  using vec_t = typename Simd<scalar_t>::type;
+  constexpr int L = sizeof(vec_t) / sizeof(scalar_t);
+  vec_t acc0{}, acc1{};
+  int64_t f = 0;
+  for (; f + 2 * L <= F; f += 2 * L) {
+    vec_t a0, a1, b0, b1;
+    std::memcpy(&a0, a + f, sizeof(vec_t));
+    std::memcpy(&a1, a + f + L, sizeof(vec_t));
+    std::memcpy(&b0, b + f, sizeof(vec_t));
+    std::memcpy(&b1, b + f + L, sizeof(vec_t));
+    acc0 += a0 * b0;
+    acc1 += a1 * b1;
+  }
+  if (f + L <= F) {
+    vec_t a0, b0;
+    std::memcpy(&a0, a + f, sizeof(vec_t));
+    std::memcpy(&b0, b + f, sizeof(vec_t));
+    acc0 += a0 * b0;
+    f += L;
+  }
+  acc0 += acc1;
+  scalar_t out = scalar_t(0);
+  for (int l = 0; l < L; ++l) out += acc0[l];
+  for (; f < F; ++f) out += a[f] * b[f];
+  return out;
+}
+
 template <typename scalar_t, typename index_t>
 void sddmm_rows(const index_t* rowptr, const index_t* col, const scalar_t* x, const scalar_t* y,
                 int64_t row_begin, int64_t row_end, int64_t F, int64_t nnz, scalar_t* out) {
@@ -20,13 +59,12 @@ void sddmm_rows(const index_t* rowptr, const index_t* col, const scalar_t* x, co
     const scalar_t* xi = x + i * F;
     for (int64_t e = rowptr[i], e1 = rowptr[i + 1]; e < e1; ++e) {
       if (e + kPrefetchDistance < nnz) {
-        __builtin_prefetch(y + static_cast<int64_t>(col[e + kPrefetchDistance]) * F, 0, 1);
+        const char* ahead = reinterpret_cast<const char*>(
+            y + static_cast<int64_t>(col[e + kPrefetchDistance]) * F);
+        for (int64_t l = 0; l < F * (int64_t)sizeof(scalar_t) && l < 1024; l += 64)
+          __builtin_prefetch(ahead + l, 0, 1);
       }
-      const scalar_t* yj = y + static_cast<int64_t>(col[e]) * F;
-      scalar_t acc = scalar_t(0);
-#pragma omp simd reduction(+ : acc)
-      for (int64_t f = 0; f < F; ++f) acc += xi[f] * yj[f];
-      out[e] = acc;
+      out[e] = dot(xi, y + static_cast<int64_t>(col[e]) * F, F);
     }
   }
 }
