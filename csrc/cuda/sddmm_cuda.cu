@@ -98,7 +98,8 @@ __global__ void sddmm_kernel(const I* __restrict__ rowptr, const I* __restrict__
     const T* __restrict__ xr = x + row * F;
     const T* __restrict__ yr = y + static_cast<int64_t>(col[e]) * F;
     A acc = A(0);
-    for (int64_t f = static_cast<int64_t>(g_lane) * VEC; f < F; f += static_cast<int64_t>(G) * VEC) {
+    const int64_t step = static_cast<int64_t>(G) * VEC;
+    for (int64_t f = static_cast<int64_t>(g_lane) * VEC; f < F; f += step) {
       const Vec<T, VEC> xv = load_vec<T, VEC>(xr + f);
       const Vec<T, VEC> yv = load_vec<T, VEC>(yr + f);
 #pragma unroll

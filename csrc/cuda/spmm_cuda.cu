@@ -135,10 +135,11 @@ __device__ __forceinline__ typename AccOf<T>::type epilogue(typename AccOf<T>::t
 template <typename T, typename I, typename MaskT, int VEC, bool HAS_VAL, bool HAS_SCALE,
           bool HAS_BIAS>
 __global__ void spmm_rows_kernel(const I* __restrict__ rowptr, const I* __restrict__ col,
-                     const T* __restrict__ val, const T* __restrict__ x,
-                     const MaskT* __restrict__ x_mask, const T* __restrict__ row_scale,
-                     const T* __restrict__ bias, T* __restrict__ out, int64_t num_rows, int64_t F,
-                     int G, int64_t long_row_nnz) {
+                                 const T* __restrict__ val, const T* __restrict__ x,
+                                 const MaskT* __restrict__ x_mask,
+                                 const T* __restrict__ row_scale, const T* __restrict__ bias,
+                                 T* __restrict__ out, int64_t num_rows, int64_t F, int G,
+                                 int64_t long_row_nnz) {
   using A = typename AccOf<T>::type;
   const int64_t row = (static_cast<int64_t>(blockIdx.x) * kBlock + threadIdx.x) / G;
   if (row >= num_rows) return;  // whole group leaves together
@@ -171,10 +172,12 @@ __global__ void spmm_rows_kernel(const I* __restrict__ rowptr, const I* __restri
 template <typename T, typename I, typename MaskT, int VEC, bool HAS_VAL, bool HAS_SCALE,
           bool HAS_BIAS>
 __global__ void spmm_long_rows_kernel(const I* __restrict__ rowptr, const I* __restrict__ col,
-                          const T* __restrict__ val, const T* __restrict__ x,
-                          const MaskT* __restrict__ x_mask, const T* __restrict__ row_scale,
-                          const T* __restrict__ bias, T* __restrict__ out, int64_t num_rows,
-                          int64_t F, int G, int64_t long_row_nnz) {
+                                      const T* __restrict__ val, const T* __restrict__ x,
+                                      const MaskT* __restrict__ x_mask,
+                                      const T* __restrict__ row_scale,
+                                      const T* __restrict__ bias, T* __restrict__ out,
+                                      int64_t num_rows, int64_t F, int G,
+                                      int64_t long_row_nnz) {
   using A = typename AccOf<T>::type;
   __shared__ A partial[kBlock * VEC];  // [slice][g_lane][k] == [threadIdx.x][k]
   __shared__ int64_t long_rows[kBlock];
@@ -255,7 +258,7 @@ template <typename T, typename I, typename MaskT, int VEC>
 cudaError_t launch_with_vec(const I* rowptr, const I* col, const T* val, const T* x,
                             const MaskT* x_mask, const T* row_scale, const T* bias, T* out,
                             int64_t num_rows, int64_t nnz, int64_t F, cudaStream_t stream) {
-  int64_t lanes_needed = (F + VEC - 1) / VEC;
+  const int64_t lanes_needed = (F + VEC - 1) / VEC;
   int G = 1;
   while (G < kWarp && G < lanes_needed) G *= 2;
 
@@ -303,8 +306,8 @@ cudaError_t launch_with_mask(const I* rowptr, const I* col, const T* val, const 
   constexpr int kVec = 16 / sizeof(T);  // 16-byte loads of x
   static_assert(kVec * sizeof(T) == 16, "value types are 2, 4 or 8 bytes");
   constexpr size_t kMaskBytes = kVec * mask_elem_bytes<MaskT>();
-  const bool vec_ok = F % kVec == 0 && aligned(x, 16) && aligned(out, 16) && aligned(bias, 16) &&
-                      aligned(x_mask, kMaskBytes);
+  const bool vec_ok =
+      F % kVec == 0 && aligned(x, 16) && aligned(out, 16) && aligned(x_mask, kMaskBytes);
   if (vec_ok)
     return launch_with_vec<T, I, MaskT, kVec>(rowptr, col, val, x, x_mask, row_scale, bias, out,
                                               num_rows, nnz, F, stream);

@@ -15,7 +15,8 @@ namespace gpu {
 // get a group of lanes each.
 constexpr int64_t kSpmmLongRowNnz = 256;
 
-// out[i, :] = row_scale[i] * sum_{e = rowptr[i]}^{rowptr[i+1]-1} val[e] * (x * x_mask)[col[e], :] + bias[:]
+// out[i, :] = row_scale[i] * sum_{rowptr[i] <= e < rowptr[i+1]} val[e] * (x * x_mask)[col[e], :]
+//             + bias[:]
 //
 // Buffers (device memory of the current device, contiguous, row-major):
 //   rowptr     (num_rows + 1) I, non-decreasing, rowptr[0] == 0, rowptr[num_rows] == nnz
