@@ -17,6 +17,7 @@ namespace {
 
 constexpr int64_t kPrefetchDistance = 8;   // entries ahead: covers DRAM latency at ~1 row/10 ns
 constexpr int64_t kSerialWork = 1 << 15;   // below this many MACs one thread beats the fork
+constexpr int64_t kPrefetchBytes = 1 << 20;  // X larger than this: prefetch gathered rows
 
 enum MaskKind { kNoMask = 0, kBoolMask = 1, kValueMask = 2 };
 
@@ -30,14 +31,10 @@ struct Epilogue {
   const void* bias;
 };
 
-// 32-byte SIMD vectors (GCC/Clang vector extensions: AVX2/AVX-512 with -march=native,
-// split into narrower instructions elsewhere). Unaligned loads and stores go through memcpy.
-template <typename scalar_t>
-struct Simd;
-template <>
-struct Simd<float> { typedef float type __attribute__((vector_size(32))); };
-template <>
-struct Simd<double> { typedef double type __attribute__((vector_size(32))); };
+// SIMD vectors of up to 64 bytes (GCC/Clang vector extensions: one AVX-512 register with
+// -march=native, split into narrower instructions on machines without it). Unaligned loads and stores go through memcpy.
+template <typename scalar_t, int BYTES>
+struct Simd { typedef scalar_t type __attribute__((vector_size(BYTES))); };
 
 template <typename vec_t, typename scalar_t>
 inline vec_t load_vec(const scalar_t* p) {
@@ -60,19 +57,20 @@ inline vec_t load_mask(const mask_t* p) {
 
 // One feature tile [f0, f0 + W) of row i, accumulated in W / L vector registers and
 // stored once with the epilogue applied.
-template <typename scalar_t, typename index_t, bool HAS_VAL, int MASK, int W>
+template <typename scalar_t, typename index_t, bool HAS_VAL, int MASK, int W, bool PREFETCH>
 inline void row_tile(const index_t* col, const scalar_t* val, int64_t e0, int64_t e1,
                      int64_t nnz, const scalar_t* x,
                      const typename MaskType<scalar_t, MASK>::type* mask, int64_t F, int64_t f0,
                      scalar_t scale, const scalar_t* bias, scalar_t* out_row) {
-  using vec_t = typename Simd<scalar_t>::type;
+  constexpr int kBytes = W * sizeof(scalar_t) < 64 ? W * sizeof(scalar_t) : 64;
+  using vec_t = typename Simd<scalar_t, kBytes>::type;
   constexpr int L = sizeof(vec_t) / sizeof(scalar_t);
   static_assert(W % L == 0, "a register tile is whole vectors");
   constexpr int NV = W / L;
   vec_t acc[NV];
   for (int k = 0; k < NV; ++k) acc[k] = vec_t{} ;
   for (int64_t e = e0; e < e1; ++e) {
-    if (e + kPrefetchDistance < nnz) {
+    if (PREFETCH && e + kPrefetchDistance < nnz) {
       const scalar_t* ahead = x + static_cast<int64_t>(col[e + kPrefetchDistance]) * F + f0;
       for (int l = 0; l < W * (int)sizeof(scalar_t); l += 64) {
         __builtin_prefetch(reinterpret_cast<const char*>(ahead) + l, 0, 1);
@@ -118,7 +116,7 @@ inline void row_rest(const index_t* col, const scalar_t* val, int64_t e0, int64_
 
 // Rows [row_begin, row_end) over features [fa, fb): register tiles of 256, 128, 64 and 32
 // bytes, then the rest accumulates in the output row.
-template <typename scalar_t, typename index_t, bool HAS_VAL, int MASK>
+template <typename scalar_t, typename index_t, bool HAS_VAL, int MASK, bool PREFETCH>
 void spmm_rows(const index_t* rowptr, const index_t* col, const scalar_t* val,
                const scalar_t* x, const typename MaskType<scalar_t, MASK>::type* mask,
                const scalar_t* row_scale, const scalar_t* bias, int64_t row_begin,
@@ -130,24 +128,16 @@ void spmm_rows(const index_t* rowptr, const index_t* col, const scalar_t* val,
     const scalar_t scale = row_scale != nullptr ? row_scale[i] : scalar_t(1);
     scalar_t* out_row = out + i * F;
     int64_t f0 = fa;
-    for (; f0 + W0 <= fb; f0 += W0)
-      row_tile<scalar_t, index_t, HAS_VAL, MASK, W0>(col, val, e0, e1, nnz, x, mask, F, f0,
-                                                      scale, bias, out_row);
-    if (f0 + W1 <= fb) {
-      row_tile<scalar_t, index_t, HAS_VAL, MASK, W1>(col, val, e0, e1, nnz, x, mask, F, f0,
-                                                      scale, bias, out_row);
-      f0 += W1;
-    }
-    if (f0 + W2 <= fb) {
-      row_tile<scalar_t, index_t, HAS_VAL, MASK, W2>(col, val, e0, e1, nnz, x, mask, F, f0,
-                                                      scale, bias, out_row);
-      f0 += W2;
-    }
-    if (f0 + W3 <= fb) {
-      row_tile<scalar_t, index_t, HAS_VAL, MASK, W3>(col, val, e0, e1, nnz, x, mask, F, f0,
-                                                      scale, bias, out_row);
-      f0 += W3;
-    }
+    auto tile = [&](auto width) {
+      constexpr int W = decltype(width)::value;
+      row_tile<scalar_t, index_t, HAS_VAL, MASK, W, PREFETCH>(col, val, e0, e1, nnz, x, mask, F,
+                                                               f0, scale, bias, out_row);
+      f0 += W;
+    };
+    while (f0 + W0 <= fb) tile(std::integral_constant<int, W0>());
+    if (f0 + W1 <= fb) tile(std::integral_constant<int, W1>());
+    if (f0 + W2 <= fb) tile(std::integral_constant<int, W2>());
+    if (f0 + W3 <= fb) tile(std::integral_constant<int, W3>());
     if (f0 < fb)
       row_rest<scalar_t, index_t, HAS_VAL, MASK>(col, val, e0, e1, x, mask, F, f0, fb, scale,
                                                  bias, out_row);
@@ -174,14 +164,20 @@ void spmm_launch(const at::Tensor& rowptr, const at::Tensor& col,
   const int64_t work = (nnz + num_rows) * std::max<int64_t>(F, 1);
   const int64_t threads = work < kSerialWork ? 1 : at::get_num_threads();
   const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(threads, num_rows));
+  // Software prefetch pays only when the gathered rows of X come from beyond the L2 cache.
+  const bool prefetch = x.numel() * static_cast<int64_t>(sizeof(scalar_t)) > kPrefetchBytes;
   // Whole rows of X per gathered entry: measured faster than feature tiling (cache-sized
   // column blocks of X, several passes over the structure) on power-law graphs here.
   at::parallel_for(0, chunks, 1, [&](int64_t c_begin, int64_t c_end) {
     for (int64_t c = c_begin; c < c_end; ++c) {
       int64_t r0, r1;
       chunk_rows(rp, num_rows, c, chunks, &r0, &r1);
-      spmm_rows<scalar_t, index_t, HAS_VAL, MASK>(rp, cp, vp, xp, mp, sp, bp, r0, r1, F, 0, F,
-                                                  nnz, op);
+      if (prefetch)
+        spmm_rows<scalar_t, index_t, HAS_VAL, MASK, true>(rp, cp, vp, xp, mp, sp, bp, r0, r1, F,
+                                                          0, F, nnz, op);
+      else
+        spmm_rows<scalar_t, index_t, HAS_VAL, MASK, false>(rp, cp, vp, xp, mp, sp, bp, r0, r1, F,
+                                                           0, F, nnz, op);
     }
   });
 }
