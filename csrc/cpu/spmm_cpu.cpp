@@ -123,6 +123,21 @@ void spmm_rows(const index_t* rowptr, const index_t* col, const scalar_t* val,
                int64_t row_end, int64_t F, int64_t fa, int64_t fb, int64_t nnz, scalar_t* out) {
   constexpr int W0 = 256 / sizeof(scalar_t);
   constexpr int W1 = W0 / 2, W2 = W0 / 4, W3 = W0 / 8;
+  if (F == 1) {  // SpMV (e.g. batch-1 sparse linear): a gather-dot per row, vectorisable
+    for (int64_t i = row_begin; i < row_end; ++i) {
+      scalar_t acc = scalar_t(0);
+#pragma omp simd reduction(+ : acc)
+      for (int64_t e = rowptr[i]; e < rowptr[i + 1]; ++e) {
+        const int64_t j = col[e];
+        scalar_t xv = x[j];
+        if constexpr (MASK != kNoMask) xv *= static_cast<scalar_t>(mask[j]);
+        acc += (HAS_VAL ? val[e] : scalar_t(1)) * xv;
+      }
+      out[i] = acc * (row_scale != nullptr ? row_scale[i] : scalar_t(1)) +
+               (bias != nullptr ? bias[0] : scalar_t(0));
+    }
+    return;
+  }
   for (int64_t i = row_begin; i < row_end; ++i) {
     const int64_t e0 = rowptr[i], e1 = rowptr[i + 1];
     const scalar_t scale = row_scale != nullptr ? row_scale[i] : scalar_t(1);
