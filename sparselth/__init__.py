@@ -6,9 +6,11 @@ Layers, bottom to top: ``sparse`` (CSR), ``ops`` (spmm, sddmm on reference/cpp/t
 
 __version__ = "0.1.0"
 
-from . import ops, prune, sparse  # noqa: E402
+from . import nn, ops, prune, sparse  # noqa: E402
+from .compile import CompileReport, compile  # noqa: E402
 from .ops import backends, use_backend  # noqa: E402
 from .sparse import CSR  # noqa: E402
 from .ticket import Ticket  # noqa: E402
 
-__all__ = ["CSR", "Ticket", "ops", "prune", "sparse", "backends", "use_backend", "__version__"]
+__all__ = ["CSR", "Ticket", "CompileReport", "compile", "nn", "ops", "prune", "sparse",
+           "backends", "use_backend", "__version__"]

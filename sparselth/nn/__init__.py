@@ -1,0 +1,20 @@
+"""Neural-network layers: training-time masked layers and deploy-time sparse layers.
+
+Training (finding tickets): :class:`MaskedLinear`, :class:`MaskedConv2d`,
+:class:`MaskedConvTranspose2d` keep the dense weight and a ``weight_mask`` buffer.
+
+Deployment (running tickets): :class:`SparseLinear`, :class:`SparseConv2d`,
+:class:`SparseConvTranspose2d` (CSR weights on sparselth's kernels), :class:`ChannelPrunedLinear`,
+:class:`ChannelPrunedConv2d` (physically smaller dense layers), :class:`BlockSparseLinear`,
+:class:`SemiStructuredLinear` (2:4, GPU). Each has ``from_dense(module, mask=None)``.
+"""
+
+from .masked import MaskedConv2d, MaskedConvTranspose2d, MaskedLinear
+from .sparse import (BlockSparseLinear, ChannelPrunedConv2d, ChannelPrunedLinear,
+                     SemiStructuredLinear, SparseConv2d, SparseConvTranspose2d, SparseLinear)
+
+__all__ = [
+    "MaskedLinear", "MaskedConv2d", "MaskedConvTranspose2d",
+    "SparseLinear", "SparseConv2d", "SparseConvTranspose2d",
+    "ChannelPrunedLinear", "ChannelPrunedConv2d", "BlockSparseLinear", "SemiStructuredLinear",
+]

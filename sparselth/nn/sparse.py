@@ -1,0 +1,554 @@
+"""Deploy-time sparse layers: a pruned layer stored in a sparse format and run on sparse kernels.
+
+Every module is built from a dense layer and its mask with ``from_dense(module, mask=None)``
+(``mask=None`` uses the module's ``weight_mask`` buffer when it has one, else the non-zeros of
+its weight) and computes exactly what the masked dense layer computes:
+
+* :class:`SparseLinear`, :class:`SparseConv2d`, :class:`SparseConvTranspose2d`: CSR weight
+  (``rowptr``/``col`` buffers, stored values as the trainable parameter ``values``), run by
+  :mod:`sparselth.ops.sparse_linear` / :mod:`sparselth.ops.sparse_conv`; gradients reach the
+  input, the stored values and the bias, so a compiled ticket can be fine-tuned.
+* :class:`ChannelPrunedLinear`, :class:`ChannelPrunedConv2d`: a physically smaller dense layer
+  over the live input/output channels (dense kernels; best for channel-structured masks).
+* :class:`BlockSparseLinear`: block-sparse (BSR-like) weight.
+* :class:`SemiStructuredLinear`: 2:4 sparse tensor cores (NVIDIA GPUs, compute capability >= 8).
+
+``route``/``backend`` attributes pick the kernel (``"auto"`` by default); ``sparselth.compile``
+sets them per layer after timing the candidates.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..ops.sparse_conv import ConvPlan, ShiftedStructure, sparse_conv2d, sparse_conv_transpose2d
+from ..ops.sparse_linear import sparse_linear
+from ..sparse.csr import CSR
+from ..sparse.weights import (BlockSparse, ChannelPruned, csr_from_weight, csr_to_weight,
+                              to_semi_structured)
+
+Tensor = torch.Tensor
+
+__all__ = ["SparseLinear", "SparseConv2d", "SparseConvTranspose2d", "ChannelPrunedLinear",
+           "ChannelPrunedConv2d", "BlockSparseLinear", "SemiStructuredLinear"]
+
+
+def _module_mask(module: nn.Module, mask: Optional[Tensor]) -> Optional[Tensor]:
+    if mask is None:
+        mask = getattr(module, "weight_mask", None)
+    return mask
+
+
+def _check_module(op: str, module, kind) -> None:
+    if not isinstance(module, kind):
+        raise TypeError(f"{op}: module must be an nn.{kind.__name__}, got {type(module).__name__}")
+
+
+def _pair(v) -> Tuple[int, int]:
+    return (v, v) if isinstance(v, int) else tuple(int(t) for t in v)
+
+
+class _CSRWeight(nn.Module):
+    """Shared storage of the CSR modules: ``rowptr``/``col`` buffers, ``values`` parameter."""
+
+    def _init_csr(self, weight: CSR, weight_shape: Sequence[int], dtype=None) -> None:
+        if not isinstance(weight, CSR):
+            raise TypeError(f"{type(self).__name__}: weight must be a sparselth.CSR, got "
+                            f"{type(weight).__name__}")
+        vals = weight.values(dtype)
+        if dtype is not None:
+            vals = vals.to(dtype)
+        self.register_buffer("rowptr", weight.rowptr.clone())
+        self.register_buffer("col", weight.col.clone())
+        self.values = nn.Parameter(vals.detach().clone())
+        self.weight_shape = tuple(int(s) for s in weight_shape)
+        self._cache = None
+
+    # cached pattern (validated once, transpose computed once) -----------------------------
+    def _clear_cache(self) -> None:
+        self._cache = None
+
+    def _apply(self, fn, recurse=True):
+        self._clear_cache()
+        return super()._apply(fn, recurse)
+
+    def _pattern(self) -> CSR:
+        c = self._cache
+        if c is None or c["rowptr"] is not self.rowptr or c["col"] is not self.col:
+            shape = (self.weight_shape[0], math.prod(self.weight_shape[1:]))
+            A = CSR(self.rowptr, self.col, None, shape, validate=True)
+            if self.values.numel() != A.nnz:
+                raise ValueError(f"{type(self).__name__}: values has {self.values.numel()} "
+                                 f"entries but the structure stores {A.nnz}")
+            A.t()
+            c = self._cache = {"rowptr": self.rowptr, "col": self.col, "A": A}
+        return c["A"]
+
+    def weight_csr(self, with_transpose: bool = True) -> CSR:
+        """The weight as a CSR whose values are the ``values`` parameter (grad flows); when
+        training, with the cached transpose an ``spmm`` backward needs."""
+        A = self._pattern()
+        if with_transpose and torch.is_grad_enabled() and self.values.requires_grad:
+            return A.with_values(self.values)          # carries the cached transpose
+        return CSR(A.rowptr, A.col, self.values, A.shape, validate=False)
+
+    @property
+    def nnz(self) -> int:
+        return self.values.numel()
+
+    @property
+    def density(self) -> float:
+        total = 1
+        for s in self.weight_shape:
+            total *= s
+        return self.nnz / max(total, 1)
+
+    @property
+    def sparsity(self) -> float:
+        return 1.0 - self.density
+
+    def dense_weight(self) -> Tensor:
+        """The dense weight (zeros where pruned), in the original layer's shape."""
+        A = self._pattern()
+        return csr_to_weight(CSR(A.rowptr, A.col, self.values.detach(), A.shape, validate=False),
+                             self.weight_shape)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        # A ticket with another sparsity has other nnz: take the incoming sizes.
+        for name in ("rowptr", "col"):
+            t = state_dict.get(prefix + name)
+            buf = getattr(self, name)
+            if isinstance(t, Tensor) and (t.shape != buf.shape or t.dtype != buf.dtype):
+                setattr(self, name, torch.empty(t.shape, dtype=t.dtype, device=buf.device))
+        t = state_dict.get(prefix + "values")
+        if isinstance(t, Tensor) and t.shape != self.values.shape:
+            self.values = nn.Parameter(torch.empty(t.shape, dtype=self.values.dtype,
+                                                   device=self.values.device),
+                                       requires_grad=self.values.requires_grad)
+        self._clear_cache()
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
+
+
+class SparseLinear(_CSRWeight):
+    """``y = x @ W^T + b`` with a CSR weight (see :func:`sparselth.ops.sparse_linear.sparse_linear`).
+
+    Args:
+        in_features, out_features: as ``nn.Linear``.
+        weight: ``(out_features, in_features)`` :class:`~sparselth.CSR`.
+        bias: optional ``(out_features,)`` tensor (becomes a parameter).
+        backend: kernel backend, ``"auto"`` by default.
+
+    Example::
+
+        >>> layer = SparseLinear.from_dense(nn.Linear(1024, 1024), mask)
+        >>> y = layer(x)                      # == F.linear(x, W * mask, b)
+    """
+
+    def __init__(self, in_features: int, out_features: int, weight: CSR,
+                 bias: Optional[Tensor] = None, *, backend: str = "auto"):
+        super().__init__()
+        if not isinstance(weight, CSR):
+            raise TypeError(f"SparseLinear: weight must be a sparselth.CSR, got {type(weight).__name__}")
+        if weight.shape != (out_features, in_features):
+            raise ValueError(f"SparseLinear: weight must have shape ({out_features}, "
+                             f"{in_features}), got {weight.shape}")
+        self.in_features, self.out_features = in_features, out_features
+        self._init_csr(weight, (out_features, in_features))
+        self.bias = None if bias is None else nn.Parameter(bias.detach().clone())
+        self.backend = backend
+        self._structure = None
+
+    @classmethod
+    def from_dense(cls, module: nn.Linear, mask: Optional[Tensor] = None, *,
+                   backend: str = "auto", index_dtype: Optional[torch.dtype] = None
+                   ) -> "SparseLinear":
+        """From an ``nn.Linear`` and its mask (``None``: ``module.weight_mask`` or non-zeros)."""
+        _check_module("SparseLinear.from_dense", module, nn.Linear)
+        A = csr_from_weight(module.weight, _module_mask(module, mask), index_dtype=index_dtype)
+        return cls(module.in_features, module.out_features, A, module.bias, backend=backend)
+
+    def _clear_cache(self) -> None:
+        super()._clear_cache()
+        self._structure = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        A = self.weight_csr()
+        if self._structure is None or self._structure.rowptr is not A.rowptr:
+            self._structure = ShiftedStructure.from_csr(self._pattern())
+        return sparse_linear(x, A, self.bias, structure=self._structure, backend=self.backend)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"nnz={self.nnz}, sparsity={self.sparsity:.3f}, bias={self.bias is not None}")
+
+
+def _conv_padding(padding, kernel_size, dilation, padding_mode):
+    """``(conv padding, explicit pre-pad or None, pre-pad mode)`` reproducing ``nn.Conv2d``."""
+    kh, kw = kernel_size
+    dh, dw = dilation
+    if isinstance(padding, str):
+        if padding == "valid":
+            p, pre = (0, 0), None
+        elif padding == "same":
+            tot = (dh * (kh - 1), dw * (kw - 1))
+            left = (tot[0] // 2, tot[1] // 2)
+            if tot[0] % 2 == 0 and tot[1] % 2 == 0:
+                p, pre = left, None
+            else:
+                p, pre = (0, 0), (left[1], tot[1] - left[1], left[0], tot[0] - left[0])
+        else:
+            raise ValueError(f"SparseConv2d: padding must be an int, a pair, 'same' or 'valid', "
+                             f"got {padding!r}")
+    else:
+        p, pre = _pair(padding), None
+    if padding_mode != "zeros":
+        if pre is None:
+            pre = (p[1], p[1], p[0], p[0])
+        p = (0, 0)
+        return p, pre, padding_mode
+    return p, pre, "constant"
+
+
+class SparseConv2d(_CSRWeight):
+    """2-D convolution with a CSR weight: equals the masked ``nn.Conv2d`` (all of stride,
+    padding incl. ``'same'`` and non-zero padding modes, dilation, groups, bias).
+
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
+        padding_mode: as ``nn.Conv2d``.
+        weight: ``(out_channels, in_channels // groups * kh * kw)`` CSR of
+            ``conv.weight.reshape(out_channels, -1)``.
+        bias: optional ``(out_channels,)``.
+        route: ``"auto"``, ``"direct"`` (no im2col) or ``"im2col"``; backend: ``"auto"`` etc.
+
+    Example::
+
+        >>> layer = SparseConv2d.from_dense(conv, mask)
+        >>> y = layer(x)                    # == conv with weight * mask
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, weight: CSR,
+                 bias: Optional[Tensor] = None, stride=1, padding: Union[int, Tuple[int, int], str] = 0,
+                 dilation=1, groups: int = 1, padding_mode: str = "zeros", *,
+                 route: str = "auto", backend: str = "auto"):
+        super().__init__()
+        kernel_size, stride, dilation = _pair(kernel_size), _pair(stride), _pair(dilation)
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"SparseConv2d: groups={groups} must divide in_channels={in_channels} "
+                             f"and out_channels={out_channels}")
+        shape = (out_channels, in_channels // groups) + kernel_size
+        if not isinstance(weight, CSR):
+            raise TypeError(f"SparseConv2d: weight must be a sparselth.CSR, got {type(weight).__name__}")
+        if weight.shape != (out_channels, shape[1] * shape[2] * shape[3]):
+            raise ValueError(f"SparseConv2d: weight must have shape ({out_channels}, "
+                             f"{shape[1] * shape[2] * shape[3]}), got {weight.shape}")
+        if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
+            raise ValueError(f"SparseConv2d: padding_mode must be zeros/reflect/replicate/circular, "
+                             f"got {padding_mode!r}")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride, self.dilation, self.groups = kernel_size, stride, dilation, groups
+        self.padding, self.padding_mode = padding, padding_mode
+        self._conv_pad, self._pre_pad, self._pre_mode = _conv_padding(padding, kernel_size,
+                                                                      dilation, padding_mode)
+        self._init_csr(weight, shape)
+        self.bias = None if bias is None else nn.Parameter(bias.detach().clone())
+        self.route, self.backend = route, backend
+        self._plan = None
+
+    @classmethod
+    def from_dense(cls, module: nn.Conv2d, mask: Optional[Tensor] = None, *, route: str = "auto",
+                   backend: str = "auto", index_dtype: Optional[torch.dtype] = None
+                   ) -> "SparseConv2d":
+        """From an ``nn.Conv2d`` and its mask (``None``: ``module.weight_mask`` or non-zeros)."""
+        _check_module("SparseConv2d.from_dense", module, nn.Conv2d)
+        A = csr_from_weight(module.weight, _module_mask(module, mask), index_dtype=index_dtype)
+        return cls(module.in_channels, module.out_channels, module.kernel_size, A, module.bias,
+                   module.stride, module.padding, module.dilation, module.groups,
+                   module.padding_mode, route=route, backend=backend)
+
+    def _clear_cache(self) -> None:
+        super()._clear_cache()
+        self._plan = None
+
+    def plan(self) -> ConvPlan:
+        A = self._pattern()
+        if self._plan is None or self._plan.structure.rowptr is not A.rowptr:
+            self._plan = ConvPlan(A, self.in_channels, self.kernel_size, self.stride,
+                                  self._conv_pad, self.dilation, self.groups, "SparseConv2d")
+        return self._plan
+
+    def forward(self, x: Tensor) -> Tensor:
+        A = self.weight_csr(with_transpose=False)     # the plan holds the structures it needs
+        plan = self.plan()
+        if self._pre_pad is not None:
+            x = F.pad(x, self._pre_pad, mode=self._pre_mode)
+        return sparse_conv2d(x, A, self.bias, plan=plan, route=self.route, backend=self.backend)
+
+    def extra_repr(self) -> str:
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+             f"stride={self.stride}, padding={self.padding}")
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.padding_mode != "zeros":
+            s += f", padding_mode={self.padding_mode}"
+        return s + f", nnz={self.nnz}, sparsity={self.sparsity:.3f}, bias={self.bias is not None}"
+
+
+class SparseConvTranspose2d(_CSRWeight):
+    """Transposed 2-D convolution with a CSR weight (generators' upsampling): equals the
+    masked ``nn.ConvTranspose2d``, computed as the adjoint of the sparse convolution.
+
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, output_padding, groups,
+        dilation: as ``nn.ConvTranspose2d``.
+        weight: ``(in_channels, out_channels // groups * kh * kw)`` CSR of
+            ``deconv.weight.reshape(in_channels, -1)``.
+        bias: optional ``(out_channels,)``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, weight: CSR,
+                 bias: Optional[Tensor] = None, stride=1, padding=0, output_padding=0,
+                 groups: int = 1, dilation=1, *, route: str = "auto", backend: str = "auto"):
+        super().__init__()
+        kernel_size, stride, dilation = _pair(kernel_size), _pair(stride), _pair(dilation)
+        padding, output_padding = _pair(padding), _pair(output_padding)
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"SparseConvTranspose2d: groups={groups} must divide in_channels="
+                             f"{in_channels} and out_channels={out_channels}")
+        shape = (in_channels, out_channels // groups) + kernel_size
+        if not isinstance(weight, CSR):
+            raise TypeError(f"SparseConvTranspose2d: weight must be a sparselth.CSR, got "
+                            f"{type(weight).__name__}")
+        if weight.shape != (in_channels, shape[1] * shape[2] * shape[3]):
+            raise ValueError(f"SparseConvTranspose2d: weight must have shape ({in_channels}, "
+                             f"{shape[1] * shape[2] * shape[3]}), got {weight.shape}")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.output_padding, self.groups, self.dilation = output_padding, groups, dilation
+        self._init_csr(weight, shape)
+        self.bias = None if bias is None else nn.Parameter(bias.detach().clone())
+        self.route, self.backend = route, backend
+        self._plan = None
+
+    @classmethod
+    def from_dense(cls, module: nn.ConvTranspose2d, mask: Optional[Tensor] = None, *,
+                   route: str = "auto", backend: str = "auto",
+                   index_dtype: Optional[torch.dtype] = None) -> "SparseConvTranspose2d":
+        """From an ``nn.ConvTranspose2d`` and its mask."""
+        _check_module("SparseConvTranspose2d.from_dense", module, nn.ConvTranspose2d)
+        if module.padding_mode != "zeros":
+            raise ValueError("SparseConvTranspose2d.from_dense: only padding_mode='zeros' exists "
+                             "for transposed convolutions")
+        A = csr_from_weight(module.weight, _module_mask(module, mask), index_dtype=index_dtype)
+        return cls(module.in_channels, module.out_channels, module.kernel_size, A, module.bias,
+                   module.stride, module.padding, module.output_padding, module.groups,
+                   module.dilation, route=route, backend=backend)
+
+    def _clear_cache(self) -> None:
+        super()._clear_cache()
+        self._plan = None
+
+    def plan(self) -> ConvPlan:
+        A = self._pattern()
+        if self._plan is None or self._plan.structure.rowptr is not A.rowptr:
+            self._plan = ConvPlan(A, self.out_channels, self.kernel_size, self.stride,
+                                  self.padding, self.dilation, self.groups,
+                                  "SparseConvTranspose2d")
+        return self._plan
+
+    def forward(self, x: Tensor, output_size: Optional[Sequence[int]] = None) -> Tensor:
+        A = self.weight_csr(with_transpose=False)
+        return sparse_conv_transpose2d(x, A, self.bias, self.stride, self.padding,
+                                       self.output_padding, self.groups, self.dilation,
+                                       output_size=output_size, plan=self.plan(),
+                                       route=self.route, backend=self.backend)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}, output_padding={self.output_padding}"
+                f", groups={self.groups}, dilation={self.dilation}, nnz={self.nnz}, "
+                f"sparsity={self.sparsity:.3f}, bias={self.bias is not None}")
+
+
+# ------------------------------------------------------------------------------- channel-pruned
+class _ChannelPruned(nn.Module):
+    def _init_cp(self, cp: ChannelPruned, bias: Optional[Tensor]) -> None:
+        self.register_buffer("out_index", cp.out_index.clone())
+        self.register_buffer("in_index", cp.in_index.clone())
+        self.register_buffer("block_mask", None if cp.block_mask is None
+                             else cp.block_mask.to(cp.weight.dtype))
+        self.weight = nn.Parameter(cp.weight.detach().clone())
+        self.bias = None if bias is None else nn.Parameter(bias.detach().clone())
+        self.weight_shape = cp.shape
+        self.all_in, self.all_out = cp.all_in, cp.all_out
+
+    def _weight(self) -> Tensor:
+        return self.weight if self.block_mask is None else self.weight * self.block_mask
+
+    def _scatter(self, ys: Tensor, dim: int) -> Tensor:
+        """Kept output channels back into the full output; pruned ones hold only their bias."""
+        shape = list(ys.shape)
+        shape[dim] = self.weight_shape[0]
+        y = ys.new_zeros(shape).index_copy(dim, self.out_index, ys)
+        if self.bias is not None:
+            view = [1] * len(shape)
+            view[dim] = -1
+            y = y + self.bias.view(view)
+        return y
+
+    @property
+    def density(self) -> float:
+        total = 1
+        for s in self.weight_shape:
+            total *= s
+        return self.weight.numel() / max(total, 1)
+
+    def dense_weight(self) -> Tensor:
+        cp = ChannelPruned.__new__(ChannelPruned)
+        cp.shape, cp.out_index, cp.in_index = self.weight_shape, self.out_index, self.in_index
+        cp.weight = self._weight().detach()
+        return cp.to_dense()
+
+
+class ChannelPrunedLinear(_ChannelPruned):
+    """A linear layer reduced to its live input features and output features (physically
+    smaller dense weight); pruned outputs give their bias. Exact for any mask.
+
+    Example::
+
+        >>> layer = ChannelPrunedLinear.from_dense(linear, mask)   # mask zeroes whole rows/cols
+    """
+
+    def __init__(self, cp: ChannelPruned, bias: Optional[Tensor] = None):
+        super().__init__()
+        if len(cp.shape) != 2:
+            raise ValueError(f"ChannelPrunedLinear: the weight must be 2-D, got {cp.shape}")
+        self.out_features, self.in_features = cp.shape
+        self._init_cp(cp, bias)
+
+    @classmethod
+    def from_dense(cls, module: nn.Linear, mask: Optional[Tensor] = None) -> "ChannelPrunedLinear":
+        _check_module("ChannelPrunedLinear.from_dense", module, nn.Linear)
+        return cls(ChannelPruned(module.weight, _module_mask(module, mask)), module.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f"ChannelPrunedLinear: input must have {self.in_features} features, "
+                             f"got shape {tuple(x.shape)}")
+        xs = x if self.all_in else x.index_select(-1, self.in_index)
+        if self.all_out:
+            return F.linear(xs, self._weight(), self.bias)
+        return self._scatter(F.linear(xs, self._weight()), -1)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features} (kept {self.in_index.numel()}), out_features="
+                f"{self.out_features} (kept {self.out_index.numel()}), bias={self.bias is not None}")
+
+
+class ChannelPrunedConv2d(_ChannelPruned):
+    """A conv layer reduced to its live input and output channels (``groups == 1``); pruned
+    output channels give their bias. Exact for any mask; padding modes as ``nn.Conv2d``."""
+
+    def __init__(self, cp: ChannelPruned, bias: Optional[Tensor] = None, stride=1, padding=0,
+                 dilation=1, padding_mode: str = "zeros"):
+        super().__init__()
+        if len(cp.shape) != 4:
+            raise ValueError(f"ChannelPrunedConv2d: the weight must be 4-D, got {cp.shape}")
+        self.out_channels, self.in_channels = cp.shape[:2]
+        self.kernel_size = tuple(cp.shape[2:])
+        self.stride, self.dilation = _pair(stride), _pair(dilation)
+        self.padding, self.padding_mode = padding, padding_mode
+        self._conv_pad, self._pre_pad, self._pre_mode = _conv_padding(
+            padding, self.kernel_size, self.dilation, padding_mode)
+        self._init_cp(cp, bias)
+
+    @classmethod
+    def from_dense(cls, module: nn.Conv2d, mask: Optional[Tensor] = None) -> "ChannelPrunedConv2d":
+        _check_module("ChannelPrunedConv2d.from_dense", module, nn.Conv2d)
+        if module.groups != 1:
+            raise ValueError(f"ChannelPrunedConv2d.from_dense: groups must be 1, got {module.groups}")
+        return cls(ChannelPruned(module.weight, _module_mask(module, mask)), module.bias,
+                   module.stride, module.padding, module.dilation, module.padding_mode)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"ChannelPrunedConv2d: input must be (N, {self.in_channels}, H, W), "
+                             f"got shape {tuple(x.shape)}")
+        if self._pre_pad is not None:
+            x = F.pad(x, self._pre_pad, mode=self._pre_mode)
+        xs = x if self.all_in else x.index_select(1, self.in_index)
+        bias = self.bias if self.all_out else None
+        ys = F.conv2d(xs, self._weight(), bias, self.stride, self._conv_pad, self.dilation)
+        return ys if self.all_out else self._scatter(ys, 1)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels} (kept {self.in_index.numel()}), {self.out_channels} (kept "
+                f"{self.out_index.numel()}), kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, bias={self.bias is not None}")
+
+
+# ------------------------------------------------------------------------------- block / 2:4
+class BlockSparseLinear(nn.Module):
+    """A linear layer whose weight is stored block-sparse (:class:`~sparselth.sparse.weights.BlockSparse`);
+    the stored blocks are the trainable parameter ``blocks``."""
+
+    def __init__(self, bsr: BlockSparse, bias: Optional[Tensor] = None):
+        super().__init__()
+        self.out_features, self.in_features = bsr.shape
+        self.block = bsr.block
+        self.register_buffer("rowptr", bsr.rowptr.clone())
+        self.register_buffer("col", bsr.col.clone())
+        self.blocks = nn.Parameter(bsr.blocks.detach().clone())
+        self.bias = None if bias is None else nn.Parameter(bias.detach().clone())
+
+    @classmethod
+    def from_dense(cls, module: nn.Linear, mask: Optional[Tensor] = None,
+                   block: Sequence[int] = (4, 4)) -> "BlockSparseLinear":
+        _check_module("BlockSparseLinear.from_dense", module, nn.Linear)
+        return cls(BlockSparse.from_dense(module.weight, _module_mask(module, mask), block),
+                   module.bias)
+
+    def _bsr(self) -> BlockSparse:
+        return BlockSparse(self.blocks, self.rowptr, self.col,
+                           (self.out_features, self.in_features), self.block)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._bsr().linear(x, self.bias, self.blocks)
+
+    def dense_weight(self) -> Tensor:
+        return self._bsr().to_dense().detach()
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"block={self.block}, blocks={self.blocks.shape[0]}")
+
+
+class SemiStructuredLinear(nn.Module):
+    """A linear layer on 2:4 sparse tensor cores (``torch.sparse.to_sparse_semi_structured``).
+    Needs an NVIDIA GPU of compute capability >= 8.0 and a 2:4 mask (``RuntimeError`` /
+    ``ValueError`` otherwise); inference only (the weight is not trainable)."""
+
+    def __init__(self, weight: Tensor, mask: Optional[Tensor] = None,
+                 bias: Optional[Tensor] = None):
+        super().__init__()
+        self.out_features, self.in_features = weight.shape
+        self.weight = nn.Parameter(to_semi_structured(weight, mask), requires_grad=False)
+        self.bias = None if bias is None else nn.Parameter(bias.detach().clone(),
+                                                           requires_grad=False)
+
+    @classmethod
+    def from_dense(cls, module: nn.Linear, mask: Optional[Tensor] = None) -> "SemiStructuredLinear":
+        _check_module("SemiStructuredLinear.from_dense", module, nn.Linear)
+        return cls(module.weight, _module_mask(module, mask), module.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight, self.bias)

@@ -1,0 +1,224 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
+
+import sparselth
+from sparselth import CSR
+from sparselth.ops.sparse_conv import ShiftedStructure, shifted_spmm_reference
+from sparselth.ops.sparse_linear import sparse_linear
+from sparselth.sparse.weights import csr_from_weight
+from sparselth.testing import test_backends, tolerances
+
+HAS_CPP = "cpp" in sparselth.backends()
+
+
+def masked_weight(out_f, in_f, sparsity, seed, dtype=torch.float64, zero_rows=()):
+    g = torch.Generator().manual_seed(seed)
+    W = torch.randn(out_f, in_f, generator=g, dtype=torch.float64).to(dtype)
+    mask = torch.rand(out_f, in_f, generator=g) >= sparsity
+    for r in zero_rows:
+        mask[r] = False
+    return W, mask
+
+
+def check_against_dense(W, mask, B, backend, dtype, lead=None, bias=True, seed=0):
+    """Output and the gradients wrt x, the stored values and the bias equal the masked dense layer."""
+    g = torch.Generator().manual_seed(seed + 1)
+    shape = (B, W.shape[1]) if lead is None else (*lead, W.shape[1])
+    x = torch.randn(*shape, generator=g, dtype=torch.float64).to(dtype).requires_grad_(True)
+    b = torch.randn(W.shape[0], generator=g, dtype=torch.float64).to(dtype).requires_grad_(True) if bias else None
+    A = csr_from_weight(W, mask)
+    val = A.val.clone().requires_grad_(True)
+    out = sparse_linear(x, A.with_values(val), b, backend=backend)
+    # float64 oracle with a dense weight that has the same free values
+    Wd = torch.zeros(W.shape, dtype=torch.float64)
+    vd = val.detach().double().requires_grad_(True)
+    xd = x.detach().double().requires_grad_(True)
+    bd = None if b is None else b.detach().double().requires_grad_(True)
+    Wd = Wd.index_put((A.row(), A.col.long()), vd)
+    ref = F.linear(xd, Wd, bd)
+    tol = tolerances(dtype)
+    torch.testing.assert_close(out.double(), ref, **tol)
+    go = torch.randn(ref.shape, generator=g, dtype=torch.float64)
+    grads = torch.autograd.grad(out, [x, val] + ([b] if bias else []), go.to(dtype))
+    refs = torch.autograd.grad(ref, [xd, vd] + ([bd] if bias else []), go)
+    for got, want in zip(grads, refs):
+        torch.testing.assert_close(got.double(), want, **tol)
+
+
+def test_golden_hand_computed():
+    # W = [[0, 2, 0], [0, 0, 0], [1, 0, 3]], b = [1, -1, 0.5]; x = [[1, 2, 3], [4, 5, 6]]
+    A = CSR(torch.tensor([0, 1, 1, 3]), torch.tensor([1, 0, 2]), torch.tensor([2.0, 1.0, 3.0]), (3, 3))
+    x = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    b = torch.tensor([1.0, -1.0, 0.5])
+    for backend in test_backends():
+        y = sparse_linear(x, A, b, backend=backend)
+        assert y.tolist() == [[5.0, -1.0, 10.5], [11.0, -1.0, 22.5]]
+        assert sparse_linear(x[:1], A, backend=backend).tolist() == [[4.0, 0.0, 10.0]]
+
+
+@pytest.mark.parametrize("backend", test_backends())
+@pytest.mark.parametrize("B", [1, 7, 64])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_matches_masked_dense_with_gradients(backend, B, dtype):
+    if backend == "triton" and B == 64:
+        pytest.skip("the Triton interpreter runs tiny sizes only")
+    W, mask = masked_weight(13, 17, 0.6, seed=B, dtype=dtype, zero_rows=(0, 5))
+    check_against_dense(W, mask, B, backend, dtype)
+
+
+@pytest.mark.parametrize("backend", test_backends(max_work=1))
+@pytest.mark.parametrize("sparsity", [0.0, 0.5, 0.9, 1.0])
+def test_sparsity_extremes_and_odd_sizes(backend, sparsity):
+    W, mask = masked_weight(33, 29, sparsity, seed=3)
+    check_against_dense(W, mask, 5, backend, torch.float64)
+    check_against_dense(W, mask, 1, backend, torch.float64, bias=False)
+
+
+@pytest.mark.parametrize("backend", test_backends(max_work=1))
+def test_leading_dims_and_layouts(backend):
+    W, mask = masked_weight(11, 6, 0.5, seed=4)
+    check_against_dense(W, mask, None, backend, torch.float64, lead=(2, 3))
+    A = csr_from_weight(W, mask)
+    x = torch.randn(6, 9, dtype=torch.float64)
+    # a transposed view (what a previous sparse layer returns) and a strided slice
+    for xin in (x.t(), torch.randn(9, 12, dtype=torch.float64)[:, ::2]):
+        torch.testing.assert_close(sparse_linear(xin, A, backend=backend), F.linear(xin, W * mask))
+    # 1-D input
+    torch.testing.assert_close(sparse_linear(x[:, 0], A, backend=backend), F.linear(x[:, 0], W * mask))
+    # a binary pattern (no values) multiplies by ones
+    P = A.with_values(None)
+    torch.testing.assert_close(sparse_linear(x.t(), P, backend=backend), F.linear(x.t(), mask.double()))
+
+
+@pytest.mark.parametrize("backend", [b for b in test_backends() if b != "triton"])
+def test_gradcheck(backend):
+    W, mask = masked_weight(6, 5, 0.4, seed=5)
+    A = csr_from_weight(W, mask)
+    x = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
+    val = A.val.clone().requires_grad_(True)
+    b = torch.randn(6, dtype=torch.float64, requires_grad=True)
+    f = lambda v, x, b: sparse_linear(x, A.with_values(v), b, backend=backend)
+    assert torch.autograd.gradcheck(f, (val, x, b))
+    assert torch.autograd.gradgradcheck(f, (val, x, b))
+
+
+def test_structure_is_reused_and_float32_batches_match():
+    W, mask = masked_weight(40, 50, 0.8, seed=6, dtype=torch.float32)
+    A = csr_from_weight(W, mask)
+    S = ShiftedStructure.from_csr(A)
+    for B in (1, 2, 3, 8, 9, 16, 63, 65):
+        x = torch.randn(B, 50)
+        for backend in test_backends(max_work=1):
+            torch.testing.assert_close(sparse_linear(x, A, structure=S, backend=backend),
+                                       F.linear(x, W * mask), **tolerances(torch.float32))
+
+
+@given(out_f=st.integers(1, 30), in_f=st.integers(1, 30), B=st.integers(0, 20),
+       sparsity=st.floats(0.0, 1.0), seed=st.integers(0, 10**6), f64=st.booleans(),
+       bias=st.booleans())
+def test_fuzz_against_dense(out_f, in_f, B, sparsity, seed, f64, bias):
+    dtype = torch.float64 if f64 else torch.float32
+    W, mask = masked_weight(out_f, in_f, sparsity, seed, dtype)
+    x = torch.randn(B, in_f, dtype=torch.float64).to(dtype)
+    b = torch.randn(out_f, dtype=torch.float64).to(dtype) if bias else None
+    A = csr_from_weight(W, mask)
+    for backend in [b for b in test_backends() if b != "triton"]:
+        torch.testing.assert_close(sparse_linear(x, A, b, backend=backend), F.linear(x, W * mask, b),
+                                   **tolerances(dtype))
+
+
+class TestBadInput:
+    W, mask = masked_weight(4, 5, 0.5, seed=7, dtype=torch.float32)
+    A = csr_from_weight(W, mask)
+    x = torch.randn(3, 5)
+
+    @pytest.mark.parametrize("call, exc, word", [
+        (lambda A, x: sparse_linear(x, A.to_dense()), TypeError, "weight must be a sparselth.CSR"),
+        (lambda A, x: sparse_linear(x.numpy(), A), TypeError, "input must be a torch.Tensor"),
+        (lambda A, x: sparse_linear(torch.randn(3, 4), A), ValueError, "in_features = 5"),
+        (lambda A, x: sparse_linear(x.double(), A), TypeError, "weight values have dtype"),
+        (lambda A, x: sparse_linear(x.long(), A), TypeError, "floating point"),
+        (lambda A, x: sparse_linear(x, A, torch.ones(5)), ValueError, "bias must have shape"),
+        (lambda A, x: sparse_linear(x, A, torch.ones(4, dtype=torch.float64)), TypeError, "bias has dtype"),
+        (lambda A, x: sparse_linear(x, A, [1.0] * 4), TypeError, "bias must be a tensor"),
+        (lambda A, x: sparse_linear(x, A, backend="mkl"), ValueError, "backend"),
+    ])
+    def test_raises(self, call, exc, word):
+        with pytest.raises(exc, match=word):
+            call(self.A, self.x)
+
+
+@pytest.mark.skipif(not HAS_CPP, reason="the C++ extension is not built")
+class TestRawKernel:
+    def test_bounds_are_checked(self):
+        rowptr, blk = torch.tensor([0, 1]), torch.tensor([3])
+        src = torch.randn(1, 3, 4)
+        with pytest.raises(ValueError, match="blk must lie in"):
+            torch.ops.sparselth.shifted_spmm_kernel(rowptr, blk, None, None, src, None, 1, 4, 4, 4)
+        with pytest.raises(ValueError, match="koff must lie in"):
+            torch.ops.sparselth.shifted_spmm_kernel(rowptr, torch.tensor([0]), torch.tensor([1]), None,
+                                                    src, None, 1, 4, 4, 4)
+        with pytest.raises(ValueError, match="rowptr must start at 0"):
+            torch.ops.sparselth.shifted_spmm_kernel(torch.tensor([0, 2]), torch.tensor([0]), None, None,
+                                                    src, None, 1, 4, 4, 4)
+        with pytest.raises(ValueError, match="non-decreasing"):
+            torch.ops.sparselth.shifted_spmm_kernel(torch.tensor([0, 2, 1, 2]), torch.tensor([0, 1]),
+                                                    None, None, src, None, 3, 4, 4, 4)
+        with pytest.raises(ValueError, match="cols <= wide"):
+            torch.ops.sparselth.shifted_spmm_kernel(rowptr, torch.tensor([0]), None, None, src, None,
+                                                    1, 4, 3, 2)
+        with pytest.raises(TypeError, match="src must be float32 or float64"):
+            torch.ops.sparselth.shifted_spmm_kernel(rowptr, torch.tensor([0]), None, None, src.half(),
+                                                    None, 1, 4, 4, 4)
+        with pytest.raises(ValueError, match="same batch size"):
+            torch.ops.sparselth.shifted_sddmm_kernel(rowptr, torch.tensor([0]), None,
+                                                     torch.randn(2, 1, 4), src)
+
+    def test_matches_reference_with_shifts_and_narrowing(self):
+        g = torch.Generator().manual_seed(8)
+        for dtype, idx in ((torch.float32, torch.int32), (torch.float64, torch.int64)):
+            rowptr = torch.tensor([0, 3, 3, 7], dtype=idx)
+            blk = torch.tensor([0, 2, 2, 1, 0, 2, 1], dtype=idx)
+            koff = torch.tensor([0, 5, 1, 3, 7, 0, 2], dtype=idx)
+            val = torch.randn(7, generator=g, dtype=torch.float64).to(dtype)
+            bias = torch.randn(3, generator=g, dtype=torch.float64).to(dtype)
+            for q, wide, cols in ((40, 40, 40), (40, 8, 5), (3, 1, 1), (35, 7, 7), (37, 37, 1)):
+                src = torch.randn(2, 3, q + 8, generator=g, dtype=torch.float64).to(dtype)
+                got = torch.ops.sparselth.shifted_spmm_kernel(rowptr, blk, koff, val, src, bias, 3, q, wide, cols)
+                want = shifted_spmm_reference(rowptr, blk, koff, val, src, bias, 3, q, wide, cols)
+                torch.testing.assert_close(got, want, **tolerances(dtype))
+
+    def test_opcheck(self):
+        A = csr_from_weight(*masked_weight(5, 4, 0.5, seed=9))
+        S = ShiftedStructure.from_csr(A)
+        src = torch.randn(2, 4, 3, dtype=torch.float64, requires_grad=True)
+        val = A.val.clone().requires_grad_(True)
+        for backend in ("cpp", "reference"):
+            args = (S.rowptr, S.blk, None, val, src, None, S.t_rowptr, S.t_blk, S.t_perm, S.t_iperm,
+                    5, 3, 3, 3, 0, 0, backend)
+            torch.library.opcheck(torch.ops.sparselth.shifted_spmm.default, args)
+            a = torch.randn(2, 5, 3, dtype=torch.float64, requires_grad=True)
+            args = (S.rowptr, S.blk, None, a, src, S.t_rowptr, S.t_blk, S.t_perm, S.t_iperm, 0, 0, backend)
+            torch.library.opcheck(torch.ops.sparselth.shifted_sddmm.default, args)
+
+
+def test_torch_compile_matches_eager():
+    W, mask = masked_weight(20, 12, 0.7, seed=10, dtype=torch.float32)
+    A = csr_from_weight(W, mask)
+    S = ShiftedStructure.from_csr(A)
+    val = A.val.clone().requires_grad_(True)
+    x = torch.randn(6, 12, requires_grad=True)
+
+    def f(x, val):
+        return torch.relu(sparse_linear(x, A.with_values(val), structure=S)).sum(1)
+
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    out = compiled(x, val)
+    torch.testing.assert_close(out, f(x, val))
+    gx, gv = torch.autograd.grad(out.sum(), (x, val))
+    ex, ev = torch.autograd.grad(f(x, val).sum(), (x, val))
+    torch.testing.assert_close(gx, ex)
+    torch.testing.assert_close(gv, ev)
