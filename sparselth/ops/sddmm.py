@@ -51,6 +51,14 @@ def _(rowptr, col, x, y, t_rowptr, t_col, t_perm, backend):
     return x.new_empty((col.shape[0],))
 
 
+def _sddmm_call(rowptr, col, x, y, backend, eager):
+    """SDDMM from inside a backward: the kernel itself in an eager backward that records no
+    graph, the differentiable op otherwise."""
+    if not eager or torch.is_grad_enabled():
+        return _sddmm_op(rowptr, col, x, y, None, None, None, backend)
+    return _IMPLS[backend](rowptr, col, x, y)
+
+
 def _sddmm_setup(ctx, inputs, output):
     rowptr, col, x, y, t_rowptr, t_col, t_perm, backend = inputs
     ctx.save_for_backward(rowptr, col, x, y, t_rowptr, t_col, t_perm)
@@ -58,22 +66,37 @@ def _sddmm_setup(ctx, inputs, output):
 
 
 def _sddmm_backward(ctx, grad):
-    from .spmm import _spmm_op
+    from .spmm import _spmm_call
     rowptr, col, x, y, t_rowptr, t_col, t_perm = ctx.saved_tensors
     grad = grad.contiguous()
+    eager = getattr(ctx, "eager", False)
     grad_x = grad_y = None
     if ctx.needs_input_grad[2]:   # dX = A_g @ Y with the pattern's values set to grad
-        grad_x = _spmm_op(rowptr, col, grad, y, None, None, None, None, None, None,
-                          x.shape[0], ctx.backend)
+        grad_x = _spmm_call(rowptr, col, grad, y, x.shape[0], ctx.backend, eager)
     if ctx.needs_input_grad[3]:   # dY = A_g^T @ X
         if t_rowptr is None:
             t_rowptr, t_col, t_perm = transpose_parts(rowptr, col, y.shape[0])
-        grad_y = _spmm_op(t_rowptr, t_col, grad[t_perm].contiguous(), x, None, None, None,
-                          None, None, None, y.shape[0], ctx.backend)
+        grad_y = _spmm_call(t_rowptr, t_col, grad[t_perm].contiguous(), x, y.shape[0],
+                            ctx.backend, eager)
     return None, None, grad_x, grad_y, None, None, None, None
 
 
 _sddmm_op.register_autograd(_sddmm_backward, setup_context=_sddmm_setup)
+
+
+class _SddmmFunction(torch.autograd.Function):
+    """Eager-mode twin of ``sparselth::sddmm`` (same backward, less per-call overhead)."""
+
+    @staticmethod
+    def forward(ctx, *inputs):
+        out = _IMPLS[inputs[-1]](*inputs[:4])
+        _sddmm_setup(ctx, inputs, out)
+        ctx.eager = True
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _sddmm_backward(ctx, grad)
 
 
 def sddmm(A: CSR, X: Tensor, Y: Tensor, *, backend: str = "auto") -> Tensor:
@@ -113,4 +136,5 @@ def sddmm(A: CSR, X: Tensor, Y: Tensor, *, backend: str = "auto") -> Tensor:
     if Y.requires_grad:
         At = A.t()
         t_rowptr, t_col, t_perm = At.rowptr, At.col, A.csr_to_csc_perm()
-    return _sddmm_op(A.rowptr, A.col, X, Y, t_rowptr, t_col, t_perm, name)
+    op_fn = _sddmm_op if torch.compiler.is_compiling() else _SddmmFunction.apply
+    return op_fn(A.rowptr, A.col, X, Y, t_rowptr, t_col, t_perm, name)

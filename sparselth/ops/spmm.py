@@ -65,6 +65,14 @@ def _(rowptr, col, val, x, x_mask, row_scale, bias, t_rowptr, t_col, t_perm, num
     return x.new_empty((num_rows, x.shape[1]))
 
 
+def _spmm_call(rowptr, col, val, x, num_rows, backend, eager):
+    """Plain ``A @ x`` from inside a backward: the kernel itself in an eager backward that
+    records no graph (saves the op machinery's overhead), the differentiable op otherwise."""
+    if not eager or torch.is_grad_enabled():
+        return _spmm_op(rowptr, col, val, x, None, None, None, None, None, None, num_rows, backend)
+    return _IMPLS[backend](rowptr, col, val, x, None, None, None, num_rows)
+
+
 def _spmm_setup(ctx, inputs, output):
     (rowptr, col, val, x, x_mask, row_scale, bias, t_rowptr, t_col, t_perm, num_rows,
      backend) = inputs
@@ -76,6 +84,7 @@ def _spmm_setup(ctx, inputs, output):
 def _spmm_backward(ctx, grad):
     rowptr, col, val, x, x_mask, row_scale, t_rowptr, t_col, t_perm = ctx.saved_tensors
     needs = ctx.needs_input_grad
+    eager = getattr(ctx, "eager", False)
     grad = grad.contiguous()
     g = grad if row_scale is None else (grad * row_scale.unsqueeze(1)).contiguous()
     xm = x if x_mask is None else (x * x_mask).contiguous()
@@ -84,18 +93,16 @@ def _spmm_backward(ctx, grad):
         if t_rowptr is None:
             t_rowptr, t_col, t_perm = transpose_parts(rowptr, col, x.shape[0])
         t_val = None if val is None else val[t_perm].contiguous()
-        dxm = _spmm_op(t_rowptr, t_col, t_val, g, None, None, None, None, None, None,
-                       x.shape[0], ctx.backend)
+        dxm = _spmm_call(t_rowptr, t_col, t_val, g, x.shape[0], ctx.backend, eager)
         if needs[3]:
             grad_x = dxm if x_mask is None else dxm * x_mask
         if needs[4]:
             grad_mask = dxm * x
     if needs[2]:
-        from .sddmm import _sddmm_op
-        grad_val = _sddmm_op(rowptr, col, g, xm, None, None, None, ctx.backend)
+        from .sddmm import _sddmm_call
+        grad_val = _sddmm_call(rowptr, col, g, xm, ctx.backend, eager)
     if needs[5]:
-        z = _spmm_op(rowptr, col, val, xm, None, None, None, None, None, None, ctx.num_rows,
-                     ctx.backend)
+        z = _spmm_call(rowptr, col, val, xm, ctx.num_rows, ctx.backend, eager)
         grad_scale = (z * grad).sum(1)
     if ctx.has_bias and needs[6]:
         grad_bias = grad.sum(0)
@@ -104,6 +111,22 @@ def _spmm_backward(ctx, grad):
 
 
 _spmm_op.register_autograd(_spmm_backward, setup_context=_spmm_setup)
+
+
+class _SpmmFunction(torch.autograd.Function):
+    """Eager-mode twin of ``sparselth::spmm`` with the same backward and less per-call
+    overhead; ``torch.compile`` traces the custom op instead."""
+
+    @staticmethod
+    def forward(ctx, *inputs):
+        out = _IMPLS[inputs[-1]](*inputs[:7], inputs[10])
+        _spmm_setup(ctx, inputs, out)
+        ctx.eager = True
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _spmm_backward(ctx, grad)
 
 
 def spmm(A: CSR, X: Tensor, *, x_mask: Optional[Tensor] = None,
@@ -171,5 +194,5 @@ def spmm(A: CSR, X: Tensor, *, x_mask: Optional[Tensor] = None,
     if X.requires_grad or (x_mask is not None and x_mask.requires_grad):
         At = A.t()
         t_rowptr, t_col, t_perm = At.rowptr, At.col, A.csr_to_csc_perm()
-    return _spmm_op(A.rowptr, A.col, val, X, x_mask, row_scale, bias, t_rowptr, t_col, t_perm,
-                    m, name)
+    op_fn = _spmm_op if torch.compiler.is_compiling() else _SpmmFunction.apply
+    return op_fn(A.rowptr, A.col, val, X, x_mask, row_scale, bias, t_rowptr, t_col, t_perm, m, name)
