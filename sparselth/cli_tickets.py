@@ -47,6 +47,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .compile import format_number, format_si as _si
+
 __all__ = [
     "DEFAULT_CONFIG",
     "add_subcommands",
@@ -587,24 +589,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _f(v: Any) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "-"
-    if isinstance(v, float):
-        if v == 0:
-            return "0"
-        mag = math.floor(math.log10(abs(v)))
-        return f"{v:.{max(0, 2 - mag)}f}"
-    return str(v)
-
-
-def _si(v: Any) -> str:
-    if v is None:
-        return "-"
-    v = float(v)
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(v) >= scale:
-            return f"{v / scale:.3g}{unit}"
-    return f"{v:.3g}"
+    return format_number(v, digits=3)
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

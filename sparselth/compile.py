@@ -582,7 +582,8 @@ def _time_interleaved(fns: Mapping[str, Callable[[], Any]], device: torch.device
 # =========================================================================== report
 
 
-def _fmt(v: Any, digits: int = 3) -> str:
+def format_number(v: Any, digits: int = 3) -> str:
+    """``v`` with about ``digits`` significant digits; ``-`` for None and non-finite."""
     if v is None:
         return "-"
     if isinstance(v, float):
@@ -595,7 +596,8 @@ def _fmt(v: Any, digits: int = 3) -> str:
     return str(v)
 
 
-def _si(v: Any) -> str:
+def format_si(v: Any) -> str:
+    """``v`` with a k/M/G suffix (MACs, bytes); ``-`` for None."""
     if v is None:
         return "-"
     v = float(v)
@@ -714,17 +716,17 @@ class CompileReport:
         for rec in self.layers:
             route = rec.route + ("*" if rec.forced else "")
             rows.append([rec.name, rec.type, "x".join(map(str, rec.shape)),
-                         f"{rec.sparsity:.3f}", _si(rec.macs_dense), _si(rec.macs_ticket),
-                         _si(rec.bytes_dense), _si(rec.bytes_stored)]
-                        + [_fmt(rec.latency_ms.get(r)) for r in routes]
-                        + [route, _fmt(rec.speedup), _fmt(rec.promised_speedup)])
+                         f"{rec.sparsity:.3f}", format_si(rec.macs_dense), format_si(rec.macs_ticket),
+                         format_si(rec.bytes_dense), format_si(rec.bytes_stored)]
+                        + [format_number(rec.latency_ms.get(r)) for r in routes]
+                        + [route, format_number(rec.speedup), format_number(rec.promised_speedup)])
         t = self.totals
         rows.append(["total", "", "", f"{self.meta.get('ticket_sparsity', 0.0):.3f}",
-                     _si(t["macs_dense"]), _si(t["macs_ticket"]), _si(t["bytes_dense"]),
-                     _si(t["bytes_stored"])]
-                    + [_fmt(t["latency_dense_ms"]) if r == "dense" else "" for r in routes]
-                    + [_fmt(t["latency_compiled_ms"]) + " ms", _fmt(t.get("speedup")),
-                       _fmt(t.get("promised_speedup"))])
+                     format_si(t["macs_dense"]), format_si(t["macs_ticket"]), format_si(t["bytes_dense"]),
+                     format_si(t["bytes_stored"])]
+                    + [format_number(t["latency_dense_ms"]) if r == "dense" else "" for r in routes]
+                    + [format_number(t["latency_compiled_ms"]) + " ms", format_number(t.get("speedup")),
+                       format_number(t.get("promised_speedup"))])
         widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in
                   enumerate(headers)]
         left = {0, 1, len(headers) - 3}
@@ -742,14 +744,14 @@ class CompileReport:
         out.append(
             f"end to end on {self.meta.get('device')} ({self.meta.get('dtype')}, "
             f"backend {self.meta.get('backend')}, {self.meta.get('threads')} threads): "
-            f"dense {_fmt(e.get('dense_ms'))} ms, compiled {_fmt(e.get('compiled_ms'))} ms, "
-            f"speed-up {_fmt(e.get('speedup'))}x; MACs promise {_fmt(e.get('promised_speedup'))}x; "
-            f"realised savings {_fmt(e.get('realised_savings'))}")
-        out.append(f"memory ({m.get('method')}): dense {_si(m.get('dense_bytes'))}B, compiled "
-                   f"{_si(m.get('compiled_bytes'))}B" + (f"  [{m['note']}]" if m.get("note")
+            f"dense {format_number(e.get('dense_ms'))} ms, compiled {format_number(e.get('compiled_ms'))} ms, "
+            f"speed-up {format_number(e.get('speedup'))}x; MACs promise {format_number(e.get('promised_speedup'))}x; "
+            f"realised savings {format_number(e.get('realised_savings'))}")
+        out.append(f"memory ({m.get('method')}): dense {format_si(m.get('dense_bytes'))}B, compiled "
+                   f"{format_si(m.get('compiled_bytes'))}B" + (f"  [{m['note']}]" if m.get("note")
                                                           else ""))
-        out.append(f"verified: max relative error {_fmt(e.get('max_rel_error'))} "
-                   f"(tolerance {_fmt(self.meta.get('tolerance'))})"
+        out.append(f"verified: max relative error {format_number(e.get('max_rel_error'))} "
+                   f"(tolerance {format_number(self.meta.get('tolerance'))})"
                    + ("; * = route forced by routes=" if any(r.forced for r in self.layers)
                       else ""))
         return "\n".join(out)
