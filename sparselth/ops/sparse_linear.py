@@ -1,9 +1,10 @@
 """Sparse linear layer: ``y = x @ W^T + b`` with ``W`` a CSR ``(out_features, in_features)``.
 
 Computed as ``(W @ x^T)^T``: an SpMM whose dense operand is the input's transpose
-``(in_features, batch)`` (the "F = batch" layout). On ``cpp`` it runs the shifted kernel with no
-shifts, which fuses the per-output-feature bias into the store and has a vectorised
-gathered-dot path for batch 1; elsewhere it is :func:`sparselth.ops.spmm` plus the bias. The
+``(in_features, batch)`` (the "F = batch" layout). On ``cpp`` with batch > 1 it runs the shifted
+kernel with no shifts, which fuses the per-output-feature bias into the store and pads odd
+batches to whole vectors; batch 1 (an SpMV) and the other backends use
+:func:`sparselth.ops.spmm` plus the bias (measured faster at batch 1). The
 result is returned as the transposed view of the ``(out_features, batch)`` product (no copy);
 a following sparse layer then reads it without transposing again.
 
@@ -78,10 +79,10 @@ def sparse_linear(x: Tensor, weight: CSR, bias: Optional[Tensor] = None, *,
     xt = x.reshape(-1, in_f).t()                       # (in, B); contiguous if x is a .t() view
     name = _backend.resolve(backend, x.device, x.dtype, op)
     val = weight.val
-    if name == "cpp" and _has_cpp_kernel():
+    B = xt.shape[1]
+    if name == "cpp" and B > 1 and _has_cpp_kernel():
         if structure is None:
             structure = ShiftedStructure.from_csr(weight)
-        B = xt.shape[1]
         Bp = B if B <= 1 or B % _LANES == 0 else B + _LANES - B % _LANES
         if Bp != B:     # whole 32-byte vectors per stored weight beat B gathered dot products
             src = xt.new_zeros(in_f, Bp)
