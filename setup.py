@@ -25,6 +25,9 @@ def _want_cuda():
 def _extension():
     sources = ["csrc/ops.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
     cxx = ["-O3", "-std=c++17", "-fopenmp-simd", "-DNDEBUG"]
+    if "OpenMP" in torch.__config__.parallel_info():
+        # at::parallel_for is an OpenMP region in the headers: without -fopenmp it runs on one thread.
+        cxx.append("-fopenmp")
     if os.environ.get("SPARSELTH_NATIVE", "1") == "1":
         cxx.append("-march=native")
     define_macros = []
