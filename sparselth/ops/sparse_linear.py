@@ -1,6 +1,9 @@
 """Sparse linear layer: ``y = x @ W^T + b`` with ``W`` a CSR ``(out_features, in_features)``.
 
-Computed as ``(W @ x^T)^T``: an SpMM whose dense operand is the input's transpose
+For inference (no gradient needed) at batch >= 2 the ``cpp`` backend runs a row-major kernel
+(``csrc/cpu/sparse_linear_cpu.cpp``): blocks of 16-64 samples are transposed in cache, so no
+global transpose of the input or the output is made. Otherwise it is computed as
+``(W @ x^T)^T``: an SpMM whose dense operand is the input's transpose
 ``(in_features, batch)`` (the "F = batch" layout). On ``cpp`` with batch > 1 it runs the shifted
 kernel with no shifts, which fuses the per-output-feature bias into the store and pads odd
 batches to whole vectors; batch 1 (an SpMV) and the other backends use
@@ -26,6 +29,23 @@ from .spmm import spmm
 
 Tensor = torch.Tensor
 _LANES = 8   # the C++ kernel's narrowest vector tile (32 bytes of float32)
+_ROW_MAJOR_MAX_IN = 2048
+
+
+def _has_row_major_kernel() -> bool:
+    return _backend._extension_loaded() and hasattr(torch.ops.sparselth, "sparse_linear_kernel")
+
+
+def _use_row_major(batch: int, in_features: int, x: Tensor, val: Optional[Tensor]) -> bool:
+    """The row-major kernel (no autograd) for inference at batch >= 2 with in_features <= 2048
+    (its (in_features, 64) block of the input then stays in L2); measured on a 2-core AVX-512
+    CPU it beats the SpMM-over-x^T route 1.2-2.2x there, and loses at in_features = 4096."""
+    if batch < 2 or in_features > _ROW_MAJOR_MAX_IN or x.dtype not in (torch.float32,
+                                                                      torch.float64):
+        return False
+    if torch.is_grad_enabled() and (x.requires_grad or (val is not None and val.requires_grad)):
+        return False
+    return _has_row_major_kernel()
 
 
 def sparse_linear(x: Tensor, weight: CSR, bias: Optional[Tensor] = None, *,
@@ -80,6 +100,10 @@ def sparse_linear(x: Tensor, weight: CSR, bias: Optional[Tensor] = None, *,
     name = _backend.resolve(backend, x.device, x.dtype, op)
     val = weight.val
     B = xt.shape[1]
+    if name == "cpp" and _use_row_major(B, in_f, x, val):
+        y = torch.ops.sparselth.sparse_linear_kernel(weight.rowptr, weight.col, val,
+                                                     x.reshape(-1, in_f), bias, out_f)
+        return y.reshape(*lead, out_f)
     if name == "cpp" and B > 1 and _has_cpp_kernel():
         if structure is None:
             structure = ShiftedStructure.from_csr(weight)

@@ -79,8 +79,10 @@ def csr_from_weight(weight: Tensor, mask: Optional[Tensor] = None, *,
         >>> A = csr_from_weight(conv.weight, mask)      # (Cout, Cin*kh*kw)
     """
     op = "csr_from_weight"
-    keep = weight_mask(weight, mask, op).reshape(weight.shape[0], -1)
-    w2 = weight.detach().reshape(weight.shape[0], -1)
+    keep = weight_mask(weight, mask, op)
+    cols = math.prod(weight.shape[1:])       # not -1: a weight with no rows must reshape too
+    keep = keep.reshape(weight.shape[0], cols)
+    w2 = weight.detach().reshape(weight.shape[0], cols)
     row, col = keep.nonzero(as_tuple=True)                 # row-major, so already sorted
     counts = torch.bincount(row, minlength=w2.shape[0])
     rowptr = torch.zeros(w2.shape[0] + 1, dtype=torch.long, device=weight.device)
