@@ -7,8 +7,12 @@ Deployment (running tickets): :class:`SparseLinear`, :class:`SparseConv2d`,
 :class:`SparseConvTranspose2d` (CSR weights on sparselth's kernels), :class:`ChannelPrunedLinear`,
 :class:`ChannelPrunedConv2d` (physically smaller dense layers), :class:`BlockSparseLinear`,
 :class:`SemiStructuredLinear` (2:4, GPU). Each has ``from_dense(module, mask=None)``.
+
+Graphs: :class:`GCNConv`, :class:`GINConv`, :class:`GATConv` take a CSR adjacency or an
+``edge_index`` plus learnable per-edge weights (UGS edge masks).
 """
 
+from .graph import GATConv, GCNConv, GINConv
 from .masked import MaskedConv2d, MaskedConvTranspose2d, MaskedLinear
 from .sparse import (BlockSparseLinear, ChannelPrunedConv2d, ChannelPrunedLinear,
                      SemiStructuredLinear, SparseConv2d, SparseConvTranspose2d, SparseLinear)
@@ -17,4 +21,5 @@ __all__ = [
     "MaskedLinear", "MaskedConv2d", "MaskedConvTranspose2d",
     "SparseLinear", "SparseConv2d", "SparseConvTranspose2d",
     "ChannelPrunedLinear", "ChannelPrunedConv2d", "BlockSparseLinear", "SemiStructuredLinear",
+    "GCNConv", "GINConv", "GATConv",
 ]

@@ -1,0 +1,282 @@
+"""The GNNs of UGS (Chen et al., "A Unified Lottery Ticket Hypothesis for Graph Neural
+Networks", PAPERS.md §1): :class:`GCN`, :class:`GIN`, :class:`GAT`, each built for one fixed
+graph with a learnable mask on its edges.
+
+Common contract (what UGS pruning relies on):
+
+* the graph is stored as persistent buffers ``graph_rowptr``, ``graph_col`` (the CSR's index
+  dtype) and ``graph_num_nodes`` (0-d int64); rows are targets, so ``adj[i, j]`` stored means
+  node ``i`` aggregates from ``j``. :meth:`adjacency` returns it as a :class:`~sparselth.CSR`;
+* ``edge_mask`` is an ``nn.Parameter`` ``[nnz]`` (ones; ``requires_grad=learn_edge_mask``),
+  one value per stored entry in CSR order, passed to every convolution as ``edge_weight``. It
+  is a parameter like any weight, so ``sparselth.prune.apply(model, {"edge_mask": m})``,
+  ``Masks`` and ``Ticket`` handle a bool edge mask ``"edge_mask"`` like a weight mask;
+* :meth:`ugs_weight_names` lists the weights UGS masks; ``forward(x)`` returns logits for
+  dense or CSR ``x``;
+* :meth:`compact_graph` drops the entries whose ``edge_mask`` is exactly 0 (new buffers and a
+  new, smaller ``edge_mask``), leaving the output unchanged: pruned edges then cost nothing.
+  Build optimizers after compacting (the parameter object changes);
+* :meth:`macs` counts exact multiply-accumulates per layer on the current graph and weights.
+
+Example::
+
+    >>> A = CSR.from_edge_index(data.edge_index.flip(0), num_nodes=data.num_nodes)
+    >>> model = GCN(A, data.num_features, data.num_classes)
+    >>> logits = model(data.x)
+    >>> model.macs(data.x)["total"]
+"""
+
+from __future__ import annotations
+
+from typing import Any, List, Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..nn.graph import GATConv, GCNConv, GINConv
+from ..sparse.csr import CSR
+
+__all__ = ["GCN", "GIN", "GAT"]
+
+_GRAPH_BUFFERS = ("graph_rowptr", "graph_col", "graph_deg", "edge_mask_mask")
+
+
+def _as_pattern(op: str, adj: Any, num_nodes: Optional[int]) -> CSR:
+    """A square pattern CSR (rows = targets) from a CSR or a PyG ``edge_index``."""
+    if isinstance(adj, CSR):
+        if adj.shape[0] != adj.shape[1]:
+            raise ValueError(f"{op}: adj must be square (N, N), got {adj.shape}")
+        if num_nodes is not None and num_nodes != adj.shape[0]:
+            raise ValueError(f"{op}: num_nodes={num_nodes} disagrees with adj.shape={adj.shape}")
+        return CSR(adj.rowptr, adj.col, None, adj.shape, validate=False)
+    if isinstance(adj, Tensor):
+        if adj.dim() != 2 or adj.shape[0] != 2:
+            raise ValueError(f"{op}: adj must be a CSR or an edge_index of shape (2, E), got "
+                             f"a tensor of shape {tuple(adj.shape)}")
+        A = CSR.from_edge_index(adj.flip(0), num_nodes)   # [source, target] -> rows = targets
+        return CSR(A.rowptr, A.col, None, A.shape, validate=False)
+    raise TypeError(f"{op}: adj must be a sparselth.CSR or an edge_index tensor, got "
+                    f"{type(adj).__name__}")
+
+
+class _GraphModel(nn.Module):
+    """Graph buffers, the edge mask, compaction and state loading shared by the UGS models."""
+
+    def __init__(self, adj: Union[CSR, Tensor], learn_edge_mask: bool, num_nodes: Optional[int],
+                 add_self_loops: bool = False):
+        super().__init__()
+        op = type(self).__name__
+        A = _as_pattern(op, adj, num_nodes)
+        if add_self_loops:
+            A = A.add_self_loops()
+            A = CSR(A.rowptr, A.col, None, A.shape, validate=False)
+        self.register_buffer("graph_rowptr", A.rowptr.clone())
+        self.register_buffer("graph_col", A.col.clone())
+        self.register_buffer("graph_num_nodes", torch.tensor(A.shape[0], dtype=torch.long))
+        self.edge_mask = nn.Parameter(torch.ones(A.nnz, device=A.device),
+                                      requires_grad=bool(learn_edge_mask))
+        self._adj_cache: Optional[tuple] = None
+
+    # ------------------------------------------------------------------ graph
+    def adjacency(self) -> CSR:
+        """The stored graph as a pattern CSR ``(N, N)``, rows = targets (cached, so its
+        transpose is computed once)."""
+        rp, col = self.graph_rowptr, self.graph_col
+        if self._adj_cache is not None and self._adj_cache[0] is rp and self._adj_cache[1] is col:
+            return self._adj_cache[2]
+        n = int(self.graph_num_nodes)
+        A = CSR(rp, col, None, (n, n), validate=False)
+        self._adj_cache = (rp, col, A)
+        return A
+
+    def ugs_weight_names(self) -> List[str]:
+        """Names of the parameters UGS masks (PAPERS.md §1.1)."""
+        raise NotImplementedError
+
+    def num_edges(self) -> int:
+        """Stored entries whose ``edge_mask`` is non-zero (the edges that still cost)."""
+        return int((self.edge_mask.detach() != 0).sum())
+
+    def _check_compactable(self) -> None:
+        pass
+
+    @torch.no_grad()
+    def compact_graph(self) -> "_GraphModel":
+        """Drop, in place, the stored entries whose ``edge_mask`` is exactly 0: new
+        ``graph_rowptr``/``graph_col`` buffers, a new smaller ``edge_mask`` parameter (same
+        ``requires_grad``) and, if ``prune.apply`` installed one, a compacted
+        ``edge_mask_mask``. The forward output is unchanged. Returns the model."""
+        self._check_compactable()
+        keep = self.edge_mask.detach() != 0
+        if bool(keep.all()):
+            return self
+        A = self.adjacency()
+        n = A.shape[0]
+        counts = torch.bincount(A.row()[keep], minlength=n)
+        rowptr = torch.zeros(n + 1, dtype=torch.long, device=A.device)
+        torch.cumsum(counts, 0, out=rowptr[1:])
+        self.graph_rowptr = rowptr.to(A.rowptr.dtype)
+        self.graph_col = self.graph_col[keep].clone()
+        old = self.edge_mask
+        self.edge_mask = nn.Parameter(old.detach()[keep].clone(), requires_grad=old.requires_grad)
+        mm = self._buffers.get("edge_mask_mask")
+        if mm is not None and mm.shape == keep.shape:
+            self._buffers["edge_mask_mask"] = mm[keep].clone()
+        self._adj_cache = None
+        return self
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        # A compacted graph has fewer stored entries: resize the graph tensors to fit.
+        for name in _GRAPH_BUFFERS:
+            src, own = state_dict.get(prefix + name), self._buffers.get(name)
+            if isinstance(src, Tensor) and own is not None and (
+                    src.shape != own.shape or (name in ("graph_rowptr", "graph_col")
+                                               and src.dtype != own.dtype)):
+                dtype = src.dtype if name in ("graph_rowptr", "graph_col") else own.dtype
+                self._buffers[name] = torch.empty(src.shape, dtype=dtype, device=own.device)
+        src = state_dict.get(prefix + "edge_mask")
+        if isinstance(src, Tensor) and src.shape != self.edge_mask.shape:
+            self.edge_mask = nn.Parameter(
+                torch.empty(src.shape, dtype=self.edge_mask.dtype, device=self.edge_mask.device),
+                requires_grad=self.edge_mask.requires_grad)
+        self._adj_cache = None
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
+
+    def _finish_macs(self, layers: dict) -> dict:
+        layers["total"] = sum(v["total"] for v in layers.values())
+        return layers
+
+
+class GCN(_GraphModel):
+    """UGS's two-layer GCN: ``conv2(dropout(relu(conv1(x))))``, both :class:`GCNConv` without
+    bias, self loops in the normaliser (never pruned), dropout 0.5 between the layers.
+
+    Args:
+        adj: the graph, a square CSR (rows = targets) or a PyG ``edge_index`` ``[2, E]``
+            (values are ignored: only the pattern is stored).
+        in_dim, num_classes, hidden: layer sizes ``in_dim -> hidden -> num_classes``.
+        dropout: dropout probability between the layers.
+        learn_edge_mask: whether ``edge_mask`` requires grad (the UGS mask search).
+        num_nodes: node count for an ``edge_index`` (default: its largest index + 1).
+    """
+
+    def __init__(self, adj: Union[CSR, Tensor], in_dim: int, num_classes: int, hidden: int = 512,
+                 dropout: float = 0.5, learn_edge_mask: bool = True,
+                 num_nodes: Optional[int] = None):
+        super().__init__(adj, learn_edge_mask, num_nodes)
+        self.conv1 = GCNConv(in_dim, hidden)
+        self.conv2 = GCNConv(hidden, num_classes)
+        self.dropout = float(dropout)
+
+    def forward(self, x: Union[Tensor, CSR]) -> Tensor:
+        A, w = self.adjacency(), self.edge_mask
+        h = F.relu(self.conv1(x, A, w))
+        h = F.dropout(h, self.dropout, self.training)
+        return self.conv2(h, A, w)
+
+    def ugs_weight_names(self) -> List[str]:
+        return ["conv1.lin.weight", "conv2.lin.weight"]
+
+    @torch.no_grad()
+    def macs(self, x: Union[Tensor, CSR]) -> dict:
+        """``{"conv1": {...}, "conv2": {...}, "total": int, "paper_formula": int}``: exact
+        per-layer counts (see :meth:`GCNConv.macs`), and the formula that reproduces the UGS
+        figure (PAPERS.md §1.9): ``N * (nnz(W1) + nnz(W2)) + 2 * kept_edges * hidden``."""
+        A, w = self.adjacency(), self.edge_mask
+        N = A.shape[0]
+        out = self._finish_macs({"conv1": self.conv1.macs(x, A, w),
+                                 "conv2": self.conv2.macs(N, A, w)})
+        nnz_w = sum(int((p != 0).sum()) for p in (self.conv1.lin.weight, self.conv2.lin.weight))
+        out["paper_formula"] = N * nnz_w + 2 * self.num_edges() * self.conv1.out_dim
+        return out
+
+
+class GIN(_GraphModel):
+    """UGS's GIN: two :class:`GINConv` layers (mean aggregation over the original in-degree,
+    learnable ``eps``), ReLU and dropout after *every* layer, output
+    ``(pred(h1) + h2) / 2`` with ``pred`` an unmasked bias-free ``Linear(hidden, C)``.
+
+    The original degrees live in the float buffer ``graph_deg`` (pruned edges stay in the
+    mean's denominator, as in the reference, also after :meth:`compact_graph`).
+    """
+
+    def __init__(self, adj: Union[CSR, Tensor], in_dim: int, num_classes: int, hidden: int = 512,
+                 dropout: float = 0.5, learn_edge_mask: bool = True, eps: float = 0.0,
+                 train_eps: bool = True, num_nodes: Optional[int] = None):
+        super().__init__(adj, learn_edge_mask, num_nodes)
+        rp = self.graph_rowptr
+        self.register_buffer("graph_deg", (rp[1:] - rp[:-1]).to(torch.get_default_dtype()))
+        self.conv1 = GINConv(in_dim, hidden, eps=eps, train_eps=train_eps)
+        self.conv2 = GINConv(hidden, num_classes, eps=eps, train_eps=train_eps)
+        self.pred = nn.Linear(hidden, num_classes, bias=False)
+        self.dropout = float(dropout)
+
+    def forward(self, x: Union[Tensor, CSR]) -> Tensor:
+        A, w, deg = self.adjacency(), self.edge_mask, self.graph_deg
+        h1 = F.dropout(F.relu(self.conv1(x, A, w, deg=deg)), self.dropout, self.training)
+        h2 = F.dropout(F.relu(self.conv2(h1, A, w, deg=deg)), self.dropout, self.training)
+        return (self.pred(h1) + h2) / 2
+
+    def ugs_weight_names(self) -> List[str]:
+        return ["conv1.lin.weight", "conv2.lin.weight"]
+
+    @torch.no_grad()
+    def macs(self, x: Union[Tensor, CSR]) -> dict:
+        """``{"conv1", "conv2", "pred": {...}, "total": int}`` (see :meth:`GINConv.macs`)."""
+        A, w, deg = self.adjacency(), self.edge_mask, self.graph_deg
+        N = A.shape[0]
+        pred = N * int((self.pred.weight != 0).sum())
+        return self._finish_macs({"conv1": self.conv1.macs(x, A, w, deg),
+                                  "conv2": self.conv2.macs(N, A, w, deg),
+                                  "pred": {"transform": pred, "total": pred}})
+
+
+class GAT(_GraphModel):
+    """UGS's GAT: ``conv2(dropout(elu(conv1(x))))`` with ``conv1`` = ``heads`` concatenated
+    heads of width ``hidden`` (attention dropout ``dropout``) and ``conv2`` one head
+    ``hidden*heads -> C`` (no attention dropout); no bias anywhere.
+
+    ``add_self_loops=True`` adds the self loops to the stored pattern *before* masking, so
+    they are prunable (PAPERS.md §1.1). Zero-mask edges are left out of the softmax unless
+    ``zero_logit_quirk=True`` (the reference's logit-0 behaviour, which :meth:`compact_graph`
+    refuses because there pruned edges still change the output).
+    """
+
+    def __init__(self, adj: Union[CSR, Tensor], in_dim: int, num_classes: int, hidden: int = 512,
+                 heads: int = 8, dropout: float = 0.6, add_self_loops: bool = True,
+                 learn_edge_mask: bool = True, zero_logit_quirk: bool = False,
+                 negative_slope: float = 0.2, num_nodes: Optional[int] = None):
+        super().__init__(adj, learn_edge_mask, num_nodes, add_self_loops=add_self_loops)
+        self.conv1 = GATConv(in_dim, hidden, heads=heads, concat=True,
+                             negative_slope=negative_slope, attn_dropout=dropout,
+                             zero_logit_quirk=zero_logit_quirk)
+        self.conv2 = GATConv(hidden * heads, num_classes, heads=1, concat=True,
+                             negative_slope=negative_slope, attn_dropout=0.0,
+                             zero_logit_quirk=zero_logit_quirk)
+        self.dropout = float(dropout)
+        self.zero_logit_quirk = bool(zero_logit_quirk)
+
+    def forward(self, x: Union[Tensor, CSR]) -> Tensor:
+        A, w = self.adjacency(), self.edge_mask
+        h = F.elu(self.conv1(x, A, w))
+        h = F.dropout(h, self.dropout, self.training)
+        return self.conv2(h, A, w)
+
+    def ugs_weight_names(self) -> List[str]:
+        return [f"{c}.{p}" for c in ("conv1", "conv2")
+                for p in ("lin.weight", "att_src", "att_dst")]
+
+    def _check_compactable(self) -> None:
+        if self.zero_logit_quirk:
+            raise ValueError("GAT.compact_graph: with zero_logit_quirk=True pruned edges stay in "
+                             "the softmax, so dropping them would change the output")
+
+    @torch.no_grad()
+    def macs(self, x: Union[Tensor, CSR]) -> dict:
+        """``{"conv1", "conv2": {...}, "total": int}`` (see :meth:`GATConv.macs`)."""
+        A, w = self.adjacency(), self.edge_mask
+        return self._finish_macs({"conv1": self.conv1.macs(x, A, w),
+                                  "conv2": self.conv2.macs(A.shape[0], A, w)})

@@ -1,0 +1,147 @@
+"""``edge_softmax``: softmax over the stored entries of each CSR row (graph attention).
+
+With rows as destination nodes, ``alpha[e] = exp(s[e]) / sum_{e' in row(e)} exp(s[e'])`` turns
+per-edge attention logits into per-node attention weights (GAT). Entries with ``keep == False``
+are left out of their row's softmax entirely (output exactly 0, no share of the denominator):
+that is what makes a pruned edge cost nothing, unlike a logit of 0. Vectorised: a segment max
+(``scatter_reduce`` amax on the row index) for stability, ``exp``, a segment sum
+(``index_add``); the backward is the usual ``alpha * (g - sum_row(alpha * g))``.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from ..sparse.csr import CSR
+from ._common import check_csr
+
+Tensor = torch.Tensor
+
+_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _check(op: str, A, logits, keep) -> None:
+    check_csr(op, "A", A)
+    if not isinstance(logits, Tensor):
+        raise TypeError(f"{op}: logits must be a torch.Tensor, got {type(logits).__name__}")
+    if logits.dtype not in _FLOATS:
+        raise TypeError(f"{op}: logits must be floating, got {logits.dtype}")
+    if logits.dim() not in (1, 2) or logits.shape[0] != A.nnz:
+        raise ValueError(f"{op}: logits must have shape ({A.nnz},) or ({A.nnz}, H) "
+                         f"(one row per stored entry of A), got {tuple(logits.shape)}")
+    if logits.device != A.device:
+        raise ValueError(f"{op}: logits is on {logits.device} but A is on {A.device}")
+    if keep is not None:
+        if not isinstance(keep, Tensor):
+            raise TypeError(f"{op}: keep must be a bool tensor or None, got {type(keep).__name__}")
+        if keep.dtype != torch.bool:
+            raise TypeError(f"{op}: keep must have dtype torch.bool, got {keep.dtype}")
+        if keep.shape != logits.shape and keep.shape != (A.nnz,):
+            raise ValueError(f"{op}: keep must have shape ({A.nnz},) or logits' shape "
+                             f"{tuple(logits.shape)}, got {tuple(keep.shape)}")
+        if keep.device != A.device:
+            raise ValueError(f"{op}: keep is on {keep.device} but A is on {A.device}")
+
+
+def _forward(row: Tensor, num_rows: int, logits: Tensor, keep: Optional[Tensor]) -> Tensor:
+    """The softmax itself on ``(nnz, H)`` logits (no autograd needed)."""
+    H = logits.shape[1]
+    index = row.unsqueeze(1).expand(-1, H)
+    if keep is not None:
+        logits = logits.masked_fill(~keep, float("-inf"))
+    row_max = torch.full((num_rows, H), float("-inf"), dtype=logits.dtype, device=logits.device)
+    row_max = row_max.scatter_reduce(0, index, logits, reduce="amax", include_self=True)
+    # Rows with no kept entry have max -inf; shift them by 0 so exp(-inf - 0) = 0, not NaN.
+    row_max = row_max.masked_fill(torch.isinf(row_max), 0.0)
+    ex = torch.exp(logits - row_max.index_select(0, row))
+    denom = torch.zeros((num_rows, H), dtype=logits.dtype, device=logits.device)
+    denom.index_add_(0, row, ex)
+    # Every row with a kept entry has denom >= 1 (its max contributes exp(0)); the others are
+    # all-excluded rows whose entries are 0 anyway.
+    denom.masked_fill_(denom == 0, 1.0)
+    return ex / denom.index_select(0, row)
+
+
+class _EdgeSoftmax(torch.autograd.Function):
+    """Saves only the output; the backward is built from differentiable torch ops, so double
+    backward works too."""
+
+    @staticmethod
+    def forward(ctx, logits, row, num_rows, keep):
+        out = _forward(row, num_rows, logits, keep)
+        ctx.save_for_backward(out, row)
+        ctx.num_rows = num_rows
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        out, row = ctx.saved_tensors
+        prod = out * grad
+        row_sum = torch.zeros((ctx.num_rows, out.shape[1]), dtype=out.dtype, device=out.device)
+        row_sum = row_sum.index_add(0, row, prod)
+        return prod - out * row_sum.index_select(0, row), None, None, None
+
+
+def edge_softmax(A: CSR, logits: Tensor, keep: Optional[Tensor] = None) -> Tensor:
+    """Softmax of ``logits`` over the stored entries of each row of ``A``.
+
+    Args:
+        A: ``(m, n)`` :class:`~sparselth.CSR`; only its pattern is read. Rows are the
+            destination nodes of a graph whose stored entries are its edges.
+        logits: ``(nnz,)`` or ``(nnz, H)`` (``H`` attention heads), in CSR order.
+        keep: optional bool ``(nnz,)`` or ``logits.shape``; entries with ``False`` are excluded
+            from their row's softmax and get exactly 0.
+
+    Returns:
+        A tensor shaped like ``logits``: for every row, its kept entries sum to 1 (per head);
+        rows with no stored or no kept entry give nothing (all their entries are 0).
+        Numerically stable (the row max is subtracted); differentiable with respect to
+        ``logits``; float16/bfloat16 are computed in float32.
+
+    Example::
+
+        >>> A = CSR.from_edge_index(edge_index.flip(0), num_nodes=n)   # rows = targets
+        >>> alpha = edge_softmax(A, scores)                             # (nnz, heads)
+    """
+    op = "edge_softmax"
+    _check(op, A, logits, keep)
+    squeeze = logits.dim() == 1
+    x = logits.unsqueeze(1) if squeeze else logits
+    if keep is not None:
+        keep = keep.unsqueeze(1) if keep.dim() == 1 else keep
+        keep = keep.expand_as(x)
+    dtype = logits.dtype
+    if dtype in (torch.float16, torch.bfloat16):
+        x = x.float()
+    row = A.row()
+    if torch.is_grad_enabled() and x.requires_grad:
+        out = _EdgeSoftmax.apply(x, row, A.shape[0], keep)
+    else:
+        out = _forward(row, A.shape[0], x, keep)
+    out = out.to(dtype)
+    return out.squeeze(1) if squeeze else out
+
+
+def edge_softmax_reference(A: CSR, logits: Tensor, keep: Optional[Tensor] = None) -> Tensor:
+    """Per-row Python loop over ``torch.softmax``: slow, obviously correct; the oracle."""
+    op = "edge_softmax_reference"
+    _check(op, A, logits, keep)
+    squeeze = logits.dim() == 1
+    x = logits.unsqueeze(1) if squeeze else logits
+    if keep is None:
+        keep = torch.ones(x.shape, dtype=torch.bool, device=x.device)
+    else:
+        keep = (keep.unsqueeze(1) if keep.dim() == 1 else keep).expand_as(x)
+    rowptr = A.rowptr.tolist()
+    out = torch.zeros_like(x)
+    for i in range(A.shape[0]):
+        lo, hi = rowptr[i], rowptr[i + 1]
+        for h in range(x.shape[1]):
+            k = keep[lo:hi, h]
+            if bool(k.any()):
+                seg = torch.softmax(x[lo:hi, h][k].double(), dim=0).to(x.dtype)
+                idx = torch.arange(lo, hi, device=x.device)[k]
+                out = out.index_put((idx, torch.full_like(idx, h)), seg)
+    return out.squeeze(1) if squeeze else out

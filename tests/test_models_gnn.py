@@ -1,0 +1,277 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+import sparselth.prune as prune
+from sparselth import CSR, Ticket
+from sparselth.data import contextual_sbm, power_law_graph
+from sparselth.models import GAT, GCN, GIN
+from sparselth.nn import GATConv, GCNConv, GINConv
+
+N, F_IN, C = 60, 12, 3
+
+
+def graph(index_dtype=torch.int64):
+    ei = power_law_graph(N, 3, seed=11)
+    ei = torch.cat([ei, ei.flip(0)], 1)                         # symmetric, like Planetoid
+    A = CSR.from_edge_index(ei.flip(0), num_nodes=N, index_dtype=index_dtype)
+    return A.with_values(None)                                  # duplicates were summed
+
+
+def build(name, A, **kw):
+    torch.manual_seed(0)
+    if name == "gcn":
+        return GCN(A, F_IN, C, hidden=16, **kw)
+    if name == "gin":
+        return GIN(A, F_IN, C, hidden=16, **kw)
+    return GAT(A, F_IN, C, hidden=4, heads=3, **kw)
+
+
+MODELS = ["gcn", "gin", "gat"]
+
+
+def features(dtype=torch.float64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(N, F_IN, generator=g, dtype=torch.float64)
+    x[torch.rand(N, F_IN, generator=g) < 0.5] = 0
+    return x.to(dtype)
+
+
+@pytest.mark.parametrize("index_dtype", [torch.int32, torch.int64])
+@pytest.mark.parametrize("name", MODELS)
+def test_contract(name, index_dtype):
+    A = graph(index_dtype)
+    m = build(name, A)
+    sd = m.state_dict()
+    for key in ("graph_rowptr", "graph_col", "graph_num_nodes", "edge_mask"):
+        assert key in sd
+    assert m.graph_rowptr.dtype == index_dtype and m.graph_col.dtype == index_dtype
+    assert int(m.graph_num_nodes) == N
+    expected_nnz = A.nnz + (N if name == "gat" else 0)         # GAT: self loops before masking
+    assert isinstance(m.edge_mask, torch.nn.Parameter) and m.edge_mask.requires_grad
+    assert m.edge_mask.shape == (expected_nnz,) and bool((m.edge_mask == 1).all())
+    adj = m.adjacency()
+    assert isinstance(adj, CSR) and adj.nnz == expected_nnz and adj.shape == (N, N)
+    assert m.adjacency() is adj                                  # cached
+    params = dict(m.named_parameters())
+    names = m.ugs_weight_names()
+    assert all(n in params for n in names)
+    if name == "gat":
+        assert len(names) == 6 and "conv1.att_src" in names
+    else:
+        assert names == ["conv1.lin.weight", "conv2.lin.weight"]
+    if name == "gin":
+        assert "pred.weight" in params and "pred.weight" not in names
+        assert m.pred.bias is None
+    frozen = build(name, A, learn_edge_mask=False)
+    assert not frozen.edge_mask.requires_grad
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_forward_shapes_and_edge_mask_gradient(name):
+    m = build(name, graph())
+    x = features(torch.float32)
+    y = m(x)
+    assert y.shape == (N, C)
+    F.cross_entropy(y, torch.arange(N) % C).backward()
+    assert m.edge_mask.grad is not None and m.edge_mask.grad.abs().sum() > 0
+    for n in m.ugs_weight_names():
+        assert m.get_parameter(n).grad is not None
+
+
+def test_models_match_hand_built_layers():
+    A = graph()
+    x = features()
+    w = torch.rand(A.nnz, dtype=torch.float64) + 0.5
+    gcn = build("gcn", A).double().eval()
+    with torch.no_grad():
+        gcn.edge_mask.copy_(w)
+    h = F.relu(gcn.conv1(x, A, w))
+    torch.testing.assert_close(gcn(x), gcn.conv2(h, A, w))
+    gin = build("gin", A).double().eval()
+    h1 = F.relu(gin.conv1(x, A))
+    torch.testing.assert_close(gin(x), (gin.pred(h1) + F.relu(gin.conv2(h1, A))) / 2)
+    gat = build("gat", A).double().eval()
+    As = A.add_self_loops()
+    torch.testing.assert_close(gat(x), gat.conv2(F.elu(gat.conv1(x, As)), As))
+    assert isinstance(gat.conv1, GATConv) and gat.conv1.heads == 3 and gat.conv1.concat
+    assert gat.conv2.heads == 1 and gat.conv2.attn_dropout == 0.0 and gat.conv1.attn_dropout == 0.6
+    assert isinstance(gcn.conv1, GCNConv) and isinstance(gin.conv1, GINConv)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name", MODELS)
+def test_compact_graph_keeps_output(name, dtype):
+    m = build(name, graph()).to(dtype).eval()
+    x = features(dtype)
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        m.edge_mask.mul_(torch.rand(m.edge_mask.shape, generator=g, dtype=dtype) + 0.5)
+        m.edge_mask[torch.rand(m.edge_mask.shape, generator=g) < 0.4] = 0
+    before = m(x)
+    kept = int((m.edge_mask != 0).sum())
+    deg = m.graph_deg.clone() if name == "gin" else None
+    macs_before = m.macs(x)
+    assert m.compact_graph() is m
+    assert m.edge_mask.numel() == kept == m.adjacency().nnz and bool((m.edge_mask != 0).all())
+    assert m.edge_mask.requires_grad
+    tol = dict(atol=1e-10, rtol=1e-10) if dtype == torch.float64 else dict(atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(m(x), before, **tol)
+    assert m.macs(x) == macs_before                              # zero edges were free already
+    if name == "gin":
+        torch.testing.assert_close(m.graph_deg, deg)
+    # a fresh model loads the compacted state and gives the same output
+    fresh = build(name, graph()).to(dtype).eval()
+    fresh.load_state_dict(m.state_dict())
+    torch.testing.assert_close(fresh(x), before, **tol)
+    # compacting again is a no-op; gradients reach the compacted mask
+    m.compact_graph()
+    m.train()
+    m(x).sum().backward()
+    assert m.edge_mask.grad.shape == (kept,)
+
+
+def test_gat_quirk_refuses_compaction():
+    m = build("gat", graph(), zero_logit_quirk=True)
+    with torch.no_grad():
+        m.edge_mask[:5] = 0
+    with pytest.raises(ValueError, match="^GAT.compact_graph"):
+        m.compact_graph()
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_macs_drop_when_edges_or_weights_zeroed(name):
+    m = build(name, graph())
+    x = features(torch.float32)
+    full = m.macs(x)
+    assert full["total"] == sum(v["total"] for k, v in full.items() if isinstance(v, dict))
+    assert full["conv1"]["transform"] == N * m.conv1.lin.weight.numel()
+    with torch.no_grad():
+        m.edge_mask[::3] = 0
+    fewer_edges = m.macs(x)
+    assert fewer_edges["conv1"]["aggregate"] < full["conv1"]["aggregate"]
+    assert fewer_edges["total"] < full["total"]
+    with torch.no_grad():
+        m.conv1.lin.weight[:, ::2] = 0
+    fewer_w = m.macs(x)
+    assert fewer_w["conv1"]["transform"] < full["conv1"]["transform"]
+    assert fewer_w["total"] < fewer_edges["total"]
+    # sparse features: counted per stored feature
+    xs = CSR.from_dense(x)
+    assert m.macs(xs)["conv1"]["transform"] < fewer_w["conv1"]["transform"]
+
+
+def test_gcn_paper_formula():
+    m = build("gcn", graph())
+    x = features(torch.float32)
+    info = m.macs(x)
+    nnz_w = m.conv1.lin.weight.numel() + m.conv2.lin.weight.numel()
+    assert info["paper_formula"] == N * nnz_w + 2 * m.edge_mask.numel() * 16
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_sparse_features_equal_dense(name):
+    m = build(name, graph()).double().eval()
+    x = features()
+    torch.testing.assert_close(m(CSR.from_dense(x)), m(x))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_prune_apply_with_edge_mask(name):
+    m = build(name, graph())
+    x = features(torch.float32)
+    g = torch.Generator().manual_seed(1)
+    em = torch.rand(m.edge_mask.shape, generator=g) > 0.3
+    wm = torch.rand(m.conv1.lin.weight.shape, generator=g) > 0.5
+    prune.apply(m, {"edge_mask": em, "conv1.lin.weight": wm})
+    assert bool((m.edge_mask[~em] == 0).all()) and bool((m.conv1.lin.weight[~wm] == 0).all())
+    y = m(x)
+    F.cross_entropy(y, torch.arange(N) % C).backward()
+    assert bool((m.edge_mask.grad[~em] == 0).all())
+    assert prune.sparsity(m)["layers"]["edge_mask"] == pytest.approx(float((~em).float().mean()))
+    # compaction also compacts the installed mask buffer, and masked training still works
+    m.eval()
+    before = m(x)
+    m.compact_graph()
+    assert m.edge_mask_mask.shape == m.edge_mask.shape and bool(m.edge_mask_mask.all())
+    torch.testing.assert_close(m(x), before)
+    m.train()
+    m.zero_grad()
+    m(x).sum().backward()
+    assert m.edge_mask.grad.shape == m.edge_mask.shape
+
+
+def test_ticket_round_trip_gcn(tmp_path):
+    A = graph(torch.int32)
+    m = build("gcn", A)
+    theta0 = {k: v.clone() for k, v in m.state_dict().items()}
+    em = torch.rand(m.edge_mask.shape, generator=torch.Generator().manual_seed(0)) > 0.2
+    masks = {"edge_mask": em,
+             "conv1.lin.weight": m.conv1.lin.weight.abs() > m.conv1.lin.weight.abs().median(),
+             "conv2.lin.weight": torch.ones_like(m.conv2.lin.weight, dtype=torch.bool)}
+    prune.apply(m, masks)
+    with torch.no_grad():
+        m.edge_mask.mul_(0.9)                                    # "trained" values
+    x = features(torch.float32)
+    m.eval()
+    want = m(x)
+    ticket = Ticket.from_model(m, init_state=theta0, seed=0)
+    ticket.save(tmp_path / "glt")
+    t2 = Ticket.load(tmp_path / "glt")
+    assert t2.masks == ticket.masks and "edge_mask" in t2.masks
+    assert t2.trained_state["graph_col"].dtype == torch.int32
+    fresh = build("gcn", A)
+    t2.apply_to(fresh)
+    fresh.eval()
+    torch.testing.assert_close(fresh(x), want)
+    rewound = t2.apply_to(build("gcn", A), state="init")
+    assert bool((rewound.edge_mask[~em] == 0).all()) and bool((rewound.edge_mask[em] == 1).all())
+
+
+def test_edge_index_constructor_and_bad_input():
+    ei = power_law_graph(N, 3, seed=11)
+    m = GCN(ei, F_IN, C, hidden=8, num_nodes=N)
+    A = CSR.from_edge_index(ei.flip(0), num_nodes=N)
+    assert torch.equal(m.graph_col.long(), A.col.long())
+    with pytest.raises(TypeError, match="^GCN: adj must be"):
+        GCN("graph", F_IN, C)
+    with pytest.raises(ValueError, match="^GIN: adj must be square"):
+        GIN(CSR.from_dense(torch.ones(3, 4)), F_IN, C)
+    with pytest.raises(ValueError, match="^GATConv: adj must have shape"):
+        GAT(A, F_IN, C, hidden=2, heads=2)(torch.randn(N + 1, F_IN))
+
+
+def test_gcn_learns_contextual_sbm():
+    data = contextual_sbm(num_nodes=120, num_classes=3, num_features=F_IN, seed=0)
+    A = CSR.from_edge_index(data.edge_index.flip(0), num_nodes=data.num_nodes)
+    torch.manual_seed(0)
+    m = GCN(A, data.num_features, data.num_classes, hidden=16)
+    opt = torch.optim.Adam(m.parameters(), lr=0.01)
+    losses = []
+    for _ in range(30):
+        opt.zero_grad()
+        loss = F.cross_entropy(m(data.x)[data.train_mask], data.y[data.train_mask])
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_deepcopy_and_functional_call(name):
+    import copy
+    m = build(name, graph()).eval()
+    x = features(torch.float32)
+    prune.apply(m, {"edge_mask": torch.rand(m.edge_mask.shape,
+                                            generator=torch.Generator().manual_seed(2)) > 0.3})
+    want = m(x)
+    c = copy.deepcopy(m)
+    assert c.adjacency().col is c.graph_col
+    prune.remove(c)
+    c.compact_graph()
+    torch.testing.assert_close(c(x), want)
+    assert c.macs(x) == m.macs(x)
+    # a substituted edge mask (as a soft-mask wrapper passes it) receives the gradient
+    em = m.edge_mask.detach().clone().requires_grad_()
+    torch.func.functional_call(m, {"edge_mask": em * 1.0}, (x,)).sum().backward()
+    assert em.grad is not None and em.grad.abs().sum() > 0
