@@ -12,6 +12,28 @@ TORCH_LIBRARY(sparselth, m) {
         "Tensor? row_scale, Tensor? bias, int num_rows) -> Tensor");
   // out[e] = dot(x[row(e)], y[col[e]]) for every stored entry e of the CSR pattern.
   m.def("sddmm_kernel(Tensor rowptr, Tensor col, Tensor x, Tensor y) -> Tensor");
+
+  // Embedding gathers (csrc/cpu/embedding_cpu.cpp, csrc/cuda/embedding_cuda.cu). Every one
+  // returns (num_out, d): without bag_ptr row o is the stored row ids[o]; with bag_ptr
+  // ((B + 1,) int64, 0 .. ids.numel()) row b is the sum (mode 0) or mean (mode 1) of the rows of
+  // ids[bag_ptr[b] : bag_ptr[b + 1]], zeros for an empty bag. ids: (n,) int32|int64, in range.
+  // Values: float32/float64, or int8 times scale[stored row] (output dtype = scale's).
+  // Dense / row-compact: row id = table[remap[id]] * mask (remap None: table[id]; remap[id]
+  // == -1: zeros). table (K, d); remap (R,) int32; scale (K,); mask (K, d) bool or out dtype.
+  m.def("embedding_rows_kernel(Tensor table, Tensor? remap, Tensor? scale, Tensor? mask, "
+        "Tensor ids, Tensor? bag_ptr, int mode) -> Tensor");
+  // Per-row CSR: row id has val[e] at feature col[e] for rowptr[id] <= e < rowptr[id + 1].
+  // rowptr (R + 1,) int32|int64; col (nnz,) int16|int32 in [0, dim); val (nnz,); scale (R,).
+  m.def("embedding_csr_kernel(Tensor rowptr, Tensor col, Tensor val, Tensor? scale, "
+        "Tensor ids, Tensor? bag_ptr, int mode, int dim) -> Tensor");
+  // Per-row bitmask: bits (R, ceil(dim / 8)) uint8, bit f % 8 of byte f / 8 marks feature f as
+  // stored; row id's stored values are val[rowptr[id] ..] in feature order; scale (R,).
+  m.def("embedding_bitmask_kernel(Tensor rowptr, Tensor bits, Tensor val, Tensor? scale, "
+        "Tensor ids, Tensor? bag_ptr, int mode, int dim) -> Tensor");
+  // Dense gradient of the masked gather: out (num_rows, d) = 0; out[ids[i]] += grad[i] *
+  // mask[ids[i]] (mask None: ones). grad (n, d) float32/float64; mask (num_rows, d).
+  m.def("embedding_backward_kernel(Tensor grad, Tensor? mask, Tensor ids, int num_rows) "
+        "-> Tensor");
 }
 
 // The module object only makes `import sparselth._C` load the library (and its registrations).

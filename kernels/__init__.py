@@ -14,9 +14,9 @@ Triton interpreter, which needs ``TRITON_INTERPRET=1`` set before Triton is firs
 """
 import importlib
 
-__all__ = ["available", "spmm", "sddmm"]
+__all__ = ["available", "spmm", "sddmm", "embedding"]
 
-_SUBMODULES = ("spmm", "sddmm")
+_SUBMODULES = ("spmm", "sddmm", "embedding")
 _available = None
 
 

@@ -781,7 +781,7 @@ def _call(model: nn.Module, inputs: Any) -> Any:
 
 
 def _map_tensors(x: Any, fn: Callable[[Tensor], Any]) -> Any:
-    if isinstance(x, Tensor):
+    if isinstance(x, (Tensor, CSR)):  # a CSR input: sparse node features of a graph model
         return fn(x)
     if isinstance(x, Mapping):
         return {k: _map_tensors(v, fn) for k, v in x.items()}
@@ -901,7 +901,7 @@ def _check_inputs(example_inputs: Any) -> None:
             "compile: example_inputs is required: routes are timed and the result is verified "
             "on them (pass a tensor, a tuple of positional arguments or a dict of keyword "
             "arguments, e.g. example_inputs=torch.randn(64, 784))")
-    if not isinstance(example_inputs, (Tensor, tuple, list, Mapping)):
+    if not isinstance(example_inputs, (Tensor, CSR, tuple, list, Mapping)):
         raise TypeError(f"compile: example_inputs must be a tensor, a tuple of positional "
                         f"arguments or a dict of keyword arguments, got "
                         f"{type(example_inputs).__name__}")
@@ -931,6 +931,10 @@ def compile(
 
     Args:
         model: the network the ticket was found on (left unchanged; a deep copy is compiled).
+            A graph model with ``compact_graph()`` (:mod:`sparselth.models.gnn`) is compacted
+            after the ticket is applied, so its pruned edges are not stored; a
+            :class:`~sparselth.CSR` of node features may stand for a tensor in
+            ``example_inputs``.
         ticket: a :class:`~sparselth.Ticket` or the path of a saved ticket. Its trained state
             must fit ``model.state_dict()`` (without mask buffers).
         device: target device (default: where ``model``'s parameters are, else CPU). Routes
@@ -1033,6 +1037,10 @@ def compile(
     remove(dense_model)
     dense_model.eval()
     compiled = copy.deepcopy(dense_model)
+    if callable(getattr(compiled, "compact_graph", None)):
+        # graph models (sparselth.models.gnn): drop the pruned edges from the stored graph,
+        # so they cost nothing; verified below like every route
+        compiled.compact_graph()
 
     reports: list[LayerReport] = []
     noncontig: list[str] = []  # swapped layers whose output is a non-contiguous view

@@ -8,6 +8,9 @@ are deterministic by seed and cover sizes the real data does not.
 - :func:`power_law_graph`: heavy-tailed directed graphs up to millions of nodes, vectorised.
 - :func:`prune_edges_random`: keep a random fraction of the edges (of an ``edge_index`` or a CSR).
 - :func:`contextual_sbm`: contextual stochastic block model (features + labels + graph).
+- :func:`link_split`: link-prediction split (held-out edges that keep components, negatives).
+- :mod:`sparselth.data.recsys`: user-item interactions (:class:`Interactions`): LastFM,
+  MovieLens-100K, LightGCN's text format, a latent-factor generator, a BPR sampler.
 """
 
 from __future__ import annotations
@@ -69,6 +72,17 @@ class GraphData:
 
 from .planetoid import PlanetoidGraph, load_planetoid, load_planetoid_graph  # noqa: E402
 from .synthetic import contextual_sbm, power_law_graph, prune_edges_random  # noqa: E402
+from .linkpred import LinkSplit, link_split  # noqa: E402
+from .recsys import (  # noqa: E402
+    BPRSampler,
+    Interactions,
+    load_lastfm,
+    load_lightgcn_text,
+    load_movielens_100k,
+    load_recsys,
+    split_per_user,
+    synthetic_interactions,
+)
 
 __all__ = [
     "GraphData",
@@ -78,4 +92,14 @@ __all__ = [
     "power_law_graph",
     "prune_edges_random",
     "contextual_sbm",
+    "LinkSplit",
+    "link_split",
+    "BPRSampler",
+    "Interactions",
+    "load_lastfm",
+    "load_lightgcn_text",
+    "load_movielens_100k",
+    "load_recsys",
+    "split_per_user",
+    "synthetic_interactions",
 ]

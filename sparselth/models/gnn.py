@@ -189,7 +189,7 @@ class GCN(_GraphModel):
         N = A.shape[0]
         out = self._finish_macs({"conv1": self.conv1.macs(x, A, w),
                                  "conv2": self.conv2.macs(N, A, w)})
-        nnz_w = sum(int((p != 0).sum()) for p in (self.conv1.lin.weight, self.conv2.lin.weight))
+        nnz_w = sum(int((p != 0).sum()) for p in (self.conv1._weight(), self.conv2._weight()))
         out["paper_formula"] = N * nnz_w + 2 * self.num_edges() * self.conv1.out_dim
         return out
 

@@ -1,7 +1,8 @@
 """Neural-network layers: training-time masked layers and deploy-time sparse layers.
 
 Training (finding tickets): :class:`MaskedLinear`, :class:`MaskedConv2d`,
-:class:`MaskedConvTranspose2d` keep the dense weight and a ``weight_mask`` buffer.
+:class:`MaskedConvTranspose2d`, :class:`MaskedEmbedding` keep the dense weight and a
+``weight_mask`` buffer.
 
 Deployment (running tickets): :class:`SparseLinear`, :class:`SparseConv2d`,
 :class:`SparseConvTranspose2d` (CSR weights on sparselth's kernels), :class:`ChannelPrunedLinear`,
@@ -12,6 +13,7 @@ Graphs: :class:`GCNConv`, :class:`GINConv`, :class:`GATConv` take a CSR adjacenc
 ``edge_index`` plus learnable per-edge weights (UGS edge masks).
 """
 
+from .embedding import CompressedEmbedding, CompressedEmbeddingBag, MaskedEmbedding
 from .graph import GATConv, GCNConv, GINConv
 from .masked import MaskedConv2d, MaskedConvTranspose2d, MaskedLinear
 from .sparse import (BlockSparseLinear, ChannelPrunedConv2d, ChannelPrunedLinear,
@@ -22,4 +24,5 @@ __all__ = [
     "SparseLinear", "SparseConv2d", "SparseConvTranspose2d",
     "ChannelPrunedLinear", "ChannelPrunedConv2d", "BlockSparseLinear", "SemiStructuredLinear",
     "GCNConv", "GINConv", "GATConv",
+    "MaskedEmbedding", "CompressedEmbedding", "CompressedEmbeddingBag",
 ]

@@ -23,6 +23,8 @@ of one call, treating zero weights and zero-weight edges as pruned.
 
 from __future__ import annotations
 
+import itertools
+
 import math
 from typing import Any, Optional, Tuple, Union
 
@@ -179,9 +181,25 @@ class _GraphConv(nn.Module):
             w = w.to(dtype)
         return A, w, per_target
 
+    def _dtype(self) -> torch.dtype:
+        """The layer's floating dtype; ``lin`` may be a compiled sparse layer without ``weight``."""
+        for t in itertools.chain(self.lin.parameters(), self.lin.buffers()):
+            if t.is_floating_point():
+                return t.dtype
+        return torch.get_default_dtype()
+
+    def _weight(self) -> Tensor:
+        """``lin``'s dense ``(out, in)`` weight (pruned entries as zeros), also when ``lin`` was
+        swapped for a compiled sparse layer."""
+        W = getattr(self.lin, "weight", None)
+        if isinstance(W, Tensor):
+            return W
+        return self.lin.dense_weight()
+
     def _transform(self, x: Union[Tensor, CSR]) -> Tensor:
-        """``x W^T``; sparse node features go through ``spmm(x, W^T)``."""
-        W = self.lin.weight
+        """``x W^T``; sparse node features go through ``spmm(x, W^T)``, dense ones through
+        ``lin`` (so a compiled ticket's sparse-weight route runs there)."""
+        W = self._weight()
         if isinstance(x, CSR):
             if torch.is_grad_enabled() and not torch.compiler.is_compiling():
                 x.t()
@@ -195,7 +213,7 @@ class _GraphConv(nn.Module):
 
     # ------------------------------------------------------------------ MACs
     def _transform_macs(self, x: Any) -> int:
-        nz = self.lin.weight.detach() != 0
+        nz = self._weight().detach() != 0
         if isinstance(x, CSR):
             col = x.col.long() if x.val is None else x.col.long()[x.val.detach() != 0]
             per_col = torch.bincount(col, minlength=self.in_dim)
@@ -259,7 +277,7 @@ class GCNConv(_GraphConv):
     def forward(self, x: Union[Tensor, CSR], adj: Adjacency,
                 edge_weight: Optional[Tensor] = None) -> Tensor:
         N = self._num_nodes(x)
-        dtype = self.lin.weight.dtype
+        dtype = self._dtype()
         A, w, _ = self._graph(adj, edge_weight, N, dtype)
         vals, self_w = self._normalise(adj, edge_weight, A, w, dtype)
         An = A.with_values(vals)
@@ -276,7 +294,7 @@ class GCNConv(_GraphConv):
         sparse ``x``), ``aggregate`` (kept edges x width), ``self`` (``N`` x width)."""
         N = self._num_nodes(x)
         with torch.no_grad():
-            A, w, _ = self._graph(adj, edge_weight, N, self.lin.weight.dtype)
+            A, w, _ = self._graph(adj, edge_weight, N, self._dtype())
         width = self.out_dim if (isinstance(x, CSR) or self.out_dim <= self.in_dim) else self.in_dim
         out = {"transform": self._transform_macs(x), "aggregate": self._kept_edges(A, w) * width,
                "self": N * width}
@@ -333,7 +351,7 @@ class GINConv(_GraphConv):
     def forward(self, x: Union[Tensor, CSR], adj: Adjacency, edge_weight: Optional[Tensor] = None,
                 deg: Optional[Tensor] = None) -> Tensor:
         N = self._num_nodes(x)
-        dtype = self.lin.weight.dtype
+        dtype = self._dtype()
         A, w, per_target = self._graph(adj, edge_weight, N, dtype)
         rs = self._row_scale(deg, per_target, N, dtype, A.device)
         Aw = A if w is None else A.with_values(w)
@@ -351,7 +369,7 @@ class GINConv(_GraphConv):
         ``self`` (the ``(1 + eps) x`` and ``1/deg`` terms, ``N`` x width each)."""
         N = self._num_nodes(x)
         with torch.no_grad():
-            A, w, _ = self._graph(adj, edge_weight, N, self.lin.weight.dtype)
+            A, w, _ = self._graph(adj, edge_weight, N, self._dtype())
         width = self.out_dim if (isinstance(x, CSR) or self.out_dim < self.in_dim) else self.in_dim
         out = {"transform": self._transform_macs(x), "aggregate": self._kept_edges(A, w) * width,
                "self": 2 * N * width}
@@ -407,7 +425,7 @@ class GATConv(_GraphConv):
     def forward(self, x: Union[Tensor, CSR], adj: Adjacency,
                 edge_weight: Optional[Tensor] = None) -> Tensor:
         N = self._num_nodes(x)
-        dtype = self.lin.weight.dtype
+        dtype = self._dtype()
         A, w, _ = self._graph(adj, edge_weight, N, dtype)
         H, C = self.heads, self.out_dim
         z = self._transform(x).view(N, H, C)
@@ -437,7 +455,7 @@ class GATConv(_GraphConv):
         ``aggregate`` (kept edges x heads x out_dim)."""
         N = self._num_nodes(x)
         with torch.no_grad():
-            A, w, _ = self._graph(adj, edge_weight, N, self.lin.weight.dtype)
+            A, w, _ = self._graph(adj, edge_weight, N, self._dtype())
         edges = A.nnz if self.zero_logit_quirk else self._kept_edges(A, w)
         att = int((self.att_src.detach() != 0).sum() + (self.att_dst.detach() != 0).sum())
         out = {"transform": self._transform_macs(x), "attention": N * att + edges * self.heads,

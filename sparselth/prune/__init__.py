@@ -14,6 +14,7 @@ Quick tour::
     prune.remove(model)                                  # bake the zeros in, drop the hooks
 
     records = prune.IMP(model, train_fn, eval_fn, prune.IMPConfig(rounds=10)).run()
+    records = prune.UGS(gnn, task, prune.UGSConfig(rounds=20)).run()   # graph + weights (GNNs)
 
 Layering: this package imports only torch, numpy, tqdm and ``sparselth._io``.
 """
@@ -42,12 +43,15 @@ from .masks import (
     state_without_masks,
     to_torch_prune,
 )
+from .ugs import UGS, UGSConfig, load_ugs_round
 
 __all__ = [
     "IMP",
     "PRUNABLE_TYPES",
     "STRATEGIES",
     "IMPConfig",
+    "UGS",
+    "UGSConfig",
     "Masks",
     "apply",
     "count_macs",
@@ -56,6 +60,7 @@ __all__ = [
     "hook_optimizer",
     "is_masked",
     "load_round",
+    "load_ugs_round",
     "magnitude",
     "masks_of",
     "parse_granularity",

@@ -1,0 +1,313 @@
+"""Lottery tickets in recommenders: IMP on the embedding table of MF / LightGCN.
+
+``python -m bench.lth_rec --model lightgcn --dataset lastfm --data ../shared/datasets``
+runs :func:`sparselth.train.recsys.find_recsys_ticket` (round 0 dense, then ``--rounds``
+rounds pruning ``--prune`` of the surviving table entries by one global threshold on
+``|W * M|``, rewinding the survivors to θ0) and writes
+
+- ``bench/results/lth-<model>-<dataset>[-row][-random].json``: a ``"dense"`` record (round
+  0), the ``"rounds"`` list, the config, seed, protocol text and machine;
+- the same name ``.md``: a table per round (kept %, Recall/NDCG@{10,20}, bytes stored,
+  lookup and ranking latency, epochs, seconds) and the largest sparsity whose test
+  Recall@20 is within 2% (relative) of dense;
+- ``lth-<model>-<dataset>[-row].png``: Recall@20 and NDCG@20 against the fraction of the
+  table kept (dense line; the random baseline when its JSON exists) and stored bytes;
+- the ticket of that sparsest within-2% round (or the last round) as a
+  :class:`sparselth.Ticket` in ``<run-dir>/ticket``.
+
+Protocol differences from LTH-MRS, stated in every result: model selection (early stopping)
+uses a validation split carved from the training pairs (10% per user, seeded), not the test
+split; the number of epochs per round is capped (``--epochs``, ``--patience``) so that a run
+fits a small CPU budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import common
+
+TOLERANCE = 0.02
+
+
+def result_stem(model: str, dataset: str, granularity: str, strategy: str) -> str:
+    stem = f"lth-{model}-{dataset}"
+    if granularity == "row":
+        stem += "-row"
+    if strategy == "random":
+        stem += "-random"
+    return stem
+
+
+def load_data(args: argparse.Namespace):
+    from sparselth.data import load_lastfm, load_movielens_100k, synthetic_interactions
+
+    if args.dataset == "lastfm":
+        data = load_lastfm(args.data)
+    elif args.dataset == "ml100k":
+        data = load_movielens_100k(args.data, split="random", test_fraction=0.2, seed=0)
+    else:
+        data = synthetic_interactions(args.synthetic_users, args.synthetic_items, seed=0)
+    return data.with_validation(args.val_fraction, seed=0)
+
+
+def protocol_text(args: argparse.Namespace, data, cfg) -> str:
+    s = data.summary()
+    split = data.info.get("split", "")
+    model = "LightGCN (3 layers, mean of layers 0..3)" if args.model == "lightgcn" else "MF"
+    if args.model == "lightgcn" and args.layers != 3:
+        model = f"LightGCN ({args.layers} layers, mean of layers 0..{args.layers})"
+    return (
+        f"Data: {s['name']} with {s['users']} users, {s['items']} items; test split: {split}; "
+        f"validation: {args.val_fraction:g} of each user's training pairs at random (seed 0); "
+        f"train/val/test pairs {s['train']}/{s['val']}/{s['test']}. "
+        f"Model: {model}, d={args.dim}, one (U+I)xd table, Xavier-uniform init (seed {args.seed}). "
+        f"Training: BPR (uniform user, positive, rejection-sampled negative; as many samples "
+        f"per epoch as training pairs), Adam lr {cfg.lr:g}, batch {cfg.batch_size}, "
+        f"reg {cfg.reg:g} on ego embeddings, at most {cfg.epochs} epochs per round, evaluation "
+        f"every {cfg.eval_every} epoch(s), early stopping on VALIDATION Recall@20 with "
+        f"patience {cfg.patience} evaluations, best validation state kept (the LTH-MRS and "
+        f"LightGCN references select on the test split). Test metrics: full ranking over all "
+        f"items, training and validation items excluded, averaged over users with test items. "
+        f"Pruning: {args.rounds} rounds of IMP, each pruning {args.prune:g} of the surviving "
+        f"{'entries' if args.granularity == 'element' else 'rows (by L2 norm)'} of the table "
+        f"with one global {'|W*M|' if args.granularity == 'element' else 'row-norm'} threshold "
+        f"over users and items together"
+        + (" (random baseline: random survivors instead)" if args.baseline == "random" else "")
+        + f", survivors rewound to the initial weights θ0 (seed {args.seed}) every round."
+    )
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.2f}"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    rows = []
+    dense = report["dense"]
+    for r in [dense] + report["rounds"]:
+        rel = r["recall@20"] / dense["recall@20"] if dense["recall@20"] else None
+        rows.append([
+            r["round"],
+            f"{100 * r['fraction_kept']:.2f}",
+            r["recall@20"],
+            r["ndcg@20"],
+            r["recall@10"],
+            r["ndcg@10"],
+            None if rel is None else f"{100 * rel:.1f}",
+            f"{r['bytes_stored'] / 1024:.1f}",
+            r.get("lookup_ms_dense"),
+            r.get("lookup_ms_compressed"),
+            r.get("rank_ms"),
+            f"{r.get('best_epoch')}/{r.get('epochs_run')}",
+            r.get("seconds"),
+        ])
+    head = [
+        "round", "kept %", "Recall@20", "NDCG@20", "Recall@10", "NDCG@10", "R@20 vs dense %",
+        "stored KiB", "lookup dense ms", "lookup compressed ms", "ranking ms",
+        "best/run epochs", "seconds",
+    ]
+    best = report.get("ticket_within_2pct")
+    lines = [
+        f"# LTH for recommenders: {report['model']} on {report['dataset']}"
+        f" ({report['strategy']}, {report['granularity']})",
+        "",
+        report["protocol"],
+        "",
+        common.markdown_table(head, rows),
+        "",
+        f"Dense table: {dense['bytes_dense'] / 1024:.1f} KiB "
+        f"({dense['params_total']} entries); stored bytes: {dense['bytes_method']}. "
+        f"Lookup: batch {dense.get('lookup_batch', '-')} random rows (median).",
+        "",
+    ]
+    if best is not None:
+        lines.append(
+            f"Largest sparsity with test Recall@20 within {100 * TOLERANCE:g}% (relative) of "
+            f"dense: {100 * best['sparsity']:.2f}% (round {best['round']}, "
+            f"{100 * best['fraction_kept']:.2f}% of the table kept, Recall@20 "
+            f"{best['recall@20']:.4f} vs dense {dense['recall@20']:.4f})."
+        )
+    else:
+        lines.append(f"No pruned round is within {100 * TOLERANCE:g}% of dense Recall@20.")
+    lines += ["", f"Total {report['wall_s']:.0f} s; machine: {report['machine'].get('cpu')}, "
+              f"{report['machine'].get('torch_threads')} torch threads, load average "
+              f"{report['machine'].get('loadavg_start')} at the start."]
+    return "\n".join(lines)
+
+
+def plot(out: Path, stem: str) -> Path | None:
+    """Recall@20 / NDCG@20 / stored bytes vs fraction kept, from the JSON files of
+    ``stem`` (magnitude) and ``stem-random`` when present."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    runs = {}
+    for label, name in (("IMP (magnitude)", stem), ("random pruning", f"{stem}-random")):
+        p = out / f"{name}.json"
+        if p.is_file():
+            runs[label] = json.loads(p.read_text())
+    if not runs:
+        return None
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    dense_done = False
+    for label, rep in runs.items():
+        recs = [rep["dense"]] + rep["rounds"]
+        kept = [100 * r["fraction_kept"] for r in recs]
+        for ax, key in zip(axes[:2], ("recall@20", "ndcg@20")):
+            ax.plot(kept, [r[key] for r in recs], "o-", ms=4, label=label)
+            if not dense_done:
+                ax.axhline(rep["dense"][key], color="k", ls="--", lw=1, label="dense")
+                if key == "recall@20":
+                    ax.axhline((1 - TOLERANCE) * rep["dense"][key], color="grey", ls=":",
+                               lw=1, label="dense - 2%")
+        axes[2].plot(kept, [r["bytes_stored"] / 1024 for r in recs], "o-", ms=4,
+                     label=f"stored ({label})")
+        if not dense_done:
+            axes[2].axhline(rep["dense"]["bytes_dense"] / 1024, color="k", ls="--", lw=1,
+                            label="dense table")
+        dense_done = True
+    first = next(iter(runs.values()))
+    all_kept = [100 * r["fraction_kept"] for rep in runs.values()
+                for r in [rep["dense"]] + rep["rounds"]]
+    lo = min(all_kept) if all_kept else 1.0
+    ticks = [t for t in (100, 50, 30, 20, 10, 5, 3, 2, 1, 0.5, 0.2, 0.1) if t >= 0.8 * lo]
+    for ax, title in zip(axes, ("test Recall@20", "test NDCG@20", "table bytes (KiB)")):
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(ticks))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.invert_xaxis()
+        ax.set_xlabel("% of the embedding table kept")
+        ax.set_title(f"{first['model']} / {first['dataset']}: {title}")
+        ax.grid(True, alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    path = out / f"{stem}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(buf.getvalue())
+    os.replace(tmp, path)
+    return path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m bench.lth_rec",
+        description="Lottery tickets for MF / LightGCN: IMP on the embedding table; JSON, "
+        "Markdown and PNG under --out.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--model", choices=["lightgcn", "mf"], default="lightgcn")
+    p.add_argument("--dataset", choices=["lastfm", "ml100k", "synthetic"], default="lastfm")
+    p.add_argument("--data", default=os.environ.get("SPARSELTH_DATA", "../shared/datasets"),
+                   help="datasets folder (holds lastfm/, movielens-100k/)")
+    p.add_argument("--rounds", type=int, default=12, help="pruning rounds after the dense one")
+    p.add_argument("--prune", type=float, default=0.2,
+                   help="fraction of the surviving entries pruned per round (paper: 0.1)")
+    p.add_argument("--granularity", choices=["element", "row"], default="element")
+    p.add_argument("--baseline", choices=["random"], default=None,
+                   help="run the random-pruning baseline instead of magnitude IMP")
+    p.add_argument("--epochs", type=int, default=100, help="max epochs per round (paper: 1000)")
+    p.add_argument("--patience", type=int, default=5,
+                   help="evaluations without a better validation Recall@20 before stopping")
+    p.add_argument("--eval-every", type=int, default=5, help="epochs between evaluations")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=2048)
+    p.add_argument("--reg", type=float, default=1e-4)
+    p.add_argument("--dim", type=int, default=32)
+    p.add_argument("--layers", type=int, default=3)
+    p.add_argument("--seed", type=int, default=2020)
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--synthetic-users", type=int, default=2000)
+    p.add_argument("--synthetic-items", type=int, default=3000)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    p.add_argument("--out", type=Path, default=common.REPO_ROOT / "bench" / "results")
+    p.add_argument("--run-dir", type=Path, default=None,
+                   help="IMP checkpoint folder (resumable; default runs/<result name>)")
+    p.add_argument("--no-latency", action="store_true", help="skip lookup latency timing")
+    p.add_argument("--no-plot", action="store_true")
+    p.add_argument("--no-ticket", action="store_true", help="do not save the ticket")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from sparselth import Ticket
+    from sparselth.train.recsys import BPRConfig, find_recsys_ticket, largest_sparsity_within
+
+    strategy = "random" if args.baseline == "random" else "magnitude"
+    stem = result_stem(args.model, args.dataset, args.granularity, strategy)
+    run_dir = args.run_dir or (common.REPO_ROOT / "runs" / stem)
+    info = common.machine_info()
+    t0 = time.perf_counter()
+    data = load_data(args)
+    cfg = BPRConfig(lr=args.lr, batch_size=args.batch_size, epochs=args.epochs,
+                    patience=args.patience, eval_every=args.eval_every, reg=args.reg,
+                    seed=args.seed)
+    out = find_recsys_ticket(
+        args.model, data, rounds=args.rounds, fraction=args.prune,
+        granularity=args.granularity, strategy=strategy, train=cfg, dim=args.dim,
+        layers=args.layers, seed=args.seed, run_dir=run_dir,
+        measure_latency=not args.no_latency, progress=not args.no_progress,
+    )
+    recs = out["records"]
+    info["loadavg_end"] = common.load_average()
+    best = largest_sparsity_within(recs[1:], recs[0], "recall@20", TOLERANCE)
+    report: dict[str, Any] = {
+        "benchmark": "lth_rec",
+        "model": args.model,
+        "dataset": args.dataset,
+        "strategy": strategy,
+        "granularity": args.granularity,
+        "seed": args.seed,
+        "protocol": protocol_text(args, data, cfg),
+        "config": {**out["config"], "argv": sys.argv[1:] if argv is None else list(argv)},
+        "data": out["data"],
+        "dense": recs[0],
+        "rounds": recs[1:],
+        "ticket_within_2pct": best,
+        "tolerance": TOLERANCE,
+        "machine": info,
+        "wall_s": time.perf_counter() - t0,
+    }
+    note = common.busy_note(info)
+    if note:
+        report["notes"] = [note]
+    if not args.no_ticket:
+        r = best["round"] if best is not None else recs[-1]["round"]
+        tpath = Path(run_dir) / "ticket"
+        Ticket.from_imp(run_dir, round=r, model=args.model, dataset=args.dataset,
+                        protocol=report["protocol"]).save(tpath)
+        report["ticket_path"] = str(tpath)
+        report["ticket_round"] = r
+    odir = Path(args.out)
+    common.write_json(odir / f"{stem}.json", report)
+    md = markdown(report)
+    common.write_markdown(odir / f"{stem}.md", md)
+    if not args.no_plot:
+        plot(odir, stem.removesuffix("-random"))
+    print(md)
+    print(f"\nwritten: {odir / stem}.{{json,md}}", file=sys.stderr)
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,539 @@
+"""Reproduce UGS (graph lottery tickets, PAPERS.md §1) and measure what the tickets save.
+
+``python -m bench.ugs --model gcn --dataset cora --data ../shared/datasets --rounds 20``
+runs the paper's procedure with the paper's hyperparameters for that (model, dataset)
+(PAPERS.md §1.3; flags override them) through :class:`sparselth.prune.UGS`, resumable in
+``--runs`` (default ``runs/ugs``), and writes ``bench/results/ugs-<model>-<dataset>[-link]
+[-random].{json,md}`` plus a PNG:
+
+- ``"dense"``: round 0, the unpruned model trained ``fix_epochs`` epochs;
+- ``"rounds"``: per round the graph and weight sparsity (fractions removed), test/val metric
+  at the best validation epoch, exact per-layer MACs of the compacted ticket and the
+  paper's MAC formula (GCN), and latencies: ``latency_ms_dense`` = the unpruned model (full
+  graph, dense weights), ``latency_ms_ticket`` = the ticket compiled with
+  ``sparselth.compile`` (pruned edges dropped from the stored graph, each linear layer on
+  its fastest exact route), timed interleaved (A B A B ...), medians, eval mode, no grad;
+- the Markdown table sets the numbers beside the paper's (PAPERS.md §1.8, Cora/CiteSeer GCN);
+- the PNG: accuracy vs graph sparsity and vs weight sparsity (dense line, UGS, and the
+  random-pruning curve when ``...-random.json`` exists), and promised (MAC ratio) vs
+  measured speed-up per round.
+
+``--baseline random`` runs the random-pruning baseline (PAPERS.md §1.6), ``--task link`` the
+link-prediction variant (GCN encoder [F, 512, 16], GAE-style loss instead of the paper's GIC:
+see :mod:`sparselth.train.graph`). ``--dataset csbm`` uses a synthetic contextual SBM.
+Node features are row-normalised (as the reference) and passed to the model as a CSR when
+fewer than 10 % of their entries are non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import math
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import common
+
+# PAPERS.md §1.3 (README commands of the reference): lr, weight decay, s1, s2, seed
+PAPER_HP: dict[tuple[str, str], dict[str, Any]] = {
+    ("gcn", "cora"): dict(lr=0.008, weight_decay=8e-5, s1=1e-2, s2=1e-2, seed=2377),
+    ("gcn", "citeseer"): dict(lr=0.01, weight_decay=5e-4, s1=1e-2, s2=1e-2, seed=4428),
+    ("gcn", "pubmed"): dict(lr=0.01, weight_decay=5e-4, s1=1e-6, s2=1e-3, seed=3333),
+    ("gin", "cora"): dict(lr=0.008, weight_decay=8e-5, s1=1e-3, s2=1e-3, seed=666),
+    ("gin", "citeseer"): dict(lr=0.01, weight_decay=5e-4, s1=1e-5, s2=1e-5, seed=666),
+    ("gin", "pubmed"): dict(lr=0.01, weight_decay=5e-4, s1=1e-5, s2=1e-5, seed=666),
+    ("gat", "cora"): dict(lr=0.008, weight_decay=8e-5, s1=1e-3, s2=1e-3, seed=666),
+    ("gat", "citeseer"): dict(lr=0.01, weight_decay=5e-4, s1=1e-7, s2=1e-3, seed=666),
+    ("gat", "pubmed"): dict(lr=0.01, weight_decay=5e-4, s1=1e-2, s2=1e-2, seed=666),
+}
+# random pruning seeds of the reference (main_pruning_random.py; GIN/GAT: 666)
+RANDOM_SEEDS = {"cora": 3846, "citeseer": 2839, "pubmed": 3333}
+# link prediction (PAPERS.md §1.4): Adam lr 1e-3, no weight decay, s1 = s2 = 1e-2, noise 1e-4
+LINK_HP = dict(lr=0.001, weight_decay=0.0, s1=1e-2, s2=1e-2, mask_noise=1e-4, seed=1234)
+
+# PAPERS.md §1.8 (values read off the paper's Teaser figure): round -> (graph %, weight %,
+# UGS accuracy %, random-pruning accuracy %, MACs in millions)
+PAPER_POINTS = {
+    "cora": {"dense_acc": 80.7, "dense_macs_m": 2007,
+             "rounds": {4: (18.55, 59.04, 80.8, 78.9, 826), 9: (36.98, 86.58, 79.3, 76.3, 275)}},
+    "citeseer": {"dense_acc": 70.9, "dense_macs_m": 6299,
+                 "rounds": {8: (33.66, 83.22, 72.0, 68.4, 1062),
+                            13: (48.67, 94.50, 71.1, 61.5, 351),
+                            17: (58.19, 97.75, 70.3, 44.1, 146)}},
+}
+
+DEVIATIONS = [  # (model or None, dataset or None, text)
+    ("gcn", None,
+     "GCN normalisation: every row uses its own degree on both sides (D^-1/2 (A_w + I) "
+     "D^-1/2 with the pruned, possibly asymmetric A_w); the reference aggregates along A^T "
+     "with row degrees (PAPERS.md §1.2 quirk). Identical while the graph is unpruned."),
+    (None, "citeseer",
+     "Planetoid loader: CiteSeer's 124 raw self loops are dropped (the reference keeps them "
+     "in the graph mask)."),
+    ("gat", None,
+     "GAT: pruned edges are removed from the attention softmax (a true sparse GAT); the "
+     "reference multiplies the logit by the mask, so a pruned edge keeps logit 0 (§1.10)."),
+    ("gin", None,
+     "GIN: mean aggregation keeps the original in-degree as denominator (pruned edges count "
+     "as zero messages), as the reference."),
+    (None, None,
+     "Pruning rule: exactly int(n p) + 1 entries with the smallest |mask| are removed per "
+     "round (the reference's threshold rule removes the same set when values are distinct)."),
+]
+LINK_DEVIATION = (
+    "Link prediction: the encoder is trained with a GAE-style loss (inner-product decoder, "
+    "BCE on training edges vs uniformly drawn pairs) instead of the reference's GIC "
+    "objective; the split is seeded (the reference's is not). AUCs are not the paper's.")
+
+
+def result_name(model: str, dataset: str, task: str, baseline: str) -> str:
+    return ("ugs-" + f"{model}-{dataset}" + ("-link" if task == "link" else "")
+            + ("-random" if baseline == "random" else ""))
+
+
+# --------------------------------------------------------------------------- data + models
+
+
+def load_data(dataset: str, root: str | None, csbm_nodes: int):
+    from sparselth.data import contextual_sbm, load_planetoid
+
+    if dataset == "csbm":
+        n = int(csbm_nodes)
+        return contextual_sbm(n, num_classes=4, avg_degree=8, num_features=256,
+                              homophily=0.8, feature_snr=1.0, seed=0,
+                              num_val=min(500, n // 4), num_test=min(1000, n // 2))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = load_planetoid(dataset, root=root)
+    data.info["load_warnings"] = [str(w.message) for w in caught]
+    return data
+
+
+def model_builder(name: str, adj, in_dim: int, num_classes: int, hidden: int, task: str):
+    from sparselth.models import GAT, GCN, GIN
+    from sparselth.train import GCNLinkEncoder
+
+    if task == "link":
+        if name != "gcn":
+            raise SystemExit("bench.ugs: --task link supports --model gcn only")
+        return lambda: GCNLinkEncoder(adj, in_dim, out_dim=16, hidden=hidden,
+                                      num_nodes=adj.shape[0])
+    cls = {"gcn": GCN, "gin": GIN, "gat": GAT}[name]
+    return lambda: cls(adj, in_dim, num_classes, hidden=hidden)
+
+
+# --------------------------------------------------------------------------- latency
+
+
+class Latency:
+    """``measure`` hook for :class:`sparselth.prune.UGS`: compiles each round's ticket and
+    times it against the unpruned model, interleaved."""
+
+    def __init__(self, build, inputs: tuple, budget_s: float, compile_budget_s: float,
+                 enabled: bool = True):
+        self.build, self.inputs = build, inputs
+        self.budget_s, self.compile_budget_s = budget_s, compile_budget_s
+        self.enabled = enabled
+        self.dense = build().eval() if enabled else None  # full graph, dense weights
+        self.template = build()
+
+    def __call__(self, round_idx: int, model, parts: dict[str, Any]) -> dict[str, Any]:
+        import sparselth
+
+        out: dict[str, Any] = {}
+        if not self.enabled:
+            return out
+        ticket = sparselth.Ticket(**parts)
+        note = None
+        try:
+            compiled, report = sparselth.compile(
+                self.template, ticket, example_inputs=self.inputs,
+                budget_s=self.compile_budget_s, e2e_budget_s=2 * self.compile_budget_s)
+        except Exception as e:  # noqa: BLE001 - report and fall back to dense layer routes
+            note = (f"compile with all routes failed ({type(e).__name__}: {e}); "
+                    "retried with dense layer routes (graph still compacted)")[:400]
+            compiled, report = sparselth.compile(
+                self.template, ticket, example_inputs=self.inputs, routes=["dense"],
+                budget_s=self.compile_budget_s, e2e_budget_s=2 * self.compile_budget_s)
+        inputs = self.inputs
+        with torch.no_grad():
+            t = common.time_interleaved(
+                {"dense": lambda: self.dense(*inputs), "ticket": lambda: compiled(*inputs)},
+                budget_s=self.budget_s, min_reps=5, max_reps=40)
+        d, tk = t["dense"].summary(), t["ticket"].summary()
+        out.update({
+            "latency_ms_dense": d["ms"], "latency_ms_ticket": tk["ms"],
+            "latency_iqr_ms_dense": [d["q1_ms"], d["q3_ms"]],
+            "latency_iqr_ms_ticket": [tk["q1_ms"], tk["q3_ms"]],
+            "latency_min_ms_dense": min(t["dense"].times) * 1e3,
+            "latency_min_ms_ticket": min(t["ticket"].times) * 1e3,
+            "measured_speedup": d["ms"] / tk["ms"] if tk["ms"] > 0 else None,
+            "routes": report.routes,
+            "compiled_edges": int(compiled.edge_mask.numel()),
+            "compile_end_to_end": {k: report.end_to_end.get(k) for k in
+                                   ("dense_ms", "compiled_ms", "speedup", "max_rel_error")},
+            "load_avg_1min": common.load_average(),
+        })
+        if note:
+            out["compile_note"] = note
+        return out
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _pct(v):
+    return None if v is None else 100.0 * v
+
+
+def markdown(rep: dict[str, Any], other: dict[str, Any] | None) -> str:
+    metric = rep["metric"]
+    name = "accuracy" if metric == "acc" else "ROC-AUC"
+    dense = rep["dense"]
+    rows = []
+    other_by_round = {r["round"]: r for r in (other or {}).get("rounds", [])}
+    other_label = None
+    if other:
+        other_label = "random" if other["baseline"] == "random" else "UGS"
+    for r in [dense] + rep["rounds"]:
+        o = other_by_round.get(r["round"]) if r["round"] else None
+        row = [r["round"], _pct(r["graph_sparsity"]), _pct(r["weight_sparsity"]),
+               _pct(r[f"test_{metric}"]), _pct(r[f"val_{metric}"])]
+        if other:
+            row.append(_pct(o[f"test_{metric}"]) if o else None)
+        row += [r["macs_total"] / 1e6 if r.get("macs_total") else None,
+                r["macs_paper"] / 1e6 if r.get("macs_paper") else None,
+                r.get("promised_speedup"), r.get("measured_speedup"),
+                r.get("latency_ms_dense"), r.get("latency_ms_ticket"), r.get("seconds")]
+        rows.append(row)
+    headers = ["round", "graph sp. %", "weight sp. %", f"test {name} %", f"val {name} %"]
+    if other:
+        headers.append(f"{other_label} test %")
+    headers += ["MACs (M, exact)", "MACs (M, paper formula)", "promised speed-up",
+                "measured speed-up", "dense ms", "ticket ms", "round s"]
+    title = (f"# UGS{' (random-pruning baseline)' if rep['baseline'] == 'random' else ''}: "
+             f"{rep['model'].upper()} on {rep['dataset']}"
+             f"{' (link prediction)' if rep['task'] == 'link' else ''}")
+    cfg = rep["config"]
+    lines = [
+        title, "",
+        (f"Config: rounds {cfg['rounds']}, p_g {cfg['prune_graph']}, p_θ {cfg['prune_weight']}, "
+         f"s1 {cfg['s1']}, s2 {cfg['s2']}, lr {cfg['lr']}, weight decay {cfg['weight_decay']}, "
+         f"mask epochs {cfg['mask_epochs']}, fix epochs {cfg['fix_epochs']}, noise "
+         f"{cfg['mask_noise']}, seed {cfg['seed']} ({rep['hyperparameters']}). "
+         f"Hidden {rep['hidden']}; features as {rep['data']['features_as']} (density "
+         f"{100 * rep['data']['feature_density']:.2f} %)."),
+        "",
+        (f"Sparsities are fractions removed (paper definitions). Test {name} is at the best "
+         "validation epoch of the fix-mask training. Exact MACs: per layer on the compacted "
+         "ticket (sparse features counted per stored entry). Paper formula (GCN): "
+         "(1 - s_θ) N (F H + H C) + (1 - s_g) 2 nnz(A) H (PAPERS.md §1.9). Promised speed-up = "
+         "exact dense MACs / exact ticket MACs; measured = latency of the unpruned model / "
+         "latency of the compiled ticket (medians, interleaved, eval mode)."),
+        "",
+        common.markdown_table(headers, rows),
+    ]
+    paper = PAPER_POINTS.get(rep["dataset"]) if (rep["model"] == "gcn"
+                                                  and rep["task"] == "node") else None
+    if paper:
+        by_round = {r["round"]: r for r in rep["rounds"]}
+        ugs_rep = rep if rep["baseline"] == "ugs" else other
+        rnd_rep = rep if rep["baseline"] == "random" else other
+        ugs_by = {r["round"]: r for r in (ugs_rep or {}).get("rounds", [])}
+        rnd_by = {r["round"]: r for r in (rnd_rep or {}).get("rounds", [])}
+        prow = [["dense", "0 / 0", paper["dense_acc"], _pct(dense[f"test_{metric}"]), None, None,
+                 paper["dense_macs_m"],
+                 dense["macs_paper"] / 1e6 if dense.get("macs_paper") else None]]
+        for k, (g, w, acc, racc, mm) in paper["rounds"].items():
+            u, rr = ugs_by.get(k), rnd_by.get(k)
+            mine = u or by_round.get(k)
+            prow.append([k, f"{g} / {w}", acc, _pct(u[f"test_{metric}"]) if u else None, racc,
+                         _pct(rr[f"test_{metric}"]) if rr else None, mm,
+                         mine["macs_paper"] / 1e6 if mine and mine.get("macs_paper") else None])
+        lines += [
+            "", "## Beside the paper (PAPERS.md §1.8, read off the Teaser figure, ±0.2 %)", "",
+            common.markdown_table(
+                ["round", "paper graph / weight sp. %", "paper UGS acc %", "ours UGS acc %",
+                 "paper random acc %", "ours random acc %", "paper MACs (M)",
+                 "ours MACs (M, paper formula)"], prow),
+        ]
+        if rep["dataset"] == "citeseer":
+            lines += ["", "CiteSeer: the paper's MACs use N = 3,312 (before the 15 featureless "
+                      "test slots are added); ours use N = 3,327, hence 6,327M dense instead of "
+                      "6,299M."]
+    per_round = [r["seconds"] for r in rep["rounds"] if r.get("seconds")]
+    lines += ["", "## Notes", ""]
+    if per_round:
+        median = sorted(per_round)[len(per_round) // 2]
+        lines.append(f"- Time per pruning round: median {median:.1f} s (mask search + "
+                     "fix-mask training + MACs + compile + timing), dense "
+                     f"round {dense.get('seconds', 0):.1f} s; torch threads "
+                     f"{rep['machine'].get('torch_threads')}.")
+    if rep["data"].get("missing_features"):
+        lines.append(f"- {rep['data']['missing_features_note']}")
+    if rep["data"].get("features_as") == "CSR" and any(r.get("latency_ms_ticket")
+                                                       for r in rep["rounds"]):
+        lines.append(
+            "- Sparse features: the first layer computes X W^T as spmm(X, W^T) with W stored "
+            "dense, so its weight sparsity (counted in the exact MACs) saves no time, and "
+            "sparselth.compile can route only the layers whose Linear is called on a dense "
+            "input; the measured speed-up comes from the compacted graph and the later layers.")
+    for d in rep["deviations"]:
+        lines.append(f"- {d}")
+    notes = {r["compile_note"] for r in rep["rounds"] if r.get("compile_note")}
+    for n in sorted(notes):
+        lines.append(f"- {n}")
+    busy = common.busy_note(rep["machine"])
+    if busy:
+        lines.append(f"- {busy}")
+    lines += ["", "## Machine", "", common.machine_markdown(rep["machine"])]
+    return "\n".join(lines)
+
+
+def plot(reports: dict[str, dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    main = reports.get("ugs") or reports.get("random")
+    metric = main["metric"]
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
+    styles = {"ugs": ("o-", "UGS"), "random": ("s--", "random pruning")}
+    for key, rep in reports.items():
+        style, label = styles[key]
+        recs = rep["rounds"]
+        acc = [100 * r[f"test_{metric}"] for r in recs]
+        axes[0].plot([100 * r["graph_sparsity"] for r in recs], acc, style, label=label, ms=4)
+        axes[1].plot([100 * r["weight_sparsity"] for r in recs], acc, style, label=label, ms=4)
+    dense = 100 * main["dense"][f"test_{metric}"]
+    for ax, what in ((axes[0], "graph"), (axes[1], "weight")):
+        ax.axhline(dense, color="k", ls=":", lw=1, label="dense")
+        ax.set_xlabel(f"{what} sparsity (%)")
+        ax.set_ylabel(f"test {'accuracy' if metric == 'acc' else 'ROC-AUC'} (%)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set_title(f"{main['model'].upper()} on {main['dataset']}"
+                      f"{' (link)' if main['task'] == 'link' else ''}")
+    ax = axes[2]
+    recs = main["rounds"]
+    rounds = [r["round"] for r in recs]
+    ax.plot(rounds, [r.get("promised_speedup") for r in recs], "o-", ms=4,
+            label="promised (exact MACs)")
+    if any(r.get("promised_speedup_paper") for r in recs):
+        ax.plot(rounds, [r.get("promised_speedup_paper") for r in recs], "^:", ms=4,
+                label="promised (paper formula)")
+    if any(r.get("measured_speedup") for r in recs):
+        ax.plot(rounds, [r.get("measured_speedup") for r in recs], "s-", ms=4,
+                label="measured (compiled ticket vs dense)")
+    ax.axhline(1.0, color="grey", lw=0.8)
+    ax.set_yscale("log")
+    fmt = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
+    ax.yaxis.set_major_formatter(fmt)
+    ax.yaxis.set_minor_formatter(fmt)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.set_xlabel("round")
+    ax.set_ylabel("speed-up over the dense model")
+    ax.set_title(f"{main['baseline']}: promised vs measured "
+                 f"({main['machine'].get('torch_threads')} thread(s))")
+    ax.grid(True, alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(buf.getvalue())
+    os.replace(tmp, path)
+
+
+def render(out: Path, model: str, dataset: str, task: str, plot_png: bool = True) -> list[Path]:
+    """Markdown for each existing JSON of (model, dataset, task) and one PNG with both."""
+    import json
+
+    reps = {}
+    for baseline in ("ugs", "random"):
+        p = out / f"{result_name(model, dataset, task, baseline)}.json"
+        if p.exists():
+            reps[baseline] = json.loads(p.read_text())
+    written = []
+    for baseline, rep in reps.items():
+        other = reps.get("random" if baseline == "ugs" else "ugs")
+        p = out / f"{result_name(model, dataset, task, baseline)}.md"
+        common.write_markdown(p, markdown(rep, other))
+        written.append(p)
+    if plot_png and reps:
+        name = result_name(model, dataset, task, "ugs" if "ugs" in reps else "random")
+        plot(reps, out / f"{name}.png")
+        written.append(out / f"{name}.png")
+    return written
+
+
+# --------------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m bench.ugs",
+        description="UGS graph lottery tickets with the paper's hyperparameters: accuracy per "
+        "round, MACs, and the measured latency of each compiled ticket.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", choices=["gcn", "gin", "gat"], default="gcn")
+    p.add_argument("--dataset", choices=["cora", "citeseer", "pubmed", "csbm"], default="cora")
+    p.add_argument("--data", default=os.environ.get("SPARSELTH_DATA", "../shared/datasets"),
+                   help="folder holding planetoid/")
+    p.add_argument("--task", choices=["node", "link"], default="node")
+    p.add_argument("--baseline", choices=["ugs", "random"], default="ugs")
+    p.add_argument("--rounds", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=None,
+                   help="mask-search and fix-mask epochs (default 200 each)")
+    p.add_argument("--mask-epochs", type=int, default=None)
+    p.add_argument("--fix-epochs", type=int, default=None)
+    p.add_argument("--hidden", type=int, default=512)
+    p.add_argument("--seed", type=int, default=None, help="default: the paper's seed")
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--weight-decay", type=float, default=None)
+    p.add_argument("--s1", type=float, default=None)
+    p.add_argument("--s2", type=float, default=None)
+    p.add_argument("--csbm-nodes", type=int, default=2000)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--latency-budget", type=float, default=1.0,
+                   help="seconds of interleaved timing per round")
+    p.add_argument("--compile-budget", type=float, default=0.1,
+                   help="sparselth.compile timing budget per layer (seconds)")
+    p.add_argument("--no-latency", action="store_true", help="skip compile and timing")
+    p.add_argument("--runs", type=Path, default=common.REPO_ROOT / "runs" / "ugs",
+                   help="checkpoint root (a run resumes from here)")
+    p.add_argument("--out", type=Path, default=common.REPO_ROOT / "bench" / "results")
+    p.add_argument("--report-only", action="store_true",
+                   help="only rewrite Markdown/PNG from the existing JSON files")
+    p.add_argument("--no-plot", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def config_from_args(args) -> tuple[Any, str]:
+    from sparselth.prune import UGSConfig
+
+    if args.task == "link":
+        hp, source = dict(LINK_HP), "PAPERS.md §1.4 link prediction"
+    else:
+        key = (args.model, "cora" if args.dataset == "csbm" else args.dataset)
+        hp, source = dict(PAPER_HP[key]), f"PAPERS.md §1.3, {key[0]} on {key[1]}"
+        if args.dataset == "csbm":
+            hp["seed"], source = 0, source + " (synthetic data, seed 0)"
+        elif args.baseline == "random":
+            hp["seed"] = RANDOM_SEEDS[args.dataset] if args.model == "gcn" else 666
+            source += ", random-pruning seed"
+    for flag, key in (("seed", "seed"), ("lr", "lr"), ("weight_decay", "weight_decay"),
+                      ("s1", "s1"), ("s2", "s2")):
+        v = getattr(args, flag)
+        if v is not None:
+            hp[key] = v
+            source += f", {key} overridden"
+    epochs = args.epochs if args.epochs is not None else 200
+    cfg = UGSConfig(rounds=args.rounds, prune_graph=0.05, prune_weight=0.2,
+                    mask_epochs=args.mask_epochs or epochs, fix_epochs=args.fix_epochs or epochs,
+                    baseline=args.baseline, task=args.task, **hp)
+    return cfg, source
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any] | None:
+    args = build_parser().parse_args(argv)
+    if args.report_only:
+        for p in render(args.out, args.model, args.dataset, args.task, not args.no_plot):
+            print(f"written: {p}", file=sys.stderr)
+        return None
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from sparselth import CSR
+    from sparselth.data import link_split
+    from sparselth.prune import UGS
+    from sparselth.train import LinkPredictionTask, NodeClassificationTask, node_features
+
+    cfg, source = config_from_args(args)
+    machine = common.machine_info()
+    data = load_data(args.dataset, args.data, args.csbm_nodes)
+    x = node_features(data.x, max_density=0.1)
+    density = float((data.x != 0).sum()) / data.x.numel()
+    info = {"nodes": data.num_nodes, "features": data.num_features, "classes": data.num_classes,
+            "edges": data.num_edges, "feature_density": density,
+            "features_as": "CSR" if isinstance(x, CSR) else "dense",
+            "missing_features": bool(data.missing_features)}
+    if data.missing_features:
+        zero_rows = int((data.x.abs().sum(1) == 0).sum())
+        info["zero_feature_nodes"] = zero_rows
+        info["missing_features_note"] = (
+            f"{data.name}: ind.{data.name}.allx is not in the data folder, so {zero_rows} of "
+            f"{data.num_nodes} nodes have all-zero features (GraphData.missing_features); "
+            "accuracies are not comparable to the paper's.")
+    if args.task == "link":
+        split = link_split(data.edge_index, data.num_nodes, val=0.05, test=0.10, seed=cfg.seed)
+        adj = CSR.from_edge_index(split.train_edge_index.flip(0), num_nodes=data.num_nodes)
+        task = LinkPredictionTask(split, x)
+        info["link_split"] = split.info
+    else:
+        adj = CSR.from_edge_index(data.edge_index.flip(0), num_nodes=data.num_nodes)
+        task = NodeClassificationTask(data, x)
+    build = model_builder(args.model, adj, data.num_features, data.num_classes, args.hidden,
+                          args.task)
+    name = result_name(args.model, args.dataset, args.task, args.baseline)
+    # build the timing models from their own seed so the UGS run's θ0 does not depend on it
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        measure = Latency(build, task.inputs(), args.latency_budget, args.compile_budget,
+                          enabled=not args.no_latency)
+    ugs = UGS(build, task, cfg, root=args.runs / name, measure=measure,
+              progress=not args.no_progress)
+    t0 = time.perf_counter()
+    records = [dict(r) for r in ugs.run()]
+    dense_macs, dense_paper = records[0].get("macs_total"), records[0].get("macs_paper")
+    for r in records:
+        r["promised_speedup"] = (dense_macs / r["macs_total"]
+                                 if dense_macs and r.get("macs_total") else None)
+        r["promised_speedup_paper"] = (dense_paper / r["macs_paper"]
+                                       if dense_paper and r.get("macs_paper") else None)
+    machine["loadavg_end"] = common.load_average()
+    deviations = [text for m, d, text in DEVIATIONS
+                  if m in (None, args.model) and d in (None, args.dataset)]
+    if args.task == "link":
+        deviations.append(LINK_DEVIATION)
+    rep = {
+        "benchmark": "ugs",
+        "model": args.model,
+        "dataset": args.dataset,
+        "task": args.task,
+        "baseline": args.baseline,
+        "metric": cfg.metric,
+        "hidden": args.hidden,
+        "config": cfg.to_dict(),
+        "seed": cfg.seed,
+        "hyperparameters": source,
+        "data": info,
+        "dense": records[0],
+        "rounds": records[1:],
+        "per_round_seconds": [r.get("seconds") for r in records[1:]],
+        "deviations": deviations,
+        "run_dir": str(ugs.run_dir),
+        "wall_s_this_invocation": time.perf_counter() - t0,
+        "machine": machine,
+        "command": "python -m bench.ugs " + " ".join(argv if argv is not None else sys.argv[1:]),
+    }
+    out = Path(args.out)
+    common.write_json(out / f"{name}.json", rep)
+    written = render(out, args.model, args.dataset, args.task, not args.no_plot)
+    print((out / f"{name}.md").read_text())
+    for p in [out / f"{name}.json"] + written:
+        print(f"written: {p}", file=sys.stderr)
+    return rep
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,244 @@
+"""Embedding recommenders: matrix factorisation (:class:`MF`) and :class:`LightGCN`, as in
+the LTH-MRS reference (one table for users and items, BPR loss).
+
+Both models hold a single table ``model.embedding`` (parameter ``embedding.weight``,
+``(U + I) x d``): users are rows ``0..U-1``, items rows ``U..U+I-1``; Xavier-uniform init.
+The table is a :class:`sparselth.nn.MaskedEmbedding`, whose forward gathers ``(W * M)[ids]``
+for a batch's rows only on sparselth's kernels. Its mask ``M``, the bool buffer
+``embedding.weight_mask``, is the one :mod:`sparselth.prune` owns: the models install an
+all-ones mask with :func:`sparselth.prune.apply` at construction, so ``prune.apply`` (and the
+IMP driver) and ``MaskedEmbedding.set_mask`` update the same buffer (``prune.apply`` also
+zeroes pruned entries and masks their gradients). ``table="plain"`` gives a plain
+``nn.Embedding`` instead (masks then come only from ``prune.apply``). The models compute
+with ``W * M``:
+
+- MF: final embedding ``e = (W * M)[row]``; score ``e_u . e_i``.
+- LightGCN: ``E_0 = W * M``, ``E_k = A E_{k-1}`` for ``k = 1..K`` over the normalised
+  bipartite adjacency ``A`` (no self loops), final ``E = mean(E_0..E_K)``. ``E_1`` is
+  ``spmm(A, W, x_mask=M)``, which reads ``W * M`` on the fly, so the masked table is never
+  materialised for propagation; ``E_0`` is gathered only for the rows a batch needs.
+
+BPR loss (LTH-MRS ``reg_weight`` 1e-4)::
+
+    mean_b softplus(s_neg - s_pos) + reg * 0.5 * (|w_u|^2 + |w_pos|^2 + |w_neg|^2) / B
+
+with the regulariser on the ego rows of ``W`` (layer 0, not propagated).
+
+Example::
+
+    >>> data = load_lastfm("../shared/datasets")
+    >>> model = LightGCN.from_interactions(data, dim=32, layers=3)
+    >>> loss = model.bpr_loss(users, pos, neg, reg=1e-4)
+    >>> user_emb, item_emb = model.all_embeddings()        # for full ranking
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..nn import MaskedEmbedding
+from ..ops import spmm
+from ..prune import apply as apply_masks
+from ..sparse.csr import CSR
+
+__all__ = ["MF", "LightGCN", "RECSYS_MODELS", "build_recsys_model"]
+
+
+def _check_count(fn: str, name: str, v: Any, minimum: int) -> int:
+    if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
+        raise ValueError(f"{fn}: {name} must be an int >= {minimum}, got {v!r}")
+    return v
+
+
+class MF(nn.Module):
+    """Matrix factorisation with one ``(U + I) x dim`` table; score = dot product.
+
+    Args:
+        num_users, num_items: ``U``, ``I``.
+        dim: embedding size ``d`` (LTH-MRS: 32).
+        table: ``"masked"`` (:class:`~sparselth.nn.MaskedEmbedding`, default) or ``"plain"``
+            (``nn.Embedding``).
+    """
+
+    def __init__(self, num_users: int, num_items: int, dim: int = 32, *, table: str = "masked"):
+        super().__init__()
+        fn = type(self).__name__
+        self.num_users = _check_count(fn, "num_users", num_users, 0)
+        self.num_items = _check_count(fn, "num_items", num_items, 0)
+        self.dim = _check_count(fn, "dim", dim, 1)
+        rows = num_users + num_items
+        if table == "masked":
+            self.embedding = MaskedEmbedding(rows, dim)
+            # hand the mask buffer to sparselth.prune (same name, same bool dtype)
+            del self.embedding.weight_mask
+            apply_masks(self, {"embedding.weight": torch.ones(rows, dim, dtype=torch.bool)})
+        elif table == "plain":
+            self.embedding = nn.Embedding(rows, dim)
+        else:
+            raise ValueError(f"{fn}: table must be 'masked' or 'plain', got {table!r}")
+        if rows:
+            with torch.no_grad():
+                nn.init.xavier_uniform_(self.embedding.weight)
+
+    # -- the table and its mask
+    def embedding_mask(self) -> Tensor | None:
+        """The table's mask buffer ``embedding.weight_mask`` (bool or 0/1), or None."""
+        return getattr(self.embedding, "weight_mask", None)
+
+    def masked_table(self) -> Tensor:
+        """``W * M`` (or ``W`` without a mask), ``(U + I) x d``."""
+        w = self.embedding.weight
+        m = self.embedding_mask()
+        return w if m is None else w * m.to(w.dtype)
+
+    def _propagated(self) -> Tensor | None:
+        """What the final embeddings add to layer 0 (LightGCN: sum of layers 1..K)."""
+        return None
+
+    def final_embeddings(self, rows: Tensor, propagated: Tensor | None = None) -> Tensor:
+        """Final embeddings of table rows ``rows`` (users ``u``, items ``U + i``)."""
+        return self.embedding(rows)
+
+    def all_embeddings(self) -> tuple[Tensor, Tensor]:
+        """Final ``(user_emb (U, d), item_emb (I, d))`` for full ranking."""
+        e = self.masked_table()
+        return e[: self.num_users], e[self.num_users :]
+
+    # -- scores and loss
+    def _check_ids(self, users: Tensor, items: Tensor) -> None:
+        for name, t, n in (("users", users, self.num_users), ("items", items, self.num_items)):
+            if not isinstance(t, Tensor) or t.dtype not in (torch.int32, torch.int64):
+                raise TypeError(f"{type(self).__name__}: {name} must be an int32/int64 tensor")
+            if t.numel() and (int(t.min()) < 0 or int(t.max()) >= n):
+                raise ValueError(f"{type(self).__name__}: {name} ids must lie in [0, {n})")
+
+    def forward(self, users: Tensor, items: Tensor) -> Tensor:
+        """Scores ``e_u . e_i`` of the pairs ``(users[b], items[b])``, shape ``(B,)``."""
+        self._check_ids(users, items)
+        prop = self._propagated()
+        eu = self.final_embeddings(users.long(), prop)
+        ei = self.final_embeddings(items.long() + self.num_users, prop)
+        return (eu * ei).sum(-1)
+
+    def bpr_loss(
+        self, users: Tensor, pos: Tensor, neg: Tensor, reg: float = 1e-4
+    ) -> Tensor:
+        """``mean softplus(s_neg - s_pos) + reg * 0.5 * (|w_u|² + |w_pos|² + |w_neg|²) / B``
+        (regulariser on the ego rows of the table ``W``)."""
+        self._check_ids(users, pos)
+        self._check_ids(users, neg)
+        if not (users.shape == pos.shape == neg.shape) or users.dim() != 1:
+            raise ValueError(
+                f"{type(self).__name__}.bpr_loss: users, pos and neg must be 1-D of equal length"
+            )
+        B = users.numel()
+        rows = torch.cat([users.long(), pos.long() + self.num_users, neg.long() + self.num_users])
+        eu, ep, en = self.final_embeddings(rows, self._propagated()).split(B)
+        s_pos = (eu * ep).sum(-1)
+        s_neg = (eu * en).sum(-1)
+        loss = F.softplus(s_neg - s_pos).mean()
+        if reg:
+            ego = self.embedding.weight[rows]
+            loss = loss + reg * 0.5 * (ego * ego).sum() / max(B, 1)
+        return loss
+
+    @property
+    def num_parameters(self) -> int:
+        """Entries of the table: ``(U + I) * d`` (the only parameters)."""
+        return self.embedding.weight.numel()
+
+    @classmethod
+    def from_interactions(cls, data: Any, dim: int = 32, *, table: str = "masked",
+                          **kwargs: Any) -> MF:
+        """Build for an :class:`~sparselth.data.Interactions`."""
+        return cls(data.num_users, data.num_items, dim, table=table)
+
+    def extra_repr(self) -> str:
+        return f"users={self.num_users}, items={self.num_items}, dim={self.dim}"
+
+
+class LightGCN(MF):
+    """LightGCN: layer-combination mean over ``layers`` propagation steps on ``adj``.
+
+    Args:
+        adj: ``(U + I) x (U + I)`` normalised bipartite adjacency (a
+            :class:`~sparselth.CSR`, e.g. ``Interactions.adjacency()``); cast to the
+            table's device and dtype on first use (and cached).
+        num_users, num_items, dim: as for :class:`MF`.
+        layers: number of propagation layers ``K`` (LTH-MRS and LightGCN: 3).
+    """
+
+    def __init__(self, adj: CSR, num_users: int, num_items: int, dim: int = 32, layers: int = 3,
+                 *, table: str = "masked"):
+        super().__init__(num_users, num_items, dim, table=table)
+        if not isinstance(adj, CSR):
+            raise TypeError(f"LightGCN: adj must be a sparselth.CSR, got {type(adj).__name__}")
+        n = num_users + num_items
+        if adj.shape != (n, n):
+            raise ValueError(f"LightGCN: adj must have shape ({n}, {n}), got {adj.shape}")
+        self.layers = _check_count("LightGCN", "layers", layers, 0)
+        self.adj = adj
+        self._adj_cache: dict[tuple[torch.device, torch.dtype], CSR] = {}
+
+    def _adj_like(self, x: Tensor) -> CSR:
+        key = (x.device, x.dtype)
+        a = self._adj_cache.get(key)
+        if a is None:
+            a = self.adj
+            if a.device != x.device:
+                a = a.to(device=x.device)
+            if a.val is not None and a.val.dtype != x.dtype:
+                a = a.to(dtype=x.dtype)
+            self._adj_cache[key] = a
+        return a
+
+    def propagate(self) -> Tensor:
+        """Sum of layers ``E_1 + ... + E_K`` (``(U + I) x d``; zeros for ``K = 0``).
+        ``E_1 = spmm(A, W, x_mask=M)`` reads the masked table on the fly."""
+        w = self.embedding.weight
+        if self.layers == 0:
+            return torch.zeros_like(w)
+        a = self._adj_like(w)
+        h = spmm(a, w, x_mask=self.embedding_mask())
+        total = h
+        for _ in range(1, self.layers):
+            h = spmm(a, h)
+            total = total + h
+        return total
+
+    def _propagated(self) -> Tensor:
+        return self.propagate()
+
+    def final_embeddings(self, rows: Tensor, propagated: Tensor | None = None) -> Tensor:
+        if propagated is None:
+            propagated = self.propagate()
+        return (self.embedding(rows) + propagated[rows]) / (self.layers + 1)
+
+    def all_embeddings(self) -> tuple[Tensor, Tensor]:
+        e = (self.masked_table() + self.propagate()) / (self.layers + 1)
+        return e[: self.num_users], e[self.num_users :]
+
+    @classmethod
+    def from_interactions(cls, data: Any, dim: int = 32, layers: int = 3, *,
+                          table: str = "masked", **kwargs: Any) -> LightGCN:
+        """Build over the training graph of an :class:`~sparselth.data.Interactions`."""
+        return cls(data.adjacency(), data.num_users, data.num_items, dim, layers, table=table)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, layers={self.layers}, nnz={self.adj.nnz}"
+
+
+RECSYS_MODELS = {"mf": MF, "lightgcn": LightGCN}
+
+
+def build_recsys_model(name: str, data: Any, dim: int = 32, layers: int = 3, *,
+                       table: str = "masked") -> MF:
+    """``"mf"`` or ``"lightgcn"`` for an :class:`~sparselth.data.Interactions`."""
+    key = str(name).lower()
+    if key not in RECSYS_MODELS:
+        raise ValueError(f"build_recsys_model: unknown model {name!r}; use {sorted(RECSYS_MODELS)}")
+    return RECSYS_MODELS[key].from_interactions(data, dim=dim, layers=layers, table=table)

@@ -1,0 +1,235 @@
+"""Embedding layers for pruned recommender tables.
+
+Training (finding tickets): :class:`MaskedEmbedding` is an ``nn.Embedding`` with a
+``weight_mask`` buffer (the conventions of :mod:`sparselth.nn.masked`: ``set_mask``,
+``masked_weight``, ``apply_mask_``, ``sparsity``), whose forward looks up ``(weight * mask)[ids]``
+for the batch's rows only (:func:`~sparselth.ops.masked_embedding`), never forming
+``weight * mask`` for the whole table; pruned entries get exactly zero gradient, dense or sparse
+(``sparse_grad=True``). The mask is kept as ``bool`` rather than the weight's dtype: the
+table is most of a recommender's memory, and a float mask would double it.
+
+Deployment (running tickets): :class:`CompressedEmbedding` stores only the kept values in the
+smallest of the formats of :mod:`sparselth.sparse.embedding_formats` (row-compact, per-row CSR,
+per-row bitmask; optionally int8 per-row quantised) and looks rows up from it;
+:class:`CompressedEmbeddingBag` pools bags the same way.
+
+Example::
+
+    >>> emb = MaskedEmbedding(10_000, 32, sparse_grad=True)
+    >>> emb.set_mask(masks["emb.weight"])
+    >>> deploy = emb.to_compressed()              # CompressedEmbedding, same lookups
+    >>> deploy.format, deploy.stored_bytes
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn as nn
+
+from ..ops.embedding import embedding_bag, embedding_lookup, masked_embedding
+from ..sparse.embedding_formats import FORMATS, EmbeddingFormat, compress_embedding
+from ..sparse.weights import weight_mask
+from .masked import _Masked
+
+Tensor = torch.Tensor
+
+__all__ = ["MaskedEmbedding", "CompressedEmbedding", "CompressedEmbeddingBag"]
+
+
+class MaskedEmbedding(_Masked, nn.Embedding):
+    """``nn.Embedding`` looking up ``(weight * weight_mask)[ids]``.
+
+    Args:
+        num_embeddings, embedding_dim: table shape ``(R, d)``.
+        mask: bool or 0/1 ``(R, d)``; None keeps everything.
+        sparse_grad: sparse COO gradient for ``weight`` (O(batch) per step; use an optimizer
+            that takes sparse gradients, e.g. ``torch.optim.SGD`` or ``SparseAdam``).
+        padding_idx: as in ``nn.Embedding`` (that row gets no gradient).
+        backend: kernel backend (``"auto"``, ``"reference"``, ``"cpp"``, ``"triton"``, ``"cuda"``).
+
+    ``sparselth.prune`` selects its weight like any ``nn.Embedding`` weight; install a mask it
+    computes with ``set_mask``.
+    """
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, mask: Optional[Tensor] = None,
+                 sparse_grad: bool = False, padding_idx: Optional[int] = None, *,
+                 backend: str = "auto", device=None, dtype=None):
+        super().__init__(num_embeddings, embedding_dim, padding_idx=padding_idx,
+                         sparse=sparse_grad, device=device, dtype=dtype)
+        self.backend = backend
+        self._init_mask(mask)
+
+    def _init_mask(self, mask: Optional[Tensor]) -> None:
+        w = self.weight
+        m = torch.ones_like(w, dtype=torch.bool) if mask is None else weight_mask(
+            w, mask.to(w.device), type(self).__name__)
+        self.register_buffer("weight_mask", m.clone())
+
+    @property
+    def sparse_grad(self) -> bool:
+        return self.sparse
+
+    @sparse_grad.setter
+    def sparse_grad(self, value: bool) -> None:
+        self.sparse = bool(value)
+
+    @classmethod
+    def from_dense(cls, module: nn.Embedding, mask: Optional[Tensor] = None,
+                   sparse_grad: Optional[bool] = None) -> "MaskedEmbedding":
+        """Copy of ``module`` with ``mask`` (``None``: its ``weight_mask``, else all ones)."""
+        if not isinstance(module, nn.Embedding):
+            raise TypeError(f"MaskedEmbedding.from_dense: module must be an nn.Embedding, got "
+                            f"{type(module).__name__}")
+        if module.max_norm is not None or module.scale_grad_by_freq:
+            raise ValueError("MaskedEmbedding.from_dense: max_norm and scale_grad_by_freq are "
+                             "not supported")
+        new = cls(module.num_embeddings, module.embedding_dim,
+                  sparse_grad=module.sparse if sparse_grad is None else sparse_grad,
+                  padding_idx=module.padding_idx, device=module.weight.device,
+                  dtype=module.weight.dtype)
+        with torch.no_grad():
+            new.weight.copy_(module.weight)
+        if mask is None:
+            mask = getattr(module, "weight_mask", None)
+        new._init_mask(mask)
+        return new
+
+    def forward(self, ids: Tensor) -> Tensor:
+        return masked_embedding(self.weight, self.weight_mask, ids, sparse_grad=self.sparse,
+                                padding_idx=self.padding_idx, backend=self.backend)
+
+    def to_compressed(self, format: str = "auto", quantize=None) -> "CompressedEmbedding":
+        """The deploy-time :class:`CompressedEmbedding` (same lookups, fewer bytes)."""
+        return CompressedEmbedding.from_masked(self.weight, self.weight_mask, format=format,
+                                               quantize=quantize, backend=self.backend)
+
+    to_sparse = to_compressed
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", sparsity={self.sparsity:.3f}"
+
+
+class CompressedEmbedding(nn.Module):
+    """A pruned embedding table stored compressed; ``forward(ids)`` = ``(W * M)[ids]``.
+
+    The format's tensors are buffers (they follow ``.to(device)`` and ``state_dict``).
+    ``stored_bytes`` counts them all; ``format`` names the layout.
+
+    Example::
+
+        >>> emb = CompressedEmbedding.from_masked(weight, mask)       # format by bytes
+        >>> emb.format, emb.stored_bytes, emb.dense_bytes
+        >>> torch.equal(emb(ids), (weight * mask)[ids])                # True
+    """
+
+    def __init__(self, table: EmbeddingFormat, backend: str = "auto"):
+        super().__init__()
+        if not isinstance(table, EmbeddingFormat):
+            raise TypeError(f"CompressedEmbedding: table must be an EmbeddingFormat, got "
+                            f"{type(table).__name__}")
+        self.format = table.kind
+        self.num_embeddings, self.embedding_dim = table.shape
+        self.backend = backend
+        self._names = tuple(table.tensors())
+        for name, t in table.tensors().items():
+            self.register_buffer(name, t)
+        self._table = table
+
+    @classmethod
+    def from_masked(cls, weight: Tensor, mask: Optional[Tensor] = None, format: str = "auto",
+                    quantize=None, backend: str = "auto") -> "CompressedEmbedding":
+        """Compress ``weight * mask`` (``mask`` None: the non-zeros of ``weight``);
+        ``format="auto"`` picks the fewest bytes; ``quantize="int8"`` stores int8 values."""
+        return cls(compress_embedding(weight.detach(), mask, format, quantize), backend)
+
+    @classmethod
+    def from_module(cls, module: nn.Embedding, mask: Optional[Tensor] = None,
+                    format: str = "auto", quantize=None,
+                    backend: str = "auto") -> "CompressedEmbedding":
+        """From an ``nn.Embedding`` / :class:`MaskedEmbedding` (``mask`` None: its
+        ``weight_mask`` when it has one, else its non-zeros). ``nn.EmbeddingBag`` gives a
+        :class:`CompressedEmbeddingBag`."""
+        if not isinstance(module, (nn.Embedding, nn.EmbeddingBag)):
+            raise TypeError(f"CompressedEmbedding.from_module: module must be an nn.Embedding or "
+                            f"nn.EmbeddingBag, got {type(module).__name__}")
+        if module.max_norm is not None:
+            raise ValueError("CompressedEmbedding.from_module: max_norm (which rewrites the "
+                             "weight during lookups) is not supported")
+        if mask is None:
+            mask = getattr(module, "weight_mask", None)
+        table = compress_embedding(module.weight.detach(), mask, format, quantize)
+        if isinstance(module, nn.EmbeddingBag):
+            if module.mode not in ("sum", "mean"):
+                raise ValueError(f"CompressedEmbedding.from_module: EmbeddingBag mode "
+                                 f"{module.mode!r} is not supported (sum, mean)")
+            return CompressedEmbeddingBag(table, mode=module.mode,
+                                          include_last_offset=module.include_last_offset,
+                                          backend=backend)
+        return cls(table, backend)
+
+    @property
+    def storage(self) -> EmbeddingFormat:
+        """The stored format (its tensors are this module's buffers, named as in
+        ``storage.tensors()``)."""
+        return self._table
+
+    def _apply(self, fn, recurse=True):
+        out = super()._apply(fn, recurse)
+        parts = {n: getattr(self, n) for n in self._names}
+        self._table = FORMATS[self.format]._from_parts(
+            (self.num_embeddings, self.embedding_dim), parts)
+        return out
+
+    @property
+    def quantized(self) -> bool:
+        return self._table.quantized
+
+    @property
+    def stored_bytes(self) -> int:
+        return self._table.stored_bytes
+
+    @property
+    def dense_bytes(self) -> int:
+        return self._table.dense_bytes
+
+    def to_dense(self) -> Tensor:
+        """The ``(num_embeddings, embedding_dim)`` masked table (dequantised if quantised)."""
+        return self._table.to_dense()
+
+    def forward(self, ids: Tensor) -> Tensor:
+        return embedding_lookup(self._table, ids, backend=self.backend)
+
+    def extra_repr(self) -> str:
+        q = ", int8" if self.quantized else ""
+        return (f"{self.num_embeddings}, {self.embedding_dim}, format={self.format}{q}, "
+                f"stored_bytes={self.stored_bytes} ({self.stored_bytes / max(1, self.dense_bytes):.3f}"
+                f" of dense)")
+
+
+class CompressedEmbeddingBag(CompressedEmbedding):
+    """:class:`CompressedEmbedding` pooling bags: ``forward(ids, offsets=None)`` as
+    ``nn.EmbeddingBag`` (``mode`` ``"sum"`` or ``"mean"``; an empty bag gives zeros)."""
+
+    def __init__(self, table: EmbeddingFormat, mode: str = "mean",
+                 include_last_offset: bool = False, backend: str = "auto"):
+        super().__init__(table, backend)
+        if mode not in ("sum", "mean"):
+            raise ValueError(f"CompressedEmbeddingBag: mode must be 'sum' or 'mean', got {mode!r}")
+        self.mode = mode
+        self.include_last_offset = include_last_offset
+
+    @classmethod
+    def from_masked(cls, weight: Tensor, mask: Optional[Tensor] = None, format: str = "auto",
+                    quantize=None, backend: str = "auto",
+                    mode: str = "mean") -> "CompressedEmbeddingBag":
+        return cls(compress_embedding(weight.detach(), mask, format, quantize), mode=mode,
+                   backend=backend)
+
+    def forward(self, ids: Tensor, offsets: Optional[Tensor] = None) -> Tensor:
+        return embedding_bag(self._table, ids, offsets, mode=self.mode,
+                             include_last_offset=self.include_last_offset, backend=self.backend)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", mode={self.mode}"

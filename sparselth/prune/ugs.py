@@ -1,0 +1,760 @@
+"""Unified GNN Sparsification (UGS, Chen et al. 2021, "A Unified Lottery Ticket Hypothesis
+for Graph Neural Networks"): prune a GNN's graph and weights together, round by round, with
+trainable real-valued masks and an L1 penalty (PAPERS.md §1).
+
+One run (round 0 trains the dense network; ``rounds`` = R pruning rounds)::
+
+    seed; θ0 = the model's initial state; masks M_0 = all ones (graph and weights)
+    round 0: fix-mask training with M_0 (the dense baseline)
+    for k in 1..R:
+        mask search: weights θ0, trainable masks m_g = M_g (1 + u), m_θ = M_θ (1 + u),
+            u ~ U(-c, c) (zeros stay 0); for mask_epochs full-batch Adam(lr, wd) steps on
+            weights and masks with loss + s1 ‖m_g‖₁ + s2 ‖m_θ‖₁ (the sign sub-gradients
+            s1 sign(m_g), s2 sign(m_θ) are added to the mask gradients); the masks of the
+            epoch with the best validation metric are kept
+        prune: remove the int(n_g p_g) + 1 smallest |m_g| among the n_g surviving edges
+            (one global threshold over the graph), and the int(n_θ p_θ) + 1 smallest |m_θ|
+            over all masked weight matrices together (one global threshold) -> M_k
+        fix-mask training: weights rewound to θ0, masks M_k frozen, Adam(lr, wd) for
+            fix_epochs; the test metric at the best validation epoch is the round's result
+
+The effective weights in the search are ``W ⊙ m_θ ⊙ M_θ`` and the effective edge weights
+``m_g ⊙ M_g`` (``M`` frozen 0/1), installed with :func:`torch.func.functional_call`, so the
+model's own parameters keep their names and no hook stays behind. Pruned entries stay
+exactly 0: their mask value is 0, and gradient, sign term and weight decay of a 0 entry are
+all 0. The pruning rule removes exactly ``int(n p) + 1`` entries (smallest magnitude first,
+ties by position); the reference's threshold rule (keep ``|m| > sorted(|m|)[int(n p)]``)
+removes the same entries when the mask values are distinct, which the noise ensures.
+
+Random-pruning baseline (``baseline="random"``, PAPERS.md §1.6): round k keeps the
+survivors of round k-1 and removes more at random until ``round((1 - 0.95^k) n_g)`` edges
+and, in *each* weight matrix separately, ``round((1 - 0.8^k) n_W)`` weights are pruned
+(``p_g``/``p_θ`` from the config), then one fix-mask training.
+
+The model must follow the contract of :mod:`sparselth.models.gnn`: an ``edge_mask``
+parameter (one value per stored graph entry, the edge weight of every layer),
+``ugs_weight_names()``, ``compact_graph()`` and ``macs(x)``. Training goes through a *task*
+object (:mod:`sparselth.train.graph`: ``NodeClassificationTask``, ``LinkPredictionTask``)
+with ``metric``, ``inputs()``, ``evaluate(model)`` and ``fit(model, epochs, lr,
+weight_decay, params=, after_backward=, on_best=, keep_state=, state_fn=, progress=,
+desc=)``.
+
+Run directory (``root/<config.run_name()>`` unless ``run_dir`` is given), safetensors and
+JSON only, written atomically, ``progress.json`` last (the commit point, with the sha256 of
+every tensor file)::
+
+    config.json                     the UGSConfig
+    init.safetensors                θ0 (model state, edge_mask all ones)
+    round_XXX/masks.safetensors     the binary masks of round XXX ("edge_mask" + weights)
+    round_XXX/trained.safetensors   the fix-mask weights at the best validation epoch
+    round_XXX/rng.safetensors       RNG state after round XXX
+    round_XXX/record.json           the round's record
+    records.json                    all records so far
+    progress.json                   next round, checksums, RNG state
+
+A restarted run with the same config and directory skips finished rounds and gives the same
+masks, weights and metrics as an uninterrupted one (timings aside). ``rounds`` is not part
+of a run's identity: the same directory can be extended with a larger ``rounds``.
+
+A round becomes a ticket with ``sparselth.Ticket(**load_ugs_round(run_dir, k))`` (masks
+``"edge_mask"`` + the weight names, trained state, θ0 as init state, metadata).
+
+Example::
+
+    from sparselth.models import GCN
+    from sparselth.train import NodeClassificationTask, node_features
+    task = NodeClassificationTask(data, node_features(data.x))
+    ugs = UGS(lambda: GCN(A, data.num_features, data.num_classes), task,
+              UGSConfig(rounds=20, seed=2377), root="runs")
+    records = ugs.run()          # records[k]["test_acc"], ["graph_sparsity"], ...
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import math
+import random as _pyrandom
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .. import _io
+from . import criteria
+from .imp import _clone_state, _jsonable, _load_state, _rng_state, _set_rng_state
+from .masks import Masks, apply, remove, state_without_masks
+
+__all__ = [
+    "GRAPH_MASK",
+    "SoftMaskedModel",
+    "UGS",
+    "UGSConfig",
+    "add_l1_subgradient",
+    "load_ugs_round",
+    "prune_smallest",
+    "soft_mask_init",
+    "ugs_schedule",
+]
+
+FORMAT_VERSION = 1
+GRAPH_MASK = "edge_mask"
+
+
+def _help(text: str, default: Any) -> Any:
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass(frozen=True)
+class UGSConfig:
+    """Hyperparameters of a UGS run (defaults: the paper's GCN on Cora, except ``seed``).
+    ``UGSConfig.help()`` lists them; ``run_name()`` hashes the non-default ones."""
+
+    rounds: int = _help("pruning rounds R (the run trains R + 1 times; round 0 is dense)", 20)
+    prune_graph: float = _help("p_g: fraction of the surviving edges pruned per round", 0.05)
+    prune_weight: float = _help(
+        "p_θ: fraction of the surviving masked weights pruned per round (one global threshold)",
+        0.2,
+    )
+    s1: float = _help("λ1: L1 coefficient of the graph mask (sign sub-gradient s1·sign(m_g))",
+                      1e-2)
+    s2: float = _help("λ2: L1 coefficient of the weight masks (sign sub-gradient s2·sign(m_θ))",
+                      1e-2)
+    lr: float = _help("Adam learning rate (mask search and fix-mask training)", 0.008)
+    weight_decay: float = _help("Adam weight decay (also on the masks, as in the reference)", 8e-5)
+    mask_epochs: int = _help("epochs of the mask search per round", 200)
+    fix_epochs: int = _help("epochs of fix-mask training per round (and of the dense round 0)",
+                            200)
+    mask_noise: float = _help("c: soft-mask init m·(1 + u), u ~ U(-c, c), breaks ties", 1e-5)
+    seed: int | None = _help("seed of torch/numpy/python RNGs at the start (None: leave them)", 0)
+    baseline: str = _help("'ugs' (mask search) or 'random' (random pruning, same schedule)", "ugs")
+    task: str = _help("'node' (accuracy) or 'link' (ROC-AUC): names the metric in records",
+                      "node")
+
+    def __post_init__(self) -> None:
+        for name in ("rounds", "mask_epochs", "fix_epochs"):
+            v = getattr(self, name)
+            low = 0 if name == "rounds" else 1
+            if not isinstance(v, int) or isinstance(v, bool) or v < low:
+                raise ValueError(f"UGSConfig.{name} must be an int >= {low}, got {v!r}")
+        for name in ("prune_graph", "prune_weight"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not 0.0 <= v < 1.0:
+                raise ValueError(f"UGSConfig.{name} must be in [0, 1), got {v!r}")
+        for name in ("s1", "s2", "lr", "weight_decay", "mask_noise"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or v < 0 or not math.isfinite(v):
+                raise ValueError(f"UGSConfig.{name} must be a finite number >= 0, got {v!r}")
+        if self.mask_noise >= 1:
+            raise ValueError(f"UGSConfig.mask_noise must be < 1, got {self.mask_noise!r}")
+        if self.baseline not in ("ugs", "random"):
+            raise ValueError(f"UGSConfig.baseline must be 'ugs' or 'random', got {self.baseline!r}")
+        if self.task not in ("node", "link"):
+            raise ValueError(f"UGSConfig.task must be 'node' or 'link', got {self.task!r}")
+        if self.seed is not None and (not isinstance(self.seed, int)
+                                      or isinstance(self.seed, bool)):
+            raise ValueError(f"UGSConfig.seed must be an int or None, got {self.seed!r}")
+
+    @property
+    def metric(self) -> str:
+        return "acc" if self.task == "node" else "auc"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> UGSConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"UGSConfig: unknown fields {sorted(unknown)}")
+        return cls(**dict(d))
+
+    def non_default(self) -> dict[str, Any]:
+        default = UGSConfig().to_dict()
+        return {k: v for k, v in self.to_dict().items() if default[k] != v}
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that define a run's results: all but ``rounds`` (round k does not
+        depend on how many rounds follow, so a run can be extended)."""
+        d = self.to_dict()
+        d.pop("rounds")
+        return d
+
+    def run_name(self) -> str:
+        """``"ugs_" + sha256(canonical JSON of the non-default fields except rounds)[:12]``."""
+        nd = {k: v for k, v in self.non_default().items() if k != "rounds"}
+        digest = hashlib.sha256(_io.canonical_json(nd).encode()).hexdigest()
+        return f"ugs_{digest[:12]}"
+
+    @classmethod
+    def help(cls) -> str:
+        return "\n".join(
+            f"{f.name} (default {f.default!r}): {f.metadata.get('help', '')}"
+            for f in dataclasses.fields(cls)
+        )
+
+
+# --------------------------------------------------------------------------- building blocks
+
+
+def soft_mask_init(mask: Tensor, c: float) -> Tensor:
+    """``mask · (1 + u)``, ``u ~ U(-c, c)`` from torch's global RNG (float; zeros stay 0)."""
+    m = mask.to(torch.get_default_dtype()) if not mask.is_floating_point() else mask
+    u = (torch.rand(m.shape, dtype=m.dtype, device=m.device) * 2 - 1) * c
+    return m * (1 + u)
+
+
+def add_l1_subgradient(params: Sequence[Tensor], coefficient: float) -> None:
+    """``p.grad += coefficient · sign(p)`` for each tensor (a missing grad counts as 0): the
+    sub-gradient of ``coefficient · ‖p‖₁``, 0 at 0, so pruned (zero) entries get nothing."""
+    if coefficient == 0:
+        return
+    for p in params:
+        g = torch.sign(p.detach()) * coefficient
+        if p.grad is None:
+            p.grad = g
+        else:
+            p.grad.add_(g)
+
+
+def prune_smallest(values: Sequence[Tensor], alive: Sequence[Tensor],
+                   fraction: float) -> list[Tensor]:
+    """The UGS pruning rule over several tensors with one global threshold.
+
+    Among the ``n`` entries with ``alive`` True (over all tensors), remove the
+    ``min(n, int(n · fraction) + 1)`` with the smallest ``|values|`` (ties: earlier tensor,
+    then lower flat index first); nothing when ``fraction == 0``. Returns the new alive
+    masks (bool, same shapes).
+    """
+    if len(values) != len(alive):
+        raise ValueError("prune_smallest: values and alive must have the same length")
+    flat_vals, flat_alive = [], []
+    for v, a in zip(values, alive):
+        if v.shape != a.shape:
+            raise ValueError(
+                f"prune_smallest: a value tensor of shape {tuple(v.shape)} has a mask of shape "
+                f"{tuple(a.shape)}"
+            )
+        flat_vals.append(v.detach().reshape(-1).abs().double().cpu())
+        flat_alive.append(a.reshape(-1).bool().cpu())
+    vals, live = torch.cat(flat_vals), torch.cat(flat_alive)
+    idx = live.nonzero(as_tuple=True)[0]
+    n = idx.numel()
+    k = 0 if fraction <= 0 or n == 0 else min(n, int(n * fraction) + 1)
+    new = live.clone()
+    if k:
+        order = torch.argsort(vals[idx], stable=True)[:k]
+        new[idx[order]] = False
+    out, start = [], 0
+    for a in alive:
+        out.append(new[start:start + a.numel()].reshape(a.shape).to(a.device))
+        start += a.numel()
+    return out
+
+
+def ugs_schedule(total: int, fraction: float, rounds: int) -> list[int]:
+    """Surviving counts after rounds 0..R of :func:`prune_smallest`:
+    ``n_{k+1} = n_k - min(n_k, int(n_k · fraction) + 1)``."""
+    out = [int(total)]
+    for _ in range(rounds):
+        n = out[-1]
+        k = 0 if fraction <= 0 or n == 0 else min(n, int(n * fraction) + 1)
+        out.append(n - k)
+    return out
+
+
+class SoftMaskedModel(nn.Module):
+    """``model`` seen through trainable masks: calling it runs ``model``'s forward with
+    ``W ⊙ m ⊙ M`` for every masked weight ``W`` and ``edge_mask ⊙ M_g`` as edge mask
+    (``m``: the trainable ``weight_masks``; ``M``: frozen 0/1 buffers), via
+    :func:`torch.func.functional_call`. ``model.edge_mask`` itself is the trainable graph
+    mask. Gradients reach ``W``, ``m`` and ``edge_mask``.
+    """
+
+    def __init__(self, model: nn.Module, fixed: Mapping[str, Tensor],
+                 weight_names: Sequence[str], noise: float = 0.0):
+        super().__init__()
+        self.model = model
+        self.weight_names = list(weight_names)
+        self.weight_masks = nn.ParameterList()
+        for i, name in enumerate(self.weight_names):
+            w = model.get_parameter(name)
+            f = fixed[name].to(device=w.device, dtype=w.dtype)
+            self.register_buffer(f"fixed_{i}", f)
+            self.weight_masks.append(nn.Parameter(soft_mask_init(f, noise)))
+        em = model.get_parameter(GRAPH_MASK)
+        self.register_buffer("graph_fixed", fixed[GRAPH_MASK].to(device=em.device, dtype=em.dtype))
+
+    def effective_parameters(self) -> dict[str, Tensor]:
+        out = {}
+        for i, name in enumerate(self.weight_names):
+            out[name] = self.model.get_parameter(name) * self.weight_masks[i] * getattr(
+                self, f"fixed_{i}")
+        out[GRAPH_MASK] = self.model.get_parameter(GRAPH_MASK) * self.graph_fixed
+        return out
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return torch.func.functional_call(self.model, self.effective_parameters(), args, kwargs)
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def _check_model(model: nn.Module) -> list[str]:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"UGS: model must be a torch.nn.Module, got {type(model).__name__}")
+    em = getattr(model, GRAPH_MASK, None)
+    if not isinstance(em, nn.Parameter) or em.dim() != 1:
+        raise TypeError(
+            "UGS: the model needs an nn.Parameter 'edge_mask' of shape [nnz] (one value per "
+            "stored graph entry), as sparselth.models.GCN/GIN/GAT have"
+        )
+    for meth in ("ugs_weight_names", "compact_graph", "macs"):
+        if not callable(getattr(model, meth, None)):
+            raise TypeError(f"UGS: the model needs a {meth}() method (see sparselth.models.gnn)")
+    names = list(model.ugs_weight_names())
+    if not names:
+        raise ValueError("UGS: model.ugs_weight_names() is empty: nothing to prune")
+    params = dict(model.named_parameters())
+    for n in names:
+        if n not in params:
+            raise ValueError(f"UGS: ugs_weight_names() names {n!r}, which is not a parameter")
+    return names
+
+
+def _check_task(task: Any, metric: str) -> None:
+    for meth in ("fit", "evaluate", "inputs"):
+        if not callable(getattr(task, meth, None)):
+            raise TypeError(
+                f"UGS: task needs a {meth}() method (use sparselth.train.NodeClassificationTask "
+                "or LinkPredictionTask)"
+            )
+    if getattr(task, "metric", metric) != metric:
+        raise ValueError(
+            f"UGS: the task's metric is {task.metric!r} but the config's task expects {metric!r}"
+        )
+
+
+class UGS:
+    """The UGS driver (see the module docstring).
+
+    Args:
+        model: a GNN following the :mod:`sparselth.models.gnn` contract, at its initial
+            weights, or a callable that builds one (called after seeding, so the seed fixes
+            θ0; on a resume θ0 is read from disk).
+        task: a :mod:`sparselth.train.graph` task (its ``metric`` must match
+            ``config.task``).
+        config: :class:`UGSConfig`.
+        run_dir / root: checkpoint folder (default ``root / config.run_name()``).
+        measure: optional ``measure(round_idx, model, parts) -> dict`` merged into each
+            record (e.g. latencies of the compiled ticket); ``model`` holds the round's
+            trained weights with its masks installed, ``parts`` is what
+            :func:`load_ugs_round` returns for the round.
+        progress: tqdm bars over rounds and epochs.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | Callable[[], nn.Module],
+        task: Any,
+        config: UGSConfig | None = None,
+        *,
+        run_dir: Any | None = None,
+        root: Any = "runs",
+        measure: Callable[[int, nn.Module, dict[str, Any]], Mapping[str, Any]] | None = None,
+        progress: bool = True,
+    ):
+        self.config = config if config is not None else UGSConfig()
+        if not isinstance(self.config, UGSConfig):
+            raise TypeError(f"UGS: config must be a UGSConfig, got {type(self.config).__name__}")
+        _check_task(task, self.config.metric)
+        if isinstance(model, nn.Module):
+            self._model_fn = None
+            self.model: nn.Module | None = model
+            self.weight_names = _check_model(model)
+        elif callable(model):
+            self._model_fn = model
+            self.model = None
+            self.weight_names = []
+        else:
+            raise TypeError(
+                f"UGS: model must be an nn.Module or a callable building one, got "
+                f"{type(model).__name__}"
+            )
+        self.task = task
+        self.run_dir = Path(run_dir) if run_dir is not None else Path(root) / self.config.run_name()
+        self.measure = measure
+        self.progress = progress
+        self.records: list[dict[str, Any]] = []
+        self.masks: Masks | None = None
+        self.last_search: dict[str, Any] | None = None
+        self._init_state: dict[str, Tensor] | None = None
+        self._files: dict[str, str] = {}
+
+    # -- files
+    def _path(self, rel: str) -> Path:
+        return self.run_dir / rel
+
+    def _save_tensors(self, rel: str, tensors: Mapping[str, Tensor]) -> None:
+        sha, _ = _io.save_safetensors(self._path(rel), tensors)
+        self._files[rel] = sha
+
+    def _load_tensors(self, rel: str) -> dict[str, Tensor]:
+        if rel not in self._files:
+            raise ValueError(
+                f"UGS resume: {rel!r} is not recorded in {self._path('progress.json')}")
+        return _io.load_safetensors(self._path(rel), sha256=self._files[rel])
+
+    def _commit(self, next_round: int, rng_file: str, rng_meta: dict[str, Any]) -> None:
+        _io.atomic_write_json(self._path("records.json"), self.records)
+        _io.atomic_write_json(self._path("progress.json"), {
+            "format_version": FORMAT_VERSION,
+            "next_round": next_round,
+            "rounds": self.config.rounds,
+            "weight_names": self.weight_names,
+            "files": self._files,
+            "rng_file": rng_file,
+            "rng": rng_meta,
+            "records": self.records,
+        })
+
+    # -- setup / resume
+    def _build_model(self) -> None:
+        if self.model is None:
+            self.model = self._model_fn()
+            self.weight_names = _check_model(self.model)
+
+    def _seed(self) -> None:
+        s = self.config.seed
+        if s is not None:
+            torch.manual_seed(s)
+            np.random.seed(s % 2**32)
+            _pyrandom.seed(s)
+
+    def _start(self) -> int:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        prog_path = self._path("progress.json")
+        if prog_path.exists():
+            self._build_model()
+            return self._resume(prog_path)
+        self._seed()
+        self._build_model()
+        _io.atomic_write_json(self._path("config.json"), {
+            "format_version": FORMAT_VERSION, "config": self.config.to_dict(),
+            "run_name": self.config.run_name(), "model": type(self.model).__name__,
+        })
+        remove(self.model)
+        with torch.no_grad():
+            self.model.get_parameter(GRAPH_MASK).fill_(1.0)
+        self._init_state = _clone_state(state_without_masks(self.model))
+        self._save_tensors("init.safetensors", self._init_state)
+        tensors, meta = _rng_state()
+        self._save_tensors("rng_start.safetensors", tensors)
+        self._commit(0, "rng_start.safetensors", meta)
+        return 0
+
+    def _resume(self, prog_path: Path) -> int:
+        try:
+            prog = json.loads(prog_path.read_text())
+            saved = json.loads(self._path("config.json").read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"UGS resume: cannot read {prog_path}: {e}") from e
+        if prog.get("format_version", 0) > FORMAT_VERSION:
+            raise ValueError(f"UGS resume: {prog_path} was written by a newer sparselth")
+        try:
+            same = UGSConfig.from_dict(saved.get("config", {})).identity() == \
+                self.config.identity()
+        except (TypeError, ValueError):
+            same = False
+        if not same:
+            raise ValueError(
+                f"UGS resume: {self.run_dir} holds a run with a different config: "
+                f"{saved.get('config')} != {self.config.to_dict()} (only rounds may differ)"
+            )
+        if saved.get("config") != self.config.to_dict():  # extended (or shortened) run
+            saved["config"] = self.config.to_dict()
+            _io.atomic_write_json(self._path("config.json"), saved)
+        self._files = dict(prog["files"])
+        self.records = list(prog["records"])
+        nxt = int(prog["next_round"])
+        self._init_state = self._load_tensors("init.safetensors")
+        remove(self.model)
+        _load_state(self.model, self._init_state, "UGS resume: init.safetensors")
+        if nxt > 0:
+            self.masks = Masks.from_state_dict(
+                self._load_tensors(f"round_{nxt - 1:03d}/masks.safetensors"), model=self.model)
+        _set_rng_state(self._load_tensors(prog["rng_file"]), prog["rng"])
+        return nxt
+
+    # -- phases
+    def _ones(self) -> Masks:
+        m = Masks(model=self.model)
+        for name in [GRAPH_MASK] + self.weight_names:
+            p = self.model.get_parameter(name)
+            m[name] = torch.ones(p.shape, dtype=torch.bool, device=p.device)
+        return m
+
+    def _mask_search(self, r: int, prev: Masks) -> tuple[Masks, dict[str, Any]]:
+        cfg, model = self.config, self.model
+        remove(model)
+        _load_state(model, self._init_state, "UGS: θ0")
+        em = model.get_parameter(GRAPH_MASK)
+        learn = em.requires_grad
+        with torch.no_grad():
+            em.copy_(soft_mask_init(prev[GRAPH_MASK].to(device=em.device), cfg.mask_noise))
+        em.requires_grad_(True)
+        soft = SoftMaskedModel(model, prev, self.weight_names, cfg.mask_noise)
+        weight_masks = list(soft.weight_masks)
+        best: dict[str, Tensor] = {}
+
+        def after_backward() -> None:
+            add_l1_subgradient([em], cfg.s1)
+            add_l1_subgradient(weight_masks, cfg.s2)
+
+        def on_best(epoch: int, ev: Mapping[str, float]) -> None:
+            best[GRAPH_MASK] = em.detach().clone()
+            for name, m in zip(self.weight_names, weight_masks):
+                best[name] = m.detach().clone()
+
+        params = [p for p in model.parameters() if p.requires_grad] + weight_masks
+        try:
+            res = self.task.fit(soft, cfg.mask_epochs, cfg.lr, cfg.weight_decay, params=params,
+                                after_backward=after_backward, on_best=on_best,
+                                progress=self.progress, desc=f"round {r} mask search")
+        finally:
+            em.requires_grad_(learn)
+        if not best:  # validation never above -inf (NaN metrics): use the last masks
+            on_best(-1, {})
+        new = Masks(model=model)
+        (new[GRAPH_MASK],) = prune_smallest([best[GRAPH_MASK]], [prev[GRAPH_MASK]],
+                                            cfg.prune_graph)
+        kept = prune_smallest([best[n] for n in self.weight_names],
+                              [prev[n] for n in self.weight_names], cfg.prune_weight)
+        for name, m in zip(self.weight_names, kept):
+            new[name] = m
+        alive_g = prev[GRAPH_MASK]
+        self.last_search = {"best_masks": best, "result": res}
+        info = {
+            "best_epoch": res.best_epoch,
+            f"best_val_{cfg.metric}": res.best_val,
+            f"test_{cfg.metric}_at_best": res.test,
+            "seconds": res.seconds,
+            "graph_mask_mean_abs": float(best[GRAPH_MASK][alive_g.to(em.device)].abs().mean())
+            if bool(alive_g.any()) else 0.0,
+        }
+        return new, info
+
+    def _random_masks(self, r: int, prev: Masks) -> Masks:
+        cfg, model = self.config, self.model
+        remove(model)
+        graph = criteria.random(
+            model, sparsity=1.0 - (1.0 - cfg.prune_graph) ** r, scope="layer",
+            include=[GRAPH_MASK], masks={GRAPH_MASK: prev[GRAPH_MASK]}, seed=None)
+        weights = criteria.random(
+            model, sparsity=1.0 - (1.0 - cfg.prune_weight) ** r, scope="layer",
+            include=list(self.weight_names), masks={n: prev[n] for n in self.weight_names},
+            seed=None)
+        new = Masks(model=model)
+        new[GRAPH_MASK] = graph[GRAPH_MASK]
+        for n in self.weight_names:
+            new[n] = weights[n]
+        return new
+
+    def _fix(self, r: int, masks: Masks):
+        cfg, model = self.config, self.model
+        remove(model)
+        _load_state(model, self._init_state, "UGS: θ0")
+        em = model.get_parameter(GRAPH_MASK)
+        learn = em.requires_grad
+        with torch.no_grad():
+            em.copy_(masks[GRAPH_MASK].to(device=em.device, dtype=em.dtype))
+        em.requires_grad_(False)
+        apply(model, masks)
+        try:
+            res = self.task.fit(model, cfg.fix_epochs, cfg.lr, cfg.weight_decay, keep_state=True,
+                                state_fn=lambda: state_without_masks(model),
+                                progress=self.progress,
+                                desc=f"round {r} {'dense' if r == 0 else 'fix mask'}")
+        finally:
+            em.requires_grad_(learn)
+        if res.best_state is not None:
+            _load_state(model, res.best_state, "UGS: best fix-mask state")
+        return res
+
+    # -- accounting
+    def _sparsity(self, masks: Masks) -> dict[str, Any]:
+        g = masks[GRAPH_MASK]
+        g_kept, g_total = int(g.count_nonzero()), g.numel()
+        w_kept = sum(int(masks[n].count_nonzero()) for n in self.weight_names)
+        w_total = sum(masks[n].numel() for n in self.weight_names)
+        return {
+            "graph_sparsity": 1.0 - g_kept / g_total if g_total else 0.0,
+            "weight_sparsity": 1.0 - w_kept / w_total if w_total else 0.0,
+            "graph_edges_kept": g_kept,
+            "graph_edges_total": g_total,
+            "weights_kept": w_kept,
+            "weights_total": w_total,
+            "weight_sparsity_per_layer": {
+                n: 1.0 - int(masks[n].count_nonzero()) / masks[n].numel() for n in self.weight_names
+            },
+        }
+
+    def _macs(self) -> dict[str, Any]:
+        m = copy.deepcopy(self.model)
+        remove(m)
+        m.compact_graph()
+        with torch.no_grad():
+            return _jsonable(m.macs(*self.task.inputs()), "model.macs")
+
+    def parts(self, r: int, masks: Masks,
+              record: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Ticket parts of round ``r`` from the current model state (see load_ugs_round)."""
+        meta = {
+            "config": self.config.to_dict(),
+            "seed": self.config.seed,
+            "round": r,
+            "method": "ugs" if self.config.baseline == "ugs" else "random pruning",
+            "model": type(self.model).__name__,
+            "weight_names": self.weight_names,
+        }
+        if record is not None:
+            meta["metrics"] = {k: record[k] for k in record
+                               if k.startswith(("test_", "val_")) and k != "val_history"}
+            meta["macs"] = {"macs": record.get("macs_total"),
+                            "macs_paper": record.get("macs_paper")}
+            meta["graph_sparsity"] = record.get("graph_sparsity")
+            meta["weight_sparsity"] = record.get("weight_sparsity")
+        return {
+            "masks": masks.clone(),
+            "trained_state": _clone_state(state_without_masks(self.model)),
+            "init_state": self._init_state,
+            "metadata": meta,
+        }
+
+    # -- main loop
+    def run(self) -> list[dict[str, Any]]:
+        """Run (or resume, or extend with a larger ``rounds``) rounds 0..R; returns the
+        records of rounds 0..R. Afterwards the model holds the last round run in this call
+        with its masks installed (θ0 when nothing was left to run)."""
+        from tqdm.auto import tqdm
+
+        start = self._start()
+        cfg = self.config
+        bar = tqdm(total=cfg.rounds + 1, initial=min(start, cfg.rounds + 1), desc="UGS rounds",
+                   unit="round", disable=not self.progress, position=0)
+        try:
+            for r in range(start, cfg.rounds + 1):
+                self._run_round(r)
+                rec = self.records[-1]
+                bar.set_postfix(graph=f"{rec['graph_sparsity']:.3f}",
+                                weight=f"{rec['weight_sparsity']:.3f}",
+                                **{cfg.metric: f"{rec[f'test_{cfg.metric}']:.4f}"})
+                bar.update(1)
+        finally:
+            bar.close()
+        return self.records[: cfg.rounds + 1]
+
+    def _run_round(self, r: int) -> None:
+        cfg = self.config
+        t0 = time.perf_counter()
+        prev = self.masks if self.masks is not None else self._ones()
+        search = None
+        if r == 0:
+            masks = self._ones()
+        elif cfg.baseline == "ugs":
+            masks, search = self._mask_search(r, prev)
+        else:
+            masks = self._random_masks(r, prev)
+        res = self._fix(r, masks)
+        metric = cfg.metric
+        rec: dict[str, Any] = {"round": r, "baseline": cfg.baseline, "task": cfg.task,
+                               "metric": metric}
+        rec.update(self._sparsity(masks))
+        rec[f"test_{metric}"] = res.test
+        rec[f"val_{metric}"] = res.best_val
+        for k, v in res.extra.items():
+            rec[f"{k}_at_best"] = v
+        rec["best_epoch"] = res.best_epoch
+        rec["fix_seconds"] = res.seconds
+        rec["mask_search"] = search
+        macs = self._macs()
+        rec["macs"] = macs
+        rec["macs_total"] = macs.get("total")
+        rec["macs_paper"] = macs.get("paper_formula")
+        rec["seconds_train"] = time.perf_counter() - t0
+        if self.measure is not None:
+            # the measurement must not shift the RNG streams (a resumed run skips it)
+            rng_tensors, rng_meta = _rng_state()
+            try:
+                extra = self.measure(r, self.model, self.parts(r, masks, rec))
+            finally:
+                _set_rng_state(rng_tensors, rng_meta)
+            rec.update(_jsonable(dict(extra or {}), "measure"))
+        rec["seconds"] = time.perf_counter() - t0
+        rec = _jsonable(rec, "UGS record")
+        d = f"round_{r:03d}"
+        self._save_tensors(f"{d}/masks.safetensors", masks.state_dict())
+        self._save_tensors(f"{d}/trained.safetensors", state_without_masks(self.model))
+        _io.atomic_write_json(self._path(f"{d}/record.json"), rec)
+        self.records.append(rec)
+        tensors, meta = _rng_state()
+        self._save_tensors(f"{d}/rng.safetensors", tensors)
+        self._commit(r + 1, f"{d}/rng.safetensors", meta)
+        self.masks = masks
+
+
+def load_ugs_round(run_dir: Any, round_idx: int | None = None) -> dict[str, Any]:
+    """Ticket parts of a finished round of a UGS run directory (checksums verified; default:
+    the last finished round): ``{"masks", "trained_state", "init_state", "metadata"}``, so
+    ``sparselth.Ticket(**load_ugs_round(run_dir, k))`` is that round's ticket. Masks are
+    ``"edge_mask"`` and the weight names; ``init_state`` is θ0; metadata holds the config,
+    seed, round, metrics, MACs and sparsities."""
+    run_dir = Path(run_dir)
+    try:
+        prog = json.loads((run_dir / "progress.json").read_text())
+        cfg = json.loads((run_dir / "config.json").read_text())
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"{run_dir} is not a UGS run directory: {e}") from e
+    done = int(prog["next_round"])
+    if done == 0:
+        raise ValueError(f"load_ugs_round: {run_dir} has no finished round yet")
+    r = done - 1 if round_idx is None else int(round_idx)
+    if not 0 <= r < done:
+        raise ValueError(
+            f"load_ugs_round: round {r} is not finished in {run_dir} (finished: 0..{done - 1})"
+        )
+    files = prog["files"]
+
+    def load(rel: str) -> dict[str, Tensor]:
+        return _io.load_safetensors(run_dir / rel, sha256=files[rel])
+
+    rec = prog["records"][r]
+    config = UGSConfig.from_dict(cfg["config"])
+    metric = config.metric
+    meta = {
+        "config": config.to_dict(),
+        "seed": config.seed,
+        "round": r,
+        "method": "ugs" if config.baseline == "ugs" else "random pruning",
+        "model": cfg.get("model"),
+        "weight_names": prog.get("weight_names"),
+        "metrics": {f"test_{metric}": rec.get(f"test_{metric}"),
+                    f"val_{metric}": rec.get(f"val_{metric}")},
+        "macs": {"macs": rec.get("macs_total"), "macs_paper": rec.get("macs_paper")},
+        "graph_sparsity": rec.get("graph_sparsity"),
+        "weight_sparsity": rec.get("weight_sparsity"),
+    }
+    return {
+        "masks": Masks.from_state_dict(load(f"round_{r:03d}/masks.safetensors")),
+        "trained_state": load(f"round_{r:03d}/trained.safetensors"),
+        "init_state": load("init.safetensors"),
+        "metadata": meta,
+    }

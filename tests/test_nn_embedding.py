@@ -1,0 +1,187 @@
+"""Embedding layers: MaskedEmbedding (training, mask conventions of sparselth.nn.masked),
+CompressedEmbedding / CompressedEmbeddingBag (deployment), plain nn.Embedding pruned by
+sparselth.prune (sparse gradients stay sparse), and sparselth.compile on embedding tickets."""
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import sparselth
+from sparselth import prune
+from sparselth.nn import CompressedEmbedding, CompressedEmbeddingBag, MaskedEmbedding
+from sparselth.sparse.embedding_formats import FORMATS, predict_bytes
+
+
+def _mask(shape, keep, seed):
+    g = torch.Generator().manual_seed(seed)
+    m = torch.rand(shape, generator=g) < keep
+    m[0] = False  # an all-pruned row
+    return m
+
+
+# --------------------------------------------------------------------------- MaskedEmbedding
+
+
+@pytest.mark.parametrize("sparse_grad", [False, True])
+def test_masked_embedding_layer_trains_only_kept_entries(sparse_grad):
+    torch.manual_seed(0)
+    emb = MaskedEmbedding(20, 6, mask=_mask((20, 6), 0.5, 1), sparse_grad=sparse_grad)
+    assert emb.weight_mask.dtype == torch.bool and emb.sparse_grad == sparse_grad
+    ids = torch.tensor([[0, 3, 3], [7, 19, 3]])
+    out = emb(ids)
+    assert torch.equal(out, emb.masked_weight()[ids])
+    out.square().sum().backward()
+    grad = emb.weight.grad
+    assert grad.is_sparse == sparse_grad
+    grad = grad.to_dense()
+    assert (grad[~emb.weight_mask] == 0).all() and (grad[emb.weight_mask] != 0).any()
+    assert (grad[[1, 2, 4]] == 0).all()  # rows not looked up
+    before = emb.weight.detach().clone()
+    torch.optim.SGD(emb.parameters(), lr=0.1).step()
+    changed = emb.weight.detach() != before
+    assert not changed[~emb.weight_mask].any()
+
+
+def test_masked_embedding_mask_api():
+    emb = MaskedEmbedding(8, 4)
+    assert emb.sparsity == 0.0
+    m = _mask((8, 4), 0.25, 2)
+    emb.set_mask(m.float())
+    assert torch.equal(emb.weight_mask, m)
+    assert emb.sparsity == pytest.approx(1 - m.float().mean().item())
+    assert torch.equal(emb.masked_weight(), emb.weight * m)
+    w = emb.weight.detach().clone()
+    emb.apply_mask_()
+    assert torch.equal(emb.weight.detach(), w * m)
+    assert "sparsity=" in repr(emb)
+    with pytest.raises(ValueError, match="MaskedEmbedding"):
+        MaskedEmbedding(8, 4, mask=torch.ones(8, 5))
+    sd = emb.state_dict()
+    emb2 = MaskedEmbedding(8, 4)
+    emb2.load_state_dict(sd)
+    assert torch.equal(emb2.weight_mask, m)
+
+
+def test_masked_embedding_from_dense_padding_and_compression():
+    base = nn.Embedding(12, 5, padding_idx=2)
+    m = _mask((12, 5), 0.6, 3)
+    emb = MaskedEmbedding.from_dense(base, m)
+    assert emb.padding_idx == 2 and torch.equal(emb.weight, base.weight)
+    ids = torch.tensor([2, 2, 5, 0])
+    emb(ids).sum().backward()
+    assert (emb.weight.grad[2] == 0).all()  # padding row gets no gradient
+    deploy = emb.to_compressed()
+    assert isinstance(deploy, CompressedEmbedding)
+    assert torch.equal(deploy(ids), emb(ids).detach())
+    with pytest.raises(TypeError, match="nn.Embedding"):
+        MaskedEmbedding.from_dense(nn.Linear(3, 4))
+    with pytest.raises(ValueError, match="max_norm"):
+        MaskedEmbedding.from_dense(nn.Embedding(3, 4, max_norm=1.0))
+
+
+def test_prune_selects_masked_embedding_and_set_mask_installs_it():
+    model = nn.Sequential(MaskedEmbedding(30, 8), nn.Linear(8, 2))
+    names = prune.select(model)
+    assert "0.weight" in names
+    masks = prune.magnitude(model, 0.7, include=[nn.Embedding])
+    model[0].set_mask(masks["0.weight"])
+    assert model[0].sparsity == pytest.approx(0.7, abs=0.01)
+
+
+# --------------------------------------------------------------------------- plain nn.Embedding
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_plain_embedding_pruned_by_sparselth_prune(sparse):
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Embedding(50, 8, sparse=sparse))
+    masks = prune.magnitude(model, 0.8)
+    prune.apply(model, masks)
+    assert prune.sparsity(model)["overall"] == pytest.approx(0.8, abs=0.01)
+    m = masks["0.weight"]
+    ids = torch.tensor([3, 3, 7, 49, 0])
+    model(ids).sum().backward()
+    grad = model[0].weight.grad
+    # the gradient hook keeps a sparse gradient sparse: masked per looked-up row, O(batch)
+    assert grad.is_sparse == sparse
+    if sparse:
+        assert grad._nnz() <= ids.numel()
+    dense = grad.to_dense()
+    want = torch.zeros(50, 8).index_add_(0, ids, torch.ones(5, 8)) * m
+    assert torch.equal(dense, want)
+    # the pruned table compresses and looks up exactly
+    comp = CompressedEmbedding.from_module(model[0])
+    assert torch.equal(comp(ids), model[0].weight.detach()[ids])
+    assert comp.stored_bytes == min(predict_bytes(model[0].weight, m).values())
+
+
+# --------------------------------------------------------------------------- CompressedEmbedding
+
+
+@pytest.mark.parametrize("fmt", ["auto"] + list(FORMATS))
+def test_compressed_embedding_module(fmt):
+    torch.manual_seed(2)
+    W = torch.randn(40, 10)
+    M = _mask((40, 10), 0.3, 4)
+    comp = CompressedEmbedding.from_masked(W, M, format=fmt)
+    if fmt == "auto":
+        sizes = predict_bytes(W, M)
+        assert comp.stored_bytes == min(sizes.values()) and comp.format in FORMATS
+    else:
+        assert comp.format == fmt
+    buffer_bytes = sum(b.numel() * b.element_size() for b in comp.buffers())
+    assert comp.stored_bytes == buffer_bytes and comp.dense_bytes == W.numel() * 4
+    if fmt == "auto":
+        assert comp.stored_bytes < comp.dense_bytes
+    ids = torch.randint(0, 40, (3, 7))
+    assert torch.equal(comp(ids), (W * M)[ids])
+    assert torch.equal(comp.to_dense(), W * M)
+    comp2 = CompressedEmbedding.from_masked(torch.zeros_like(W), M, format=comp.format)
+    comp2.load_state_dict(comp.state_dict())
+    assert torch.equal(comp2(ids), comp(ids))
+    moved = comp.to("cpu")
+    assert torch.equal(moved(ids), (W * M)[ids])
+    assert "format=" in repr(comp)
+
+
+def test_compressed_embedding_quantised_error_and_bytes():
+    torch.manual_seed(3)
+    W = torch.randn(64, 32)
+    M = _mask((64, 32), 0.3, 5)
+    exact = CompressedEmbedding.from_masked(W, M)
+    q = CompressedEmbedding.from_masked(W, M, quantize="int8")
+    assert q.quantized and q.stored_bytes < exact.stored_bytes
+    err = (q.to_dense() - W * M).abs().max().item()
+    assert err <= (W * M).abs().max().item() / 127 / 2 + 1e-6
+    ids = torch.arange(64)
+    assert torch.equal(q(ids), q.to_dense())
+
+
+@pytest.mark.parametrize("mode", ["sum", "mean"])
+def test_compressed_embedding_bag(mode):
+    torch.manual_seed(4)
+    bag = nn.EmbeddingBag(25, 6, mode=mode)
+    m = _mask((25, 6), 0.4, 6)
+    comp = CompressedEmbedding.from_module(bag, m)
+    assert isinstance(comp, CompressedEmbeddingBag) and comp.mode == mode
+    ids = torch.randint(0, 25, (13,))
+    offsets = torch.tensor([0, 0, 4, 13])
+    want = F.embedding_bag(ids, bag.weight.detach() * m, offsets, mode=mode)
+    torch.testing.assert_close(comp(ids, offsets), want)
+    comp2 = CompressedEmbeddingBag.from_masked(bag.weight, m, mode=mode)
+    torch.testing.assert_close(comp2(ids.reshape(-1)[:12].reshape(3, 4)),
+                               F.embedding_bag(ids[:12].reshape(3, 4), bag.weight.detach() * m,
+                                               mode=mode))
+    with pytest.raises(ValueError, match="mode"):
+        CompressedEmbedding.from_module(nn.EmbeddingBag(5, 2, mode="max"))
+
+
+def test_compressed_embedding_rejects_bad_inputs():
+    with pytest.raises(TypeError, match="EmbeddingFormat"):
+        CompressedEmbedding(torch.zeros(3, 3))
+    with pytest.raises(TypeError, match="nn.Embedding"):
+        CompressedEmbedding.from_module(nn.Linear(2, 2))
+    comp = CompressedEmbedding.from_masked(torch.randn(5, 3), torch.ones(5, 3))
+    with pytest.raises(ValueError, match="ids"):
+        comp(torch.tensor([5]))
