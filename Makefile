@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SOURCES := $(shell find csrc -name '*.cpp' -o -name '*.h' -o -name '*.cu') setup.py pyproject.toml
 
-.PHONY: venv build demo test bench bench-quick cuda-check clean
+.PHONY: venv build demo demo-spmm test bench bench-quick cuda-check clean
 
 $(VENV)/.deps: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ build: $(VENV)/.built
 
 demo: build
 	$(PY) -m sparselth demo
+
+demo-spmm: build
+	$(PY) -m sparselth demo-spmm
 
 test: build
 	$(PY) -m pytest -q

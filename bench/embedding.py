@@ -13,7 +13,8 @@ entries pruned independently; ``rows``: whole rows pruned, the kept rows dense):
    int8-quantised, whose max error is reported) against the dense table and against the
    target ``1.15 x kept values x 4 B + rows x (ceil(dim / 8) + 4) B`` (values plus the bitmask
    format's per-row overhead), and the format ``choose_format`` picks;
-2. **lookup**: a batch of ``--batch`` uniformly random ids (the cache-unfriendly case) from
+2. **lookup**: a batch of ``--batch`` uniformly random ids (a new batch per call: the
+   cache-unfriendly case of a served table) from
    every format on the ``cpp`` backend, against ``F.embedding`` on the dense masked table;
    every result is checked to equal ``F.embedding``'s before it is timed;
 3. **training** (at ``--train-sparsity``): one step's lookup + backward with an upstream
@@ -72,7 +73,21 @@ def _time(fns: Dict[str, callable], cfg: dict) -> Dict[str, dict]:
     return out
 
 
-def bench_case(W: torch.Tensor, M: torch.Tensor, kind: str, sparsity: float, ids: torch.Tensor,
+class Batches:
+    """A cycle of pre-drawn id batches: each call of a timed function takes the next one, so
+    the rows a lookup touches are not still in the cache from the previous call (a fixed batch
+    would measure warm caches that a served table does not have)."""
+
+    def __init__(self, rows: int, batch: int, count: int, gen: torch.Generator):
+        self.all = [torch.randint(0, rows, (batch,), generator=gen) for _ in range(count)]
+        self.i = 0
+
+    def next(self) -> torch.Tensor:
+        self.i = (self.i + 1) % len(self.all)
+        return self.all[self.i]
+
+
+def bench_case(W: torch.Tensor, M: torch.Tensor, kind: str, sparsity: float, batches: Batches,
                cfg: dict) -> dict:
     """Bytes of every format and lookup timings for one mask."""
     from sparselth.ops import embedding_lookup
@@ -89,8 +104,9 @@ def bench_case(W: torch.Tensor, M: torch.Tensor, kind: str, sparsity: float, ids
     rec["choice"] = choose_format(W, M)
     rec["choose_s"] = time.perf_counter() - t0
     rec["predicted_bytes"] = predict_bytes(W, M)
+    ids = batches.all[0]
     want = F.embedding(ids, dense_masked)
-    fns = {"dense F.embedding": lambda: F.embedding(ids, dense_masked)}
+    fns = {"dense F.embedding": lambda: F.embedding(batches.next(), dense_masked)}
     fmt_bytes, build_s, errors = {}, {}, {}
     for name in FORMAT_NAMES:
         t0 = time.perf_counter()
@@ -101,7 +117,7 @@ def bench_case(W: torch.Tensor, M: torch.Tensor, kind: str, sparsity: float, ids
         if not torch.equal(got, want):
             errors[name] = "lookup differs from F.embedding on the masked table"
             continue
-        fns[f"{name}"] = (lambda T=T: embedding_lookup(T, ids, backend=cfg["backend"]))
+        fns[f"{name}"] = (lambda T=T: embedding_lookup(T, batches.next(), backend=cfg["backend"]))
     # int8 variant of the chosen format
     q = compress_embedding(W, M, rec["choice"], quantize="int8")
     qerr = (q.to_dense() - dense_masked).abs().max().item()
@@ -109,7 +125,7 @@ def bench_case(W: torch.Tensor, M: torch.Tensor, kind: str, sparsity: float, ids
                    "max_abs_value": dense_masked.abs().max().item(),
                    "bytes_ratio_vs_dense": dense_bytes / q.stored_bytes}
     if torch.equal(embedding_lookup(q, ids, backend=cfg["backend"]), q.to_dense()[ids]):
-        fns["chosen int8"] = lambda: embedding_lookup(q, ids, backend=cfg["backend"])
+        fns["chosen int8"] = lambda: embedding_lookup(q, batches.next(), backend=cfg["backend"])
     else:
         errors["chosen int8"] = "lookup differs from the dequantised table"
     rec["stored_bytes"] = fmt_bytes
@@ -127,30 +143,32 @@ def bench_case(W: torch.Tensor, M: torch.Tensor, kind: str, sparsity: float, ids
     return rec
 
 
-def bench_training(W: torch.Tensor, M: torch.Tensor, ids: torch.Tensor, cfg: dict) -> dict:
+def bench_training(W: torch.Tensor, M: torch.Tensor, batches: Batches, cfg: dict) -> dict:
     """One training step's lookup + backward per contender (gradients set to None each step)."""
     from sparselth.ops import masked_embedding
 
+    ids = batches.all[0]
     g = torch.randn(ids.numel(), W.shape[1], generator=torch.Generator().manual_seed(7))
     w = W.clone().requires_grad_()
     Mf = M.to(W.dtype)
 
-    def naive():
+    def naive(ids=None):
         w.grad = None
-        F.embedding(ids, w * Mf).backward(g)
+        F.embedding(batches.next() if ids is None else ids, w * Mf).backward(g)
         return w.grad
 
     def f_embedding(sparse):
-        def step():
+        def step(ids=None):
             w.grad = None
-            F.embedding(ids, w, sparse=sparse).backward(g)
+            F.embedding(batches.next() if ids is None else ids, w, sparse=sparse).backward(g)
             return w.grad
         return step
 
     def masked(sparse):
-        def step():
+        def step(ids=None):
             w.grad = None
-            masked_embedding(w, M, ids, sparse_grad=sparse, backend=cfg["backend"]).backward(g)
+            masked_embedding(w, M, batches.next() if ids is None else ids, sparse_grad=sparse,
+                             backend=cfg["backend"]).backward(g)
             return w.grad
         return step
 
@@ -161,10 +179,10 @@ def bench_training(W: torch.Tensor, M: torch.Tensor, ids: torch.Tensor, cfg: dic
         "masked_embedding dense grad": masked(False),
         "masked_embedding sparse grad": masked(True),
     }
-    ref = naive().clone()
+    ref = naive(ids).clone()
     checks = {}
     for name in ("masked_embedding dense grad", "masked_embedding sparse grad"):
-        gr = contenders[name]()
+        gr = contenders[name](ids)
         gr = gr.to_dense() if gr.is_sparse else gr
         checks[name] = common.max_rel_error(gr, ref)
         if not checks[name] <= common.tolerance_for(W.dtype):
@@ -191,7 +209,8 @@ def render_markdown(report: dict) -> str:
         f"# Pruned embedding tables: {report['tag']}",
         "",
         f"Table {a['rows']} x {a['dim']} float32 ({report['dense_bytes'] / 1e6:.1f} MB dense); "
-        f"lookups of {a['batch']} uniformly random ids; backend `{a['backend']}`; "
+        f"lookups of {a['batch']} uniformly random ids (a new batch per call, cycling through "
+        f"{a['id_batches']}); backend `{a['backend']}`; "
         f"{report['threads']} torch threads.",
         "",
         "## Machine",
@@ -350,6 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"element sparsities (default {' '.join(map(str, SPARSITIES))})")
     p.add_argument("--masks", nargs="+", choices=MASK_KINDS, default=list(MASK_KINDS))
     p.add_argument("--batch", type=int, default=4096, help="ids per lookup / training step")
+    p.add_argument("--id-batches", type=int, default=64,
+                   help="distinct random batches cycled through by the timed calls")
     p.add_argument("--train-sparsity", type=float, default=0.9)
     p.add_argument("--train-mask", choices=MASK_KINDS, default="random")
     p.add_argument("--no-training", action="store_true", help="skip the training timings")
@@ -389,20 +410,20 @@ def main(argv: Optional[List[str]] = None) -> dict:
     copy_bw = common.copy_bandwidth_gbs(args.copy_mb or (32 if args.quick else 256))
     gen = torch.Generator().manual_seed(args.seed)
     W = torch.randn(rows, args.dim, generator=gen)
-    ids = torch.randint(0, rows, (args.batch,), generator=gen)
+    batches = Batches(rows, args.batch, args.id_batches, gen)
     from tqdm.auto import tqdm
 
     jobs = [(k, s) for k in args.masks for s in sparsities]
     cases = []
     for kind, s in tqdm(jobs, desc="embedding", disable=args.no_progress, leave=False):
         M = make_mask(kind, rows, args.dim, s, gen)
-        cases.append(bench_case(W, M, kind, s, ids, cfg))
+        cases.append(bench_case(W, M, kind, s, batches, cfg))
         del M
         gc.collect()
     training = None
     if not args.no_training:
         M = make_mask(args.train_mask, rows, args.dim, args.train_sparsity, gen)
-        training = bench_training(W, M, ids, cfg)
+        training = bench_training(W, M, batches, cfg)
         del M
     info["loadavg_end"] = common.load_average()
     notes = [n for n in [common.busy_note(info)] if n]
@@ -417,6 +438,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
         "args": {"rows": rows, "dim": args.dim, "batch": args.batch, "sparsities": sparsities,
                  "masks": args.masks, "train_sparsity": args.train_sparsity,
                  "train_mask": args.train_mask, "backend": args.backend, "seed": args.seed,
+                 "id_batches": args.id_batches, "threads": args.threads,
                  "quick": args.quick},
         "protocol": cfg, "dense_bytes": W.numel() * W.element_size(),
         "cases": cases, "training": training, "notes": notes,

@@ -397,6 +397,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask-epochs", type=int, default=None)
     p.add_argument("--fix-epochs", type=int, default=None)
     p.add_argument("--hidden", type=int, default=512)
+    p.add_argument("--prune-graph", type=float, default=0.05,
+                   help="p_g: fraction of the surviving edges pruned per round (paper: 0.05)")
+    p.add_argument("--prune-weight", type=float, default=0.2,
+                   help="p_θ: fraction of the surviving weights pruned per round (paper: 0.2)")
+    p.add_argument("--features", choices=["auto", "dense", "csr"], default="auto",
+                   help="node features as a dense tensor or a CSR (auto: CSR when <= 10%% are "
+                        "non-zero); dense matches the reference and the paper's MAC formula")
     p.add_argument("--seed", type=int, default=None, help="default: the paper's seed")
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--weight-decay", type=float, default=None)
@@ -439,7 +446,8 @@ def config_from_args(args) -> tuple[Any, str]:
             hp[key] = v
             source += f", {key} overridden"
     epochs = args.epochs if args.epochs is not None else 200
-    cfg = UGSConfig(rounds=args.rounds, prune_graph=0.05, prune_weight=0.2,
+    cfg = UGSConfig(rounds=args.rounds, prune_graph=args.prune_graph,
+                    prune_weight=args.prune_weight,
                     mask_epochs=args.mask_epochs or epochs, fix_epochs=args.fix_epochs or epochs,
                     baseline=args.baseline, task=args.task, **hp)
     return cfg, source
@@ -461,7 +469,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     cfg, source = config_from_args(args)
     machine = common.machine_info()
     data = load_data(args.dataset, args.data, args.csbm_nodes)
-    x = node_features(data.x, max_density=0.1)
+    x = node_features(data.x, max_density={"auto": 0.1, "dense": -1.0, "csr": 1.0}[args.features])
     density = float((data.x != 0).sum()) / data.x.numel()
     info = {"nodes": data.num_nodes, "features": data.num_features, "classes": data.num_classes,
             "edges": data.num_edges, "feature_density": density,

@@ -34,6 +34,8 @@ TORCH_LIBRARY(sparselth, m) {
   // mask[ids[i]] (mask None: ones). grad (n, d) float32/float64; mask (num_rows, d).
   m.def("embedding_backward_kernel(Tensor grad, Tensor? mask, Tensor ids, int num_rows) "
         "-> Tensor");
+  // Values of the sparse (COO) gradient of the masked gather: out (n, d) = grad * mask[ids].
+  m.def("embedding_sparse_grad_kernel(Tensor grad, Tensor mask, Tensor ids) -> Tensor");
 }
 
 // The module object only makes `import sparselth._C` load the library (and its registrations).

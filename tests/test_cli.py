@@ -1,4 +1,5 @@
-"""The `sparselth` command: python -m sparselth {--help, demo, bench}."""
+"""The `sparselth` command: python -m sparselth {--help, demo, demo-spmm, bench}
+(the graph-lottery-ticket demo itself: tests/test_demo.py)."""
 
 import os
 import subprocess
@@ -27,7 +28,8 @@ def _run(*args, cwd=REPO):
 def test_help():
     r = _run("--help")
     assert r.returncode == 0, r.stderr
-    assert "demo" in r.stdout and "bench" in r.stdout and "usage: sparselth" in r.stdout
+    assert "demo" in r.stdout and "demo-spmm" in r.stdout and "bench" in r.stdout
+    assert "usage: sparselth" in r.stdout
 
 
 def test_demo_help_and_no_command(capsys):
@@ -35,15 +37,19 @@ def test_demo_help_and_no_command(capsys):
         cli.main(["demo", "--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    assert "--nodes" in out and "--out" in out
+    assert "--nodes" in out and "--out" in out and "--rounds" in out
+    with pytest.raises(SystemExit) as e:
+        cli.main(["demo-spmm", "--help"])
+    assert e.value.code == 0
+    assert "--keep" in capsys.readouterr().out
     assert cli.main([]) == 0
     assert "<command>" in capsys.readouterr().out
 
 
-def test_demo_tiny(tmp_path, capsys):
+def test_demo_spmm_tiny(tmp_path, capsys):
     code = cli.main(
         [
-            "demo",
+            "demo-spmm",
             "--nodes",
             "2000",
             "--degree",
@@ -81,6 +87,6 @@ def test_bench_unavailable(monkeypatch, capsys):
 
 def test_bad_arguments():
     with pytest.raises(SystemExit):
-        cli.main(["demo", "--keep", "2"])
+        cli.main(["demo-spmm", "--keep", "2"])
     with pytest.raises(SystemExit):
         cli.main(["nonsense"])

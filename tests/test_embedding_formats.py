@@ -220,3 +220,30 @@ def test_fuzz_formats(R, d, density, row_prune, seed, dtype, quantize):
             torch.testing.assert_close(out, dense, rtol=0, atol=0)  # all formats dequantise alike
     assert compress_embedding(W, M, quantize=quantize).stored_bytes == min(sizes.values())
     assert ef.choose_format(W, M, quantize) in FORMATS
+
+
+def test_bench_embedding_smoke(tmp_path):
+    """The benchmark runs end to end on a tiny table and writes its reports (no timing
+    is asserted)."""
+    import json
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    if str(repo) not in sys.path:  # bench/ is a folder of the checkout, not a package
+        sys.path.insert(0, str(repo))
+    from bench import embedding as bench_embedding
+
+    report = bench_embedding.main([
+        "--rows", "3000", "--dim", "24", "--sparsity", "0.5", "0.9", "--batch", "256",
+        "--id-batches", "2", "--budget", "0.005", "--min-reps", "2", "--max-reps", "3",
+        "--copy-mb", "4", "--out", str(tmp_path), "--tag", "smoke", "--no-progress"])
+    for ext in ("json", "md", "png"):
+        assert (tmp_path / f"embedding-smoke.{ext}").is_file()
+    assert not list(tmp_path.glob(".*.tmp*"))
+    data = json.loads((tmp_path / "embedding-smoke.json").read_text())
+    assert len(data["cases"]) == 4 and data["training"]["steps"]
+    for case in data["cases"]:
+        assert case["chosen_bytes"] == min(case["stored_bytes"].values())
+        assert not case["errors"]
+    assert report["args"]["rows"] == 3000

@@ -144,6 +144,25 @@ def test_cpp_kernels_check_ids_themselves():
                                                   torch.tensor([0, 3]), 0)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gradient_kernels_against_references(dtype):
+    if "cpp" not in backends():
+        pytest.skip("the C++ extension is not built")
+    W, M = make(30, 17, dtype=dtype)
+    ids = ids_for(30, 40)
+    g = torch.randn(40, 17, dtype=dtype)
+    for mask in (M, M.to(dtype)):
+        for i in (ids, ids.int()):
+            want = E.embedding_sparse_grad_reference(g, mask, i)
+            assert torch.equal(want, g * M[ids])
+            assert torch.equal(torch.ops.sparselth.embedding_sparse_grad_kernel(g, mask, i), want)
+            torch.testing.assert_close(
+                torch.ops.sparselth.embedding_backward_kernel(g, mask, i, 30),
+                E.embedding_backward_reference(g, mask, i, 30), **tolerances(dtype))
+    with pytest.raises(ValueError, match="ids must be in"):
+        torch.ops.sparselth.embedding_sparse_grad_kernel(g[:1], M, torch.tensor([30]))
+
+
 def test_backend_errors():
     W, M = make(6, 4)
     t = compress_embedding(W, M)
@@ -409,3 +428,14 @@ def test_cuda_kernels_against_reference(d, dtype, quantize):
         Mref = M if mask is not None else torch.ones_like(M)
         torch.testing.assert_close(w.grad.cpu(), _grad_oracle(W, Mref, ids, g.cpu()),
                                    **tolerances(dtype))
+
+
+def test_every_row_pruned():
+    W = torch.randn(5, 3)
+    M = torch.zeros(5, 3, dtype=torch.bool)
+    ids = torch.tensor([4, 0, 4])
+    for b in backends():
+        for t in tables(W, M).values():
+            assert torch.equal(embedding_lookup(t, ids, backend=b), torch.zeros(3, 3))
+            assert torch.equal(embedding_bag(t, ids, torch.tensor([0, 1]), backend=b),
+                               torch.zeros(2, 3))

@@ -185,3 +185,69 @@ def test_compressed_embedding_rejects_bad_inputs():
     comp = CompressedEmbedding.from_masked(torch.randn(5, 3), torch.ones(5, 3))
     with pytest.raises(ValueError, match="ids"):
         comp(torch.tensor([5]))
+
+
+# --------------------------------------------------------------------------- sparselth.compile
+
+
+class _Recommender(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.users = nn.Embedding(200, 16)
+        self.items = MaskedEmbedding(300, 16, mask=_mask((300, 16), 0.15, 7))
+        self.history = nn.EmbeddingBag(50, 16, mode="mean")
+        self.dense_ids = nn.Embedding(20, 16)  # not pruned: stays as it is
+        self.fc = nn.Linear(16, 1)
+
+    def forward(self, u, i, h, offsets):
+        x = self.users(u) * self.items(i) + self.history(h, offsets) + self.dense_ids(u % 20)
+        return self.fc(x)
+
+
+def test_compile_turns_masked_tables_into_compressed_embeddings():
+    torch.manual_seed(5)
+    model = _Recommender()
+    masks = prune.magnitude(model, 0.9, include=[nn.Embedding, nn.EmbeddingBag],
+                            exclude=["items.*", "dense_ids.*"])
+    assert set(masks) == {"users.weight", "history.weight"}
+    prune.apply(model, masks)
+    ticket = sparselth.Ticket.from_model(model)
+    u, i = torch.randint(0, 200, (32,)), torch.randint(0, 300, (32,))
+    h, offsets = torch.randint(0, 50, (70,)), torch.sort(torch.randint(0, 70, (32,))).values
+    offsets[0] = 0
+    inputs = (u, i, h, offsets)
+    compiled, report = sparselth.compile(model, ticket, example_inputs=inputs, budget_s=0.02,
+                                         e2e_budget_s=0.05)
+    assert isinstance(compiled.users, CompressedEmbedding)
+    assert isinstance(compiled.items, CompressedEmbedding)
+    assert isinstance(compiled.history, CompressedEmbeddingBag)
+    assert type(compiled.dense_ids) is nn.Embedding
+    for name in ("users", "items", "history"):
+        rec = report.layer(name)
+        assert rec.route == "compressed" and "verified exact" in rec.note
+        assert rec.bytes_stored < rec.bytes_dense == 16 * 4 * rec.shape[0]
+        assert rec.bytes_stored == getattr(compiled, name).stored_bytes
+        assert set(rec.latency_ms) == {"dense", "compressed"}
+    assert report.layer("users").sparsity == pytest.approx(0.9, abs=0.01)
+    with torch.no_grad():
+        ref = model(*inputs)
+        torch.testing.assert_close(compiled(*inputs), ref)
+        assert torch.equal(compiled.users(u), model.users(u))
+        assert torch.equal(compiled.items(i), model.items(i))
+    assert "compressed" in str(report)
+    assert report.totals["bytes_stored"] < report.totals["bytes_dense"]
+
+
+def test_compile_keeps_a_table_dense_when_no_format_is_smaller():
+    torch.manual_seed(6)
+    model = nn.Sequential(nn.Embedding(40, 8))
+    masks = prune.Masks({"0.weight": torch.ones(40, 8, dtype=torch.bool)}, model=model)
+    prune.apply(model, masks)
+    ticket = sparselth.Ticket.from_model(model)
+    ids = torch.randint(0, 40, (10,))
+    compiled, report = sparselth.compile(model, ticket, example_inputs=ids, budget_s=0.02,
+                                         e2e_budget_s=0.05)
+    assert type(compiled[0]) is nn.Embedding
+    rec = report.layer("0")
+    assert rec.route == "dense" and "left dense" in rec.note
+    assert torch.equal(compiled(ids), model(ids))

@@ -24,7 +24,9 @@ from sparselth.data import (
 )
 from sparselth.data.recsys import LASTFM_ITEMS, LASTFM_USERS
 
-REAL = Path(os.environ.get("SPARSELTH_DATA") or Path(__file__).resolve().parents[2] / "shared" / "datasets")
+REAL = Path(
+    os.environ.get("SPARSELTH_DATA") or Path(__file__).resolve().parents[2] / "shared" / "datasets"
+)
 
 
 def _pairs_set(t: torch.Tensor) -> set[tuple[int, int]]:
@@ -234,7 +236,9 @@ def test_interactions_validation():
     with pytest.raises(ValueError, match="Interactions: train has item ids"):
         Interactions("x", 2, 3, torch.tensor([[0], [3]]), torch.zeros(2, 0, dtype=torch.long))
     with pytest.raises(ValueError, match=r"Interactions: test must have shape \(2, N\)"):
-        Interactions("x", 2, 3, torch.zeros(2, 0, dtype=torch.long), torch.zeros(3, 1, dtype=torch.long))
+        Interactions(
+            "x", 2, 3, torch.zeros(2, 0, dtype=torch.long), torch.zeros(3, 1, dtype=torch.long)
+        )
     with pytest.raises(TypeError, match="Interactions: train must hold integer"):
         Interactions("x", 2, 3, torch.zeros(2, 1), torch.zeros(2, 0, dtype=torch.long))
 
@@ -345,6 +349,7 @@ def test_bipartite_adjacency(dtype):
     dinv = torch.where(deg > 0, deg.pow(-0.5), torch.zeros_like(deg))
     ref = dinv[:, None] * full * dinv[None, :]
     assert A.dtype == dtype
-    torch.testing.assert_close(A.to(torch.float64), ref, atol=1e-6 if dtype == torch.float32 else 1e-12, rtol=0)
+    atol = 1e-6 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(A.to(torch.float64), ref, atol=atol, rtol=0)
     assert torch.equal(A, A.T)
     assert float(A.diagonal().abs().sum()) == 0.0

@@ -53,7 +53,7 @@ struct RowsDecoder {
   const value_t* table;
   const int32_t* remap;
   const scalar_t* scale;
-  const mask_t* mask;  // nullptr, or (rows of table, d) bool / scalar_t
+  const mask_t* mask;  // nullptr, or (rows of table, d) uint8_t (a bool tensor) / scalar_t
   int64_t d;
 
   inline void prefetch_row(int64_t r) const {
@@ -416,13 +416,13 @@ at::Tensor embedding_rows_cpu(const at::Tensor& table, const c10::optional<at::T
         auto run = [&](auto mask_tag) {
           using mask_t = std::remove_pointer_t<decltype(mask_tag)>;
           const mask_t* mp = nullptr;
-          if constexpr (!std::is_void<mask_t>::value) mp = mask->data_ptr<mask_t>();
+          if constexpr (!std::is_void<mask_t>::value) mp = static_cast<const mask_t*>(mask->data_ptr());
           RowsDecoder<scalar_t, value_t, mask_t> dec{tp, rp, opt_ptr<scalar_t>(scale), mp, d};
           run_gather(dec, ids.data_ptr<index_t>(), ids.numel(), c.bag_ptr, c.num_out,
                      static_cast<int>(mode), d, out.data_ptr<scalar_t>());
         };
         if (!mask.has_value()) run(static_cast<void*>(nullptr));
-        else if (mask->scalar_type() == at::kBool) run(static_cast<bool*>(nullptr));
+        else if (mask->scalar_type() == at::kBool) run(static_cast<uint8_t*>(nullptr));
         else run(static_cast<scalar_t*>(nullptr));
       });
     });
@@ -532,7 +532,8 @@ at::Tensor embedding_bitmask_cpu(const at::Tensor& rowptr, const at::Tensor& bit
   return out;
 }
 
-// dst[f] += g[f] * mask[r, f] (mask_t void: no mask).
+// dst[f] += g[f] * mask[r, f] (mask_t void: no mask). Bool masks are read as uint8_t (0/1):
+// a uint8 -> float conversion vectorises, a C++ bool one does not.
 template <typename scalar_t, typename mask_t>
 inline void add_masked_row(scalar_t* __restrict__ dst, const scalar_t* __restrict__ g,
                            const mask_t* mask, int64_t r, int64_t d) {
@@ -584,7 +585,7 @@ at::Tensor embedding_backward_cpu(const at::Tensor& grad, const c10::optional<at
       auto run = [&](auto mask_tag) {
         using mask_t = std::remove_pointer_t<decltype(mask_tag)>;
         const mask_t* mp = nullptr;
-        if constexpr (!std::is_void<mask_t>::value) mp = mask->data_ptr<mask_t>();
+        if constexpr (!std::is_void<mask_t>::value) mp = static_cast<const mask_t*>(mask->data_ptr());
         const int64_t work = (num_rows + n) * d;
         const int64_t threads = work < kSerialWork ? 1 : at::get_num_threads();
         const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(threads, num_rows));
@@ -603,7 +604,64 @@ at::Tensor embedding_backward_cpu(const at::Tensor& grad, const c10::optional<at
         });
       };
       if (!mask.has_value()) run(static_cast<void*>(nullptr));
-      else if (mask->scalar_type() == at::kBool) run(static_cast<bool*>(nullptr));
+      else if (mask->scalar_type() == at::kBool) run(static_cast<uint8_t*>(nullptr));
+      else run(static_cast<scalar_t*>(nullptr));
+    });
+  });
+  return out;
+}
+
+// dst[f] = g[f] * mask[r, f] (outside the dispatch macros: no pragma in a macro argument).
+template <typename scalar_t, typename mask_t>
+inline void mul_masked_row(scalar_t* __restrict__ dst, const scalar_t* __restrict__ g,
+                           const mask_t* mask, int64_t r, int64_t d) {
+  const mask_t* __restrict__ m = mask + r * d;
+#pragma omp simd
+  for (int64_t f = 0; f < d; ++f) dst[f] = g[f] * static_cast<scalar_t>(m[f]);
+}
+
+// Values of the sparse gradient: out[i] = grad[i] * mask[ids[i]] (n, d).
+at::Tensor embedding_sparse_grad_cpu(const at::Tensor& grad, const at::Tensor& mask,
+                                     const at::Tensor& ids) {
+  constexpr const char* op = "embedding_sparse_grad";
+  TORCH_CHECK_VALUE(grad.dim() == 2 && grad.is_contiguous() && grad.is_cpu(), op,
+                    ": grad must be a contiguous 2-D CPU tensor, got shape ", grad.sizes());
+  TORCH_CHECK_TYPE(grad.scalar_type() == at::kFloat || grad.scalar_type() == at::kDouble, op,
+                   ": grad must be float32 or float64, got ", grad.scalar_type());
+  TORCH_CHECK_VALUE(ids.dim() == 1 && ids.is_contiguous() && ids.numel() == grad.size(0), op,
+                    ": ids must be contiguous with shape (", grad.size(0), ",), got ",
+                    ids.sizes());
+  TORCH_CHECK_TYPE(ids.scalar_type() == at::kInt || ids.scalar_type() == at::kLong, op,
+                   ": ids must be int32 or int64, got ", ids.scalar_type());
+  const int64_t d = grad.size(1);
+  TORCH_CHECK_VALUE(mask.dim() == 2 && mask.size(1) == d && mask.is_contiguous() && mask.is_cpu(),
+                    op, ": mask must be a contiguous (rows, ", d, ") CPU tensor, got ",
+                    mask.sizes());
+  TORCH_CHECK_TYPE(mask.scalar_type() == at::kBool || mask.scalar_type() == grad.scalar_type(),
+                   op, ": mask must be bool or grad's dtype, got ", mask.scalar_type());
+  at::Tensor out = at::empty_like(grad);
+  const int64_t n = ids.numel();
+  if (n == 0 || d == 0) return out;
+  AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "embedding_sparse_grad_cpu", [&] {
+    AT_DISPATCH_INDEX_TYPES(ids.scalar_type(), "embedding_sparse_grad_cpu_ids", [&] {
+      check_ids_in_range<index_t>(op, ids, mask.size(0));
+      const index_t* ip = ids.data_ptr<index_t>();
+      const scalar_t* gp = grad.data_ptr<scalar_t>();
+      scalar_t* op_ = out.data_ptr<scalar_t>();
+      auto run = [&](auto mask_tag) {
+        using mask_t = std::remove_pointer_t<decltype(mask_tag)>;
+        const mask_t* mp = static_cast<const mask_t*>(mask.data_ptr());
+        const int64_t grain = std::max<int64_t>(1, kSerialWork / d);
+        at::parallel_for(0, n, grain, [&](int64_t i0, int64_t i1) {
+          for (int64_t i = i0; i < i1; ++i) {
+            if (i + kNear < i1) prefetch_bytes(mp + static_cast<int64_t>(ip[i + kNear]) * d,
+                                               d * static_cast<int64_t>(sizeof(mask_t)));
+            mul_masked_row<scalar_t, mask_t>(op_ + i * d, gp + i * d, mp,
+                                             static_cast<int64_t>(ip[i]), d);
+          }
+        });
+      };
+      if (mask.scalar_type() == at::kBool) run(static_cast<uint8_t*>(nullptr));
       else run(static_cast<scalar_t*>(nullptr));
     });
   });
@@ -617,6 +675,7 @@ TORCH_LIBRARY_IMPL(sparselth, CPU, m) {
   m.impl("embedding_csr_kernel", &embedding_csr_cpu);
   m.impl("embedding_bitmask_kernel", &embedding_bitmask_cpu);
   m.impl("embedding_backward_kernel", &embedding_backward_cpu);
+  m.impl("embedding_sparse_grad_kernel", &embedding_sparse_grad_cpu);
 }
 
 }  // namespace sparselth

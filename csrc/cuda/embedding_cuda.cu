@@ -166,6 +166,18 @@ __global__ void backward_kernel(const T* __restrict__ grad, const M* __restrict_
   }
 }
 
+template <typename T, typename M, typename I>
+__global__ void sparse_grad_kernel(const T* __restrict__ grad, const M* __restrict__ mask,
+                                   const I* __restrict__ ids, T* __restrict__ out, int64_t n,
+                                   int64_t dim) {
+  const int64_t i = (static_cast<int64_t>(blockIdx.x) * kBlock + threadIdx.x) / kWarp;
+  if (i >= n) return;
+  const int lane = static_cast<int>(threadIdx.x) & (kWarp - 1);
+  const int64_t r = static_cast<int64_t>(ids[i]);
+  for (int64_t f = lane; f < dim; f += kWarp)
+    out[i * dim + f] = grad[i * dim + f] * mask_value<T>(mask[r * dim + f]);
+}
+
 // Blocks of kWarpsPerBlock warps, one warp per output row.
 inline bool grid_for(int64_t rows, unsigned* blocks) {
   const int64_t b = (rows + kWarpsPerBlock - 1) / kWarpsPerBlock;
@@ -238,6 +250,16 @@ cudaError_t embedding_backward_launch(const T* grad, const M* mask, const I* ids
   return cudaGetLastError();
 }
 
+template <typename T, typename M, typename I>
+cudaError_t embedding_sparse_grad_launch(const T* grad, const M* mask, const I* ids, T* out,
+                                         int64_t n, int64_t dim, cudaStream_t stream) {
+  if (n <= 0 || dim <= 0) return cudaSuccess;
+  unsigned blocks;
+  if (!grid_for(n, &blocks)) return cudaErrorInvalidConfiguration;
+  sparse_grad_kernel<T, M, I><<<blocks, kBlock, 0, stream>>>(grad, mask, ids, out, n, dim);
+  return cudaGetLastError();
+}
+
 #define SL_ROWS(T, V, I, M)                                                                 \
   template cudaError_t embedding_rows_launch<T, V, I, M>(                                   \
       const V*, const int32_t*, const T*, const M*, const I*, const int64_t*, T*, int64_t, \
@@ -254,7 +276,9 @@ cudaError_t embedding_backward_launch(const T* grad, const M* mask, const I* ids
 #define SL_BACKWARD(T, M, I)                                                                 \
   template cudaError_t embedding_backward_launch<T, M, I>(const T*, const M*, const I*, T*, \
                                                           int64_t, int64_t, int64_t,        \
-                                                          cudaStream_t);
+                                                          cudaStream_t);                    \
+  template cudaError_t embedding_sparse_grad_launch<T, M, I>(const T*, const M*, const I*, T*, \
+                                                             int64_t, int64_t, cudaStream_t);
 
 #define SL_FOR_IDS(T, V)                                                            \
   SL_ROWS(T, V, int32_t, uint8_t) SL_ROWS(T, V, int32_t, T)                         \

@@ -52,5 +52,11 @@ cudaError_t embedding_backward_launch(const T* grad, const M* mask, const I* ids
                                       int64_t n, int64_t num_rows, int64_t dim,
                                       cudaStream_t stream);
 
+// Values of the sparse gradient: out (n, dim) T = grad[i] * mask[ids[i]]. grad (n, dim) T;
+// mask (rows, dim) M in {uint8_t, T}.
+template <typename T, typename M, typename I>
+cudaError_t embedding_sparse_grad_launch(const T* grad, const M* mask, const I* ids, T* out,
+                                         int64_t n, int64_t dim, cudaStream_t stream);
+
 }  // namespace gpu
 }  // namespace sparselth

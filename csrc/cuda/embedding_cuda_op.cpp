@@ -290,6 +290,47 @@ at::Tensor embedding_backward_cuda(const at::Tensor& grad_in,
   return out;
 }
 
+at::Tensor embedding_sparse_grad_cuda(const at::Tensor& grad_in, const at::Tensor& mask_in,
+                                      const at::Tensor& ids_in) {
+  constexpr const char* op = "embedding_sparse_grad";
+  TORCH_CHECK_VALUE(grad_in.is_cuda() && grad_in.dim() == 2, op,
+                    ": grad must be a 2-D CUDA tensor, got ", grad_in.sizes());
+  TORCH_CHECK_TYPE(grad_in.scalar_type() == at::kFloat || grad_in.scalar_type() == at::kDouble,
+                   op, ": grad must be float32 or float64, got ", grad_in.scalar_type());
+  const at::Device dev = grad_in.device();
+  const int64_t n = check_ids(op, ids_in, std::nullopt, 0, dev);
+  TORCH_CHECK_VALUE(n == grad_in.size(0), op, ": ids must have grad.size(0) = ", grad_in.size(0),
+                    " entries, got ", n);
+  const int64_t dim = grad_in.size(1);
+  on_device(op, "mask", mask_in, dev);
+  TORCH_CHECK_VALUE(mask_in.dim() == 2 && mask_in.size(1) == dim, op,
+                    ": mask must have shape (rows, ", dim, "), got ", mask_in.sizes());
+  TORCH_CHECK_TYPE(mask_in.scalar_type() == at::kBool ||
+                       mask_in.scalar_type() == grad_in.scalar_type(),
+                   op, ": mask must be bool or grad's dtype, got ", mask_in.scalar_type());
+  const c10::cuda::CUDAGuard guard(dev);
+  const at::Tensor grad = grad_in.contiguous(), ids = ids_in.contiguous(),
+                   mask = mask_in.contiguous();
+  at::Tensor out = at::empty_like(grad);
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
+  AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "embedding_sparse_grad_cuda", [&] {
+    AT_DISPATCH_INDEX_TYPES(ids.scalar_type(), "embedding_sparse_grad_cuda_ids", [&] {
+      cudaError_t err;
+      if (mask.scalar_type() == at::kBool) {
+        err = gpu::embedding_sparse_grad_launch<scalar_t, uint8_t, index_t>(
+            grad.data_ptr<scalar_t>(), reinterpret_cast<const uint8_t*>(mask.data_ptr<bool>()),
+            ids.data_ptr<index_t>(), out.data_ptr<scalar_t>(), n, dim, stream);
+      } else {
+        err = gpu::embedding_sparse_grad_launch<scalar_t, scalar_t, index_t>(
+            grad.data_ptr<scalar_t>(), mask.data_ptr<scalar_t>(), ids.data_ptr<index_t>(),
+            out.data_ptr<scalar_t>(), n, dim, stream);
+      }
+      C10_CUDA_CHECK(err);
+    });
+  });
+  return out;
+}
+
 }  // namespace
 }  // namespace sparselth
 
@@ -298,4 +339,5 @@ TORCH_LIBRARY_IMPL(sparselth, CUDA, m) {
   m.impl("embedding_csr_kernel", TORCH_FN(sparselth::embedding_csr_cuda));
   m.impl("embedding_bitmask_kernel", TORCH_FN(sparselth::embedding_bitmask_cuda));
   m.impl("embedding_backward_kernel", TORCH_FN(sparselth::embedding_backward_cuda));
+  m.impl("embedding_sparse_grad_kernel", TORCH_FN(sparselth::embedding_sparse_grad_cuda));
 }

@@ -453,11 +453,14 @@ def load_movielens_100k(
     for lineno, line in lines:
         fields = line.split("\t")
         if len(fields) != len(names):
-            raise _bad_line(fn, path, lineno, f"expected {len(names)} tab-separated fields, got {len(fields)}")
+            raise _bad_line(
+                fn, path, lineno, f"expected {len(names)} tab-separated fields, got {len(fields)}"
+            )
         try:
             r, t = float(fields[cr]), float(fields[ct])
         except ValueError:
-            raise _bad_line(fn, path, lineno, f"rating/timestamp are not numbers: {line!r}") from None
+            msg = f"rating/timestamp are not numbers: {line!r}"
+            raise _bad_line(fn, path, lineno, msg) from None
         if not fields[cu] or not fields[ci]:
             raise _bad_line(fn, path, lineno, "empty user or item token")
         users.append(fields[cu])
@@ -615,7 +618,9 @@ def synthetic_interactions(
             "temperature": temperature,
             "oversample": oversample,
             "seed": seed,
-            "split": f"per user {1 - test_fraction:g}/{test_fraction:g} at random (seed {seed + 1})",
+            "split": (
+                f"per user {1 - test_fraction:g}/{test_fraction:g} at random (seed {seed + 1})"
+            ),
         },
     )
     return _maybe_val(data, val_fraction, int(seed) + 2)

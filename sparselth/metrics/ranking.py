@@ -55,9 +55,13 @@ def metrics_from_hits(
     """
     fn = "metrics_from_hits"
     if hits.dim() != 2 or hits.dtype != torch.bool:
-        raise ValueError(f"{fn}: hits must be a 2-D bool tensor, got {hits.dtype} {tuple(hits.shape)}")
+        raise ValueError(
+            f"{fn}: hits must be a 2-D bool tensor, got {hits.dtype} {tuple(hits.shape)}"
+        )
     if num_truth.shape != (hits.shape[0],):
-        raise ValueError(f"{fn}: num_truth must have shape ({hits.shape[0]},), got {tuple(num_truth.shape)}")
+        raise ValueError(
+            f"{fn}: num_truth must have shape ({hits.shape[0]},), got {tuple(num_truth.shape)}"
+        )
     out: dict[str, Tensor] = {}
     n_true = num_truth.to(torch.float64)
     length = hits.shape[1]
@@ -178,11 +182,14 @@ def ranking_metrics(
             per = metrics_from_hits(hits, deg[ub], ks)
             for n in names:
                 parts[n].append(per[n])
-    cat = {n: (torch.cat(v) if v else torch.zeros(0, dtype=torch.float64)) for n, v in parts.items()}
+    empty = torch.zeros(0, dtype=torch.float64)
+    cat = {n: (torch.cat(v) if v else empty) for n, v in parts.items()}
     if reduction == "none":
         cat["users"] = users
         return cat
     n_users = int(users.numel())
-    out: dict[str, float] = {n: (float(v.sum()) / n_users if n_users else 0.0) for n, v in cat.items()}
+    out: dict[str, float] = {
+        n: (float(v.sum()) / n_users if n_users else 0.0) for n, v in cat.items()
+    }
     out["users"] = n_users
     return out

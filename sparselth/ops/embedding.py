@@ -33,7 +33,7 @@ Tensor = torch.Tensor
 
 __all__ = ["embedding_lookup", "masked_embedding", "embedding_bag", "embedding_rows_reference",
            "embedding_csr_reference", "embedding_bitmask_reference",
-           "embedding_backward_reference"]
+           "embedding_backward_reference", "embedding_sparse_grad_reference"]
 
 _MODES = {"sum": 0, "mean": 1}
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -68,10 +68,14 @@ def embedding_rows_reference(table: Tensor, remap: Optional[Tensor], scale: Opti
     """Pure-PyTorch dense / row-compact gather: row ``id`` = ``table[remap[id]] * scale * mask``
     (``remap`` None: ``table[id]``; ``remap[id] == -1``: zeros), pooled over bags."""
     ids = ids.long()
+    dtype = _out_dtype(table, scale)
+    if table.shape[0] == 0:  # every row pruned (ids were range-checked against remap)
+        return _pool(torch.zeros(ids.numel(), table.shape[1], dtype=dtype, device=table.device),
+                     bag_ptr, mode)
     r = ids if remap is None else remap.index_select(0, ids).long()
     live = r >= 0
     rr = r.clamp(min=0)
-    v = table.index_select(0, rr).to(_out_dtype(table, scale))
+    v = table.index_select(0, rr).to(dtype)
     if scale is not None:
         v = v * scale.index_select(0, rr).unsqueeze(1)
     if mask is not None:
@@ -136,12 +140,25 @@ def embedding_backward_reference(grad: Tensor, mask: Optional[Tensor], ids: Tens
     return out.index_add_(0, ids, g)
 
 
+def embedding_sparse_grad_reference(grad: Tensor, mask: Tensor, ids: Tensor) -> Tensor:
+    """Pure-PyTorch values of the sparse gradient: ``grad * mask[ids]``."""
+    m = mask.index_select(0, ids.long())
+    # a bool mask multiplies as uint8 (same bytes): several times faster than bool promotion
+    return grad * (m.view(torch.uint8) if m.dtype == torch.bool else m)
+
+
 # =========================================================================== backends
 
 
+_KERNEL_OPS: dict = {}
+
+
 def _kernel_op(name):
-    _backend._extension_loaded()  # loads sparselth._C, which registers the kernels
-    return getattr(torch.ops.sparselth, name)
+    op = _KERNEL_OPS.get(name)
+    if op is None:
+        _backend._extension_loaded()  # loads sparselth._C, which registers the kernels
+        op = _KERNEL_OPS[name] = getattr(torch.ops.sparselth, name)
+    return op
 
 
 def _triton(name):
@@ -155,27 +172,29 @@ def _cpp_table():
     return {"rows": lambda *a: _kernel_op("embedding_rows_kernel")(*a),
             "csr": lambda *a: _kernel_op("embedding_csr_kernel")(*a),
             "bitmask": lambda *a: _kernel_op("embedding_bitmask_kernel")(*a),
-            "backward": lambda *a: _kernel_op("embedding_backward_kernel")(*a)}
+            "backward": lambda *a: _kernel_op("embedding_backward_kernel")(*a),
+            "sparse_grad": lambda *a: _kernel_op("embedding_sparse_grad_kernel")(*a)}
 
 
 _IMPLS = {
     "reference": {"rows": embedding_rows_reference, "csr": embedding_csr_reference,
                   "bitmask": embedding_bitmask_reference,
-                  "backward": embedding_backward_reference},
+                  "backward": embedding_backward_reference,
+                  "sparse_grad": embedding_sparse_grad_reference},
     "cpp": _cpp_table(),
     "cuda": _cpp_table(),
-    "triton": {k: _triton(k) for k in ("rows", "csr", "bitmask", "backward")},
+    "triton": dict({k: _triton(k) for k in ("rows", "csr", "bitmask", "backward")},
+                   sparse_grad=embedding_sparse_grad_reference),
 }
 
 
 @functools.lru_cache(maxsize=None)
-def _has_kernels(key: str) -> bool:
-    """Whether the loaded extension has the embedding kernels for dispatch key ``key``."""
+def _has_kernels(key: str, op: str = "embedding_rows_kernel") -> bool:
+    """Whether the loaded extension has the embedding kernel ``op`` for dispatch key ``key``."""
     if not _backend._extension_loaded():
         return False
     try:
-        return torch._C._dispatch_has_kernel_for_dispatch_key(
-            "sparselth::embedding_rows_kernel", key)
+        return torch._C._dispatch_has_kernel_for_dispatch_key(f"sparselth::{op}", key)
     except RuntimeError:  # an extension built before the embedding ops existed
         return False
 
@@ -262,10 +281,17 @@ def _per_id_grad(grad: Tensor, bag_ptr: Optional[Tensor], mode: int, n: int) -> 
     return grad.index_select(0, bag_of)
 
 
-def _sparse_grad(g: Tensor, mask: Optional[Tensor], ids: Tensor, num_rows: int) -> Tensor:
+def _sparse_grad(g: Tensor, mask: Optional[Tensor], ids: Tensor, num_rows: int, backend: str,
+                 eager: bool) -> Tensor:
     """Uncoalesced COO gradient ``(num_rows, d)`` with one row ``g[i] * mask[ids[i]]`` per id
     (like ``nn.Embedding(sparse=True)``; repeated ids add up when coalesced)."""
-    vals = g if mask is None else g * mask.index_select(0, ids)
+    if mask is None:
+        vals = g
+    elif eager and backend in ("cpp", "cuda") and _has_kernels(
+            "CPU" if backend == "cpp" else "CUDA", "embedding_sparse_grad_kernel"):
+        vals = _IMPLS[backend]["sparse_grad"](g, mask, ids)
+    else:
+        vals = embedding_sparse_grad_reference(g, mask, ids)
     return torch.sparse_coo_tensor(ids.long().unsqueeze(0), vals, (num_rows, g.shape[1]),
                                    check_invariants=False)
 
@@ -286,7 +312,8 @@ def _masked_backward(ctx, grad):
             g = g.masked_fill((ids == ctx.padding_idx).unsqueeze(1), 0)
         g = g.contiguous()
         if ctx.sparse_grad:
-            grad_weight = _sparse_grad(g, mask, ids, ctx.num_rows)
+            grad_weight = _sparse_grad(g, mask, ids, ctx.num_rows, ctx.backend,
+                                       getattr(ctx, "eager", False))
         else:
             if getattr(ctx, "eager", False):
                 grad_weight = _IMPLS[ctx.backend]["backward"](g, mask, ids, ctx.num_rows)
@@ -319,22 +346,35 @@ class _MaskedEmbeddingFunction(torch.autograd.Function):
 # =========================================================================== argument checks
 
 
-def _check_ids(op: str, ids, num_rows: int) -> Tensor:
-    """``ids`` flattened (contiguous, int32/int64), every value checked to lie in range."""
+def _check_ids(op: str, ids) -> Tensor:
+    """``ids`` flattened (contiguous, int32/int64). The range is checked by :func:`_run_checked`."""
     if not isinstance(ids, Tensor):
         raise TypeError(f"{op}: ids must be a torch.Tensor, got {type(ids).__name__}")
     if ids.dtype not in (torch.int32, torch.int64):
         raise TypeError(f"{op}: ids must be int32 or int64, got {ids.dtype}")
-    flat = ids.reshape(-1)
-    if not flat.is_contiguous():
-        flat = flat.contiguous()
+    flat = ids if ids.dim() == 1 else ids.reshape(-1)
+    return flat if flat.is_contiguous() else flat.contiguous()
+
+
+def _run_checked(op: str, name: str, flat: Tensor, num_rows: int, fn, *args):
+    """``fn(*args)`` once every id is known to lie in ``[0, num_rows)``: the C++ kernels check
+    that themselves while reading the ids (their error is re-raised under ``op``'s name); for
+    the other backends one ``aminmax`` pass checks first. A traced call is not checked."""
+    if name == "cpp":
+        try:
+            return fn(*args)
+        except ValueError as e:
+            msg = str(e)
+            if "ids must be in" not in msg:
+                raise
+            raise ValueError(f"{op}: ids must be in{msg.split('ids must be in', 1)[1]}") from None
     if flat.numel() and not torch.compiler.is_compiling():
         lo, hi = torch.aminmax(flat)
         lo, hi = int(lo), int(hi)
         if lo < 0 or hi >= num_rows:
-            raise ValueError(f"{op}: ids must be in [0, {num_rows}) (the table's rows), got "
-                             f"values in [{lo}, {hi}]")
-    return flat
+            raise ValueError(f"{op}: ids must be in [0, {num_rows}), got values in "
+                             f"[{lo}, {hi}]")
+    return fn(*args)
 
 
 def _check_weight(op: str, weight) -> Tensor:
@@ -380,8 +420,7 @@ def _check_padding_idx(op: str, padding_idx, num_rows: int) -> int:
     return p
 
 
-def _bag_pointers(op: str, ids, offsets, include_last_offset: bool, num_rows: int
-                  ) -> Tuple[Tensor, Tensor]:
+def _bag_pointers(op: str, ids, offsets, include_last_offset: bool) -> Tuple[Tensor, Tensor]:
     """(flat ids, bag_ptr (B + 1,) int64) from 2-D ids (fixed-size bags) or 1-D ids + offsets."""
     if not isinstance(ids, Tensor):
         raise TypeError(f"{op}: ids must be a torch.Tensor, got {type(ids).__name__}")
@@ -389,7 +428,7 @@ def _bag_pointers(op: str, ids, offsets, include_last_offset: bool, num_rows: in
         if offsets is not None:
             raise ValueError(f"{op}: offsets must be None when ids is 2-D (one bag per row)")
         B, L = ids.shape
-        flat = _check_ids(op, ids, num_rows)
+        flat = _check_ids(op, ids)
         return flat, torch.arange(B + 1, device=ids.device, dtype=torch.int64) * L
     if ids.dim() != 1:
         raise ValueError(f"{op}: ids must be 1-D (with offsets) or 2-D, got shape "
@@ -403,7 +442,7 @@ def _bag_pointers(op: str, ids, offsets, include_last_offset: bool, num_rows: in
         raise TypeError(f"{op}: offsets must be int32 or int64, got {offsets.dtype}")
     if offsets.device != ids.device:
         raise ValueError(f"{op}: offsets is on {offsets.device} but ids is on {ids.device}")
-    flat = _check_ids(op, ids, num_rows)
+    flat = _check_ids(op, ids)
     n = flat.numel()
     offsets = offsets.long()
     if include_last_offset:
@@ -443,7 +482,8 @@ def _gather_format(op: str, table: EmbeddingFormat, flat: Tensor, bag_ptr: Optio
     d = table.embedding_dim
     if torch.compiler.is_compiling():
         return _gather_op(kind, a, b, c, scale, flat, bag_ptr, mode, d, name)
-    return _run_gather(name, kind, a, b, c, scale, None, flat, bag_ptr, mode, d)
+    return _run_checked(op, name, flat, table.num_embeddings, _run_gather, name, kind, a, b, c,
+                        scale, None, flat, bag_ptr, mode, d)
 
 
 def _masked_gather(op: str, weight: Tensor, mask: Optional[Tensor], flat: Tensor,
@@ -458,9 +498,9 @@ def _masked_gather(op: str, weight: Tensor, mask: Optional[Tensor], flat: Tensor
     if torch.compiler.is_compiling():
         return _masked_op(*args)
     if not needs_grad:
-        return _run_gather(name, "rows", w, None, None, None, mask, flat, bag_ptr, mode,
-                           w.shape[1])
-    return _MaskedEmbeddingFunction.apply(*args)
+        return _run_checked(op, name, flat, w.shape[0], _run_gather, name, "rows", w, None,
+                            None, None, mask, flat, bag_ptr, mode, w.shape[1])
+    return _run_checked(op, name, flat, w.shape[0], _MaskedEmbeddingFunction.apply, *args)
 
 
 def embedding_lookup(table, ids: Tensor, *, backend: str = "auto") -> Tensor:
@@ -487,11 +527,11 @@ def embedding_lookup(table, ids: Tensor, *, backend: str = "auto") -> Tensor:
     """
     op = "embedding_lookup"
     if isinstance(table, EmbeddingFormat):
-        flat = _check_ids(op, ids, table.num_embeddings)
+        flat = _check_ids(op, ids)
         out = _gather_format(op, table, flat, None, 0, backend)
         return out.view(*ids.shape, table.embedding_dim)
     _check_weight(op, table)
-    flat = _check_ids(op, ids, table.shape[0])
+    flat = _check_ids(op, ids)
     out = _masked_gather(op, table, None, flat, None, 0, False, -1, backend)
     return out.view(*ids.shape, table.shape[1])
 
@@ -521,7 +561,7 @@ def masked_embedding(weight: Tensor, mask: Optional[Tensor], ids: Tensor,
     op = "masked_embedding"
     _check_weight(op, weight)
     mask = _check_mask(op, mask, weight)
-    flat = _check_ids(op, ids, weight.shape[0])
+    flat = _check_ids(op, ids)
     pad = _check_padding_idx(op, padding_idx, weight.shape[0])
     out = _masked_gather(op, weight, mask, flat, None, 0, sparse_grad, pad, backend)
     return out.view(*ids.shape, weight.shape[1])
@@ -560,10 +600,9 @@ def embedding_bag(table_or_weight, ids: Tensor, offsets: Optional[Tensor] = None
             raise ValueError(f"{op}: mask applies to a dense weight; a compressed table stores "
                              "the masked rows already")
         table = table_or_weight
-        flat, bag_ptr = _bag_pointers(op, ids, offsets, include_last_offset,
-                                      table.num_embeddings)
+        flat, bag_ptr = _bag_pointers(op, ids, offsets, include_last_offset)
         return _gather_format(op, table, flat, bag_ptr, mode_id, backend)
     weight = _check_weight(op, table_or_weight)
     mask = _check_mask(op, mask, weight)
-    flat, bag_ptr = _bag_pointers(op, ids, offsets, include_last_offset, weight.shape[0])
+    flat, bag_ptr = _bag_pointers(op, ids, offsets, include_last_offset)
     return _masked_gather(op, weight, mask, flat, bag_ptr, mode_id, sparse_grad, -1, backend)

@@ -15,8 +15,9 @@ round ``fraction`` of the surviving entries are pruned by one global threshold o
 to θ0 and trained again. ``granularity="row"`` prunes whole user/item rows by their L2 norm;
 ``strategy="random"`` is the random-pruning baseline (same schedule, random survivors).
 Each round records Recall/NDCG/Precision@{10,20} on test at the selected epoch, the
-sparsity, the bytes of the table dense and stored compressed, lookup latency (batch 4096,
-dense vs compressed) and full-ranking latency.
+sparsity, the bytes of the table dense and stored as a
+:class:`sparselth.nn.CompressedEmbedding`, lookup latency (batch 4096, dense vs compressed)
+and full-ranking latency (test evaluation: propagation, scores, top-K).
 
 Example::
 
@@ -45,6 +46,7 @@ from torch import Tensor, nn
 from ..data.recsys import BPRSampler, Interactions
 from ..metrics.ranking import ranking_metrics
 from ..models.recsys import MF, build_recsys_model
+from ..nn import CompressedEmbedding
 from ..prune import IMP, IMPConfig, Masks, register_strategy
 from ..prune import random as random_prune
 
@@ -87,7 +89,9 @@ class BPRConfig:
 
     def __post_init__(self) -> None:
         if self.select_on not in ("val", "test", "last"):
-            raise ValueError(f"BPRConfig: select_on must be 'val', 'test' or 'last', got {self.select_on!r}")
+            raise ValueError(
+                f"BPRConfig: select_on must be 'val', 'test' or 'last', got {self.select_on!r}"
+            )
         for name in ("batch_size", "epochs", "eval_every", "patience"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < (0 if name == "epochs" else 1):
@@ -225,33 +229,15 @@ def train_bpr(
 # --------------------------------------------------------------------------- bytes and latency
 
 
-def _compressed_cls() -> Any:
-    try:
-        from ..nn import CompressedEmbedding  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return CompressedEmbedding
-
-
 def embedding_bytes(weight: Tensor, mask: Tensor | None) -> dict[str, Any]:
-    """Bytes of the table dense (``numel * itemsize``) and stored compressed.
-
-    Compressed: ``CompressedEmbedding.from_masked(weight, mask).stored_bytes`` when
-    :class:`sparselth.nn.CompressedEmbedding` exists; otherwise a CSR per row computed here
-    (rowptr int32 ``(rows + 1) * 4`` + per kept entry an int32 column and the value),
-    marked by ``bytes_method``."""
+    """Bytes of the table dense (``numel * itemsize``) and stored by
+    ``CompressedEmbedding.from_masked(weight, mask)`` (the smallest of its row-compact,
+    per-row CSR and per-row bitmask formats, indices included)."""
     w = weight.detach()
-    dense = w.numel() * w.element_size()
     m = torch.ones_like(w, dtype=torch.bool) if mask is None else mask.detach().bool()
-    cls = _compressed_cls()
-    if cls is not None:
-        comp = cls.from_masked(w, m)
-        return {"bytes_dense": dense, "bytes_stored": int(comp.stored_bytes),
-                "bytes_method": f"{cls.__name__}.from_masked"}
-    nnz = int(m.count_nonzero())
-    stored = (w.shape[0] + 1) * 4 + nnz * (4 + w.element_size())
-    return {"bytes_dense": dense, "bytes_stored": stored,
-            "bytes_method": "CSR per row computed here (int32 rowptr and columns + values)"}
+    comp = CompressedEmbedding.from_masked(w, m)
+    return {"bytes_dense": w.numel() * w.element_size(), "bytes_stored": int(comp.stored_bytes),
+            "bytes_format": comp.format, "bytes_method": "CompressedEmbedding.from_masked"}
 
 
 def _median_seconds(fn: Callable[[], Any], reps: int = 15, warmup: int = 3) -> float:
@@ -268,8 +254,8 @@ def _median_seconds(fn: Callable[[], Any], reps: int = 15, warmup: int = 3) -> f
 def lookup_latency(
     weight: Tensor, mask: Tensor | None, batch: int = 4096, reps: int = 15, seed: int = 0
 ) -> dict[str, Any]:
-    """Median seconds to gather ``batch`` random rows: dense (``F.embedding`` on ``W * M``)
-    and compressed (``CompressedEmbedding`` forward; None when it does not exist)."""
+    """Median milliseconds to gather ``batch`` random rows: dense (``F.embedding`` on
+    ``W * M``) and compressed (``CompressedEmbedding`` forward, checked equal first)."""
     w = weight.detach()
     m = None if mask is None else mask.detach()
     table = w if m is None else w * m.to(w.dtype)
@@ -278,23 +264,18 @@ def lookup_latency(
     out: dict[str, Any] = {"lookup_batch": batch}
     with torch.no_grad():
         out["lookup_ms_dense"] = 1e3 * _median_seconds(lambda: F.embedding(ids, table), reps)
-        cls = _compressed_cls()
-        if cls is None:
-            out["lookup_ms_compressed"] = None
-        else:
-            comp = cls.from_masked(w, torch.ones_like(w, dtype=torch.bool) if m is None else m.bool())
-            ref = F.embedding(ids, table)
-            got = comp(ids)
-            if not torch.allclose(got, ref):
-                raise RuntimeError("lookup_latency: compressed lookup differs from the dense one")
-            out["lookup_ms_compressed"] = 1e3 * _median_seconds(lambda: comp(ids), reps)
+        full = torch.ones_like(w, dtype=torch.bool) if m is None else m.bool()
+        comp = CompressedEmbedding.from_masked(w, full)
+        if not torch.equal(comp(ids), F.embedding(ids, table)):
+            raise RuntimeError("lookup_latency: compressed lookup differs from the dense one")
+        out["lookup_ms_compressed"] = 1e3 * _median_seconds(lambda: comp(ids), reps)
     return out
 
 
 # --------------------------------------------------------------------------- ticket search
 
 
-@register_strategy("row_norm")
+@register_strategy("embedding_row_norm")
 def row_norm_strategy(model: nn.Module, masks: Masks, fraction: float, config: IMPConfig) -> Masks:
     """Prune ``round(fraction * surviving rows)`` whole rows of every masked 2-D table with
     the smallest L2 norm of ``W * M``, one global ranking over all tables (users and items
@@ -325,8 +306,10 @@ def row_norm_strategy(model: nn.Module, masks: Masks, fraction: float, config: I
     return out
 
 
-@register_strategy("random_row")
-def random_row_strategy(model: nn.Module, masks: Masks, fraction: float, config: IMPConfig) -> Masks:
+@register_strategy("embedding_random_row")
+def random_row_strategy(
+    model: nn.Module, masks: Masks, fraction: float, config: IMPConfig
+) -> Masks:
     """Random baseline for row granularity: prune random surviving rows (torch global RNG)."""
     return random_prune(model, masks=masks, fraction=fraction, seed=None, granularity="row",
                         scope="global", include=config.include, exclude=config.exclude)
@@ -425,7 +408,7 @@ def find_recsys_ticket(
     Returns:
         ``{"records": [...], "config": {...}, "run_dir": str, "model": str}``; a record has
         ``round, sparsity, fraction_kept, params_kept, recall@20, ndcg@20, recall@10,
-        ndcg@10, precision@K, val_*, bytes_dense, bytes_stored, bytes_method, rank_ms,
+        ndcg@10, precision@K, val_*, bytes_dense, bytes_stored, bytes_format, rank_ms,
         lookup_ms_dense, lookup_ms_compressed, best_epoch, epochs_run, train_seconds,
         epoch_seconds, seconds``.
     """
@@ -444,7 +427,8 @@ def find_recsys_ticket(
     else:
         raise TypeError(f"{fn}: model must be 'mf', 'lightgcn' or an MF/LightGCN module")
     strat = {("magnitude", "element"): "magnitude", ("random", "element"): "random",
-             ("magnitude", "row"): "row_norm", ("random", "row"): "random_row"}[
+             ("magnitude", "row"): "embedding_row_norm",
+             ("random", "row"): "embedding_random_row"}[
         (strategy, granularity)]
     imp_cfg = IMPConfig(rounds=rounds, fraction=fraction, strategy=strat, scope="global",
                         granularity=granularity, include=("embedding.weight",), rewind="init",
