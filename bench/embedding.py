@@ -318,10 +318,11 @@ def plot(report: dict, path: Path) -> Optional[Path]:
     sel = sorted((r for r in cases if r["mask"] == "random"), key=lambda r: r["sparsity"]) or \
         sorted(cases, key=lambda r: r["sparsity"])
     xs = [r["sparsity"] for r in sel]
+    line_color = dict(colors, **{"dense F.embedding": "k", "chosen int8": "tab:purple"})
     for n in sel[0]["lookup"]:
-        style = "--" if n.startswith("dense") else "-o"
+        style = "--" if n.startswith("dense") else ":^" if "int8" in n else "-o"
         ax.plot(xs, [r["lookup"][n]["ms"] for r in sel], style, label=n, markersize=4,
-                color=colors.get(n, "k" if n.startswith("dense") else None))
+                color=line_color.get(n))
     ax.set_xlabel("element sparsity")
     ax.set_ylabel("ms per batch (median)")
     ax.set_title(f"lookup of {report['args']['batch']} ids ({sel[0]['mask']} masks)", fontsize=10)
