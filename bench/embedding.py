@@ -48,7 +48,8 @@ MASK_KINDS = ("random", "rows")
 FORMAT_NAMES = ("row_compact", "csr", "bitmask")
 
 
-def make_mask(kind: str, rows: int, dim: int, sparsity: float, gen: torch.Generator) -> torch.Tensor:
+def make_mask(kind: str, rows: int, dim: int, sparsity: float,
+              gen: torch.Generator) -> torch.Tensor:
     """``random``: each entry kept with probability 1 - sparsity; ``rows``: whole rows."""
     if kind == "random":
         return torch.rand(rows, dim, generator=gen) >= sparsity

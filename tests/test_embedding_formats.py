@@ -167,7 +167,8 @@ def test_hand_built_formats_are_validated():
     with pytest.raises(TypeError, match="remap"):
         RowCompactEmbedding(torch.tensor([0, 1]), torch.randn(2, d))
     with pytest.raises(ValueError, match="int8 values need scale"):
-        RowCompactEmbedding(torch.tensor([0], dtype=torch.int32), torch.zeros(1, d, dtype=torch.int8))
+        RowCompactEmbedding(torch.tensor([0], dtype=torch.int32),
+                            torch.zeros(1, d, dtype=torch.int8))
     with pytest.raises(ValueError, match="scale is only for int8"):
         RowCompactEmbedding(torch.tensor([0], dtype=torch.int32), torch.zeros(1, d), torch.ones(1))
     rp = torch.tensor([0, 2, 3], dtype=torch.int32)

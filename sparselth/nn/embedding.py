@@ -203,9 +203,9 @@ class CompressedEmbedding(nn.Module):
 
     def extra_repr(self) -> str:
         q = ", int8" if self.quantized else ""
+        frac = self.stored_bytes / max(1, self.dense_bytes)
         return (f"{self.num_embeddings}, {self.embedding_dim}, format={self.format}{q}, "
-                f"stored_bytes={self.stored_bytes} ({self.stored_bytes / max(1, self.dense_bytes):.3f}"
-                f" of dense)")
+                f"stored_bytes={self.stored_bytes} ({frac:.3f} of dense)")
 
 
 class CompressedEmbeddingBag(CompressedEmbedding):

@@ -63,7 +63,8 @@ def _nbytes(t: Optional[Tensor]) -> int:
 
 
 def pack_bits(mask: Tensor) -> Tensor:
-    """``(R, d)`` bool -> ``(R, ceil(d / 8))`` uint8, bit ``f % 8`` of byte ``f // 8`` = ``mask[:, f]``."""
+    """``(R, d)`` bool -> ``(R, ceil(d / 8))`` uint8: bit ``f % 8`` of byte ``f // 8`` is
+    ``mask[:, f]``."""
     R, d = mask.shape
     nb = (d + 7) // 8
     m = mask.to(torch.uint8)
@@ -81,7 +82,7 @@ def unpack_bits(bits: Tensor, dim: int) -> Tensor:
 
 
 def _quantize_rows(values: Tensor, rows: Tensor, num_rows: int):
-    """Row-wise symmetric int8: ``(q int8, scale (num_rows,))`` with ``values ~= q * scale[rows]``."""
+    """Row-wise symmetric int8: ``(q int8, scale (num_rows,))``, ``values ~= q * scale[rows]``."""
     absmax = torch.zeros(num_rows, dtype=values.dtype, device=values.device)
     if values.numel():
         absmax.scatter_reduce_(0, rows, values.abs(), reduce="amax", include_self=True)
@@ -140,11 +141,13 @@ class EmbeddingFormat:
     @property
     def dense_bytes(self) -> int:
         """Bytes of the uncompressed table in the lookup dtype."""
-        return self.num_embeddings * self.embedding_dim * torch.empty(0, dtype=self.dtype).element_size()
+        itemsize = torch.empty(0, dtype=self.dtype).element_size()
+        return self.num_embeddings * self.embedding_dim * itemsize
 
     def to(self, device) -> "EmbeddingFormat":
         """A copy with every tensor on ``device``."""
-        return type(self)._from_parts(self.shape, {k: v.to(device) for k, v in self.tensors().items()})
+        parts = {k: v.to(device) for k, v in self.tensors().items()}
+        return type(self)._from_parts(self.shape, parts)
 
     @classmethod
     def _from_parts(cls, shape, parts: Dict[str, Tensor]) -> "EmbeddingFormat":
@@ -270,7 +273,9 @@ class RowCompactEmbedding(EmbeddingFormat):
     def to_dense(self) -> Tensor:
         out = torch.zeros(self.shape, dtype=self.dtype, device=self.device)
         live = self.remap >= 0
-        table = self.table if self.scale is None else self.table.to(self.dtype) * self.scale[:, None]
+        table = self.table
+        if self.scale is not None:
+            table = table.to(self.dtype) * self.scale[:, None]
         out[live] = table[self.remap[live].long()]
         return out
 
