@@ -483,3 +483,25 @@ def test_apply_on_cuda():
     net.cpu()
     assert net.fc1.weight_mask.device.type == "cpu"
     net(torch.randn(4, 4)).pow(2).sum().backward()
+
+
+def test_apply_installs_into_the_own_mask_of_masked_layers():
+    """IMP on sparselth.nn Masked* layers: ``apply`` reuses the layer's ``weight_mask``."""
+    from sparselth.nn import MaskedEmbedding, MaskedLinear
+
+    torch.manual_seed(0)
+    m = nn.Sequential(MaskedLinear(6, 4), nn.ReLU(), MaskedLinear(4, 3))
+    masks = prune.magnitude(m, 0.5)
+    prune.apply(m, masks)
+    x = torch.randn(5, 6)
+    m(x).sum().backward()
+    assert (m[0].weight.grad[~masks["0.weight"]] == 0).all()
+    assert torch.equal(prune.masks_of(m)["0.weight"], masks["0.weight"])
+    ref = x @ (m[0].weight * masks["0.weight"]).t() + m[0].bias
+    torch.testing.assert_close(m[0](x), ref)
+    prune.remove(m)                     # the layer keeps its mask
+    torch.testing.assert_close(m[0](x), ref)
+    e = MaskedEmbedding(10, 4)
+    keep = torch.rand(10, 4) > 0.5
+    prune.apply(e, {"weight": keep})
+    torch.testing.assert_close(e(torch.tensor([1, 2])), (e.weight * keep)[[1, 2]])

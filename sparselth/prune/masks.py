@@ -427,6 +427,10 @@ def apply(model: nn.Module, masks: Mapping[str, Tensor]) -> nn.Module:
         mask = mask.to(p.device)
         if attr in owned and buf_name in module._buffers:
             module._buffers[buf_name].copy_(mask)
+        elif _own_mask_layer(module, buf_name, p):
+            # a sparselth.nn Masked* layer: its own mask buffer becomes the installed mask
+            module._buffers[buf_name] = mask.clone()
+            module.__dict__[_ATTRS_KEY] = tuple(owned) + (attr,)
         else:
             if hasattr(module, buf_name):
                 raise ValueError(
@@ -440,6 +444,15 @@ def apply(model: nn.Module, masks: Mapping[str, Tensor]) -> nn.Module:
             module.register_forward_pre_hook(_ensure_grad_hooks)
         _attach_grad_hook(module, attr)
     return model
+
+
+def _own_mask_layer(module: nn.Module, buf_name: str, p: Tensor) -> bool:
+    """True for a layer that carries its own mask buffer (``sparselth.nn.MaskedLinear``,
+    ``MaskedEmbedding``, ...: a ``set_mask`` method and a ``<attr>_mask`` buffer shaped like
+    the parameter); ``apply`` then installs into that buffer instead of adding one."""
+    buf = module._buffers.get(buf_name)
+    return (callable(getattr(module, "set_mask", None)) and buf is not None
+            and buf.shape == p.shape)
 
 
 def _owned(model: nn.Module):
@@ -471,7 +484,10 @@ def remove(model: nn.Module, names: Any | None = None) -> Masks:
     for name, module, attr in list(_owned(model)):
         if wanted is not None and name not in wanted:
             continue
-        removed[name] = module._buffers.pop(f"{attr}_mask")
+        if _own_mask_layer(module, f"{attr}_mask", module._parameters[attr]):
+            removed[name] = module._buffers[f"{attr}_mask"].clone()  # the layer keeps its mask
+        else:
+            removed[name] = module._buffers.pop(f"{attr}_mask")
         _detach_grad_hook(module, attr)
         left = tuple(a for a in module.__dict__.get(_ATTRS_KEY, ()) if a != attr)
         module.__dict__[_ATTRS_KEY] = left
