@@ -24,6 +24,7 @@
 #endif
 
 #include "check.h"
+#include "simd.h"
 
 namespace sparselth {
 namespace {
@@ -31,16 +32,6 @@ namespace {
 constexpr int64_t kBufferBytes = 256 * 1024;  // the (F, S) block of x: at most half an L2
 constexpr int64_t kSerialWork = 1 << 18;      // MACs below which one thread beats the fork
 constexpr int64_t kTransposeTile = 16;        // square tiles of the two block transposes
-
-template <typename scalar_t, int BYTES>
-struct Simd { typedef scalar_t type __attribute__((vector_size(BYTES))); };
-
-template <typename vec_t, typename scalar_t>
-inline vec_t load_vec(const scalar_t* p) {
-  vec_t v;
-  std::memcpy(&v, p, sizeof(vec_t));
-  return v;
-}
 
 #if defined(__AVX512F__)
 // In-register transpose of a 16x16 float tile: r[i] holds row i on entry, column i on exit.

@@ -10,6 +10,7 @@
 #include <type_traits>
 
 #include "check.h"
+#include "simd.h"
 #include "partition.h"
 
 namespace sparselth {
@@ -30,18 +31,6 @@ struct Epilogue {
   const void* row_scale;
   const void* bias;
 };
-
-// SIMD vectors of up to 64 bytes (GCC/Clang vector extensions: one AVX-512 register with
-// -march=native, split into narrower instructions on machines without it). Unaligned loads and stores go through memcpy.
-template <typename scalar_t, int BYTES>
-struct Simd { typedef scalar_t type __attribute__((vector_size(BYTES))); };
-
-template <typename vec_t, typename scalar_t>
-inline vec_t load_vec(const scalar_t* p) {
-  vec_t v;
-  std::memcpy(&v, p, sizeof(vec_t));
-  return v;
-}
 
 template <typename vec_t, typename scalar_t, typename mask_t>
 inline vec_t load_mask(const mask_t* p) {
