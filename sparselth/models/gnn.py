@@ -173,7 +173,8 @@ class GCN(_GraphModel):
 
     def forward(self, x: Union[Tensor, CSR]) -> Tensor:
         A, w = self.adjacency(), self.edge_mask
-        h = F.relu(self.conv1(x, A, w))
+        h = self.conv1(x, A, w)
+        h = F.relu(h, inplace=not torch.is_grad_enabled())   # inference: no extra N x H copy
         h = F.dropout(h, self.dropout, self.training)
         return self.conv2(h, A, w)
 

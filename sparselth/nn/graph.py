@@ -281,13 +281,31 @@ class GCNConv(_GraphConv):
         A, w, _ = self._graph(adj, edge_weight, N, dtype)
         vals, self_w = self._normalise(adj, edge_weight, A, w, dtype)
         An = A.with_values(vals)
+        looped = self._with_loops(An, vals, self_w)
         if isinstance(x, CSR) or self.out_dim <= self.in_dim:
             h = self._transform(x)
-            out = spmm(An, h) + self_w.unsqueeze(1) * h
+            out = spmm(looped, h) if looped is not None else spmm(An, h) + self_w.unsqueeze(1) * h
         else:
-            agg = spmm(An, x) + self_w.unsqueeze(1) * x
+            agg = spmm(looped, x) if looped is not None else spmm(An, x) + self_w.unsqueeze(1) * x
             out = self.lin(agg)
         return self._add_bias(out)
+
+    def _with_loops(self, An: CSR, vals: Tensor, self_w: Tensor) -> Optional[CSR]:
+        """For inference (no gradient to the graph): ``Â`` with its diagonal stored, so one
+        SpMM replaces SpMM + an elementwise self term (two fewer N x width temporaries, which
+        on a 20k-node graph at width 512 cost more than the SpMM itself). Cached with the
+        normalisation; ``None`` when a gradient must flow through the values."""
+        if vals.requires_grad or self_w.requires_grad or torch.compiler.is_compiling():
+            return None
+        cache = getattr(self, "_loop_cache", None)
+        if cache is not None and cache[0] is vals:
+            return cache[1]
+        N = An.shape[0]
+        loop = torch.arange(N, device=An.device)
+        looped = CSR.from_coo(torch.cat([An.row(), loop]), torch.cat([An.col.long(), loop]),
+                              torch.cat([vals, self_w]), An.shape, An.col.dtype)
+        self._loop_cache = (vals, looped)
+        return looped
 
     def macs(self, x: Any, adj: Adjacency, edge_weight: Optional[Tensor] = None) -> dict:
         """Exact MACs of one call: ``transform`` (``N * nnz(W)``, or per stored feature for
