@@ -721,6 +721,32 @@ def run_imp(
     return IMP(model, train_fn, eval_fn, config, **kwargs).run()
 
 
+def open_finished_round(run_dir: Any, round_idx: int | None, kind: str, op: str):
+    """Open a finished round of a pruning run directory (IMP, UGS: ``progress.json``,
+    ``config.json``, checksummed safetensors). Returns ``(round, progress, config_json,
+    load)`` where ``load(rel)`` reads a tensor file of the run with its checksum verified;
+    ``round_idx`` default: the last finished round."""
+    run_dir = Path(run_dir)
+    try:
+        prog = json.loads((run_dir / "progress.json").read_text())
+        cfg_json = json.loads((run_dir / "config.json").read_text())
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"{run_dir} is not {kind} run directory: {e}") from e
+    done = int(prog["next_round"])
+    if done == 0:
+        raise ValueError(f"{op}: {run_dir} has no finished round yet")
+    r = done - 1 if round_idx is None else int(round_idx)
+    if not 0 <= r < done:
+        raise ValueError(f"{op}: round {r} is not finished in {run_dir} "
+                         f"(finished rounds: 0..{done - 1})")
+    files = prog["files"]
+
+    def load(rel: str) -> dict[str, Tensor]:
+        return _io.load_safetensors(run_dir / rel, sha256=files[rel])
+
+    return r, prog, cfg_json, load
+
+
 def load_round(run_dir: Any, round_idx: int | None = None) -> dict[str, Any]:
     """Read a finished round of an IMP run directory (checksums verified).
 
@@ -728,22 +754,8 @@ def load_round(run_dir: Any, round_idx: int | None = None) -> dict[str, Any]:
     "init_state", "rewind_state" (or None)}``; ``round_idx`` default: the last finished
     round. ``rewind_state`` is the state the round started from (θ0 or θk).
     """
-    run_dir = Path(run_dir)
-    try:
-        prog = json.loads((run_dir / "progress.json").read_text())
-        cfg_json = json.loads((run_dir / "config.json").read_text())
-    except FileNotFoundError as e:
-        raise FileNotFoundError(f"{run_dir} is not an IMP run directory: {e}") from e
-    done = int(prog["next_round"])
-    if done == 0:
-        raise ValueError(f"{run_dir}: no finished round yet")
-    r = done - 1 if round_idx is None else int(round_idx)
-    if not 0 <= r < done:
-        raise ValueError(f"{run_dir}: round {r} is not finished (finished rounds: 0..{done - 1})")
+    r, prog, cfg_json, load = open_finished_round(run_dir, round_idx, "an IMP", "load_round")
     files = prog["files"]
-
-    def load(rel: str) -> dict[str, Tensor]:
-        return _io.load_safetensors(run_dir / rel, sha256=files[rel])
 
     config = IMPConfig.from_dict(cfg_json["config"])
     rewind = load("rewind.safetensors") if "rewind.safetensors" in files else None

@@ -89,7 +89,8 @@ from torch import Tensor, nn
 
 from .. import _io
 from . import criteria
-from .imp import _clone_state, _jsonable, _load_state, _rng_state, _set_rng_state
+from .imp import (_clone_state, _jsonable, _load_state, _rng_state, _set_rng_state,
+                  open_finished_round)
 from .masks import Masks, apply, remove, state_without_masks
 
 __all__ = [
@@ -717,25 +718,7 @@ def load_ugs_round(run_dir: Any, round_idx: int | None = None) -> dict[str, Any]
     ``sparselth.Ticket(**load_ugs_round(run_dir, k))`` is that round's ticket. Masks are
     ``"edge_mask"`` and the weight names; ``init_state`` is θ0; metadata holds the config,
     seed, round, metrics, MACs and sparsities."""
-    run_dir = Path(run_dir)
-    try:
-        prog = json.loads((run_dir / "progress.json").read_text())
-        cfg = json.loads((run_dir / "config.json").read_text())
-    except FileNotFoundError as e:
-        raise FileNotFoundError(f"{run_dir} is not a UGS run directory: {e}") from e
-    done = int(prog["next_round"])
-    if done == 0:
-        raise ValueError(f"load_ugs_round: {run_dir} has no finished round yet")
-    r = done - 1 if round_idx is None else int(round_idx)
-    if not 0 <= r < done:
-        raise ValueError(
-            f"load_ugs_round: round {r} is not finished in {run_dir} (finished: 0..{done - 1})"
-        )
-    files = prog["files"]
-
-    def load(rel: str) -> dict[str, Tensor]:
-        return _io.load_safetensors(run_dir / rel, sha256=files[rel])
-
+    r, prog, cfg, load = open_finished_round(run_dir, round_idx, "a UGS", "load_ugs_round")
     rec = prog["records"][r]
     config = UGSConfig.from_dict(cfg["config"])
     metric = config.metric
