@@ -280,6 +280,23 @@ class RowCompactEmbedding(EmbeddingFormat):
         return out
 
 
+def _packed_rows(weight: Tensor, mask: Tensor, quantize) -> tuple:
+    """The kept values of ``weight`` row after row, their ``rowptr`` (int32 when it fits) and,
+    with ``quantize``, the row-wise int8 values and scales: the parts the per-row CSR and the
+    bitmask formats share."""
+    R = weight.shape[0]
+    counts = mask.sum(1)
+    nnz = int(counts.sum())
+    rowptr = torch.zeros(R + 1, dtype=torch.int64, device=weight.device)
+    torch.cumsum(counts, 0, out=rowptr[1:])
+    values = weight.detach()[mask]
+    scale = None
+    if quantize:
+        rows = torch.repeat_interleave(torch.arange(R, device=weight.device), counts)
+        values, scale = _quantize_rows(values, rows, R)
+    return rowptr.to(_index_dtype(nnz)), values.contiguous(), scale
+
+
 class CSREmbedding(EmbeddingFormat):
     """Per-row CSR of the kept entries.
 
@@ -336,18 +353,9 @@ class CSREmbedding(EmbeddingFormat):
     @classmethod
     def from_masked(cls, weight: Tensor, mask: Tensor, quantize=None) -> "CSREmbedding":
         R, d = weight.shape
-        counts = mask.sum(1)
-        nnz = int(counts.sum())
-        rowptr = torch.zeros(R + 1, dtype=torch.int64, device=weight.device)
-        torch.cumsum(counts, 0, out=rowptr[1:])
+        rowptr, values, scale = _packed_rows(weight, mask, quantize)
         col = torch.arange(d, dtype=_col_dtype(d), device=weight.device).expand(R, d)[mask]
-        values = weight.detach()[mask]
-        scale = None
-        if quantize:
-            rows = torch.repeat_interleave(torch.arange(R, device=weight.device), counts)
-            values, scale = _quantize_rows(values, rows, R)
-        return cls(rowptr.to(_index_dtype(nnz)), col.contiguous(), values.contiguous(), d, scale,
-                   validate=False)
+        return cls(rowptr, col.contiguous(), values, d, scale, validate=False)
 
     def _values(self) -> Tensor:
         return self.values
@@ -414,18 +422,9 @@ class BitmaskEmbedding(EmbeddingFormat):
 
     @classmethod
     def from_masked(cls, weight: Tensor, mask: Tensor, quantize=None) -> "BitmaskEmbedding":
-        R, d = weight.shape
-        counts = mask.sum(1)
-        nnz = int(counts.sum())
-        rowptr = torch.zeros(R + 1, dtype=torch.int64, device=weight.device)
-        torch.cumsum(counts, 0, out=rowptr[1:])
-        values = weight.detach()[mask]
-        scale = None
-        if quantize:
-            rows = torch.repeat_interleave(torch.arange(R, device=weight.device), counts)
-            values, scale = _quantize_rows(values, rows, R)
-        return cls(rowptr.to(_index_dtype(nnz)), pack_bits(mask), values.contiguous(), d, scale,
-                   validate=False)
+        d = weight.shape[1]
+        rowptr, values, scale = _packed_rows(weight, mask, quantize)
+        return cls(rowptr, pack_bits(mask), values, d, scale, validate=False)
 
     def _values(self) -> Tensor:
         return self.values
