@@ -25,7 +25,7 @@ from sparselth.data import (
 from sparselth.data.recsys import LASTFM_ITEMS, LASTFM_USERS
 
 REAL = Path(
-    os.environ.get("SPARSELTH_DATA") or Path(__file__).resolve().parents[2] / "shared" / "datasets"
+    os.environ.get("SPARSELTH_DATA") or Path(__file__).resolve().parents[3] / "shared" / "datasets"
 )
 
 

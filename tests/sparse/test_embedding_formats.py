@@ -230,7 +230,7 @@ def test_bench_embedding_smoke(tmp_path):
     import sys
     from pathlib import Path
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     if str(repo) not in sys.path:  # bench/ is a folder of the checkout, not a package
         sys.path.insert(0, str(repo))
     from bench import embedding as bench_embedding

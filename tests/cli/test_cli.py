@@ -1,5 +1,5 @@
 """The `sparselth` command: python -m sparselth {--help, demo, demo-spmm, bench}
-(the graph-lottery-ticket demo itself: tests/test_demo.py)."""
+(the graph-lottery-ticket demo itself: tests/cli/test_demos.py)."""
 
 import os
 import subprocess
@@ -10,7 +10,7 @@ import pytest
 
 from sparselth import cli
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _run(*args, cwd=REPO):

@@ -19,7 +19,7 @@ pytest.importorskip("triton", reason="Triton is not installed; the Triton kernel
 
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 try:
     from sparselth import kernels
 except ImportError:  # before the package is built: the source directory itself

@@ -19,7 +19,7 @@ from sparselth.data import (
     prune_edges_random,
 )
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "datasets"
 REAL_DATA = Path(os.environ.get("SPARSELTH_DATA", SHARED))
 HAVE_PLANETOID = (REAL_DATA / "planetoid" / "ind.cora.graph").is_file()
 needs_planetoid = pytest.mark.skipif(

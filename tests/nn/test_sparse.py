@@ -291,7 +291,7 @@ def test_benchmark_runs_end_to_end(tmp_path):
     from pathlib import Path
     if "cpp" not in sparselth.backends():
         pytest.skip("the benchmark times the C++ kernels")
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     if str(repo) not in sys.path:
         sys.path.insert(0, str(repo))
     from bench import sparse_weights

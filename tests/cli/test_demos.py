@@ -16,7 +16,7 @@ from sparselth.models import GCN
 from sparselth.prune.ugs import ugs_schedule
 from sparselth.train import NodeClassificationTask, node_features
 
-DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+DATASETS = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
 TINY = ["--nodes", "200", "--features", "32", "--hidden", "16", "--epochs", "5",
         "--no-progress"]
 

@@ -1,0 +1,3 @@
+"""Layer 0: the one measurement protocol (``timing``), the one figure writer (``plot``) and the
+record helpers (``records``: JSON-safe numbers, atomic JSON/Markdown, number formatting) that
+everything which times, plots or publishes a result uses, ``bench/`` included."""
