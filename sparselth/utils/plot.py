@@ -68,6 +68,7 @@ def save_png(fig, path: str | os.PathLike[str], *, dpi: int = DPI, tight: bool =
     plt = _pyplot()
     path = Path(path)
     if path.suffix.lower() != ".png":
+        plt.close(fig)
         raise ValueError(f"save_png: path must end in .png, got {str(path)!r}")
     buf = io.BytesIO()
     try:
