@@ -43,11 +43,12 @@ def _extension():
                         extra_compile_args={"cxx": cxx})
 
 
-packages = find_packages(include=["sparselth", "sparselth.*"]) + ["sparselth.kernels"]
+packages = find_packages(include=["sparselth", "sparselth.*"]) + ["sparselth.kernels",
+                                                                    "sparselth.bench"]
 
 setup(
     packages=packages,
-    package_dir={"sparselth.kernels": "kernels"},
+    package_dir={"sparselth.kernels": "kernels", "sparselth.bench": "bench"},
     ext_modules=[_extension()],
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
 )

@@ -1,167 +1,263 @@
-"""Shared benchmark protocol: timing, hardware limits, byte/MAC models, result writers.
+"""What the benchmark suites share beyond :mod:`sparselth.utils`.
 
-Protocol (STYLE.md item 15), used by every suite:
+Measurement is :mod:`sparselth.utils.timing` (warm-up, interleaved contenders, wall *and* CPU
+time per sample, median/IQR/min, the headline clock), figures go through
+:mod:`sparselth.utils.plot` and result files through :mod:`sparselth.utils.records`. This
+module adds what only the suites need:
 
-1. every contender's result is checked against a float64 oracle *before* it is timed; a wrong
-   contender is reported as wrong and not timed;
-2. warm-up calls (first-call costs: allocation, kernel selection, caches);
-3. interleaved repetitions ``A B C A B C ...`` so drifts (thermal, other processes, turbo)
-   hit every contender alike; each sample groups enough calls to last ``target_sample_s``;
-4. report the median and the inter-quartile range (IQR) of the per-call times;
-5. ``torch.set_num_threads`` is left at its default (all cores).
-
-Rates: GMAC/s (SpMM: ``nnz * F`` multiply-adds, i.e. ``2 * nnz * F`` flops) and GB/s counted on
-the *minimum* bytes any kernel must move (each input read once, the output written once),
-compared with the machine's measured copy bandwidth.
+- **where a result goes** (:func:`result_path`). Each suite declares ``PUBLISHED``: for every
+  result committed in ``bench/results/``, the command-line arguments it was made with. A run
+  whose resolved protocol (the argument values that change its numbers) equals the published
+  protocol of its result name writes to ``bench/results/``; any other run writes under
+  ``bench/results/local/`` (ignored by git), unless ``--out`` names a folder. A table that
+  merges several result files shows only files of one protocol (:func:`same_protocol`);
+- the suites' shared command-line flags and timing settings;
+- correctness against a float64 oracle (:func:`max_rel_error`, :func:`tolerance_for`);
+- byte and MAC models: GMAC/s counts SpMM's ``nnz * F`` multiply-adds (``2 * nnz * F``
+  flops); GB/s counts the *minimum* bytes any kernel must move (each input read once, the
+  output written once), to compare with the machine's measured copy bandwidth;
+- the machine section and the clock sentence of a report.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import functools
-import gc
-import json
+import argparse
 import math
 import os
-import platform
-import socket
-import statistics
-import subprocess
-import tempfile
-import time
-from dataclasses import asdict, dataclass, field
+import re
+import shlex
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any
 
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from sparselth.testing import tolerances
+from sparselth.utils.plot import save_png
+from sparselth.utils.records import write_json, write_markdown
+from sparselth.utils.timing import (
+    Measurement,
+    busy_note,
+    copy_bandwidth_gbs,
+    load_average,
+    machine_info,
+    measure,
+)
 
 
-# --------------------------------------------------------------------------- timing
+def _checkout_root() -> Path | None:
+    """The source checkout holding this folder, or None when installed elsewhere."""
+    root = Path(__file__).resolve().parent.parent
+    return root if (root / "sparselth").is_dir() and (root / "bench").is_dir() else None
 
 
-@dataclass
-class Timing:
-    """Per-call times (seconds) of one contender, with summary statistics."""
+REPO_ROOT = _checkout_root()
+# outside a checkout there are no published results: everything goes below the current folder
+RESULTS_DIR = REPO_ROOT / "bench" / "results" if REPO_ROOT else Path("bench-results")
+LOCAL_RESULTS_DIR = RESULTS_DIR / "local"
+RUNS_DIR = REPO_ROOT / "runs" if REPO_ROOT else Path("runs")
 
-    name: str
-    times: List[float] = field(default_factory=list)
-    calls_per_sample: int = 1
+
+def default_data_dir() -> Path:
+    """``$SPARSELTH_DATA``, else ``../shared/datasets`` beside the checkout."""
+    env = os.environ.get("SPARSELTH_DATA")
+    if env:
+        return Path(env)
+    return (REPO_ROOT.parent if REPO_ROOT else Path("..")) / "shared" / "datasets"
+
+
+def safe_name(text: str) -> str:
+    """``text`` usable in a file name (anything but letters, digits, ``_.-`` becomes ``_``)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
+
+
+# --------------------------------------------------------------------------- where results go
+
+
+@dataclass(frozen=True)
+class ResultPath:
+    """``folder/stem.{json,md,png}`` of one result, and how its protocol compares with the
+    published result of the same name."""
+
+    folder: Path
+    stem: str
+    protocol: dict[str, Any] = field(default_factory=dict)
+    differences: tuple[str, ...] = ()
 
     @property
-    def reps(self) -> int:
-        return len(self.times)
+    def published(self) -> bool:
+        return not self.differences
 
-    def quantile(self, q: float) -> float:
-        if not self.times:
-            return math.nan
-        s = sorted(self.times)
-        pos = q * (len(s) - 1)
-        lo, hi = math.floor(pos), math.ceil(pos)
-        return s[lo] + (s[hi] - s[lo]) * (pos - lo)
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.times) if self.times else math.nan
-
-    @property
-    def q1(self) -> float:
-        return self.quantile(0.25)
-
-    @property
-    def q3(self) -> float:
-        return self.quantile(0.75)
-
-    @property
-    def iqr(self) -> float:
-        return self.q3 - self.q1
-
-    def summary(self) -> Dict[str, float]:
-        ms = 1e3
-        return {
-            "ms": self.median * ms,
-            "q1_ms": self.q1 * ms,
-            "q3_ms": self.q3 * ms,
-            "iqr_ms": self.iqr * ms,
-            "reps": self.reps,
-            "calls_per_sample": self.calls_per_sample,
-        }
+    def file(self, suffix: str) -> Path:
+        return self.folder / f"{self.stem}{suffix}"
 
 
-def _sync_for(device: Optional[torch.device]) -> Callable[[], None]:
-    if device is not None and torch.device(device).type == "cuda":
-        return torch.cuda.synchronize
-    return lambda: None
+def _plain(v: Any) -> Any:
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, Mapping):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, Path):
+        return str(v)
+    return v
 
 
-def time_interleaved(
-    fns: Dict[str, Callable[[], Any]],
-    *,
-    warmup: int = 2,
-    budget_s: float = 2.0,
-    min_reps: int = 5,
-    max_reps: int = 50,
-    target_sample_s: float = 2e-3,
-    max_call_s: float = 30.0,
-    max_extra_warmup: int = 8,
-    device: Optional[torch.device] = None,
-) -> Dict[str, Timing]:
-    """Time each callable with the interleaved protocol; returns ``{name: Timing}``.
-
-    At least ``warmup`` untimed calls each, more (up to ``max_extra_warmup``) until a call is
-    no slower than 1.25x the fastest so far (first calls pay lazy initialisation and, in VMs,
-    first-touch page faults); one only when a call is slower than 1 s. Then rounds
-    ``A B C A B C ...``. Each contender gets ``clamp(budget_s / t_call, min_reps, max_reps)``
-    samples (at most 3 when a call takes over 1 s; a single one when it takes over
-    ``max_call_s``) and drops out
-    of later rounds once it has them, so slow contenders do not starve the fast ones of samples.
-    A sample runs ``ceil(target_sample_s / t_call)`` calls back to back to beat timer overhead
-    on microsecond kernels. The garbage collector is paused while timing.
-    """
-    sync = _sync_for(device)
-    est: Dict[str, float] = {}
-    for name, fn in fns.items():
-        ts: List[float] = []
-        t_warm = time.perf_counter()
-        for _ in range(max(1, warmup) + max_extra_warmup):
-            t0 = time.perf_counter()
-            fn()
-            sync()
-            ts.append(time.perf_counter() - t0)
-            if ts[-1] > 1.0 or time.perf_counter() - t_warm > 2 * budget_s + 0.01:
-                break  # slow call: one warm-up is enough
-            if len(ts) >= max(1, warmup) and (len(ts) == 1 or ts[-1] <= 1.25 * min(ts[:-1])):
-                break  # settled: first-call costs (lazy init, first-touch page faults) are over
-        est[name] = max(ts[-1], 1e-7)
-
-    number = {n: max(1, min(10_000, math.ceil(target_sample_s / t))) for n, t in est.items()}
-    reps = {}
-    for n, t in est.items():
-        if t > max_call_s:
-            reps[n] = 1
-        else:
-            floor = min(min_reps, 3) if t > 1.0 else min_reps  # slow calls: 3 samples suffice
-            reps[n] = int(min(max_reps, max(floor, budget_s / (t * number[n]))))
-    out = {n: Timing(n, [], number[n]) for n in fns}
-    gc_was_enabled = gc.isenabled()
-    gc.collect()
-    gc.disable()
-    try:
-        for r in range(max(reps.values(), default=0)):
-            for name, fn in fns.items():
-                if r >= reps[name]:
-                    continue
-                k = number[name]
-                t0 = time.perf_counter()
-                for _ in range(k):
-                    fn()
-                sync()
-                out[name].times.append((time.perf_counter() - t0) / k)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
+def protocol_differences(mine: Mapping[str, Any], reference: Mapping[str, Any] | None,
+                         label: str = "published") -> list[str]:
+    """``"key: mine (label: theirs)"`` for every key whose value differs (lists and tuples,
+    1 and 1.0 compare equal); one entry when there is no reference at all."""
+    if reference is None:
+        return [f"no {label} result of this name"]
+    out = []
+    for k in sorted(set(mine) | set(reference), key=str):
+        a, b = _plain(mine.get(k)), _plain(reference.get(k))
+        if isinstance(a, dict) and isinstance(b, dict):  # nested settings: name the leaf
+            out += [f"{k}.{d}" for d in protocol_differences(a, b, label)]
+        elif a != b:
+            out.append(f"{k}: {a!r} ({label}: {b!r})")
     return out
+
+
+Protocol = Callable[[argparse.Namespace], dict]
+
+
+def published_protocol(name: str, published: Mapping[str, str], parser: argparse.ArgumentParser,
+                       protocol: Protocol) -> dict[str, Any] | None:
+    """The resolved protocol of the published result ``name`` (its arguments parsed by
+    ``parser`` and resolved by ``protocol``), or None when ``name`` is not published."""
+    argv = published.get(name)
+    return None if argv is None else protocol(parser.parse_args(shlex.split(argv)))
+
+
+def result_path(name: str, args: argparse.Namespace, published: Mapping[str, str], *,
+                parser: argparse.ArgumentParser, protocol: Protocol) -> ResultPath:
+    """Where the result ``name`` of a run with ``args`` goes: ``args.out`` when given, else
+    :data:`RESULTS_DIR` when ``protocol(args)`` equals the published protocol of ``name``,
+    else :data:`LOCAL_RESULTS_DIR`. The one rule every suite uses."""
+    mine = protocol(args)
+    diffs = tuple(protocol_differences(mine, published_protocol(name, published, parser,
+                                                                protocol)))
+    out = getattr(args, "out", None)
+    folder = Path(out) if out is not None else (LOCAL_RESULTS_DIR if diffs else RESULTS_DIR)
+    return ResultPath(folder, name, mine, diffs)
+
+
+def protocol_line(report: Mapping[str, Any], stem: str) -> str:
+    """The sentence a report ends with: whether it was made with the published protocol of
+    ``stem`` (empty for a report that does not record it)."""
+    if "published_protocol" not in report:
+        return ""
+    if report["published_protocol"]:
+        return "Protocol: the published protocol of this result."
+    return ("Protocol: not the published protocol of this result ("
+            + "; ".join(report.get("differences_from_published") or []) + "); do not compare "
+            f"it with bench/results/{stem}.*.")
+
+
+def write_result(dest: ResultPath, report: dict[str, Any], markdown: str | None = None,
+                 figure: Any = None) -> list[Path]:
+    """Write ``report`` (with its protocol and how it compares with the published one) as
+    JSON, ``markdown`` (plus a protocol line) and ``figure`` as PNG; sets ``report["files"]``."""
+    report["run_protocol"] = dest.protocol
+    report["published_protocol"] = dest.published
+    report["differences_from_published"] = list(dest.differences)
+    paths = [write_json(dest.file(".json"), report)]
+    if markdown is not None:
+        paths.append(write_markdown(
+            dest.file(".md"), f"{markdown.rstrip()}\n\n{protocol_line(report, dest.stem)}\n"))
+    if figure is not None:
+        paths.append(save_png(figure, dest.file(".png")))
+    report["files"] = [str(p) for p in paths]
+    print(f"written: {', '.join(report['files'])}", file=sys.stderr)
+    return paths
+
+
+def same_protocol(main: Mapping[str, Any], others: Mapping[str, Mapping[str, Any]],
+                  comparable: Callable[[Mapping[str, Any]], dict]
+                  ) -> tuple[dict[str, Mapping[str, Any]], list[str]]:
+    """The reports of ``others`` whose ``comparable`` protocol equals ``main``'s, and a note
+    for each one left out, so that one table never mixes runs of different protocols."""
+    ref = comparable(main)
+    kept: dict[str, Mapping[str, Any]] = {}
+    notes = []
+    for label, rep in others.items():
+        diffs = protocol_differences(comparable(rep), ref, label="this run")
+        if diffs:
+            notes.append(f"{label} not shown: made with another protocol ({'; '.join(diffs)})")
+        else:
+            kept[label] = rep
+    return kept, notes
+
+
+# --------------------------------------------------------------------------- flags and timing
+
+
+def add_output_args(p: argparse.ArgumentParser, *, plot: bool = True) -> None:
+    """``--out``, ``--no-plot`` (when the suite draws one) and ``--no-progress``."""
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default: bench/results/ when the arguments are the "
+                   "published protocol of this result, else bench/results/local/)")
+    if plot:
+        p.add_argument("--no-plot", action="store_true", help="do not write the PNG")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_timing_args(p: argparse.ArgumentParser, *, budget: tuple[float, float],
+                    max_reps: int = 50) -> None:
+    """``--budget`` (default ``budget = (full, quick)``), ``--min-reps``, ``--max-reps``."""
+    p.add_argument("--budget", type=float, default=None,
+                   help=f"seconds of timing per contender and case (default {budget[0]:g}, "
+                   f"quick {budget[1]:g})")
+    p.add_argument("--min-reps", type=int, default=None,
+                   help="minimum samples per contender (default 5, quick 3)")
+    p.add_argument("--max-reps", type=int, default=max_reps, help="maximum samples per contender")
+
+
+def timing_config(args: argparse.Namespace, *, budget: tuple[float, float]) -> dict[str, Any]:
+    """The timing settings of a run from the :func:`add_timing_args` flags and ``--quick``."""
+    quick = bool(getattr(args, "quick", False))
+    return dict(
+        warmup=1 if quick else 2,
+        budget_s=args.budget if args.budget is not None else (budget[1] if quick else budget[0]),
+        min_reps=args.min_reps if args.min_reps is not None else (3 if quick else 5),
+        max_reps=args.max_reps,
+    )
+
+
+_TIMING_KEYS = ("warmup", "budget_s", "min_reps", "max_reps", "max_call_s")
+
+
+def time_contenders(fns: Mapping[str, Callable[[], Any]], cfg: Mapping[str, Any],
+                    **kwargs: Any) -> Measurement:
+    """:func:`sparselth.utils.timing.measure` with the timing settings found in ``cfg``."""
+    return measure(fns, **{k: cfg[k] for k in _TIMING_KEYS if k in cfg}, **kwargs)
+
+
+def ms_key(clock: str) -> str:
+    """The summary key of the median on ``clock``: ``"cpu_ms"`` or ``"ms"`` (wall)."""
+    return "cpu_ms" if clock == "cpu" else "ms"
+
+
+def clock_sentence(clock: str, threads: int) -> str:
+    """Which clock the headline ratios of a report use, and why."""
+    if clock == "cpu":
+        return (f"Ratios and rates use the process CPU time ({threads} thread: a descheduled "
+                "thread accumulates none, so they hold on a busy machine); the JSON has the "
+                "wall and CPU medians, quartiles and minima.")
+    return (f"Ratios and rates use wall time ({threads} threads: CPU time would also count "
+            "threads waiting at barriers); the JSON has the wall and CPU medians, quartiles "
+            "and minima.")
+
+
+# --------------------------------------------------------------------------- correctness
+
+
+def tolerance_for(dtype: torch.dtype) -> float:
+    """Accepted :func:`max_rel_error` against a float64 oracle: the ``rtol`` of
+    :func:`sparselth.testing.tolerances`."""
+    return tolerances(dtype)["rtol"]
 
 
 def max_rel_error(got: torch.Tensor, ref: torch.Tensor, chunk: int = 1 << 24) -> float:
@@ -184,93 +280,36 @@ def max_rel_error(got: torch.Tensor, ref: torch.Tensor, chunk: int = 1 << 24) ->
     return err / max(scale, 1e-30)
 
 
-def tolerance_for(dtype: torch.dtype) -> float:
-    """Accepted :func:`max_rel_error` against a float64 oracle."""
-    return {torch.float64: 1e-10, torch.float32: 1e-4, torch.bfloat16: 3e-2, torch.float16: 5e-3}[
-        dtype
-    ]
-
-
-# --------------------------------------------------------------------------- hardware limits
-
-
-def copy_bandwidth_gbs(
-    size_mb: float = 256.0, reps: int = 9, device: Optional[torch.device] = None
-) -> float:
-    """Measured memory bandwidth in GB/s: median over ``reps`` of ``dst.copy_(src)`` on a
-    ``size_mb`` MB float32 tensor (far larger than caches), counting the bytes read plus the
-    bytes written (``2 * size``), with the default number of threads."""
-    device = torch.device(device or "cpu")
-    n = max(1, int(size_mb * 1e6 / 4))
-    src = torch.ones(n, dtype=torch.float32, device=device)
-    dst = torch.empty_like(src)
-    timing = time_interleaved(
-        {"copy": functools.partial(dst.copy_, src)},
-        warmup=2,
-        budget_s=0.0,
-        min_reps=reps,
-        max_reps=reps,
-        target_sample_s=0.0,
-        device=device,
-    )["copy"]
-    del src, dst
-    return 2 * n * 4 / timing.median / 1e9
+def wrong_result(name: str, got: torch.Tensor, ref: torch.Tensor,
+                 dtype: torch.dtype = torch.float32) -> str | None:
+    """A message when ``got`` is not within :func:`tolerance_for` of ``ref``, else None."""
+    err = max_rel_error(got, ref)
+    if err <= tolerance_for(dtype):
+        return None
+    return f"{name}: wrong result (max relative error {err:.2e}), not timed"
 
 
 # --------------------------------------------------------------------------- byte and MAC models
 
 
-def spmm_min_bytes(
-    num_rows: int,
-    num_cols: int,
-    nnz: int,
-    F: int,
-    *,
-    index_bytes: int = 4,
-    value_bytes: int = 4,
-    x_bytes: int = 4,
-    out_bytes: int = 4,
-) -> int:
+def spmm_min_bytes(num_rows: int, num_cols: int, nnz: int, F: int, *, index_bytes: int = 4,
+                   value_bytes: int = 4, x_bytes: int = 4, out_bytes: int = 4) -> int:
     """Minimum bytes of ``out[m, F] = A[m, n] @ X[n, F]`` for a CSR ``A``: rowptr
     ``(m + 1) * index_bytes`` + col ``nnz * index_bytes`` + val ``nnz * value_bytes`` (0 for a
     binary pattern) + X ``n * F * x_bytes`` read once + out ``m * F * out_bytes`` written once."""
-    return (
-        (num_rows + 1) * index_bytes
-        + nnz * (index_bytes + value_bytes)
-        + num_cols * F * x_bytes
-        + num_rows * F * out_bytes
-    )
+    index = (num_rows + 1 + nnz) * index_bytes
+    return index + nnz * value_bytes + num_cols * F * x_bytes + num_rows * F * out_bytes
 
 
-def spmm_backward_min_bytes(
-    num_rows: int,
-    num_cols: int,
-    nnz: int,
-    F: int,
-    *,
-    index_bytes: int = 4,
-    value_bytes: int = 4,
-    x_bytes: int = 4,
-) -> int:
+def spmm_backward_min_bytes(num_rows: int, num_cols: int, nnz: int, F: int, *,
+                            index_bytes: int = 4, value_bytes: int = 4, x_bytes: int = 4) -> int:
     """Minimum bytes of SpMM's backward with respect to X and the values:
     ``dX = A^T @ dY`` (transpose index arrays + values + dY read, dX written) plus
     ``dval = SDDMM(A, dY, X)`` (index arrays + dY + X read, dval written)."""
-    d_x = spmm_min_bytes(
-        num_cols,
-        num_rows,
-        nnz,
-        F,
-        index_bytes=index_bytes,
-        value_bytes=value_bytes,
-        x_bytes=x_bytes,
-        out_bytes=x_bytes,
-    )
-    d_val = (
-        (num_rows + 1) * index_bytes
-        + nnz * index_bytes
-        + (num_rows + num_cols) * F * x_bytes
-        + nnz * value_bytes
-    )
+    sizes = dict(index_bytes=index_bytes, value_bytes=value_bytes, x_bytes=x_bytes)
+    d_x = spmm_min_bytes(num_cols, num_rows, nnz, F, out_bytes=x_bytes, **sizes)
+    d_val = ((num_rows + 1 + nnz) * index_bytes + (num_rows + num_cols) * F * x_bytes
+             + nnz * value_bytes)
     return d_x + d_val
 
 
@@ -287,205 +326,53 @@ def gbs(nbytes: float, seconds: float) -> float:
     return nbytes / seconds / 1e9 if seconds > 0 else math.nan
 
 
-# --------------------------------------------------------------------------- machine info
+# --------------------------------------------------------------------------- the machine
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _mem_total_gb() -> Optional[float]:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return round(int(line.split()[1]) / 1e6, 1)
-    except (OSError, ValueError):
-        pass
-    return None
-
-
-def git_commit(repo: Path = REPO_ROOT) -> str:
-    """``<sha>`` (``+dirty`` when the work tree has changes), or ``"unknown"``."""
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10
-        )
-        if sha.returncode != 0:
-            return "unknown (no commit)"
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=repo,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        return sha.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def load_average() -> Optional[float]:
-    """1-minute load average (other processes compete for the cores when it is high)."""
-    try:
-        return round(os.getloadavg()[0], 2)
-    except (OSError, AttributeError):
-        return None
-
-
-def busy_note(info: Dict[str, Any]) -> Optional[str]:
-    """A warning when the machine was not idle during the run, else None."""
-    cores = info.get("usable_cores") or 1
-    loads = [v for v in (info.get("loadavg_start"), info.get("loadavg_end")) if v is not None]
-    if loads and max(loads) > 0.5 * cores + 0.5:
-        return (
-            f"machine busy: load average up to {max(loads):.1f} on {cores} cores during this run; "
-            "multi-threaded contenders wait for descheduled threads, so their times are inflated "
-            "(by up to a scheduler time slice, ~10-25 ms, per parallel region). Rerun on an idle "
-            "machine before drawing conclusions."
-        )
-    return None
-
-
-def machine_info() -> Dict[str, Any]:
-    """Where and with what a result was measured."""
-    import numpy
-
-    info: Dict[str, Any] = {
-        "host": socket.gethostname(),
-        "cpu": _cpu_model(),
-        "logical_cores": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0))
-        if hasattr(os, "sched_getaffinity")
-        else os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "mem_total_gb": _mem_total_gb(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "torch": torch.__version__,
-        "numpy": numpy.__version__,
-        "git_commit": git_commit(),
-        "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "loadavg_start": load_average(),
-    }
-    try:
-        import scipy
-
-        info["scipy"] = scipy.__version__
-    except ImportError:
-        pass
-    try:
-        import sparselth
-
-        info["sparselth"] = getattr(sparselth, "__version__", "?")
-        info["sparselth_backends"] = list(sparselth.backends())
-    except Exception as e:  # report, do not fail the benchmark over it
-        info["sparselth"] = f"import failed: {e}"
+def machine(copy_mb: float | None = None, device: Any = None) -> dict[str, Any]:
+    """:func:`sparselth.utils.timing.machine_info` with the measured copy bandwidth (the
+    default probe, or a ``copy_mb`` MB probe on ``device``)."""
+    if copy_mb is None and device is None:
+        return machine_info(bandwidth=True)
+    info = machine_info()
+    info["copy_bandwidth_gbs"] = round(copy_bandwidth_gbs(copy_mb or 256.0, device=device), 2)
     return info
 
 
-# --------------------------------------------------------------------------- writers
+def finish_machine(info: dict[str, Any]) -> list[str]:
+    """Record the load average at the end of a run; the busy-machine note, if any."""
+    info["loadavg_end"] = load_average()
+    note = busy_note(info)
+    return [note] if note else []
 
 
-def atomic_write_text(path: os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically (temp file in the same folder + ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+_MACHINE_KEYS = ("host", "cpu", "usable_cores", "torch_threads", "mem_total_gb",
+                 "copy_bandwidth_gbs", "torch", "numpy", "scipy", "sparselth",
+                 "sparselth_backends", "cuda_device", "loadavg_start", "loadavg_end",
+                 "git_commit", "date_utc", "platform")
 
 
-def _json_default(o):
-    if isinstance(o, (torch.dtype, torch.device, Path)):
-        return str(o)
-    if hasattr(o, "__dataclass_fields__"):
-        return asdict(o)
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+def machine_markdown(info: Mapping[str, Any]) -> str:
+    """The machine facts of a report as a Markdown list."""
+    return "\n".join(f"- {k}: {info[k]}" for k in _MACHINE_KEYS if info.get(k) is not None)
 
 
-def _finite(o):
-    """NaN/inf -> None so the JSON is standard."""
-    if isinstance(o, float):
-        return o if math.isfinite(o) else None
-    if isinstance(o, dict):
-        return {k: _finite(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_finite(v) for v in o]
-    return o
+def machine_section(info: Mapping[str, Any]) -> list[str]:
+    """``## Machine`` and its list, as report lines."""
+    return ["## Machine", "", machine_markdown(info), ""]
 
 
-def write_json(path: os.PathLike, obj: Any) -> Path:
-    """Atomically write ``obj`` as indented, standard JSON (NaN becomes null)."""
-    return atomic_write_text(path, json.dumps(_finite(obj), indent=1, default=_json_default) + "\n")
+def notes_section(notes: Sequence[str]) -> list[str]:
+    """``## Notes`` and one bullet per note (nothing without notes), as report lines."""
+    return ["## Notes", "", *[f"- {n}" for n in notes], ""] if notes else []
 
 
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A GitHub-flavoured Markdown table; floats are shown with 3 significant digits."""
+def log_ticks(ax: Any, ticks: Sequence[float], axis: str = "x", fmt: str = "{:g}") -> None:
+    """A log ``axis`` on ``ax`` labelled exactly at ``ticks`` (no minor ticks)."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-    def cell(v):
-        if v is None:
-            return ""
-        if isinstance(v, float):
-            return fmt_num(v)
-        return str(v).replace("|", "\\|")
-
-    lines = [
-        "| " + " | ".join(map(str, headers)) + " |",
-        "| " + " | ".join("---" for _ in headers) + " |",
-    ]
-    lines += ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def fmt_num(v: Optional[float], digits: int = 3) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "-"
-    if v == 0:
-        return "0"
-    mag = math.floor(math.log10(abs(v)))
-    decimals = max(0, digits - 1 - mag)
-    return f"{v:.{decimals}f}"
-
-
-def write_markdown(path: os.PathLike, text: str) -> Path:
-    return atomic_write_text(path, text if text.endswith("\n") else text + "\n")
-
-
-def machine_markdown(info: Dict[str, Any]) -> str:
-    keys = [
-        "host",
-        "cpu",
-        "usable_cores",
-        "torch_threads",
-        "mem_total_gb",
-        "torch",
-        "numpy",
-        "scipy",
-        "sparselth",
-        "sparselth_backends",
-        "cuda_device",
-        "loadavg_start",
-        "loadavg_end",
-        "git_commit",
-        "date_utc",
-        "platform",
-    ]
-    return "\n".join(f"- {k}: {info[k]}" for k in keys if info.get(k) is not None)
+    getattr(ax, f"set_{axis}scale")("log")
+    a = ax.xaxis if axis == "x" else ax.yaxis
+    a.set_major_locator(FixedLocator(sorted(set(ticks))))
+    a.set_major_formatter(FuncFormatter(lambda v, _: fmt.format(v)))
+    a.set_minor_locator(NullLocator())

@@ -22,9 +22,11 @@ entries pruned independently; ``rows``: whole rows pruned, the kept rows dense):
    ``F.embedding`` (dense and sparse gradient), and the naive ``F.embedding(ids, W * M)`` that
    multiplies the whole table every step; gradients are checked against the naive one first.
 
-Timings follow :mod:`bench.common` (warm-up, interleaved repetitions, median + IQR, default
-threads). Writes ``<out>/embedding-<tag>.json``, ``.md`` and ``.png`` (tag default ``cpu``,
-``cpu-quick`` with ``--quick``).
+Timings follow :mod:`sparselth.utils.timing` (warm-up, interleaved repetitions, wall and CPU
+time, median + IQR; ratios on the headline clock: CPU time with one thread, wall time with
+more). Writes ``embedding-<tag>.json``, ``.md`` and ``.png`` (tag default ``cpu``,
+``cpu-quick`` with ``--quick``) in ``bench/results/`` for the published protocol
+(``PUBLISHED``), else in ``bench/results/local/``, or in ``--out``.
 """
 
 from __future__ import annotations
@@ -32,20 +34,25 @@ from __future__ import annotations
 import argparse
 import gc
 import math
-import os
-import re
-import time
-from pathlib import Path
 from typing import Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
+
+from sparselth.utils.plot import figure, style_axes
+from sparselth.utils.records import format_number, markdown_table
+from sparselth.utils.timing import headline_clock, stopwatch
 
 from . import common
 
 SPARSITIES = (0.5, 0.8, 0.9, 0.95, 0.98)
 MASK_KINDS = ("random", "rows")
 FORMAT_NAMES = ("row_compact", "csr", "bitmask")
+# the arguments of the results committed in bench/results/ (see bench.common.result_path)
+PUBLISHED = {
+    "embedding-cpu": "",
+    "embedding-cpu-1thread": "--threads 1 --tag cpu-1thread",
+}
 
 
 def make_mask(kind: str, rows: int, dim: int, sparsity: float,
@@ -64,14 +71,12 @@ def target_bytes(nnz: int, rows: int, dim: int, value_bytes: int = 4) -> float:
     return 1.15 * nnz * value_bytes + rows * ((dim + 7) // 8 + 4)
 
 
-def _time(fns: Dict[str, callable], cfg: dict) -> Dict[str, dict]:
-    t = common.time_interleaved(fns, warmup=cfg["warmup"], budget_s=cfg["budget_s"],
-                                min_reps=cfg["min_reps"], max_reps=cfg["max_reps"])
-    out = {}
-    for k, v in t.items():
-        out[k] = v.summary()
-        out[k]["min_ms"] = min(v.times) * 1e3 if v.times else math.nan
-    return out
+def _time(fns: Dict[str, callable], cfg: dict, baseline: str, ratio: str) -> Dict[str, dict]:
+    """Per contender: the summary of both clocks and, under ``ratio``, its median over the
+    median of ``baseline`` on the headline clock."""
+    m = common.time_contenders(fns, cfg, clock=cfg["clock"])
+    return {k: dict(t.summary(), **{ratio: m.speedup(k, baseline)})
+            for k, t in m.timings.items()}
 
 
 class Batches:
@@ -101,18 +106,18 @@ def bench_case(W: torch.Tensor, M: torch.Tensor, kind: str, sparsity: float, bat
     rec: dict = {"mask": kind, "sparsity": sparsity, "nnz": nnz,
                  "kept_rows": int(M.any(1).sum()), "dense_bytes": dense_bytes,
                  "target_bytes": target_bytes(nnz, rows, dim, W.element_size())}
-    t0 = time.perf_counter()
+    elapsed = stopwatch()
     rec["choice"] = choose_format(W, M)
-    rec["choose_s"] = time.perf_counter() - t0
+    rec["choose_s"] = elapsed()
     rec["predicted_bytes"] = predict_bytes(W, M)
     ids = batches.all[0]
     want = F.embedding(ids, dense_masked)
     fns = {"dense F.embedding": lambda: F.embedding(batches.next(), dense_masked)}
     fmt_bytes, build_s, errors = {}, {}, {}
     for name in FORMAT_NAMES:
-        t0 = time.perf_counter()
+        elapsed = stopwatch()
         T = compress_embedding(W, M, name)
-        build_s[name] = time.perf_counter() - t0
+        build_s[name] = elapsed()
         fmt_bytes[name] = T.stored_bytes
         got = embedding_lookup(T, ids, backend=cfg["backend"])
         if not torch.equal(got, want):
@@ -136,10 +141,7 @@ def bench_case(W: torch.Tensor, M: torch.Tensor, kind: str, sparsity: float, bat
     rec["chosen_bytes"] = best
     rec["ratio_vs_dense"] = dense_bytes / best
     rec["meets_target"] = best <= rec["target_bytes"]
-    rec["lookup"] = _time(fns, cfg)
-    base = rec["lookup"]["dense F.embedding"]["ms"]
-    for v in rec["lookup"].values():
-        v["vs_dense"] = v["ms"] / base if base else None
+    rec["lookup"] = _time(fns, cfg, "dense F.embedding", "vs_dense")
     del q, fns
     return rec
 
@@ -191,12 +193,11 @@ def bench_training(W: torch.Tensor, M: torch.Tensor, batches: Batches, cfg: dict
     fwd_out = masked_embedding(W, M, ids, backend=cfg["backend"])
     if not torch.equal(fwd_out, F.embedding(ids, W * M)):
         raise RuntimeError("bench.embedding: masked_embedding forward differs from (W * M)[ids]")
-    res = _time(contenders, cfg)
-    base = res["F.embedding (unmasked) dense grad"]["ms"]
-    naive_ms = res["naive F.embedding(ids, W * M)"]["ms"]
+    res = _time(contenders, cfg, "F.embedding (unmasked) dense grad", "vs_unmasked_dense")
+    key = common.ms_key(cfg["clock"])
+    naive_ms = res["naive F.embedding(ids, W * M)"][key]
     for v in res.values():
-        v["vs_unmasked_dense"] = v["ms"] / base
-        v["speedup_vs_naive"] = naive_ms / v["ms"]
+        v["speedup_vs_naive"] = naive_ms / v[key]
     w.grad = None
     return {"steps": res, "grad_max_rel_err": checks}
 
@@ -206,22 +207,21 @@ def bench_training(W: torch.Tensor, M: torch.Tensor, batches: Batches, cfg: dict
 
 def render_markdown(report: dict) -> str:
     a = report["args"]
+    key = common.ms_key(report["clock"])
+    pre = "cpu_" if report["clock"] == "cpu" else ""
     lines = [
         f"# Pruned embedding tables: {report['tag']}",
         "",
         f"Table {a['rows']} x {a['dim']} float32 ({report['dense_bytes'] / 1e6:.1f} MB dense); "
         f"lookups of {a['batch']} uniformly random ids (a new batch per call, cycling through "
         f"{a['id_batches']}); backend `{a['backend']}`; "
-        f"{report['threads']} torch threads.",
+        f"{report['threads']} torch threads. "
+        + common.clock_sentence(report["clock"], report["threads"]),
         "",
-        "## Machine",
-        common.machine_markdown(report["machine"]),
-        f"- measured copy bandwidth: {report['copy_bandwidth_gbs']:.1f} GB/s (read + write)",
+        *common.machine_section(report["machine"]),
+        f"Measured copy bandwidth: {report['copy_bandwidth_gbs']:.1f} GB/s (read + write).",
         "",
-    ]
-    if report.get("notes"):
-        lines += ["## Notes", *[f"- {n}" for n in report["notes"]], ""]
-    lines += [
+        *common.notes_section(report.get("notes") or []),
         "## Stored bytes",
         "",
         "MB per format; **bold** = the format `choose_format` picks (fewest bytes). Target: "
@@ -241,7 +241,7 @@ def render_markdown(report: dict) -> str:
                      f"{r['ratio_vs_dense']:.2f}x",
                      f"{q['stored_bytes'] / 1e6:.2f} ({q['bytes_ratio_vs_dense']:.1f}x, "
                      f"err {q['max_abs_error'] / max(q['max_abs_value'], 1e-30):.1e})"])
-    lines += [common.markdown_table(
+    lines += [markdown_table(
         ["mask", "sparsity", "kept values", *[f"{f} MB" for f in FORMAT_NAMES], "target MB",
          "meets", "dense / chosen", "int8 MB (vs dense, rel. err)"], rows), ""]
     lines += [
@@ -258,10 +258,10 @@ def render_markdown(report: dict) -> str:
         row = [r["mask"], f"{r['sparsity']:.0%}"]
         for n in names:
             v = r["lookup"].get(n)
-            row.append("-" if v is None else f"{common.fmt_num(v['ms'])} ({v['vs_dense']:.2f}); "
-                       f"{common.fmt_num(v['min_ms'])}")
+            row.append("-" if v is None else f"{format_number(v[key])} ({v['vs_dense']:.2f}); "
+                       f"{format_number(v[pre + 'min_ms'])}")
         rows.append(row)
-    lines += [common.markdown_table(["mask", "sparsity", *names], rows), ""]
+    lines += [markdown_table(["mask", "sparsity", *names], rows), ""]
     tr = report.get("training")
     if tr:
         lines += [
@@ -272,11 +272,11 @@ def render_markdown(report: dict) -> str:
             f"a {report['dense_bytes'] / 1e6:.0f} MB tensor allocated and zeroed every step by "
             "every dense-gradient contender; sparse gradients are O(batch).",
             "",
-            common.markdown_table(
+            markdown_table(
                 ["contender", "ms", "IQR ms", "min ms", "x unmasked F.embedding (dense grad)",
                  "speed-up vs naive W * M"],
-                [[k, v["ms"], f"{v['q1_ms']:.3g}-{v['q3_ms']:.3g}", v["min_ms"],
-                  v["vs_unmasked_dense"], v["speedup_vs_naive"]]
+                [[k, v[key], f"{v[pre + 'q1_ms']:.3g}-{v[pre + 'q3_ms']:.3g}",
+                  v[pre + "min_ms"], v["vs_unmasked_dense"], v["speedup_vs_naive"]]
                  for k, v in tr["steps"].items()]),
             "",
         ]
@@ -284,19 +284,14 @@ def render_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def plot(report: dict, path: Path) -> Optional[Path]:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
+def plot(report: dict):
+    """Stored bytes, lookup time and (with training) the training step; the figure, or None."""
     cases = report["cases"]
     if not cases:
         return None
+    key = common.ms_key(report["clock"])
     panels = 3 if report.get("training") else 2
-    fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.2))
+    fig, axes = figure(panels, width=5.2 * panels, height=4.2)
     colors = {"row_compact": "tab:blue", "csr": "tab:orange", "bitmask": "tab:green"}
     ax = axes[0]
     for kind, style in (("random", "-o"), ("rows", "--s")):
@@ -310,11 +305,8 @@ def plot(report: dict, path: Path) -> Optional[Path]:
         ax.plot(xs, [r["target_bytes"] / r["dense_bytes"] for r in sel], ":", color="k",
                 label="target" if kind == "random" else None)
     ax.set_yscale("log")
-    ax.set_xlabel("element sparsity")
-    ax.set_ylabel("stored bytes / dense bytes")
-    ax.set_title("stored bytes", fontsize=10)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    style_axes(ax, xlabel="element sparsity", ylabel="stored bytes / dense bytes",
+               title="stored bytes")
     ax = axes[1]
     sel = sorted((r for r in cases if r["mask"] == "random"), key=lambda r: r["sparsity"]) or \
         sorted(cases, key=lambda r: r["sparsity"])
@@ -322,36 +314,27 @@ def plot(report: dict, path: Path) -> Optional[Path]:
     line_color = dict(colors, **{"dense F.embedding": "k", "chosen int8": "tab:purple"})
     for n in sel[0]["lookup"]:
         style = "--" if n.startswith("dense") else ":^" if "int8" in n else "-o"
-        ax.plot(xs, [r["lookup"][n]["ms"] for r in sel], style, label=n, markersize=4,
+        ax.plot(xs, [r["lookup"][n][key] for r in sel], style, label=n, markersize=4,
                 color=line_color.get(n))
-    ax.set_xlabel("element sparsity")
-    ax.set_ylabel("ms per batch (median)")
-    ax.set_title(f"lookup of {report['args']['batch']} ids ({sel[0]['mask']} masks)", fontsize=10)
     ax.set_ylim(bottom=0)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
+    clock = "CPU" if report["clock"] == "cpu" else "wall"
+    style_axes(ax, xlabel="element sparsity", ylabel=f"ms per batch (median, {clock})",
+               title=f"lookup of {report['args']['batch']} ids ({sel[0]['mask']} masks)")
     if panels == 3:
         ax = axes[2]
         steps = report["training"]["steps"]
         names = list(steps)
-        ax.barh(range(len(names)), [steps[n]["ms"] for n in names],
+        ax.barh(range(len(names)), [steps[n][key] for n in names],
                 color=["tab:red" if n.startswith("naive") else "tab:gray" if
                        n.startswith("F.") else "tab:green" for n in names])
         ax.set_yticks(range(len(names)))
         ax.set_yticklabels(names, fontsize=7)
         ax.set_xscale("log")
-        ax.set_xlabel("ms per step (median, log)")
-        ax.set_title("training lookup + backward", fontsize=10)
-        ax.grid(True, axis="x", which="both", alpha=0.3)
+        style_axes(ax, xlabel=f"ms per step (median, {clock}, log)",
+                   title="training lookup + backward", legend=False)
     fig.suptitle(f"{report['args']['rows']} x {report['args']['dim']} float32 table "
-                 f"({report['machine'].get('cpu')}, {report['threads']} threads)", fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+                 f"({report['machine'].get('cpu')}, {report['threads']} threads)")
+    return fig
 
 
 # --------------------------------------------------------------------------- CLI
@@ -361,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m bench.embedding",
         description="Bytes, lookups and masked training of pruned embedding tables; writes "
-        "JSON, Markdown and a PNG under --out.",
+        "JSON, Markdown and a PNG.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 20000 rows, sparsities 0.5 0.9 0.98, short budgets")
@@ -379,37 +362,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads (default: torch's default, all cores)")
     p.add_argument("--backend", default="cpp", help="sparselth backend for the lookups")
-    p.add_argument("--budget", type=float, default=None,
-                   help="seconds of timing per contender and case (default 1.0, quick 0.1)")
-    p.add_argument("--min-reps", type=int, default=None, help="min samples (default 5, quick 3)")
-    p.add_argument("--max-reps", type=int, default=50)
+    common.add_timing_args(p, budget=(1.0, 0.1))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--copy-mb", type=float, default=None,
                    help="copy-bandwidth probe size in MB (default 256, quick 32)")
-    p.add_argument("--out", type=Path, default=common.REPO_ROOT / "bench" / "results")
     p.add_argument("--tag", default=None, help="file tag (default cpu, cpu-quick with --quick)")
-    p.add_argument("--no-plot", action="store_true")
-    p.add_argument("--no-progress", action="store_true")
+    common.add_output_args(p)
     return p
 
 
+def run_protocol(args: argparse.Namespace) -> dict:
+    """The argument values that change this suite's numbers, defaults resolved."""
+    return dict(
+        common.timing_config(args, budget=(1.0, 0.1)),
+        rows=args.rows or (20_000 if args.quick else 1_000_000),
+        dim=args.dim,
+        sparsities=args.sparsity or ([0.5, 0.9, 0.98] if args.quick else list(SPARSITIES)),
+        masks=list(args.masks), batch=args.batch, id_batches=args.id_batches,
+        training=not args.no_training, train_sparsity=args.train_sparsity,
+        train_mask=args.train_mask, threads=args.threads, backend=args.backend, seed=args.seed,
+    )
+
+
 def main(argv: Optional[List[str]] = None) -> dict:
-    """Run the benchmark; returns the report (also written to ``<out>/embedding-<tag>.json``)."""
-    args = build_parser().parse_args(argv)
-    t_start = time.perf_counter()
+    """Run the benchmark; returns the report (also written to ``embedding-<tag>.json``)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    elapsed = stopwatch()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    rows = args.rows or (20_000 if args.quick else 1_000_000)
-    sparsities = args.sparsity or ([0.5, 0.9, 0.98] if args.quick else list(SPARSITIES))
+    proto = run_protocol(args)
+    rows, sparsities = proto["rows"], proto["sparsities"]
     if any(not 0 <= s < 1 for s in sparsities):
         raise SystemExit(f"bench.embedding: --sparsity values must be in [0, 1), got {sparsities}")
-    cfg = dict(warmup=1 if args.quick else 2,
-               budget_s=args.budget if args.budget is not None else (0.1 if args.quick else 1.0),
-               min_reps=args.min_reps if args.min_reps is not None else (3 if args.quick else 5),
-               max_reps=args.max_reps, backend=args.backend)
-    tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", args.tag or ("cpu-quick" if args.quick else "cpu"))
-    info = common.machine_info()
-    copy_bw = common.copy_bandwidth_gbs(args.copy_mb or (32 if args.quick else 256))
+    cfg = common.timing_config(args, budget=(1.0, 0.1))
+    cfg.update(backend=args.backend, clock=headline_clock())
+    tag = common.safe_name(args.tag or ("cpu-quick" if args.quick else "cpu"))
+    dest = common.result_path(f"embedding-{tag}", args, PUBLISHED, parser=parser,
+                              protocol=run_protocol)
+    info = common.machine(copy_mb=args.copy_mb or (32 if args.quick else None))
     gen = torch.Generator().manual_seed(args.seed)
     W = torch.randn(rows, args.dim, generator=gen)
     batches = Batches(rows, args.batch, args.id_batches, gen)
@@ -427,16 +418,16 @@ def main(argv: Optional[List[str]] = None) -> dict:
         M = make_mask(args.train_mask, rows, args.dim, args.train_sparsity, gen)
         training = bench_training(W, M, batches, cfg)
         del M
-    info["loadavg_end"] = common.load_average()
-    notes = [n for n in [common.busy_note(info)] if n]
+    notes = common.finish_machine(info)
     at90 = [c for c in cases if c["mask"] == "random" and math.isclose(c["sparsity"], 0.9)]
     if at90:
         notes.append(f"random 90% sparsity: {at90[0]['ratio_vs_dense']:.2f}x fewer bytes than "
                      f"dense ({at90[0]['choice']}); goal >= 6x "
                      f"({'met' if at90[0]['ratio_vs_dense'] >= 6 else 'NOT met'})")
     report = {
-        "suite": "embedding", "tag": tag, "machine": info, "copy_bandwidth_gbs": copy_bw,
-        "threads": torch.get_num_threads(),
+        "suite": "embedding", "tag": tag, "machine": info,
+        "copy_bandwidth_gbs": info["copy_bandwidth_gbs"],
+        "threads": torch.get_num_threads(), "clock": cfg["clock"],
         "args": {"rows": rows, "dim": args.dim, "batch": args.batch, "sparsities": sparsities,
                  "masks": args.masks, "train_sparsity": args.train_sparsity,
                  "train_mask": args.train_mask, "backend": args.backend, "seed": args.seed,
@@ -444,13 +435,10 @@ def main(argv: Optional[List[str]] = None) -> dict:
                  "quick": args.quick},
         "protocol": cfg, "dense_bytes": W.numel() * W.element_size(),
         "cases": cases, "training": training, "notes": notes,
-        "elapsed_s": time.perf_counter() - t_start,
+        "elapsed_s": elapsed(),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    common.write_json(args.out / f"embedding-{tag}.json", report)
-    common.write_markdown(args.out / f"embedding-{tag}.md", render_markdown(report))
-    if not args.no_plot:
-        plot(report, args.out / f"embedding-{tag}.png")
+    common.write_result(dest, report, render_markdown(report),
+                        None if args.no_plot else plot(report))
     return report
 
 

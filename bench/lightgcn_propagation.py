@@ -14,19 +14,29 @@ interleaved, for each table sparsity:
 Element-granularity masks leave every row partly alive, so no route can skip rows: their
 time stays that of the dense table (the mask only saves bytes, see ``bench.embedding``).
 Layers 2..K propagate dense activations and cost the same at any table sparsity.
-Writes ``bench/results/lightgcn-propagation-<tag>.{json,md,png}``.
+Timings: :mod:`sparselth.utils.timing`, ratios on the headline clock (CPU time with one thread,
+the default, wall time with more). Writes ``lightgcn-propagation-<tag>.{json,md,png}`` in
+``bench/results/`` for the published protocol (``PUBLISHED``), else in
+``bench/results/local/``, or in ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any, Dict, List
 
 import torch
 
-from bench import common
+from sparselth.utils.plot import figure, style_axes
+from sparselth.utils.records import format_number, markdown_table
+from sparselth.utils.timing import headline_clock
+
+from . import common
+
+ROUTES = ("dense", "materialised", "x_mask", "rows dropped")
+# the arguments of the results committed in bench/results/ (see bench.common.result_path)
+PUBLISHED = {"lightgcn-propagation-cpu": "--users 100000 --items 50000"}
 
 
 def _drop_columns(A, keep_rows: torch.Tensor):
@@ -39,20 +49,23 @@ def _drop_columns(A, keep_rows: torch.Tensor):
     return CSR.from_coo(rows, A.col[keep].long(), vals, A.shape)
 
 
-def run(args: argparse.Namespace) -> Dict[str, Any]:
+def run(args: argparse.Namespace, info: Dict[str, Any]) -> Dict[str, Any]:
     from sparselth.data import synthetic_interactions
     from sparselth.ops import spmm
 
+    proto = run_protocol(args)
     torch.manual_seed(args.seed)
-    data = synthetic_interactions(args.users, args.items, avg_interactions=args.avg,
+    data = synthetic_interactions(proto["users"], proto["items"], avg_interactions=args.avg,
                                   seed=args.seed)
     A = data.adjacency()
     n = A.shape[0]
     W = torch.randn(n, args.dim)
     g = torch.Generator().manual_seed(args.seed)
+    clock = headline_clock()
+    key = common.ms_key(clock)
     rows: List[Dict[str, Any]] = []
     for granularity in ("element", "row"):
-        for sp in args.sparsity:
+        for sp in proto["sparsity"]:
             if granularity == "element":
                 M = torch.rand(n, args.dim, generator=g) >= sp
                 keep_rows = None
@@ -67,87 +80,105 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
             if keep_rows is not None:
                 Ak = _drop_columns(A, keep_rows)
                 fns["rows dropped"] = lambda: spmm(Ak, W)
-                ref = spmm(A, W * M)
-                err = common.max_rel_error(spmm(Ak, W), ref)
-                if err > 1e-4:
-                    raise RuntimeError(f"rows-dropped route differs from the masked table: {err}")
-            t = common.time_interleaved(fns, budget_s=args.budget)
+                bad = common.wrong_result("rows dropped", spmm(Ak, W), spmm(A, W * M))
+                if bad:
+                    raise RuntimeError(f"bench.lightgcn_propagation: {bad}")
+            m = common.time_contenders(fns, {"budget_s": proto["budget_s"]}, clock=clock)
             rec = {"granularity": granularity, "sparsity": sp, "nnz": A.nnz,
-                   "nnz_rows_dropped": None if keep_rows is None else int(Ak.nnz)}
-            for k, v in t.items():
-                rec[f"{k}_ms"] = v.median * 1e3
+                   "nnz_rows_dropped": None if keep_rows is None else int(Ak.nnz),
+                   "timings": {k: t.summary() for k, t in m.timings.items()}}
+            for k, t in rec["timings"].items():
+                rec[f"{k}_ms"] = t[key]
             rows.append(rec)
-            print(rec, file=sys.stderr)
-    return {"config": vars(args) | {"out": str(args.out)}, "graph": {"nodes": n, "nnz": A.nnz},
-            "machine": common.machine_info(), "rows": rows}
+            print({k: v for k, v in rec.items() if k != "timings"}, file=sys.stderr)
+    return {"config": proto, "clock": clock, "threads": torch.get_num_threads(),
+            "graph": {"nodes": n, "nnz": A.nnz}, "machine": info, "rows": rows}
 
 
-def render(res: Dict[str, Any], out: Path, tag: str, plot: bool) -> None:
-    routes = ["dense", "materialised", "x_mask", "rows dropped"]
+def markdown(res: Dict[str, Any], tag: str) -> str:
     table = []
     for r in res["rows"]:
         table.append([r["granularity"], f"{100 * r['sparsity']:.0f}%"]
-                     + [common.fmt_num(r.get(f"{k}_ms")) if r.get(f"{k}_ms") is not None else "-"
-                        for k in routes]
-                     + [common.fmt_num(r["dense_ms"] / r["rows dropped_ms"])
+                     + [format_number(r.get(f"{k}_ms")) for k in ROUTES]
+                     + [format_number(r["dense_ms"] / r["rows dropped_ms"])
                         if r.get("rows dropped_ms") else "-",
-                        common.fmt_num(1 / (1 - r["sparsity"]))
+                        format_number(1 / (1 - r["sparsity"]))
                         if r["granularity"] == "row" else "-"])
     g = res["graph"]
-    text = (f"# LightGCN propagation on a pruned table ({tag})\n\n"
-            f"First layer `A_norm @ (W * M)`: synthetic user-item graph, {g['nodes']:,} nodes, "
-            f"{g['nnz']:,} stored entries, d = {res['config']['dim']}; median ms, interleaved. "
-            "Element masks keep every row partly alive, so only row masks can skip work.\n\n"
-            + common.markdown_table(["mask", "sparsity"] + [f"{k} ms" for k in routes]
-                                    + ["rows dropped speed-up", "kept-rows promise"], table)
-            + "\n\n## Machine\n\n" + common.machine_markdown(res["machine"]) + "\n")
-    common.write_json(out / f"lightgcn-propagation-{tag}.json", res)
-    common.write_markdown(out / f"lightgcn-propagation-{tag}.md", text)
-    if plot:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    return "\n".join([
+        f"# LightGCN propagation on a pruned table ({tag})", "",
+        f"First layer `A_norm @ (W * M)`: synthetic user-item graph, {g['nodes']:,} nodes, "
+        f"{g['nnz']:,} stored entries, d = {res['config']['dim']}; median ms, interleaved. "
+        "Element masks keep every row partly alive, so only row masks can skip work. "
+        + common.clock_sentence(res["clock"], res["threads"]), "",
+        markdown_table(["mask", "sparsity"] + [f"{k} ms" for k in ROUTES]
+                       + ["rows dropped speed-up", "kept-rows promise"], table), "",
+        *common.machine_section(res["machine"]),
+    ])
 
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for gran, style in (("element", "--"), ("row", "-")):
-            rs = [r for r in res["rows"] if r["granularity"] == gran]
-            for k in routes:
-                ys = [r.get(f"{k}_ms") for r in rs]
-                if all(y is not None for y in ys):
-                    ax.plot([100 * r["sparsity"] for r in rs], ys, style, marker="o",
-                            label=f"{k} ({gran})")
-        ax.set_xlabel("table sparsity (%)")
-        ax.set_ylabel("ms per propagation layer")
-        ax.set_title("LightGCN layer 1 on a pruned table")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        tmp = out / f".lightgcn-propagation-{tag}.png.tmp"
-        fig.savefig(tmp, format="png", dpi=120)
-        tmp.replace(out / f"lightgcn-propagation-{tag}.png")
-        plt.close(fig)
+
+def plot(res: Dict[str, Any]):
+    """ms per route against the table sparsity, element and row masks; the figure."""
+    fig, ax = figure(width=6, height=4)
+    for gran, style in (("element", "--"), ("row", "-")):
+        rs = [r for r in res["rows"] if r["granularity"] == gran]
+        for k in ROUTES:
+            ys = [r.get(f"{k}_ms") for r in rs]
+            if all(y is not None for y in ys):
+                ax.plot([100 * r["sparsity"] for r in rs], ys, style, marker="o",
+                        label=f"{k} ({gran})")
+    style_axes(ax, xlabel="table sparsity (%)",
+               ylabel=f"ms per propagation layer ({res['clock']} time)",
+               title="LightGCN layer 1 on a pruned table")
+    return fig
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench.lightgcn_propagation",
+                                description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: 2000 users, 1000 items, sparsities 0 and 0.9, budget 0.05")
+    p.add_argument("--users", type=int, default=None, help="users (default 200000)")
+    p.add_argument("--items", type=int, default=None, help="items (default 100000)")
+    p.add_argument("--avg", type=float, default=20.0, help="interactions per user")
+    p.add_argument("--dim", type=int, default=64)
+    p.add_argument("--sparsity", type=float, nargs="+", default=None,
+                   help="table sparsities (default 0 0.5 0.8 0.9 0.95)")
+    p.add_argument("--budget", type=float, default=None,
+                   help="timing budget per case in seconds (default 1, quick 0.05)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tag", default=None, help="file tag (default cpu, cpu-quick with --quick)")
+    common.add_output_args(p)
+    return p
+
+
+def run_protocol(args: argparse.Namespace) -> dict:
+    """The argument values that change this suite's numbers, defaults resolved."""
+    q = args.quick
+    return dict(
+        users=args.users or (2000 if q else 200_000), items=args.items or (1000 if q else 100_000),
+        avg=args.avg, dim=args.dim,
+        sparsity=args.sparsity or ([0.0, 0.9] if q else [0.0, 0.5, 0.8, 0.9, 0.95]),
+        budget_s=args.budget if args.budget is not None else (0.05 if q else 1.0),
+        threads=args.threads, seed=args.seed,
+    )
 
 
 def main(argv: List[str] | None = None) -> Dict[str, Any]:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--users", type=int, default=200_000)
-    p.add_argument("--items", type=int, default=100_000)
-    p.add_argument("--avg", type=float, default=20.0, help="interactions per user")
-    p.add_argument("--dim", type=int, default=64)
-    p.add_argument("--sparsity", type=float, nargs="+", default=[0.0, 0.5, 0.8, 0.9, 0.95])
-    p.add_argument("--budget", type=float, default=1.0, help="timing budget per case (s)")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--tag", default="cpu")
-    p.add_argument("--out", type=Path, default=common.REPO_ROOT / "bench" / "results")
-    p.add_argument("--no-plot", action="store_true")
-    args = p.parse_args(argv)
-    for s in args.sparsity:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for s in run_protocol(args)["sparsity"]:
         if not 0.0 <= s < 1.0:
-            p.error(f"--sparsity values must lie in [0, 1), got {s}")
+            parser.error(f"--sparsity values must lie in [0, 1), got {s}")
     torch.set_num_threads(args.threads)
-    args.out.mkdir(parents=True, exist_ok=True)
-    res = run(args)
-    render(res, args.out, args.tag, not args.no_plot)
+    tag = common.safe_name(args.tag or ("cpu-quick" if args.quick else "cpu"))
+    dest = common.result_path(f"lightgcn-propagation-{tag}", args, PUBLISHED, parser=parser,
+                              protocol=run_protocol)
+    res = run(args, common.machine())
+    res["notes"] = common.finish_machine(res["machine"])
+    common.write_result(dest, res, markdown(res, tag), None if args.no_plot else plot(res))
     return res
 
 

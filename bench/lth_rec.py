@@ -3,15 +3,18 @@
 ``python -m bench.lth_rec --model lightgcn --dataset lastfm --data ../shared/datasets``
 runs :func:`sparselth.train.recsys.find_recsys_ticket` (round 0 dense, then ``--rounds``
 rounds pruning ``--prune`` of the surviving table entries by one global threshold on
-``|W * M|``, rewinding the survivors to θ0) and writes
+``|W * M|``, rewinding the survivors to θ0) and writes, in ``bench/results/`` for the
+published protocol of the result (``PUBLISHED``), else in ``bench/results/local/``, or in
+``--out``:
 
-- ``bench/results/lth-<model>-<dataset>[-row][-random].json``: a ``"dense"`` record (round
+- ``lth-<model>-<dataset>[-row][-random].json``: a ``"dense"`` record (round
   0), the ``"rounds"`` list, the config, seed, protocol text and machine;
 - the same name ``.md``: a table per round (kept %, Recall/NDCG@{10,20}, bytes stored,
   lookup and ranking latency, epochs, seconds) and the largest sparsity whose test
   Recall@20 is within 2% (relative) of dense;
 - ``lth-<model>-<dataset>[-row].png``: Recall@20 and NDCG@20 against the fraction of the
-  table kept (dense line; the random baseline when its JSON exists) and stored bytes;
+  table kept (dense line; the random baseline when its JSON, made with the same protocol,
+  is in the same folder) and stored bytes;
 - the ticket of that sparsest within-2% round (or the last round) as a
   :class:`sparselth.Ticket` in ``<run-dir>/ticket``.
 
@@ -24,15 +27,17 @@ fits a small CPU budget.
 from __future__ import annotations
 
 import argparse
-import io
 import json
-import os
 import sys
-import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from sparselth.utils.plot import figure, save_png, style_axes
+from sparselth.utils.records import markdown_table
+from sparselth.utils.timing import stopwatch
 
 from . import common
 
@@ -43,6 +48,16 @@ TOLERANCE = 0.02
 DEFAULT_LR = {"lightgcn": 5e-3, "mf": 1e-3}
 DEFAULT_EPOCHS = {"lightgcn": 150, "mf": 250}
 DEFAULT_PATIENCE = {"lightgcn": 4, "mf": 6}
+# the arguments of the results committed in bench/results/ (see bench.common.result_path)
+PUBLISHED = {
+    "lth-lightgcn-lastfm": "--model lightgcn --dataset lastfm --rounds 12 --prune 0.2",
+    "lth-lightgcn-lastfm-random":
+        "--model lightgcn --dataset lastfm --baseline random --rounds 12 --prune 0.2",
+    "lth-lightgcn-ml100k": "--model lightgcn --dataset ml100k --epochs 120 --rounds 12 --prune 0.2",
+    "lth-mf-lastfm": "--model mf --dataset lastfm --rounds 12 --prune 0.2",
+    "lth-mf-lastfm-random": "--model mf --dataset lastfm --baseline random --rounds 12 --prune 0.2",
+    "lth-mf-ml100k": "--model mf --dataset ml100k --rounds 12 --prune 0.2",
+}
 
 
 def result_stem(model: str, dataset: str, granularity: str, strategy: str) -> str:
@@ -96,10 +111,6 @@ def protocol_text(args: argparse.Namespace, data, cfg) -> str:
     )
 
 
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.2f}"
-
-
 def markdown(report: dict[str, Any]) -> str:
     rows = []
     dense = report["dense"]
@@ -133,7 +144,7 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         report["protocol"],
         "",
-        common.markdown_table(head, rows),
+        markdown_table(head, rows),
         "",
         f"Dense table: {dense['bytes_dense'] / 1024:.1f} KiB "
         f"({dense['params_total']} entries); stored: {dense['bytes_method']} (the smallest of "
@@ -152,28 +163,38 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(f"No pruned round is within {100 * TOLERANCE:g}% of dense Recall@20.")
     lines += ["", f"Total {report['wall_s']:.0f} s; machine: {report['machine'].get('cpu')}, "
               f"{report['machine'].get('torch_threads')} torch threads, load average "
-              f"{report['machine'].get('loadavg_start')} at the start."]
+              f"{report['machine'].get('loadavg_start')} at the start.", ""]
+    lines += common.notes_section(report.get("notes") or [])
     return "\n".join(lines)
 
 
-def plot(out: Path, stem: str) -> Path | None:
-    """Recall@20 / NDCG@20 / stored bytes vs fraction kept, from the JSON files of
-    ``stem`` (magnitude) and ``stem-random`` when present."""
-    import matplotlib
+def comparable(report: Mapping[str, Any]) -> dict[str, Any]:
+    """What must agree between a run and its random baseline to share a figure: everything
+    but the pruning strategy."""
+    c = report["config"]
+    return {"model": report["model"], "dataset": report["dataset"], "data": report["data"],
+            "granularity": report["granularity"], "dim": c["dim"], "layers": c["layers"],
+            "seed": c["seed"], "train": c["train"],
+            "imp": {k: v for k, v in c["imp"].items() if k != "strategy"}}
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker
 
+def plot(folder: Path, stem: str, report: Mapping[str, Any]) -> tuple[Any, list[str]]:
+    """Recall@20 / NDCG@20 / stored bytes vs fraction kept, for ``report`` (the result
+    ``stem`` or ``stem-random``) and the other one when its JSON in ``folder`` has the same
+    protocol; the figure and a note for a file left out."""
     imp = "IMP (row L2 norm)" if stem.endswith("-row") else "IMP (magnitude)"
-    runs = {}
-    for label, name in ((imp, stem), ("random pruning", f"{stem}-random")):
-        p = out / f"{name}.json"
-        if p.is_file():
-            runs[label] = json.loads(p.read_text())
-    if not runs:
-        return None
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    labels = {"magnitude": imp, "random": "random pruning"}
+    mine = labels[report["strategy"]]
+    other_name = stem if report["strategy"] == "random" else f"{stem}-random"
+    path = folder / f"{other_name}.json"
+    found = {}
+    if path.is_file():
+        found[labels["random" if report["strategy"] == "magnitude" else "magnitude"]] = \
+            json.loads(path.read_text())
+    others, notes = common.same_protocol(report, found, comparable)
+    runs = dict(sorted({mine: report, **others}.items(), key=lambda kv: kv[0] != imp))
+    first = report
+    fig, axes = figure(3, width=15, height=4.2)
     dense_done = False
     for label, rep in runs.items():
         recs = [rep["dense"]] + rep["rounds"]
@@ -191,40 +212,26 @@ def plot(out: Path, stem: str) -> Path | None:
             axes[2].axhline(rep["dense"]["bytes_dense"] / 1024, color="k", ls="--", lw=1,
                             label="dense table")
         dense_done = True
-    first = next(iter(runs.values()))
     ticks = [100 * r["fraction_kept"] for r in [first["dense"]] + first["rounds"]]
     for ax, title in zip(axes, ("test Recall@20", "test NDCG@20", "table bytes (KiB)")):
-        ax.set_xscale("log")
-        ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(ticks))
-        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:.3g}"))
-        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        common.log_ticks(ax, ticks, fmt="{:.3g}")
         ax.tick_params(axis="x", labelsize=7)
         ax.invert_xaxis()
-        ax.set_xlabel("% of the embedding table kept")
-        ax.set_title(f"{first['model']} / {first['dataset']}: {title}")
-        ax.grid(True, alpha=0.3, which="both")
-        ax.legend(fontsize=8)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    path = out / f"{stem}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, path)
-    return path
+        style_axes(ax, xlabel="% of the embedding table kept",
+                   title=f"{first['model']} / {first['dataset']}: {title}")
+    return fig, notes
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m bench.lth_rec",
         description="Lottery tickets for MF / LightGCN: IMP on the embedding table; JSON, "
-        "Markdown and PNG under --out.",
+        "Markdown and PNG.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--model", choices=["lightgcn", "mf"], default="lightgcn")
     p.add_argument("--dataset", choices=["lastfm", "ml100k", "synthetic"], default="lastfm")
-    p.add_argument("--data", default=os.environ.get("SPARSELTH_DATA", "../shared/datasets"),
+    p.add_argument("--data", type=Path, default=common.default_data_dir(),
                    help="datasets folder (holds lastfm/, movielens-100k/)")
     p.add_argument("--rounds", type=int, default=12, help="pruning rounds after the dense one")
     p.add_argument("--prune", type=float, default=0.2,
@@ -251,44 +258,75 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (0: torch's default). 1 by default: the tables are small "
                    "and a second thread only adds waiting on a shared 2-core machine")
-    p.add_argument("--out", type=Path, default=common.REPO_ROOT / "bench" / "results")
     p.add_argument("--run-dir", type=Path, default=None,
-                   help="IMP checkpoint folder (resumable; default runs/<result name>)")
+                   help="IMP checkpoint folder (resumable; default runs/<result name>, "
+                   "runs/local/<result name> for a protocol that is not the published one)")
     p.add_argument("--no-latency", action="store_true", help="skip lookup latency timing")
-    p.add_argument("--no-plot", action="store_true")
     p.add_argument("--no-ticket", action="store_true", help="do not save the ticket")
-    p.add_argument("--no-progress", action="store_true")
+    common.add_output_args(p)
     return p
 
 
+def _resolve(args: argparse.Namespace) -> argparse.Namespace:
+    """``args`` with the per-model defaults filled in."""
+    return argparse.Namespace(**{
+        **vars(args),
+        "lr": DEFAULT_LR[args.model] if args.lr is None else args.lr,
+        "epochs": DEFAULT_EPOCHS[args.model] if args.epochs is None else args.epochs,
+        "patience": DEFAULT_PATIENCE[args.model] if args.patience is None else args.patience,
+    })
+
+
+def run_protocol(args: argparse.Namespace) -> dict:
+    """The argument values that change this suite's numbers, defaults resolved."""
+    a = _resolve(args)
+    out = {k: getattr(a, k) for k in (
+        "model", "dataset", "rounds", "prune", "granularity", "baseline", "epochs", "patience",
+        "eval_every", "lr", "batch_size", "reg", "dim", "seed", "val_fraction", "threads")}
+    out["layers"] = a.layers if a.model == "lightgcn" else None
+    out["latency"] = not a.no_latency
+    if a.dataset == "synthetic":
+        out.update(synthetic_users=a.synthetic_users, synthetic_items=a.synthetic_items)
+    return out
+
+
+# settings a resumed IMP run folder must share (rounds may grow: the run is extended)
+_RUN_SETTINGS = ("model", "dataset", "prune", "granularity", "baseline", "epochs", "patience",
+                 "eval_every", "lr", "batch_size", "reg", "dim", "layers", "seed",
+                 "val_fraction", "synthetic_users", "synthetic_items")
+
+
+def _claim_run_dir(run_dir: Path, protocol: Mapping[str, Any]) -> None:
+    """Refuse a run folder that holds a run with other settings; record ours in it."""
+    settings = {k: protocol[k] for k in _RUN_SETTINGS if k in protocol}
+    sfile = run_dir / "bench_settings.json"
+    if sfile.is_file():
+        old = json.loads(sfile.read_text())
+        diffs = common.protocol_differences(settings, {k: old.get(k) for k in settings},
+                                            label="in the folder")
+        if diffs:
+            raise SystemExit(f"bench.lth_rec: {run_dir} holds a run with other settings "
+                             f"({'; '.join(diffs)}); pass another --run-dir or delete it")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    common.write_json(sfile, settings)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     from sparselth import Ticket
     from sparselth.train.recsys import BPRConfig, find_recsys_ticket, largest_sparsity_within
 
-    if args.lr is None:
-        args.lr = DEFAULT_LR[args.model]
-    if args.epochs is None:
-        args.epochs = DEFAULT_EPOCHS[args.model]
-    if args.patience is None:
-        args.patience = DEFAULT_PATIENCE[args.model]
     strategy = "random" if args.baseline == "random" else "magnitude"
     stem = result_stem(args.model, args.dataset, args.granularity, strategy)
-    run_dir = args.run_dir or (common.REPO_ROOT / "runs" / stem)
-    # a rerun with the same settings resumes the IMP run in run_dir; other settings must not
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in sorted(vars(args).items())
-                if k not in ("out", "run_dir", "no_plot", "no_ticket", "no_progress", "threads",
-                             "no_latency", "data")}
-    sfile = Path(run_dir) / "bench_settings.json"
-    if sfile.is_file() and json.loads(sfile.read_text()) != settings:
-        raise SystemExit(f"bench.lth_rec: {run_dir} holds a run with other settings "
-                         f"({sfile}); pass another --run-dir or delete it")
-    Path(run_dir).mkdir(parents=True, exist_ok=True)
-    common.write_json(sfile, settings)
-    info = common.machine_info()
-    t0 = time.perf_counter()
+    dest = common.result_path(stem, args, PUBLISHED, parser=parser, protocol=run_protocol)
+    args = _resolve(args)
+    run_dir = Path(args.run_dir or (common.RUNS_DIR / ("" if dest.published else "local") / stem))
+    _claim_run_dir(run_dir, dest.protocol)
+    info = common.machine()
+    elapsed = stopwatch()
     data = load_data(args)
     cfg = BPRConfig(lr=args.lr, batch_size=args.batch_size, epochs=args.epochs,
                     patience=args.patience, eval_every=args.eval_every, reg=args.reg,
@@ -300,7 +338,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         measure_latency=not args.no_latency, progress=not args.no_progress,
     )
     recs = out["records"]
-    info["loadavg_end"] = common.load_average()
+    notes = common.finish_machine(info)
     best = largest_sparsity_within(recs[1:], recs[0], "recall@20", TOLERANCE)
     report: dict[str, Any] = {
         "benchmark": "lth_rec",
@@ -309,6 +347,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "strategy": strategy,
         "granularity": args.granularity,
         "seed": args.seed,
+        "threads": torch.get_num_threads(),
         "protocol": protocol_text(args, data, cfg),
         "config": {**out["config"], "argv": sys.argv[1:] if argv is None else list(argv)},
         "data": out["data"],
@@ -317,26 +356,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "ticket_within_2pct": best,
         "tolerance": TOLERANCE,
         "machine": info,
-        "wall_s": time.perf_counter() - t0,
+        "wall_s": elapsed(),
+        "notes": notes,
     }
-    note = common.busy_note(info)
-    if note:
-        report["notes"] = [note]
     if not args.no_ticket:
         r = best["round"] if best is not None else recs[-1]["round"]
-        tpath = Path(run_dir) / "ticket"
+        tpath = run_dir / "ticket"
         Ticket.from_imp(run_dir, round=r, model=args.model, dataset=args.dataset,
                         protocol=report["protocol"]).save(tpath)
         report["ticket_path"] = str(tpath)
         report["ticket_round"] = r
-    odir = Path(args.out)
-    common.write_json(odir / f"{stem}.json", report)
-    md = markdown(report)
-    common.write_markdown(odir / f"{stem}.md", md)
+    fig = None
     if not args.no_plot:
-        plot(odir, stem.removesuffix("-random"))
+        fig, left_out = plot(dest.folder, stem.removesuffix("-random"), report)
+        notes += left_out
+    md = markdown(report)
+    common.write_result(dest, report, md)
+    if fig is not None:
+        save_png(fig, dest.folder / f"{stem.removesuffix('-random')}.png")
     print(md)
-    print(f"\nwritten: {odir / stem}.{{json,md}}", file=sys.stderr)
     return report
 
 

@@ -5,34 +5,40 @@ conv net (``SmallConvNet`` on 28x28 images, batch 64) to 50/80/90/95% sparsity (
 the same sparsity in every layer by default, so the MACs promise 1 / (1 - s)), compiles each
 ticket with ``sparselth.compile`` and reports, per case:
 
-- end-to-end latency of the masked dense model and of the compiled model (median of
-  interleaved repetitions after warm-up, inference under ``torch.no_grad``);
-- measured speed-up, the speed-up the MACs promise (MACs dense / MACs ticket), and the
-  headline *realised savings* = measured / promised (1.0: every saved MAC saved time);
-- the route chosen per layer and the per-layer speed-ups.
+- end-to-end latency of the masked dense model and of the compiled model, timed here
+  interleaved with :func:`sparselth.utils.timing.measure` (inference under ``torch.no_grad``,
+  wall and CPU time per sample);
+- measured speed-up on the headline clock (CPU time with one thread, wall time with more),
+  the speed-up the MACs promise (MACs dense / MACs ticket), and the headline *realised
+  savings* = measured / promised (1.0: every saved MAC saved time);
+- the route chosen per layer and the per-layer speed-ups (from the compile report).
 
-Outputs ``bench/results/realised-<tag>.{json,md,png}`` (atomic writes). Correctness is
-checked before timing: ``compile`` verifies the compiled output against the masked dense
-model and raises otherwise. Timings are never asserted anywhere.
+Writes ``realised-<tag>.{json,md,png}`` in ``bench/results/`` for the published protocol
+(``PUBLISHED``), else in ``bench/results/local/``, or in ``--out``. Correctness is checked
+before timing: ``compile`` verifies the compiled output against the masked dense model and
+raises otherwise. Timings are never asserted anywhere.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import re
+import copy
 import socket
 import sys
-import time
-from pathlib import Path
 from typing import Any
 
 import torch
+
+from sparselth.utils.plot import figure, style_axes
+from sparselth.utils.records import format_number, markdown_table
+from sparselth.utils.timing import headline_clock, measure, stopwatch
 
 from . import common
 
 TARGET = {"sparsity": 0.9, "realised_savings": 0.5}
 DEFAULT_SPARSITIES = (0.5, 0.8, 0.9, 0.95)
+# the arguments of the results committed in bench/results/ (see bench.common.result_path)
+PUBLISHED = {"realised-vm-t1": "--threads 1 --tag vm-t1"}
 
 
 def cases(quick: bool) -> list[dict[str, Any]]:
@@ -59,7 +65,6 @@ def cases(quick: bool) -> list[dict[str, Any]]:
 def run_case(case: dict[str, Any], sparsity: float, *, scope: str, device: torch.device,
              budget_s: float, e2e_budget_s: float, backend: str, seed: int) -> dict[str, Any]:
     import sparselth
-    from sparselth.compile import compile as sl_compile
     from sparselth.models import build_model
 
     torch.manual_seed(seed)
@@ -68,29 +73,43 @@ def run_case(case: dict[str, Any], sparsity: float, *, scope: str, device: torch
     ticket = sparselth.Ticket.from_model(model, masks)
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(case["batch"], *case["input"], generator=g)
-    t0 = time.perf_counter()
-    _, report = sl_compile(model, ticket, device=device, example_inputs=x, backend=backend,
-                           budget_s=budget_s, e2e_budget_s=e2e_budget_s)
+    elapsed = stopwatch()
+    compiled, report = sparselth.compile(model, ticket, device=device, example_inputs=x,
+                                         backend=backend, budget_s=budget_s,
+                                         e2e_budget_s=e2e_budget_s)
+    compile_s = elapsed()
+    dense = ticket.apply_to(copy.deepcopy(model))  # the masked dense model, as compile's
+    sparselth.prune.remove(dense)  # masks baked in: plain modules
+    dense = dense.to(device).eval()
+    x = x.to(device)
+    with torch.no_grad():
+        m = measure({"dense": lambda: dense(x), "compiled": lambda: compiled(x)},
+                    budget_s=e2e_budget_s, device=device)
+    d, c = m["dense"].summary(), m["compiled"].summary()
     e = report.end_to_end
+    promised = e["promised_speedup"]
+    speedup = m.speedup("dense", "compiled")
+    best = d[f"{_prefix(m.clock)}min_ms"] / c[f"{_prefix(m.clock)}min_ms"]
     return {
         "case": case["name"],
         "model": case["model"],
         "batch": case["batch"],
         "sparsity": sparsity,
         "ticket_sparsity": report.meta["ticket_sparsity"],
-        "dense_ms": e["dense_ms"],
-        "compiled_ms": e["compiled_ms"],
-        "dense_iqr_ms": e["dense_iqr_ms"],
-        "compiled_iqr_ms": e["compiled_iqr_ms"],
-        "speedup": e["speedup"],
-        "promised_speedup": e["promised_speedup"],
-        "realised_savings": e["realised_savings"],
-        "dense_min_ms": e["dense_min_ms"],
-        "compiled_min_ms": e["compiled_min_ms"],
-        "speedup_best": e["speedup_best"],
-        "realised_savings_best": e["realised_savings_best"],
-        "reps": e["reps"],
+        "clock": m.clock,
+        "dense": d,
+        "compiled": c,
+        "dense_ms": m.ms("dense"),
+        "compiled_ms": m.ms("compiled"),
+        "speedup": speedup,
+        "promised_speedup": promised,
+        "realised_savings": speedup / promised if promised else None,
+        "speedup_best": best,
+        "realised_savings_best": best / promised if promised else None,
+        "reps": d["reps"],
         "max_rel_error": e["max_rel_error"],
+        "compile_end_to_end": {k: e.get(k) for k in ("dense_ms", "compiled_ms", "speedup",
+                                                     "realised_savings", "layout")},
         "routes": report.routes,
         "layers": [
             {"name": r.name, "type": r.type, "shape": r.shape, "sparsity": r.sparsity,
@@ -99,9 +118,13 @@ def run_case(case: dict[str, Any], sparsity: float, *, scope: str, device: torch
             for r in report.layers
         ],
         "memory": report.memory,
-        "load_avg_1min": report.meta.get("load_avg_1min"),
-        "compile_s": time.perf_counter() - t0,
+        "load_avg_1min": m.loadavg_after,
+        "compile_s": compile_s,
     }
+
+
+def _prefix(clock: str) -> str:
+    return "cpu_" if clock == "cpu" else ""
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -115,7 +138,7 @@ def markdown(report: dict[str, Any]) -> str:
         ])
     t = report["target"]
     met = [r for r in report["results"] if abs(r["sparsity"] - t["sparsity"]) < 1e-9]
-    lines = [
+    return "\n".join([
         "# Realised savings of compiled tickets",
         "",
         ("Realised savings = measured end-to-end speed-up of the compiled ticket over the "
@@ -124,9 +147,10 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         (f"Device: {report['device']}; torch threads: {report['threads']}; per-layer sparsity "
          f"scope: {report['scope']}; backend: {report['backend']}; 1-min load average at the "
-         f"start: {report['load_avg_start']}."),
+         f"start: {report['machine'].get('loadavg_start')}. "
+         + common.clock_sentence(report["clock"], report["threads"])),
         "",
-        common.markdown_table(
+        markdown_table(
             ["case", "batch", "sparsity", "dense ms", "compiled ms", "speed-up", "promised",
              "realised", "realised (best)", "routes"], rows),
         "",
@@ -135,34 +159,20 @@ def markdown(report: dict[str, Any]) -> str:
          "machine the median also measures the neighbours)."),
         "",
         "At the target sparsity: " + "; ".join(
-            f"{r['case']} b{r['batch']}: {common.fmt_num(r['realised_savings'])} (best "
-            f"{common.fmt_num(r['realised_savings_best'])}; "
+            f"{r['case']} b{r['batch']}: {format_number(r['realised_savings'])} (best "
+            f"{format_number(r['realised_savings_best'])}; "
             f"{'met' if (r['realised_savings'] or 0) >= t['realised_savings'] else 'not met'})"
             for r in met),
         "",
-        "## Machine",
-        "",
-        common.machine_markdown(report["machine"]),
-    ]
-    if report.get("notes"):
-        lines += ["", "## Notes", ""] + [f"- {n}" for n in report["notes"]]
-    return "\n".join(lines)
+        *common.machine_section(report["machine"]),
+        *common.notes_section(report.get("notes") or []),
+    ])
 
 
-def plot(report: dict[str, Any], path: Path) -> None:
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
-    keys = []
-    for r in report["results"]:
-        k = (r["case"], r["batch"])
-        if k not in keys:
-            keys.append(k)
+def plot(report: dict[str, Any]):
+    """Realised savings per sparsity and measured vs promised speed-up; the figure."""
+    fig, (a1, a2) = figure(2, width=11, height=4)
+    keys = list(dict.fromkeys((r["case"], r["batch"]) for r in report["results"]))
     for k in keys:
         rs = sorted((r for r in report["results"] if (r["case"], r["batch"]) == k),
                     key=lambda r: r["sparsity"])
@@ -173,14 +183,10 @@ def plot(report: dict[str, Any], path: Path) -> None:
                 label=f"{label} (best)")
         a2.plot([r["promised_speedup"] for r in rs], [r["speedup"] for r in rs], "o-",
                 label=label)
-    a1.axhline(report["target"]["realised_savings"], color="k", ls=":", lw=1,
-               label="target")
+    a1.axhline(report["target"]["realised_savings"], color="k", ls=":", lw=1, label="target")
     a1.axhline(1.0, color="grey", lw=0.8)
-    a1.set_xlabel("sparsity (%)")
-    a1.set_ylabel("realised savings (measured / promised)")
-    a1.set_title("realised savings, end to end")
-    a1.grid(True, alpha=0.3)
-    a1.legend(fontsize=8)
+    style_axes(a1, xlabel="sparsity (%)", ylabel="realised savings (measured / promised)",
+               title="realised savings, end to end")
     allp = [r["promised_speedup"] for r in report["results"] if r["promised_speedup"]] or [1]
     hi = max(allp) * 1.2
     a2.plot([1, hi], [1, hi], "k--", lw=1, label="realised = promised")
@@ -188,26 +194,17 @@ def plot(report: dict[str, Any], path: Path) -> None:
     a2.axhline(1.0, color="grey", lw=0.8)
     a2.set_xscale("log")
     a2.set_yscale("log")
-    a2.set_xlabel("promised speed-up (MACs)")
-    a2.set_ylabel("measured speed-up over masked dense")
-    a2.set_title(f"{report['device']}, {report['threads']} thread(s)")
-    a2.grid(True, alpha=0.3, which="both")
-    a2.legend(fontsize=8)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, path)
+    style_axes(a2, xlabel="promised speed-up (MACs)",
+               ylabel="measured speed-up over masked dense",
+               title=f"{report['device']}, {report['threads']} thread(s), {report['clock']} time")
+    return fig
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m bench.realised",
         description="Realised savings (measured speed-up / MAC-promised speed-up) of compiled "
-        "tickets, end to end, for an MLP and a small conv net; JSON, Markdown and PNG under "
-        "--out.",
+        "tickets, end to end, for an MLP and a small conv net; JSON, Markdown and PNG.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--quick", action="store_true", help="small models, short budgets (smoke)")
@@ -224,71 +221,67 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--e2e-budget", type=float, default=None,
                    help="timing seconds end to end per case (default 2, quick 0.05)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=common.REPO_ROOT / "bench" / "results",
-                   help="output folder")
     p.add_argument("--tag", default=None,
                    help="file name tag (default: host name, + '-t<threads>', + '-quick')")
-    p.add_argument("--no-plot", action="store_true", help="do not write the PNG")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    common.add_output_args(p)
     return p
 
 
+def run_protocol(args: argparse.Namespace) -> dict:
+    """The argument values that change this suite's numbers, defaults resolved."""
+    return dict(
+        quick=args.quick, sparsities=list(args.sparsities), scope=args.scope,
+        device=args.device, backend=args.backend, threads=args.threads, seed=args.seed,
+        budget_s=args.budget if args.budget is not None else (0.02 if args.quick else 0.3),
+        e2e_budget_s=args.e2e_budget if args.e2e_budget is not None else (
+            0.05 if args.quick else 2.0),
+    )
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("bench.realised: --device cuda but torch sees no GPU")
-    budget = args.budget if args.budget is not None else (0.02 if args.quick else 0.3)
-    e2e = args.e2e_budget if args.e2e_budget is not None else (0.05 if args.quick else 2.0)
-    tag = args.tag or (socket.gethostname() + (f"-t{args.threads}" if args.threads else "")
-                       + ("-quick" if args.quick else ""))
-    tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", tag)
-    load_start = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+    proto = run_protocol(args)
+    tag = common.safe_name(args.tag or (socket.gethostname()
+                                        + (f"-t{args.threads}" if args.threads else "")
+                                        + ("-quick" if args.quick else "")))
+    dest = common.result_path(f"realised-{tag}", args, PUBLISHED, parser=parser,
+                              protocol=run_protocol)
+    info = common.machine()
     from tqdm.auto import tqdm
 
     todo = [(c, s) for c in cases(args.quick) for s in args.sparsities]
     results = []
-    t0 = time.perf_counter()
+    elapsed = stopwatch()
     for c, s in tqdm(todo, desc="realised", unit="case", disable=args.no_progress):
-        results.append(run_case(c, s, scope=args.scope, device=device, budget_s=budget,
-                                e2e_budget_s=e2e, backend=args.backend, seed=args.seed))
-    notes = []
-    if load_start is not None and load_start > (os.cpu_count() or 1):
-        notes.append(f"the machine was busy (1-min load average {load_start} on "
-                     f"{os.cpu_count()} logical cores): multi-threaded timings suffer most")
-    try:
-        import sparselth.nn.sparse  # noqa: F401
-
-        notes.append("csr route: sparselth.nn.sparse modules where they apply")
-    except ImportError:
-        notes.append("csr route: sparselth.compile's fallback modules (sparselth.nn.sparse was "
-                     "not importable): spmm on the weight, im2col/col2im for convolutions")
+        results.append(run_case(c, s, scope=args.scope, device=device,
+                                budget_s=proto["budget_s"], e2e_budget_s=proto["e2e_budget_s"],
+                                backend=args.backend, seed=args.seed))
+    notes = common.finish_machine(info)
     report = {
         "benchmark": "realised",
         "device": str(device),
         "threads": torch.get_num_threads(),
+        "clock": headline_clock(),
         "scope": args.scope,
         "backend": args.backend,
-        "budget_s": budget,
-        "e2e_budget_s": e2e,
+        "budget_s": proto["budget_s"],
+        "e2e_budget_s": proto["e2e_budget_s"],
         "target": TARGET,
-        "load_avg_start": load_start,
-        "machine": common.machine_info(),
+        "load_avg_start": info.get("loadavg_start"),
+        "machine": info,
         "results": results,
         "notes": notes,
-        "wall_s": time.perf_counter() - t0,
+        "wall_s": elapsed(),
     }
-    out = Path(args.out)
-    common.write_json(out / f"realised-{tag}.json", report)
     md = markdown(report)
-    common.write_markdown(out / f"realised-{tag}.md", md)
-    if not args.no_plot:
-        plot(report, out / f"realised-{tag}.png")
+    common.write_result(dest, report, md, None if args.no_plot else plot(report))
     print(md)
-    print(f"\nwritten: {out / f'realised-{tag}'}.{{json,md{'' if args.no_plot else ',png'}}}",
-          file=sys.stderr)
     return report
 
 

@@ -20,27 +20,30 @@ Conv (3x3 with 256 channels as in SNGAN at 8x8, 16x16, 32x32 and 1x1 convs; batc
 - ``sparselth im2col``: the same layer on the im2col route (skipped where its buffer exceeds
   ``--max-im2col-mb``).
 
-Protocol (:mod:`bench.common`): every contender is checked against a float64 oracle before
-timing; warm-up; interleaved repetitions; medians. Other processes share the machine, so each
-comparison runs ``--repeat`` times (default 2) as independent interleaved sessions; the table
-shows each contender's best (lowest) median over the sessions and the JSON keeps them all.
-Speed-ups are ``t(dense) / t(contender)``; *realised* = speed-up / (1 / density), the fraction of
-the MAC savings turned into time. Writes ``<out>/sparse-weights[-<tag>].json`` and ``.md``
-(atomically).
+Protocol (:mod:`sparselth.utils.timing`): every contender is checked against a float64 oracle
+before timing; warm-up; interleaved repetitions; wall and CPU time; medians on the headline
+clock (CPU time with one thread, wall time with more). Other processes share the machine, so
+each comparison runs ``--repeat`` times (default 2) as independent interleaved sessions; the
+table shows each contender's best (lowest) median over the sessions and the JSON keeps them
+all. Speed-ups are ``t(dense) / t(contender)``; *realised* = speed-up / (1 / density), the
+fraction of the MAC savings turned into time. Writes ``sparse-weights[-<tag>].json`` and
+``.md`` in ``bench/results/`` for the published protocol (``PUBLISHED``), else in
+``bench/results/local/``, or in ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 import warnings
-from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from sparselth.utils.records import format_number, markdown_table
+from sparselth.utils.timing import headline_clock, stopwatch
 
 from . import common
 
@@ -62,6 +65,12 @@ CONV_CASES = [
 QUICK_CONV = ["3x3 256ch 8x8 b16", "3x3 256ch 32x32 b16", "1x1 256ch 16x16 b64"]
 SMOKE_CONV = [("3x3 8ch 6x6 b2", 8, 8, 3, 6, 2)]      # for tests: not in the default run
 
+# the arguments of the results committed in bench/results/ (see bench.common.result_path)
+PUBLISHED = {
+    "sparse-weights": "",
+    "sparse-weights-1thread": "--threads 1 --tag 1thread",
+}
+
 TARGETS_TEXT = [
     "linear: faster than dense from 60% sparsity (batch 1, 64, 256; in/out 1024 and 4096)",
     "linear: >= 5x faster than dense at 90%",
@@ -76,24 +85,33 @@ def _mask(shape, sparsity: float, seed: int) -> torch.Tensor:
     return torch.rand(*shape, generator=g) >= sparsity
 
 
-def _check(name: str, out: torch.Tensor, ref: torch.Tensor) -> Optional[str]:
-    err = common.max_rel_error(out, ref)
-    if not err <= common.tolerance_for(torch.float32):
-        return f"{name}: wrong result (max relative error {err:.2e}), not timed"
-    return None
+def _time(fns: Dict[str, Callable], cfg: dict, work: Dict[str, float]) -> dict:
+    """``cfg["repeat"]`` interleaved sessions of ``fns``. Per contender: every session's median
+    ms on both clocks (``runs_ms`` wall, ``runs_cpu_ms``), the best session's median on the
+    headline clock (``ms``) and GMAC/s from it for ``work[name]`` multiply-adds."""
+    runs = {k: {"ms": [], "cpu_ms": []} for k in fns}
+    for _ in range(cfg["repeat"]):
+        m = common.time_contenders(fns, cfg, clock=cfg["clock"])
+        for k, t in m.timings.items():
+            runs[k]["ms"].append(t.median * 1e3)
+            runs[k]["cpu_ms"].append(t.cpu_median * 1e3)
+    best = {k: min(v[common.ms_key(cfg["clock"])]) for k, v in runs.items()}
+    return dict(runs_ms={k: v["ms"] for k, v in runs.items()},
+                runs_cpu_ms={k: v["cpu_ms"] for k, v in runs.items()},
+                ms=best, gmacs={k: common.gmacs(work[k], t / 1e3) for k, t in best.items()})
 
 
-def _time(fns: Dict[str, Callable], cfg: dict, repeat: int) -> Dict[str, List[float]]:
-    runs: Dict[str, List[float]] = {k: [] for k in fns}
-    for _ in range(repeat):
-        t = common.time_interleaved(fns, warmup=cfg["warmup"], budget_s=cfg["budget_s"],
-                                    min_reps=cfg["min_reps"], max_reps=cfg["max_reps"])
-        for k, v in t.items():
-            runs[k].append(v.median)
-    return runs
+def _drop_wrong(fns: Dict[str, Callable], ref: torch.Tensor, where: str,
+                notes: List[str]) -> None:
+    """Remove (with a note) every contender whose result is not within tolerance of ``ref``."""
+    for name in list(fns):
+        bad = common.wrong_result(name, fns[name](), ref)
+        if bad:
+            notes.append(f"{where}: {bad}")
+            del fns[name]
 
 
-def bench_linear(n: int, B: int, sparsity: float, cfg: dict, repeat: int, seed: int,
+def bench_linear(n: int, B: int, sparsity: float, cfg: dict, seed: int,
                  notes: List[str]) -> dict:
     from sparselth.nn import SparseLinear
     from sparselth.ops import spmm
@@ -116,22 +134,15 @@ def bench_linear(n: int, B: int, sparsity: float, cfg: dict, repeat: int, seed: 
         "sparselth": lambda: layer(x),
         "sparselth spmm": lambda: spmm(A, x.t().contiguous(), backend="cpp").t(),
     }
-    with torch.no_grad():
-        for name in list(fns):
-            bad = _check(name, fns[name](), ref)
-            if bad:
-                notes.append(f"linear n={n} B={B} s={sparsity}: {bad}")
-                del fns[name]
-        runs = _time(fns, cfg, repeat)
-    best = {k: min(v) for k, v in runs.items()}
     nnz = layer.nnz
+    with torch.no_grad():
+        _drop_wrong(fns, ref, f"linear n={n} B={B} s={sparsity}", notes)
+        timed = _time(fns, cfg, {k: (n * n if k == "dense" else nnz) * B for k in fns})
     return dict(kind="linear", n=n, batch=B, sparsity=sparsity, nnz=nnz,
-                density=nnz / (n * n), runs_ms={k: [t * 1e3 for t in v] for k, v in runs.items()},
-                ms={k: t * 1e3 for k, t in best.items()},
-                gmacs={k: common.gmacs((n * n if k == "dense" else nnz) * B, t) for k, t in best.items()})
+                density=nnz / (n * n), **timed)
 
 
-def bench_conv(case, sparsity: float, cfg: dict, repeat: int, seed: int, max_im2col_mb: float,
+def bench_conv(case, sparsity: float, cfg: dict, seed: int, max_im2col_mb: float,
                notes: List[str]) -> dict:
     from sparselth.nn import SparseConv2d
 
@@ -151,24 +162,17 @@ def bench_conv(case, sparsity: float, cfg: dict, repeat: int, seed: int, max_im2
     else:
         notes.append(f"conv {name}: im2col skipped (its buffer would take {im2col_mb:.0f} MB "
                      f"> --max-im2col-mb {max_im2col_mb:g})")
-    with torch.no_grad():
-        ref = F.conv2d(x.double(), W.double(), b.double(), 1, k // 2)
-        for cname in list(fns):
-            bad = _check(cname, fns[cname](), ref)
-            if bad:
-                notes.append(f"conv {name} s={sparsity}: {bad}")
-                del fns[cname]
-        del ref
-        runs = _time(fns, cfg, repeat)
-    best = {kk: min(v) for kk, v in runs.items()}
     nnz = direct.nnz
     out_px = N * hw * hw
+    with torch.no_grad():
+        ref = F.conv2d(x.double(), W.double(), b.double(), 1, k // 2)
+        _drop_wrong(fns, ref, f"conv {name} s={sparsity}", notes)
+        del ref
+        timed = _time(fns, cfg, {kk: (W.numel() if kk == "dense" else nnz) * out_px
+                                 for kk in fns})
     return dict(kind="conv", case=name, c_in=cin, c_out=cout, kernel=k, hw=hw, batch=N,
                 sparsity=sparsity, nnz=nnz, density=nnz / W.numel(), im2col_mb=im2col_mb,
-                runs_ms={kk: [t * 1e3 for t in v] for kk, v in runs.items()},
-                ms={kk: t * 1e3 for kk, t in best.items()},
-                gmacs={kk: common.gmacs((W.numel() if kk == "dense" else nnz) * out_px, t)
-                       for kk, t in best.items()})
+                **timed)
 
 
 # --------------------------------------------------------------------------- targets
@@ -209,26 +213,30 @@ def check_targets(results: List[dict]) -> List[dict]:
 
 
 # --------------------------------------------------------------------------- report
+def _cells(r: dict, names: List[str]) -> List[str]:
+    """``ms (speed-up vs dense)`` per contender, ``-`` where it did not run."""
+    return [f"{format_number(r['ms'][n])} ({_speedup(r, n):.2f}x)" if n in r["ms"] else "-"
+            for n in names]
+
+
 def render_markdown(report: dict) -> str:
     res = report["results"]
     cfg = report["protocol"]
+    threads = report["machine"].get("torch_threads")
     lines = [
         f"# Sparse-weight benchmark{': ' + report['tag'] if report['tag'] else ''}",
         "",
         "Pruned layers, float32, forward (inference). Random unstructured masks.",
         "",
-        "## Machine",
-        common.machine_markdown(report["machine"]),
-        f"- load average at start / end: {report['machine'].get('loadavg_start')} / "
-        f"{report['machine'].get('loadavg_end')}",
-        "",
+        *common.machine_section(report["machine"]),
         "## Protocol",
         f"Correctness against a float64 oracle first; {cfg['warmup']} warm-up call(s); "
         f"interleaved repetitions (budget {cfg['budget_s']} s, {cfg['min_reps']}-{cfg['max_reps']} "
         f"samples); each comparison repeated {cfg['repeat']} times as independent sessions, the "
         "table shows the best median per contender (the JSON has every session). Threads: "
-        f"{report['machine'].get('torch_threads')}. Cells: ms (speed-up vs dense). Realised = "
-        "speed-up x density (1 = all MAC savings turned into time).",
+        f"{threads}. " + common.clock_sentence(report["clock"], threads)
+        + " Cells: ms (speed-up vs dense). Realised = speed-up x density (1 = all MAC savings "
+        "turned into time).",
         f"Elapsed: {report['elapsed_s']:.0f} s.",
         "",
     ]
@@ -242,20 +250,13 @@ def render_markdown(report: dict) -> str:
         lines += ["## Linear `y = x @ W^T` (n x n)", ""]
         rows = []
         for r in lin:
-            cells = [r["n"], r["batch"], f"{r['sparsity']:.0%}"]
-            for nme in names:
-                if nme in r["ms"]:
-                    sp = _speedup(r, nme)
-                    cells.append(f"{common.fmt_num(r['ms'][nme])} ({sp:.2f}x)")
-                else:
-                    cells.append("-")
             vt = _speedup(r, "sparselth", "torch csr")
             sp = _speedup(r, "sparselth")
-            cells += [None if vt is None else f"{vt:.2f}x",
-                      None if sp is None else f"{sp * r['density']:.2f}",
-                      common.fmt_num(r["gmacs"].get("sparselth"))]
-            rows.append(cells)
-        lines.append(common.markdown_table(
+            rows.append([r["n"], r["batch"], f"{r['sparsity']:.0%}", *_cells(r, names),
+                         None if vt is None else f"{vt:.2f}x",
+                         None if sp is None else f"{sp * r['density']:.2f}",
+                         format_number(r["gmacs"].get("sparselth"))])
+        lines.append(markdown_table(
             ["n", "batch", "sparsity"] + [f"{n} ms" for n in names]
             + ["sparselth vs torch csr", "realised", "sparselth GMAC/s"], rows))
         lines.append("")
@@ -265,42 +266,36 @@ def render_markdown(report: dict) -> str:
         lines += ["## Conv2d (stride 1, 'same' padding)", ""]
         rows = []
         for r in conv:
-            cells = [r["case"], f"{r['sparsity']:.0%}"]
-            for nme in names:
-                if nme in r["ms"]:
-                    cells.append(f"{common.fmt_num(r['ms'][nme])} ({_speedup(r, nme):.2f}x)")
-                else:
-                    cells.append("-")
             sp = _speedup(r, "sparselth direct")
-            cells += [None if sp is None else f"{sp * r['density']:.2f}",
-                      common.fmt_num(r["gmacs"].get("sparselth direct")),
-                      common.fmt_num(r["gmacs"].get("dense"))]
-            rows.append(cells)
-        lines.append(common.markdown_table(
+            rows.append([r["case"], f"{r['sparsity']:.0%}", *_cells(r, names),
+                         None if sp is None else f"{sp * r['density']:.2f}",
+                         format_number(r["gmacs"].get("sparselth direct")),
+                         format_number(r["gmacs"].get("dense"))])
+        lines.append(markdown_table(
             ["case", "sparsity"] + [f"{n} ms" for n in names]
             + ["realised", "direct GMAC/s", "dense GMAC/s"], rows))
         lines.append("")
-    lines += ["## Targets (issue 4)", ""]
+    lines += ["## Targets", ""]
     tg = report["targets"]
-    rows = [[t["target"], t["where"], None if t["value"] is None else f"{t['value']:.2f}x", t["goal"],
-             {True: "yes", False: "**no**", None: "-"}[t["passed"]]] for t in tg]
-    summary = {}
+    rows = [[t["target"], t["where"], None if t["value"] is None else f"{t['value']:.2f}x",
+             t["goal"], {True: "yes", False: "**no**", None: "-"}[t["passed"]]] for t in tg]
+    summary: Dict[str, List[int]] = {}
     for t in tg:
         s = summary.setdefault(t["target"], [0, 0])
         s[1] += 1
         s[0] += bool(t["passed"])
     lines += [f"- {k}: {v[0]}/{v[1]} met" for k, v in summary.items()]
     lines += ["", "<details><summary>every check</summary>", "",
-              common.markdown_table(["target", "case", "value", "goal", "met"], rows), "",
+              markdown_table(["target", "case", "value", "goal", "met"], rows), "",
               "</details>", ""]
     return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench.sparse_weights", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m bench.sparse_weights",
+                                description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--quick", action="store_true", help="a small subset with short budgets")
-    p.add_argument("--out", default=str(common.REPO_ROOT / "bench" / "results"), help="output folder")
     p.add_argument("--tag", default="", help="suffix of the output names (sparse-weights-<tag>)")
     p.add_argument("--sizes", type=int, nargs="*", help=f"linear n (default {LINEAR_SIZES})")
     p.add_argument("--batches", type=int, nargs="*", help=f"linear batches (default {BATCHES})")
@@ -309,90 +304,85 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--conv-cases", nargs="*", help="conv case names (see CONV_CASES)")
     p.add_argument("--no-linear", action="store_true")
     p.add_argument("--no-conv", action="store_true")
-    p.add_argument("--repeat", type=int, default=2, help="independent timing sessions per comparison")
+    p.add_argument("--repeat", type=int, default=2,
+                   help="independent timing sessions per comparison")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    p.add_argument("--budget", type=float, default=None, help="seconds per contender and session")
-    p.add_argument("--min-reps", type=int, default=None)
-    p.add_argument("--max-reps", type=int, default=30)
+    common.add_timing_args(p, budget=(1.0, 0.2), max_reps=30)
     p.add_argument("--max-im2col-mb", type=float, default=700.0,
                    help="skip the im2col route above this buffer size")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true")
+    common.add_output_args(p, plot=False)
     return p
 
 
+def run_protocol(args: argparse.Namespace) -> dict:
+    """The argument values that change this suite's numbers, defaults resolved."""
+    return dict(
+        common.timing_config(args, budget=(1.0, 0.2)),
+        repeat=args.repeat,
+        sizes=[] if args.no_linear else args.sizes or ([1024] if args.quick else LINEAR_SIZES),
+        batches=[] if args.no_linear else args.batches or ([1, 64] if args.quick else BATCHES),
+        linear_sparsities=[] if args.no_linear else (
+            args.sparsities or ([0.5, 0.9] if args.quick else LINEAR_SPARSITIES)),
+        conv_cases=[] if args.no_conv else (
+            args.conv_cases or (QUICK_CONV if args.quick else [c[0] for c in CONV_CASES])),
+        conv_sparsities=[] if args.no_conv else (
+            args.sparsities or ([0.9] if args.quick else CONV_SPARSITIES)),
+        threads=args.threads, max_im2col_mb=args.max_im2col_mb, seed=args.seed,
+    )
+
+
 def main(argv: Optional[List[str]] = None) -> dict:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     import sparselth
     if "cpp" not in sparselth.backends():
         raise SystemExit("bench.sparse_weights: the C++ extension is not built "
                          "(pip install --no-build-isolation --no-deps -e .)")
     if args.threads:
         torch.set_num_threads(args.threads)
-    t0 = time.perf_counter()
-    sizes = args.sizes or ([1024] if args.quick else LINEAR_SIZES)
-    batches = args.batches or ([1, 64] if args.quick else BATCHES)
-    lin_sp = args.sparsities or ([0.5, 0.9] if args.quick else LINEAR_SPARSITIES)
-    conv_sp = args.sparsities or ([0.9] if args.quick else CONV_SPARSITIES)
-    names = args.conv_cases or (QUICK_CONV if args.quick else [c[0] for c in CONV_CASES])
-    unknown = set(names) - {c[0] for c in CONV_CASES + SMOKE_CONV}
+    elapsed = stopwatch()
+    proto = run_protocol(args)
+    unknown = set(proto["conv_cases"]) - {c[0] for c in CONV_CASES + SMOKE_CONV}
     if unknown:
         raise SystemExit(f"bench.sparse_weights: unknown conv cases {sorted(unknown)}")
-    conv_cases = [c for c in CONV_CASES + SMOKE_CONV if c[0] in names]
-    cfg = dict(warmup=1 if args.quick else 2,
-               budget_s=args.budget if args.budget is not None else (0.2 if args.quick else 1.0),
-               min_reps=args.min_reps if args.min_reps is not None else (3 if args.quick else 5),
-               max_reps=args.max_reps, repeat=args.repeat)
-    info = common.machine_info()
-    info["loadavg_start"] = common.load_average()
+    conv_cases = [c for c in CONV_CASES + SMOKE_CONV if c[0] in proto["conv_cases"]]
+    cfg = common.timing_config(args, budget=(1.0, 0.2))
+    cfg.update(repeat=args.repeat, clock=headline_clock())
+    tag = (args.tag + ("-quick" if args.quick and "quick" not in args.tag else "")).strip("-")
+    dest = common.result_path("sparse-weights" + (f"-{common.safe_name(tag)}" if tag else ""),
+                              args, PUBLISHED, parser=parser, protocol=run_protocol)
+    info = common.machine()
     notes: List[str] = []
-    jobs = []
-    if not args.no_linear:
-        jobs += [("linear", (n, B, s)) for n in sizes for B in batches for s in lin_sp]
-    if not args.no_conv:
-        jobs += [("conv", (c, s)) for c in conv_cases for s in conv_sp]
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        tqdm = None
-    bar = tqdm(total=len(jobs), desc="sparse weights", unit="case",
-               disable=args.no_progress or tqdm is None) if tqdm else None
+    jobs = [("linear", (n, B, s)) for n in proto["sizes"] for B in proto["batches"]
+            for s in proto["linear_sparsities"]]
+    jobs += [("conv", (c, s)) for c in conv_cases for s in proto["conv_sparsities"]]
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(jobs), desc="sparse weights", unit="case", disable=args.no_progress)
     results = []
     for i, (kind, job) in enumerate(jobs):
         if kind == "linear":
             n, B, s = job
-            if bar is not None:
-                bar.set_postfix_str(f"linear n={n} B={B} s={s:g}")
-            results.append(bench_linear(n, B, s, cfg, args.repeat, args.seed + i, notes))
+            bar.set_postfix_str(f"linear n={n} B={B} s={s:g}")
+            results.append(bench_linear(n, B, s, cfg, args.seed + i, notes))
         else:
             c, s = job
-            if bar is not None:
-                bar.set_postfix_str(f"conv {c[0]} s={s:g}")
-            results.append(bench_conv(c, s, cfg, args.repeat, args.seed + i, args.max_im2col_mb,
-                                      notes))
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
-    info["loadavg_end"] = common.load_average()
-    busy = common.busy_note(info)
-    if busy:
-        notes.insert(0, busy)
-    tag = args.tag + ("-quick" if args.quick and "quick" not in args.tag else "")
-    tag = tag.strip("-")
-    report = dict(suite="sparse_weights", format_version=1, tag=tag, machine=info,
-                  device="cpu", dtype="float32", protocol=cfg,
-                  args={k: v for k, v in vars(args).items()}, notes=notes,
-                  targets_text=TARGETS_TEXT, results=results,
-                  elapsed_s=time.perf_counter() - t0)
+            bar.set_postfix_str(f"conv {c[0]} s={s:g}")
+            results.append(bench_conv(c, s, cfg, args.seed + i, args.max_im2col_mb, notes))
+        bar.update(1)
+    bar.close()
+    notes = common.finish_machine(info) + notes
+    report = dict(suite="sparse_weights", format_version=2, tag=tag, machine=info,
+                  copy_bandwidth_gbs=info["copy_bandwidth_gbs"], device="cpu", dtype="float32",
+                  threads=torch.get_num_threads(), clock=cfg["clock"], protocol=cfg,
+                  args={k: (str(v) if k == "out" and v is not None else v)
+                        for k, v in vars(args).items()},
+                  notes=notes, targets_text=TARGETS_TEXT, results=results,
+                  elapsed_s=elapsed())
     report["targets"] = check_targets(results)
-    out = Path(args.out)
-    stem = "sparse-weights" + (f"-{tag}" if tag else "")
-    json_path = common.write_json(out / f"{stem}.json", report)
-    md_path = common.write_markdown(out / f"{stem}.md", render_markdown(report))
-    report["files"] = [str(json_path), str(md_path)]
-    print(f"bench.sparse_weights: wrote {json_path} and {md_path} in {report['elapsed_s']:.0f} s",
-          file=sys.stderr)
+    common.write_result(dest, report, render_markdown(report))
+    print(f"bench.sparse_weights: done in {report['elapsed_s']:.0f} s", file=sys.stderr)
     return report
 
 

@@ -25,28 +25,32 @@ X: n x F float32), forward (``fwd``) and forward + backward with respect to X an
 - every backend in ``sparselth.backends()`` that runs on the device (triton/cuda only on GPU).
 
 Each result is checked against a float64 oracle before timing; timings follow
-:mod:`bench.common` (warm-up, interleaved repetitions, median + IQR). Reported: ms,
-speed-up vs the best peer (any non-sparselth contender), GMAC/s, minimum bytes, achieved
+:mod:`sparselth.utils.timing` (warm-up, interleaved repetitions, wall and CPU time, median +
+IQR; ratios on the headline clock: CPU time with one thread, wall time with more). Reported:
+ms, speed-up vs the best peer (any non-sparselth contender), GMAC/s, minimum bytes, achieved
 GB/s and its fraction of the measured copy bandwidth, and time(keep k) / time(keep 1).
-Outputs ``<out>/spmm-<tag>.json``, ``.md`` and ``.png`` (tag: ``--tag``, default the host name,
-with ``-quick`` appended for ``--quick``).
+Outputs ``spmm-<tag>.json``, ``.md`` and ``.png`` (tag: ``--tag``, default the host name,
+with ``-quick`` appended for ``--quick``) in ``bench/results/`` for the published protocol
+(``PUBLISHED``), else in ``bench/results/local/``, or in ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import re
 import socket
 import sys
-import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 import torch
+
+from sparselth.utils.plot import figure
+from sparselth.utils.records import format_number, markdown_table
+from sparselth.utils.timing import headline_clock, stopwatch
 
 from . import common
 
@@ -56,6 +60,11 @@ POWERLAW_PRESETS = {"powerlaw-100k": (100_000, 16.0), "powerlaw-1m": (1_000_000,
 PLANETOID = ("cora", "citeseer", "pubmed")
 MODES = ("fwd", "fwdbwd")
 MODE_TITLE = {"fwd": "forward", "fwdbwd": "forward + backward (dX and dval)"}
+# the arguments of the results committed in bench/results/ (see bench.common.result_path)
+PUBLISHED = {
+    "spmm-cpu-2core-small": "--graphs cora citeseer pubmed powerlaw-100k --F 16 64 256 "
+    "--budget 0.3 --tag cpu-2core-small",
+}
 
 
 # --------------------------------------------------------------------------- graphs
@@ -67,11 +76,6 @@ class BaseGraph:
     edge_index: torch.Tensor  # int64 [2, E]
     num_nodes: int
     source: str
-
-
-def default_data_dir() -> Path:
-    env = os.environ.get("SPARSELTH_DATA")
-    return Path(env) if env else common.REPO_ROOT.parent / "shared" / "datasets"
 
 
 def load_graph(
@@ -414,25 +418,8 @@ def build_matrix(ei: torch.Tensor, n: int, device: torch.device, seed: int) -> C
     if device.type == "cpu":
         S = sp.csr_matrix((val.numpy(), A.col.numpy(), A.rowptr.numpy()), shape=(n, n))
     empty = torch.empty(0, device=device)
-    return Case(
-        A=A,
-        rowptr=A.rowptr.long(),
-        col=A.col.long(),
-        row=row,
-        val=val,
-        X=empty,
-        dY=empty,
-        m=n,
-        n=n,
-        F=0,
-        device=device,
-        torch_csr=torch_csr,
-        torch_csr_t=torch_csr_t,
-        t_perm=A.csr_to_csc_perm(),
-        torch_pattern=pattern,
-        torch_coo=coo,
-        scipy=S,
-    )
+    return Case(A, A.rowptr.long(), A.col.long(), row, val, empty, empty, n, n, 0, device,
+                torch_csr, torch_csr_t, A.csr_to_csc_perm(), pattern, coo, S)
 
 
 def with_features(mat: Case, F: int, seed: int) -> Case:
@@ -526,46 +513,37 @@ def run_case(
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        timings = common.time_interleaved(
-            timed,
-            warmup=cfg["warmup"],
-            budget_s=cfg["budget_s"],
-            min_reps=cfg["min_reps"],
-            max_reps=cfg["max_reps"],
-            max_call_s=cfg["max_call_s"],
-            device=case.device,
-        )
+        timings = common.time_contenders(timed, cfg, clock=cfg["clock"], device=case.device)
     timed.clear()
 
     nnz, m, n, F = case.A.nnz, case.m, case.n, case.F
     vb = case.X.element_size()
-    min_bytes = common.spmm_min_bytes(
-        m, n, nnz, F, index_bytes=4, value_bytes=vb, x_bytes=vb, out_bytes=vb
-    )
+    sizes = dict(index_bytes=4, value_bytes=vb, x_bytes=vb)
+    min_bytes = common.spmm_min_bytes(m, n, nnz, F, out_bytes=vb, **sizes)
     if mode == "fwdbwd":
-        min_bytes += common.spmm_backward_min_bytes(
-            m, n, nnz, F, index_bytes=4, value_bytes=vb, x_bytes=vb
-        )
+        min_bytes += common.spmm_backward_min_bytes(m, n, nnz, F, **sizes)
     macs = common.spmm_macs(nnz, F, backward=mode == "fwdbwd")
+    key = common.ms_key(cfg["clock"])
     for r in rows:
-        t = timings.get(r["contender"])
+        t = timings.timings.get(r["contender"])
         r["min_bytes"] = min_bytes
         r["macs"] = macs
-        if t is None or not t.times:
+        if t is None or not t.wall:
             continue
         r.update(t.summary())
-        sec = t.median
+        sec = r[key] / 1e3
         r["gmacs"] = common.gmacs(macs, sec)
         r["gbs"] = common.gbs(min_bytes, sec)
         r["frac_copy_bw"] = r["gbs"] / cfg["copy_bw_gbs"]
-    peers = [r for r in rows if r.get("ms") is not None and r["group"] != "sparselth"]
-    best = min(peers, key=lambda r: r["ms"]) if peers else None
-    fastest = min((r for r in rows if r.get("ms") is not None), key=lambda r: r["ms"], default=None)
+    timed_rows = [r for r in rows if r.get(key) is not None]
+    peers = [r for r in timed_rows if r["group"] != "sparselth"]
+    best = min(peers, key=lambda r: r[key]) if peers else None
+    fastest = min(timed_rows, key=lambda r: r[key], default=None)
     for r in rows:
         r["best_peer"] = best["contender"] if best else None
-        r["best_peer_ms"] = best["ms"] if best else None
-        if best and r.get("ms"):
-            r["speedup_vs_best_peer"] = best["ms"] / r["ms"]
+        r["best_peer_ms"] = best[key] if best else None
+        if best and r.get(key):
+            r["speedup_vs_best_peer"] = best[key] / r[key]
         r["winner"] = fastest is not None and r is fastest
     return rows
 
@@ -573,13 +551,15 @@ def run_case(
 TARGET_BACKEND = "sparselth[cpp]"
 
 
-def check_targets(results: List[dict], backend: str = TARGET_BACKEND) -> List[dict]:
-    """The CPU targets of issue 3 evaluated on this run's rows for ``backend`` (one entry per
-    case checked: ``target``, ``case``, ``value``, ``goal``, ``ok``). Benchmarks, not tests."""
+def check_targets(results: List[dict], key: str = "ms",
+                  backend: str = TARGET_BACKEND) -> List[dict]:
+    """The CPU targets evaluated on this run's rows for ``backend`` (one entry per case
+    checked: ``target``, ``case``, ``value``, ``goal``, ``ok``), times read from ``key``
+    (``"ms"`` wall, ``"cpu_ms"`` CPU). Benchmarks, not tests."""
     ok = {
         (r["graph"], r["keep"], r["F"], r["mode"], r["contender"]): r
         for r in results
-        if r.get("ms")
+        if r.get(key)
     }
     out: List[dict] = []
 
@@ -602,12 +582,12 @@ def check_targets(results: List[dict], backend: str = TARGET_BACKEND) -> List[di
         if mode == "fwdbwd":
             fwd = ok.get((g, keep, F, "fwd", name))
             if fwd:
-                ratio = r["ms"] / fwd["ms"]
+                ratio = r[key] / fwd[key]
                 add("fwd+bwd <= 3x own fwd", r, ratio, "<= 3", ratio <= 3)
             for peer in ("torch.sparse.mm csr", "torch.sparse csr+sampled_addmm"):
                 p = ok.get((g, keep, F, "fwdbwd", peer))
                 if p:
-                    s = p["ms"] / r["ms"]
+                    s = p[key] / r[key]
                     add(f"fwd+bwd >= 3x faster than {peer}", r, s, ">= 3", s >= 3)
         kr = r.get("ratio_vs_keep1")
         if g == "powerlaw-1m" and mode == "fwd" and kr is not None and keep in (0.5, 0.2):
@@ -621,17 +601,18 @@ def check_targets(results: List[dict], backend: str = TARGET_BACKEND) -> List[di
     return out
 
 
-def fill_keep_ratios(results: List[dict]) -> None:
-    """``ratio_vs_keep1 = ms(keep k) / ms(keep 1)`` for the same graph, F, mode and contender."""
+def fill_keep_ratios(results: List[dict], key: str = "ms") -> None:
+    """``ratio_vs_keep1 = t(keep k) / t(keep 1)`` for the same graph, F, mode and contender,
+    times read from ``key``."""
     full = {
-        (r["graph"], r["F"], r["mode"], r["contender"]): r["ms"]
+        (r["graph"], r["F"], r["mode"], r["contender"]): r[key]
         for r in results
-        if r["keep"] == 1.0 and r.get("ms")
+        if r["keep"] == 1.0 and r.get(key)
     }
     for r in results:
         base = full.get((r["graph"], r["F"], r["mode"], r["contender"]))
-        if base and r.get("ms"):
-            r["ratio_vs_keep1"] = r["ms"] / base
+        if base and r.get(key):
+            r["ratio_vs_keep1"] = r[key] / base
 
 
 # --------------------------------------------------------------------------- reports
@@ -648,33 +629,33 @@ def render_markdown(report: dict) -> str:
     results = report["results"]
     names = _contender_order(results)
     cfg = report["protocol"]
+    key = common.ms_key(report["clock"])
+    fmt = format_number
     lines = [
         f"# SpMM benchmark: {report['tag']}",
         "",
         "`out = A @ X`, A an n x n CSR graph with float32 values, X float32 n x F. "
         "`fwd`: forward; `fwdbwd`: forward + backward for dX and the values' gradient.",
         "",
-        "## Machine",
-        common.machine_markdown(report["machine"]),
-        f"- measured copy bandwidth: **{report['copy_bandwidth_gbs']:.1f} GB/s** (read + write)",
+        *common.machine_section(report["machine"]),
+        f"Measured copy bandwidth: **{report['copy_bandwidth_gbs']:.1f} GB/s** (read + write).",
         "",
         "## Protocol",
         f"Correctness against a float64 oracle before timing (max relative error <= "
         f"{common.tolerance_for(torch.float32):.0e}); at least {cfg['warmup']} warm-up call(s); "
         f"interleaved repetitions (budget {cfg['budget_s']} s per contender and case, "
-        f"{cfg['min_reps']}-{cfg['max_reps']} samples); median (IQR in the JSON); default torch "
-        "threads. Cells: median ms, and in parentheses the speed-up over the best peer (any "
-        "non-sparselth contender); **bold** = fastest. Minimum bytes: rowptr + col (int32) + val + "
-        "X + out (+ the backward's reads and writes for fwdbwd). GB/s and % copy are the "
+        f"{cfg['min_reps']}-{cfg['max_reps']} samples); median (IQR in the JSON); "
+        f"{report['threads']} torch thread(s). "
+        + common.clock_sentence(report["clock"], report["threads"])
+        + " Cells: median ms, and in parentheses the speed-up over the best peer (any "
+        "non-sparselth contender); **bold** = fastest. Minimum bytes: rowptr + col (int32) + "
+        "val + X + out (+ the backward's reads and writes for fwdbwd). GB/s and % copy are the "
         "fastest sparselth backend's (above 100%: the working set fits in cache).",
         f"Elapsed: {report['elapsed_s']:.0f} s.",
         "",
-    ]
-    if report["notes"]:
-        lines += ["## Notes", *[f"- {n}" for n in report["notes"]], ""]
-    lines += [
+        *common.notes_section(report["notes"]),
         "## Graphs",
-        common.markdown_table(
+        markdown_table(
             ["graph", "nodes", "edges", "source"],
             [[g["name"], g["num_nodes"], g["num_edges"], g["source"]] for g in report["graphs"]],
         ),
@@ -685,7 +666,7 @@ def render_markdown(report: dict) -> str:
         if not mres:
             continue
         lines += [f"## {MODE_TITLE[mode]}", ""]
-        cols = [nm for nm in names if any(r["contender"] == nm and r.get("ms") for r in mres)]
+        cols = [nm for nm in names if any(r["contender"] == nm and r.get(key) for r in mres)]
         for g in report["graphs"]:
             gres = [r for r in mres if r["graph"] == g["name"]]
             if not gres:
@@ -694,39 +675,12 @@ def render_markdown(report: dict) -> str:
             for keep in sorted({r["keep"] for r in gres}, reverse=True):
                 for F in sorted({r["F"] for r in gres}):
                     cell = {r["contender"]: r for r in gres if r["keep"] == keep and r["F"] == F}
-                    if not cell:
-                        continue
-                    nnz = next(iter(cell.values()))["nnz"]
-                    row = [keep, nnz, F]
-                    for nm in cols:
-                        r = cell.get(nm)
-                        if r is None or not r.get("ms"):
-                            row.append(
-                                {"skipped": "-", "wrong": "WRONG", "error": "err"}.get(
-                                    r["status"], "-"
-                                )
-                                if r
-                                else ""
-                            )
-                            continue
-                        s = common.fmt_num(r["ms"])
-                        if r.get("speedup_vs_best_peer") is not None:
-                            s += f" ({common.fmt_num(r['speedup_vs_best_peer'], 2)}x)"
-                        row.append(f"**{s}**" if r.get("winner") else s)
-                    sl = [r for r in cell.values() if r["group"] == "sparselth" and r.get("ms")]
-                    best_sl = min(sl, key=lambda r: r["ms"]) if sl else None
-                    peer = next(iter(cell.values())).get("best_peer") or "-"
-                    row += [
-                        peer,
-                        common.fmt_num(best_sl["gmacs"]) if best_sl else "-",
-                        common.fmt_num(best_sl["gbs"]) if best_sl else "-",
-                        f"{100 * best_sl['frac_copy_bw']:.0f}%" if best_sl else "-",
-                    ]
-                    rows.append(row)
+                    if cell:
+                        rows.append(_case_row(keep, F, cell, cols, key))
             lines += [
                 f"### {g['name']} ({g['num_nodes']} nodes, {g['num_edges']} edges)",
                 "",
-                common.markdown_table(
+                markdown_table(
                     ["keep", "nnz", "F", *cols, "best peer", "GMAC/s", "GB/s", "% copy"], rows
                 ),
                 "",
@@ -741,17 +695,13 @@ def render_markdown(report: dict) -> str:
                 sel, key=lambda t: t["value"] if t["goal"].startswith(">=") else -t["value"]
             )
             rows.append(
-                [
-                    name,
-                    f"{npass}/{len(sel)}",
-                    f"{common.fmt_num(worst['value'])} ({worst['case']})",
-                    worst["goal"],
-                ]
+                [name, f"{npass}/{len(sel)}", f"{fmt(worst['value'])} ({worst['case']})",
+                 worst["goal"]]
             )
         lines += [
-            f"## Targets ({TARGET_BACKEND}; issue 3)",
+            f"## Targets ({TARGET_BACKEND})",
             "",
-            common.markdown_table(["target", "cases met", "worst case", "goal"], rows),
+            markdown_table(["target", "cases met", "worst case", "goal"], rows),
             "",
         ]
     ratios = [r for r in results if r.get("ratio_vs_keep1") is not None and r["keep"] != 1.0]
@@ -782,91 +732,89 @@ def render_markdown(report: dict) -> str:
             lines += [
                 f"### {MODE_TITLE[mode]}",
                 "",
-                common.markdown_table(
-                    ["graph", "F", "contender", *[f"k={k:g}" for k in keeps]], rows
-                ),
+                markdown_table(["graph", "F", "contender", *[f"k={k:g}" for k in keeps]], rows),
                 "",
             ]
     return "\n".join(lines)
 
 
-def plot(report: dict, path: Path) -> Optional[Path]:
-    """ms vs fraction of edges kept, one panel per graph (rows: modes), at one F."""
-    try:
-        import matplotlib
+_STATUS_CELL = {"skipped": "-", "wrong": "WRONG", "error": "err"}
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
-    except ImportError:
-        return None
-    results = [r for r in report["results"] if r.get("ms")]
+
+def _case_row(keep: float, F: int, cell: Dict[str, dict], cols: List[str], key: str) -> list:
+    """One table row: keep, nnz, F, a cell per contender, then the best peer and the fastest
+    sparselth backend's rates."""
+    row: list = [keep, next(iter(cell.values()))["nnz"], F]
+    for nm in cols:
+        r = cell.get(nm)
+        if r is None or not r.get(key):
+            row.append(_STATUS_CELL.get(r["status"], "-") if r else "")
+            continue
+        s = format_number(r[key])
+        if r.get("speedup_vs_best_peer") is not None:
+            s += f" ({format_number(r['speedup_vs_best_peer'], 2)}x)"
+        row.append(f"**{s}**" if r.get("winner") else s)
+    sl = [r for r in cell.values() if r["group"] == "sparselth" and r.get(key)]
+    best_sl = min(sl, key=lambda r: r[key]) if sl else None
+    peer = next(iter(cell.values())).get("best_peer") or "-"
+    if best_sl is None:
+        return row + [peer, "-", "-", "-"]
+    return row + [peer, format_number(best_sl["gmacs"]), format_number(best_sl["gbs"]),
+                  f"{100 * best_sl['frac_copy_bw']:.0f}%"]
+
+
+def plot(report: dict):
+    """ms vs fraction of edges kept, one panel per graph (rows: modes), at one F; the figure
+    (None when nothing was timed)."""
+    key = common.ms_key(report["clock"])
+    results = [r for r in report["results"] if r.get(key)]
     if not results:
         return None
     Fs = sorted({r["F"] for r in results})
     F = 64 if 64 in Fs else Fs[len(Fs) // 2]
     graphs = [g["name"] for g in report["graphs"] if any(r["graph"] == g["name"] for r in results)]
     modes = [m for m in MODES if any(r["mode"] == m for r in results)]
-    fig, axes = plt.subplots(
-        len(modes), len(graphs), figsize=(4.2 * len(graphs), 3.6 * len(modes)), squeeze=False
-    )
+    import matplotlib
+    import numpy as np
+
+    fig, axes = figure(len(graphs), len(modes), width=4.2 * len(graphs),
+                       height=3.6 * len(modes))
+    axes = np.asarray(axes).reshape(len(modes), len(graphs))
     names = _contender_order(results)
-    colors = {nm: plt.cm.tab10(i % 10) for i, nm in enumerate(names)}
+    cmap = matplotlib.colormaps["tab10"]
+    colors = {nm: cmap(i % 10) for i, nm in enumerate(names)}
+    clock = "CPU" if report["clock"] == "cpu" else "wall"
     for i, mode in enumerate(modes):
         for j, g in enumerate(graphs):
             ax = axes[i][j]
             for nm in names:
                 pts = sorted(
-                    (r["keep"], r["ms"])
+                    (r["keep"], r[key])
                     for r in results
-                    if r["graph"] == g
-                    and r["mode"] == mode
-                    and r["F"] == F
+                    if r["graph"] == g and r["mode"] == mode and r["F"] == F
                     and r["contender"] == nm
                 )
                 if pts:
-                    style = "-o" if nm.startswith("sparselth") else "--."
-                    ax.plot(
-                        [p[0] for p in pts],
-                        [p[1] for p in pts],
-                        style,
-                        color=colors[nm],
-                        label=nm,
-                        linewidth=2 if nm.startswith("sparselth") else 1,
-                    )
-            ax.set_xscale("log")
+                    ours = nm.startswith("sparselth")
+                    ax.plot([p[0] for p in pts], [p[1] for p in pts], "-o" if ours else "--.",
+                            color=colors[nm], label=nm, linewidth=2 if ours else 1)
             ax.set_yscale("log")
-            keeps = sorted({r["keep"] for r in results if r["graph"] == g})
-            ax.xaxis.set_major_locator(FixedLocator(keeps))
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-            ax.xaxis.set_minor_locator(NullLocator())
-            ax.set_title(f"{g}, F={F}, {mode}", fontsize=9)
+            common.log_ticks(ax, [r["keep"] for r in results if r["graph"] == g])
+            ax.set_title(f"{g}, F={F}, {mode}")
             ax.set_xlabel("fraction of edges kept")
-            ax.set_ylabel("ms (median)")
+            ax.set_ylabel(f"ms (median, {clock})")
             ax.grid(True, which="both", alpha=0.3)
     handles = {}
     for ax in axes.flat:
         for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
             handles.setdefault(lab, h)
-    fig.legend(
-        list(handles.values()),
-        list(handles.keys()),
-        loc="lower center",
-        ncol=min(4, len(handles)),
-        fontsize=8,
-    )
-    fig.suptitle(
-        f"SpMM time vs edges kept ({report['machine'].get('cpu')}, "
-        f"torch {report['machine'].get('torch')})",
-        fontsize=10,
-    )
-    fig.tight_layout(rect=(0, 0.08, 1, 0.96))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    fig.suptitle(f"SpMM time vs edges kept ({report['machine'].get('cpu')}, "
+                 f"torch {report['machine'].get('torch')})")
+    fig.tight_layout()
+    # below the panels; save_png's tight bounding box takes it in
+    fig.legend(list(handles.values()), list(handles.keys()), loc="upper center",
+               bbox_to_anchor=(0.5, 0.0), ncol=min(4, len(handles)))
+    return fig
 
 
 # --------------------------------------------------------------------------- CLI
@@ -876,8 +824,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m bench.spmm",
         description="Time SpMM (A @ X on graphs) for every sparselth backend against the peers; "
-        "write JSON, "
-        "Markdown and a PNG under --out.",
+        "write JSON, Markdown and a PNG.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument(
@@ -918,9 +865,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="only contenders whose name contains one of these strings (e.g. cpp scipy)",
     )
     p.add_argument(
-        "--out", type=Path, default=common.REPO_ROOT / "bench" / "results", help="output folder"
-    )
-    p.add_argument(
         "--tag",
         default=None,
         help="file name tag (default: host name; '-quick' added with --quick)",
@@ -929,19 +873,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--seed", type=int, default=0, help="seed for graphs, pruning, values and features"
     )
-    p.add_argument(
-        "--budget",
-        type=float,
-        default=None,
-        help="seconds of timing per contender and case (default 2, quick 0.1)",
-    )
-    p.add_argument(
-        "--min-reps",
-        type=int,
-        default=None,
-        help="minimum samples per contender (default 5, quick 3)",
-    )
-    p.add_argument("--max-reps", type=int, default=50, help="maximum samples per contender")
+    common.add_timing_args(p, budget=(2.0, 0.1))
     p.add_argument(
         "--max-call-s",
         type=float,
@@ -967,50 +899,57 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="size of the copy-bandwidth probe in MB (default 256, quick 128)",
     )
-    p.add_argument("--no-plot", action="store_true", help="do not write the PNG")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    common.add_output_args(p)
     return p
 
 
 def _tag(args) -> str:
-    tag = args.tag or socket.gethostname() + ("-quick" if args.quick else "")
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", tag)
+    return common.safe_name(args.tag or socket.gethostname() + ("-quick" if args.quick else ""))
+
+
+def run_protocol(args: argparse.Namespace) -> dict:
+    """The argument values that change this suite's numbers, defaults resolved."""
+    keeps = args.keep or ([1.0, 0.2] if args.quick else [1.0, 0.5, 0.2, 0.05])
+    return dict(
+        common.timing_config(args, budget=(2.0, 0.1)),
+        graphs=args.graphs or (QUICK_GRAPHS if args.quick else DEFAULT_GRAPHS),
+        F=args.F or ([64] if args.quick else [16, 64, 128, 256]),
+        keep=sorted({float(k) for k in keeps}, reverse=True),
+        modes=list(args.modes),
+        contenders=args.contenders,
+        device=args.device,
+        seed=args.seed,
+        max_call_s=args.max_call_s,
+        dense_max_n=args.dense_max_n if args.dense_max_n is not None else (
+            5000 if args.quick else 20000),
+        max_temp_gb=args.max_temp_gb if args.max_temp_gb is not None else (
+            0.5 if args.quick else 4.0),
+    )
 
 
 def main(argv: Optional[List[str]] = None) -> dict:
-    """Run the benchmark; returns the report dict (also written to ``<out>/spmm-<tag>.json``)."""
-    args = build_parser().parse_args(argv)
-    t_start = time.perf_counter()
-    graphs = args.graphs or (QUICK_GRAPHS if args.quick else DEFAULT_GRAPHS)
-    Fs = args.F or ([64] if args.quick else [16, 64, 128, 256])
-    keeps = sorted(
-        {float(k) for k in (args.keep or ([1.0, 0.2] if args.quick else [1.0, 0.5, 0.2, 0.05]))},
-        reverse=True,
-    )
+    """Run the benchmark; returns the report dict (also written to ``spmm-<tag>.json``)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    elapsed = stopwatch()
+    proto = run_protocol(args)
+    graphs, Fs, keeps = proto["graphs"], proto["F"], proto["keep"]
     if any(not 0 < k <= 1 for k in keeps):
         raise SystemExit(f"bench.spmm: --keep values must be in (0, 1], got {keeps}")
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("bench.spmm: --device cuda but torch sees no GPU")
-    data_dir = args.data if args.data is not None else default_data_dir()
-    cfg = dict(
-        warmup=1 if args.quick else 2,
-        budget_s=args.budget if args.budget is not None else (0.1 if args.quick else 2.0),
-        min_reps=args.min_reps if args.min_reps is not None else (3 if args.quick else 5),
-        max_reps=args.max_reps,
-        max_call_s=args.max_call_s,
-    )
-    dense_max_n = (
-        args.dense_max_n if args.dense_max_n is not None else (5000 if args.quick else 20000)
-    )
-    max_temp_gb = args.max_temp_gb if args.max_temp_gb is not None else (0.5 if args.quick else 4.0)
+    dest = common.result_path(f"spmm-{_tag(args)}", args, PUBLISHED, parser=parser,
+                              protocol=run_protocol)
+    data_dir = args.data if args.data is not None else common.default_data_dir()
+    cfg = {k: proto[k] for k in ("warmup", "budget_s", "min_reps", "max_reps", "max_call_s")}
+    cfg["clock"] = headline_clock()
+    dense_max_n, max_temp_gb = proto["dense_max_n"], proto["max_temp_gb"]
     notes: List[str] = []
 
     print("bench.spmm: measuring copy bandwidth ...", file=sys.stderr)
-    cfg["copy_bw_gbs"] = common.copy_bandwidth_gbs(
-        size_mb=args.copy_mb or (128 if args.quick else 256), device=device
-    )
-    info = common.machine_info()
+    info = common.machine(copy_mb=args.copy_mb or (128 if args.quick else 256), device=device)
+    cfg["copy_bw_gbs"] = info["copy_bandwidth_gbs"]
     contenders = make_contenders(device, dense_max_n, max_temp_gb, notes)
     if args.contenders:
         contenders = [c for c in contenders if any(s in c.name for s in args.contenders)]
@@ -1021,18 +960,12 @@ def main(argv: Optional[List[str]] = None) -> dict:
         if g is not None:
             base_graphs.append(g)
 
+    from tqdm.auto import tqdm
+
     from sparselth.data import prune_edges_random
 
-    try:
-        from tqdm import tqdm
-    except ImportError:  # progress bar is a nicety
-        tqdm = None
     total = len(base_graphs) * len(keeps) * len(Fs)
-    bar = (
-        tqdm(total=total, desc="spmm cases", unit="case", disable=args.no_progress or tqdm is None)
-        if tqdm
-        else None
-    )
+    bar = tqdm(total=total, desc="spmm cases", unit="case", disable=args.no_progress)
     results: List[dict] = []
     graph_meta = []
     for gi, g in enumerate(base_graphs):
@@ -1053,8 +986,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
             mat = build_matrix(ei, g.num_nodes, device, seed=args.seed + 1000 * gi + 10 * ki)
             del ei
             for F in Fs:
-                if bar is not None:
-                    bar.set_postfix_str(f"{g.name} keep={keep:g} F={F}")
+                bar.set_postfix_str(f"{g.name} keep={keep:g} F={F}")
                 case = with_features(mat, F, seed=args.seed + 1000 * gi + 10 * ki + F)
                 case_info = dict(graph=g.name, keep=keep, num_nodes=g.num_nodes, nnz=case.A.nnz)
                 for mode in args.modes:
@@ -1062,22 +994,25 @@ def main(argv: Optional[List[str]] = None) -> dict:
                     results += run_case(case, mode, contenders, ref, cfg, case_info)
                     del ref
                 del case
-                if bar is not None:
-                    bar.update(1)
+                bar.update(1)
             del mat
-    if bar is not None:
-        bar.close()
-    fill_keep_ratios(results)
+    bar.close()
+    key = common.ms_key(cfg["clock"])
+    fill_keep_ratios(results, key)
 
-    tag = _tag(args)
+    busy = common.finish_machine(info)
+    for note in busy:
+        print(f"bench.spmm: WARNING: {note}", file=sys.stderr)
     report = dict(
         suite="spmm",
-        format_version=1,
-        tag=tag,
+        format_version=2,
+        tag=dest.stem.removeprefix("spmm-"),
         machine=info,
         copy_bandwidth_gbs=cfg["copy_bw_gbs"],
         device=str(device),
         dtype="float32",
+        threads=torch.get_num_threads(),
+        clock=cfg["clock"],
         protocol={k: v for k, v in cfg.items() if k != "copy_bw_gbs"}
         | {"dense_max_n": dense_max_n, "max_temp_gb": max_temp_gb},
         args=dict(
@@ -1089,26 +1024,15 @@ def main(argv: Optional[List[str]] = None) -> dict:
             seed=args.seed,
             data=str(data_dir),
         ),
-        notes=notes,
+        notes=busy + notes,
         graphs=graph_meta,
         results=results,
-        elapsed_s=time.perf_counter() - t_start,
+        elapsed_s=elapsed(),
     )
-    info["loadavg_end"] = common.load_average()
-    busy = common.busy_note(info)
-    if busy:
-        notes.insert(0, busy)
-        print(f"bench.spmm: WARNING: {busy}", file=sys.stderr)
-    report["targets"] = check_targets(results)
-    out = Path(args.out)
-    json_path = common.write_json(out / f"spmm-{tag}.json", report)
-    md_path = common.write_markdown(out / f"spmm-{tag}.md", render_markdown(report))
-    png_path = None if args.no_plot else plot(report, out / f"spmm-{tag}.png")
-    report["files"] = [str(p) for p in (json_path, md_path, png_path) if p is not None]
-    print(
-        f"bench.spmm: wrote {', '.join(report['files'])} in {report['elapsed_s']:.0f} s",
-        file=sys.stderr,
-    )
+    report["targets"] = check_targets(results, key)
+    common.write_result(dest, report, render_markdown(report),
+                        None if args.no_plot else plot(report))
+    print(f"bench.spmm: done in {report['elapsed_s']:.0f} s", file=sys.stderr)
     return report
 
 

@@ -3,8 +3,9 @@
 ``python -m bench.ugs --model gcn --dataset cora --data ../shared/datasets --rounds 20``
 runs the paper's procedure with the paper's hyperparameters for that (model, dataset)
 (PAPERS.md §1.3; flags override them) through :class:`sparselth.prune.UGS`, resumable in
-``--runs`` (default ``runs/ugs``), and writes ``bench/results/ugs-<model>-<dataset>[-link]
-[-random].{json,md}`` plus a PNG:
+``--runs`` (default ``runs/ugs``), and writes ``ugs-<model>-<dataset>[-link][-random].{json,md}``
+plus a PNG, in ``bench/results/`` for the published protocol of the result (``PUBLISHED``),
+else in ``bench/results/local/``, or in ``--out``:
 
 - ``"dense"``: round 0, the unpruned model trained ``fix_epochs`` epochs;
 - ``"rounds"``: per round the graph and weight sparsity (fractions removed), test/val metric
@@ -12,11 +13,13 @@ runs the paper's procedure with the paper's hyperparameters for that (model, dat
   paper's MAC formula (GCN), and latencies: ``latency_ms_dense`` = the unpruned model (full
   graph, dense weights), ``latency_ms_ticket`` = the ticket compiled with
   ``sparselth.compile`` (pruned edges dropped from the stored graph, each linear layer on
-  its fastest exact route), timed interleaved (A B A B ...), medians, eval mode, no grad;
+  its fastest exact route), timed interleaved (A B A B ...) with
+  :mod:`sparselth.utils.timing`, medians of wall and CPU time, eval mode, no grad; the
+  measured speed-up uses the headline clock (CPU time with one thread, wall with more);
 - the Markdown table sets the numbers beside the paper's (PAPERS.md §1.8, Cora/CiteSeer GCN);
 - the PNG: accuracy vs graph sparsity and vs weight sparsity (dense line, UGS, and the
-  random-pruning curve when ``...-random.json`` exists), and promised (MAC ratio) vs
-  measured speed-up per round.
+  random-pruning curve when ``...-random.json`` exists in the same folder with the same
+  protocol), and promised (MAC ratio) vs measured speed-up per round.
 
 ``--baseline random`` runs the random-pruning baseline (PAPERS.md §1.6), ``--task link`` the
 link-prediction variant (GCN encoder [F, 512, 16], GAE-style loss instead of the paper's GIC:
@@ -28,16 +31,18 @@ fewer than 10 % of their entries are non-zero.
 from __future__ import annotations
 
 import argparse
-import io
-import math
-import os
+import json
 import sys
-import time
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from sparselth.utils.plot import figure, save_png, style_axes
+from sparselth.utils.records import markdown_table, write_markdown
+from sparselth.utils.timing import busy_note, stopwatch
 
 from . import common
 
@@ -57,6 +62,23 @@ PAPER_HP: dict[tuple[str, str], dict[str, Any]] = {
 RANDOM_SEEDS = {"cora": 3846, "citeseer": 2839, "pubmed": 3333}
 # link prediction (PAPERS.md §1.4): Adam lr 1e-3, no weight decay, s1 = s2 = 1e-2, noise 1e-4
 LINK_HP = dict(lr=0.001, weight_decay=0.0, s1=1e-2, s2=1e-2, mask_noise=1e-4, seed=1234)
+
+# the arguments of the results committed in bench/results/ (see bench.common.result_path)
+PUBLISHED = {
+    "ugs-gcn-cora": "--model gcn --dataset cora --rounds 20 --threads 1",
+    "ugs-gcn-cora-random": "--model gcn --dataset cora --baseline random --rounds 20 --threads 1",
+    "ugs-gcn-citeseer": "--model gcn --dataset citeseer --rounds 20 --threads 1",
+    "ugs-gcn-citeseer-random":
+        "--model gcn --dataset citeseer --baseline random --rounds 20 --threads 1",
+    "ugs-gcn-pubmed": "--model gcn --dataset pubmed --rounds 4 --prune-graph 0.2 "
+                      "--prune-weight 0.35 --epochs 100 --features dense --threads 1",
+    "ugs-gin-cora": "--model gin --dataset cora --rounds 20 --threads 1",
+    "ugs-gin-cora-random": "--model gin --dataset cora --baseline random --rounds 20 --threads 1",
+    "ugs-gat-cora": "--model gat --dataset cora --rounds 3 --prune-graph 0.2 --prune-weight 0.4 "
+                    "--epochs 50 --threads 1",
+    "ugs-gcn-cora-link": "--model gcn --dataset cora --task link --rounds 5 --prune-graph 0.2 "
+                         "--prune-weight 0.4 --epochs 100 --threads 1",
+}
 
 # PAPERS.md §1.8 (values read off the paper's Teaser figure): round -> (graph %, weight %,
 # UGS accuracy %, random-pruning accuracy %, MACs in millions)
@@ -164,22 +186,25 @@ class Latency:
                 budget_s=self.compile_budget_s, e2e_budget_s=2 * self.compile_budget_s)
         inputs = self.inputs
         with torch.no_grad():
-            t = common.time_interleaved(
+            m = common.time_contenders(
                 {"dense": lambda: self.dense(*inputs), "ticket": lambda: compiled(*inputs)},
-                budget_s=self.budget_s, min_reps=5, max_reps=40)
-        d, tk = t["dense"].summary(), t["ticket"].summary()
+                {"budget_s": self.budget_s, "min_reps": 5, "max_reps": 40})
+        d, tk = m["dense"].summary(), m["ticket"].summary()
+        pre = "cpu_" if m.clock == "cpu" else ""
         out.update({
-            "latency_ms_dense": d["ms"], "latency_ms_ticket": tk["ms"],
-            "latency_iqr_ms_dense": [d["q1_ms"], d["q3_ms"]],
-            "latency_iqr_ms_ticket": [tk["q1_ms"], tk["q3_ms"]],
-            "latency_min_ms_dense": min(t["dense"].times) * 1e3,
-            "latency_min_ms_ticket": min(t["ticket"].times) * 1e3,
-            "measured_speedup": d["ms"] / tk["ms"] if tk["ms"] > 0 else None,
+            "latency_clock": m.clock,
+            "latency_ms_dense": d[f"{pre}ms"], "latency_ms_ticket": tk[f"{pre}ms"],
+            "latency_iqr_ms_dense": [d[f"{pre}q1_ms"], d[f"{pre}q3_ms"]],
+            "latency_iqr_ms_ticket": [tk[f"{pre}q1_ms"], tk[f"{pre}q3_ms"]],
+            "latency_min_ms_dense": d[f"{pre}min_ms"],
+            "latency_min_ms_ticket": tk[f"{pre}min_ms"],
+            "latency_dense": d, "latency_ticket": tk,
+            "measured_speedup": m.speedup("dense", "ticket"),
             "routes": report.routes,
             "compiled_edges": int(compiled.edge_mask.numel()),
             "compile_end_to_end": {k: report.end_to_end.get(k) for k in
                                    ("dense_ms", "compiled_ms", "speedup", "max_rel_error")},
-            "load_avg_1min": common.load_average(),
+            "load_avg_1min": m.loadavg_after,
         })
         if note:
             out["compile_note"] = note
@@ -193,7 +218,10 @@ def _pct(v):
     return None if v is None else 100.0 * v
 
 
-def markdown(rep: dict[str, Any], other: dict[str, Any] | None) -> str:
+def markdown(rep: dict[str, Any], other: dict[str, Any] | None,
+             notes: list[str] | None = None) -> str:
+    """The report of ``rep``, with ``other`` (the UGS or random-pruning run of the same
+    protocol) beside it; ``notes`` are added to its notes."""
     metric = rep["metric"]
     name = "accuracy" if metric == "acc" else "ROC-AUC"
     dense = rep["dense"]
@@ -238,7 +266,7 @@ def markdown(rep: dict[str, Any], other: dict[str, Any] | None) -> str:
          "exact dense MACs / exact ticket MACs; measured = latency of the unpruned model / "
          "latency of the compiled ticket (medians, interleaved, eval mode)."),
         "",
-        common.markdown_table(headers, rows),
+        markdown_table(headers, rows),
     ]
     paper = PAPER_POINTS.get(rep["dataset"]) if (rep["model"] == "gcn"
                                                   and rep["task"] == "node") else None
@@ -259,7 +287,7 @@ def markdown(rep: dict[str, Any], other: dict[str, Any] | None) -> str:
                          mine["macs_paper"] / 1e6 if mine and mine.get("macs_paper") else None])
         lines += [
             "", "## Beside the paper (PAPERS.md §1.8, read off the Teaser figure, ±0.2 %)", "",
-            common.markdown_table(
+            markdown_table(
                 ["round", "paper graph / weight sp. %", "paper UGS acc %", "ours UGS acc %",
                  "paper random acc %", "ours random acc %", "paper MACs (M)",
                  "ours MACs (M, paper formula)"], prow),
@@ -290,22 +318,26 @@ def markdown(rep: dict[str, Any], other: dict[str, Any] | None) -> str:
     notes = {r["compile_note"] for r in rep["rounds"] if r.get("compile_note")}
     for n in sorted(notes):
         lines.append(f"- {n}")
-    busy = common.busy_note(rep["machine"])
-    if busy:
-        lines.append(f"- {busy}")
-    lines += ["", "## Machine", "", common.machine_markdown(rep["machine"])]
-    return "\n".join(lines)
+    clock = next((r["latency_clock"] for r in rep["rounds"] if r.get("latency_clock")), None)
+    if clock:
+        lines.append("- Latency: " + common.clock_sentence(
+            clock, rep["machine"].get("torch_threads")))
+    own = rep["notes"] if "notes" in rep else [busy_note(rep["machine"])]  # older files
+    for n in [n for n in own if n] + (notes or []):
+        lines.append(f"- {n}")
+    lines += ["", *common.machine_section(rep["machine"]), common.protocol_line(
+        rep, result_name(rep["model"], rep["dataset"], rep["task"], rep["baseline"]))]
+    return "\n".join(lines).rstrip() + "\n"
 
 
-def plot(reports: dict[str, dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def plot(reports: dict[str, dict[str, Any]]):
+    """Accuracy vs graph and weight sparsity (``reports``: ``"ugs"`` and/or ``"random"``, of
+    one protocol) and promised vs measured speed-up per round; the figure."""
+    import matplotlib.ticker
 
     main = reports.get("ugs") or reports.get("random")
     metric = main["metric"]
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
+    fig, axes = figure(3, width=16, height=4.2)
     styles = {"ugs": ("o-", "UGS"), "random": ("s--", "random pruning")}
     for key, rep in reports.items():
         style, label = styles[key]
@@ -316,10 +348,8 @@ def plot(reports: dict[str, dict[str, Any]], path: Path) -> None:
     dense = 100 * main["dense"][f"test_{metric}"]
     for ax, what in ((axes[0], "graph"), (axes[1], "weight")):
         ax.axhline(dense, color="k", ls=":", lw=1, label="dense")
-        ax.set_xlabel(f"{what} sparsity (%)")
-        ax.set_ylabel(f"test {'accuracy' if metric == 'acc' else 'ROC-AUC'} (%)")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
+        style_axes(ax, xlabel=f"{what} sparsity (%)",
+                   ylabel=f"test {'accuracy' if metric == 'acc' else 'ROC-AUC'} (%)")
     axes[0].set_title(f"{main['model'].upper()} on {main['dataset']}"
                       f"{' (link)' if main['task'] == 'link' else ''}")
     ax = axes[2]
@@ -339,25 +369,28 @@ def plot(reports: dict[str, dict[str, Any]], path: Path) -> None:
     ax.yaxis.set_major_formatter(fmt)
     ax.yaxis.set_minor_formatter(fmt)
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    ax.set_xlabel("round")
-    ax.set_ylabel("speed-up over the dense model")
-    ax.set_title(f"{main['baseline']}: promised vs measured "
-                 f"({main['machine'].get('torch_threads')} thread(s))")
+    clock = next((r["latency_clock"] for r in recs if r.get("latency_clock")), "wall")
+    style_axes(ax, xlabel="round", ylabel="speed-up over the dense model",
+               title=f"{main['baseline']}: promised vs measured "
+               f"({main['machine'].get('torch_threads')} thread(s), {clock} time)")
     ax.grid(True, alpha=0.3, which="both")
-    ax.legend(fontsize=8)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, path)
+    return fig
+
+
+_RUN_LABEL = {"ugs": "the UGS run", "random": "the random-pruning run"}
+
+
+def comparable(report: Mapping[str, Any]) -> dict[str, Any]:
+    """What must agree between a UGS run and its random baseline to share a table: everything
+    but the baseline and the seed (each has the reference's own seed)."""
+    cfg = {k: v for k, v in report["config"].items() if k not in ("baseline", "seed")}
+    return {"model": report["model"], "dataset": report["dataset"], "task": report["task"],
+            "hidden": report["hidden"], "features_as": report["data"].get("features_as"), **cfg}
 
 
 def render(out: Path, model: str, dataset: str, task: str, plot_png: bool = True) -> list[Path]:
-    """Markdown for each existing JSON of (model, dataset, task) and one PNG with both."""
-    import json
-
+    """Markdown for each existing JSON of (model, dataset, task) in ``out`` (the other
+    baseline beside it when made with the same protocol) and one PNG with both."""
     reps = {}
     for baseline in ("ugs", "random"):
         p = out / f"{result_name(model, dataset, task, baseline)}.json"
@@ -365,14 +398,17 @@ def render(out: Path, model: str, dataset: str, task: str, plot_png: bool = True
             reps[baseline] = json.loads(p.read_text())
     written = []
     for baseline, rep in reps.items():
-        other = reps.get("random" if baseline == "ugs" else "ugs")
+        others = {_RUN_LABEL[b]: r for b, r in reps.items() if b != baseline}
+        kept, notes = common.same_protocol(rep, others, comparable)
+        other = next(iter(kept.values()), None)
         p = out / f"{result_name(model, dataset, task, baseline)}.md"
-        common.write_markdown(p, markdown(rep, other))
-        written.append(p)
+        written.append(write_markdown(p, markdown(rep, other, notes)))
     if plot_png and reps:
-        name = result_name(model, dataset, task, "ugs" if "ugs" in reps else "random")
-        plot(reps, out / f"{name}.png")
-        written.append(out / f"{name}.png")
+        main = "ugs" if "ugs" in reps else "random"
+        kept, _ = common.same_protocol(reps[main], {b: r for b, r in reps.items() if b != main},
+                                       comparable)
+        fig = plot({main: reps[main], **kept})
+        written.append(save_png(fig, out / f"{result_name(model, dataset, task, main)}.png"))
     return written
 
 
@@ -387,7 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", choices=["gcn", "gin", "gat"], default="gcn")
     p.add_argument("--dataset", choices=["cora", "citeseer", "pubmed", "csbm"], default="cora")
-    p.add_argument("--data", default=os.environ.get("SPARSELTH_DATA", "../shared/datasets"),
+    p.add_argument("--data", type=Path, default=common.default_data_dir(),
                    help="folder holding planetoid/")
     p.add_argument("--task", choices=["node", "link"], default="node")
     p.add_argument("--baseline", choices=["ugs", "random"], default="ugs")
@@ -416,14 +452,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile-budget", type=float, default=0.1,
                    help="sparselth.compile timing budget per layer (seconds)")
     p.add_argument("--no-latency", action="store_true", help="skip compile and timing")
-    p.add_argument("--runs", type=Path, default=common.REPO_ROOT / "runs" / "ugs",
-                   help="checkpoint root (a run resumes from here)")
-    p.add_argument("--out", type=Path, default=common.REPO_ROOT / "bench" / "results")
+    p.add_argument("--runs", type=Path, default=None,
+                   help="checkpoint root, a run resumes from here (default runs/ugs, "
+                   "runs/local/ugs for a protocol that is not the published one)")
     p.add_argument("--report-only", action="store_true",
-                   help="only rewrite Markdown/PNG from the existing JSON files")
-    p.add_argument("--no-plot", action="store_true")
-    p.add_argument("--no-progress", action="store_true")
+                   help="only rewrite Markdown/PNG from the existing JSON files (in --out, "
+                   "default bench/results/)")
+    common.add_output_args(p)
     return p
+
+
+def run_protocol(args: argparse.Namespace) -> dict:
+    """The argument values that change this suite's numbers, defaults resolved."""
+    cfg, _ = config_from_args(args)
+    out = dict(cfg.to_dict(), model=args.model, dataset=args.dataset, hidden=args.hidden,
+               features=args.features, threads=args.threads, latency=not args.no_latency)
+    if not args.no_latency:
+        out.update(latency_budget=args.latency_budget, compile_budget=args.compile_budget)
+    if args.dataset == "csbm":
+        out["csbm_nodes"] = args.csbm_nodes
+    return out
 
 
 def config_from_args(args) -> tuple[Any, str]:
@@ -454,11 +502,15 @@ def config_from_args(args) -> tuple[Any, str]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    name = result_name(args.model, args.dataset, args.task, args.baseline)
     if args.report_only:
-        for p in render(args.out, args.model, args.dataset, args.task, not args.no_plot):
+        for p in render(args.out or common.RESULTS_DIR, args.model, args.dataset, args.task,
+                        not args.no_plot):
             print(f"written: {p}", file=sys.stderr)
         return None
+    dest = common.result_path(name, args, PUBLISHED, parser=parser, protocol=run_protocol)
     if args.threads:
         torch.set_num_threads(args.threads)
     from sparselth import CSR
@@ -467,7 +519,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     from sparselth.train import LinkPredictionTask, NodeClassificationTask, node_features
 
     cfg, source = config_from_args(args)
-    machine = common.machine_info()
+    machine = common.machine()
     data = load_data(args.dataset, args.data, args.csbm_nodes)
     x = node_features(data.x, max_density={"auto": 0.1, "dense": -1.0, "csr": 1.0}[args.features])
     density = float((data.x != 0).sum()) / data.x.numel()
@@ -492,15 +544,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         task = NodeClassificationTask(data, x)
     build = model_builder(args.model, adj, data.num_features, data.num_classes, args.hidden,
                           args.task)
-    name = result_name(args.model, args.dataset, args.task, args.baseline)
     # build the timing models from their own seed so the UGS run's θ0 does not depend on it
     with torch.random.fork_rng():
         torch.manual_seed(0)
         measure = Latency(build, task.inputs(), args.latency_budget, args.compile_budget,
                           enabled=not args.no_latency)
-    ugs = UGS(build, task, cfg, root=args.runs / name, measure=measure,
+    runs = args.runs or common.RUNS_DIR / ("" if dest.published else "local") / "ugs"
+    ugs = UGS(build, task, cfg, root=runs / name, measure=measure,
               progress=not args.no_progress)
-    t0 = time.perf_counter()
+    elapsed = stopwatch()
     records = [dict(r) for r in ugs.run()]
     dense_macs, dense_paper = records[0].get("macs_total"), records[0].get("macs_paper")
     for r in records:
@@ -508,7 +560,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
                                  if dense_macs and r.get("macs_total") else None)
         r["promised_speedup_paper"] = (dense_paper / r["macs_paper"]
                                        if dense_paper and r.get("macs_paper") else None)
-    machine["loadavg_end"] = common.load_average()
+    notes = common.finish_machine(machine)
     deviations = [text for m, d, text in DEVIATIONS
                   if m in (None, args.model) and d in (None, args.dataset)]
     if args.task == "link":
@@ -530,15 +582,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         "per_round_seconds": [r.get("seconds") for r in records[1:]],
         "deviations": deviations,
         "run_dir": str(ugs.run_dir),
-        "wall_s_this_invocation": time.perf_counter() - t0,
+        "wall_s_this_invocation": elapsed(),
         "machine": machine,
+        "notes": notes,
         "command": "python -m bench.ugs " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
-    out = Path(args.out)
-    common.write_json(out / f"{name}.json", rep)
-    written = render(out, args.model, args.dataset, args.task, not args.no_plot)
-    print((out / f"{name}.md").read_text())
-    for p in [out / f"{name}.json"] + written:
+    common.write_result(dest, rep)  # the JSON; the Markdown and PNG also read the other run
+    written = render(dest.folder, args.model, args.dataset, args.task, not args.no_plot)
+    print(dest.file(".md").read_text())
+    for p in written:
         print(f"written: {p}", file=sys.stderr)
     return rep
 

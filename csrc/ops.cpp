@@ -1,6 +1,7 @@
-// Op schemas of the sparselth extension. Implementations register per dispatch key in
-// csrc/cpu/<op>_cpu.cpp and csrc/cuda/<op>_cuda_op.cpp; autograd and fake (shape-only)
-// implementations live in Python (sparselth/ops), where the public ops wrap these kernels.
+// Every op schema of the sparselth extension. Implementations register per dispatch key
+// (TORCH_LIBRARY_IMPL) in csrc/cpu/<op>_cpu.cpp and csrc/cuda/<op>_cuda_op.cpp; autograd and
+// fake (shape-only) implementations live in Python (sparselth/ops/<op>.py), where the public
+// ops wrap these kernels.
 #include <Python.h>
 #include <torch/library.h>
 
@@ -12,6 +13,27 @@ TORCH_LIBRARY(sparselth, m) {
         "Tensor? row_scale, Tensor? bias, int num_rows) -> Tensor");
   // out[e] = dot(x[row(e)], y[col[e]]) for every stored entry e of the CSR pattern.
   m.def("sddmm_kernel(Tensor rowptr, Tensor col, Tensor x, Tensor y) -> Tensor");
+
+  // Shifted-window products (csrc/cpu/shifted_cpu.cpp): the direct sparse convolution and, with
+  // no shifts, the sparse linear layer.
+  // out[n, r, q] = bias[r] + sum_{e in row r} val[e] * src[n, blk[e], koff[e] + q], q < q_len.
+  // rowptr: (num_rows + 1,) int32|int64; blk, koff: (nnz,) same dtype (koff None = zeros);
+  // val: (nnz,) or None (ones); src: (N, blocks, L) contiguous; bias: (num_rows,) or None.
+  // Requires 0 <= blk < blocks and 0 <= koff <= L - q (checked).
+  // The q positions form rows of `wide`; only the first `cols` of each row are stored, so the
+  // result is (N, num_rows, q / wide * cols) (wide = cols = q: everything, in order).
+  m.def("shifted_spmm_kernel(Tensor rowptr, Tensor blk, Tensor? koff, Tensor? val, Tensor src, "
+        "Tensor? bias, int num_rows, int q, int wide, int cols) -> Tensor");
+  // out[e] = sum_n sum_{q < a.size(2)} a[n, row(e), q] * src[n, blk[e], koff[e] + q].
+  // a: (N, num_rows, q) contiguous, src as above. Returns (nnz,).
+  m.def("shifted_sddmm_kernel(Tensor rowptr, Tensor blk, Tensor? koff, Tensor a, Tensor src) "
+        "-> Tensor");
+
+  // Row-major sparse linear layer (csrc/cpu/sparse_linear_cpu.cpp):
+  // out[n, h] = bias[h] + sum_{e in row h} val[e] * x[n, col[e]]: F.linear with a CSR weight
+  // (out_features, in_features); x (batch, in_features) and the result row-major.
+  m.def("sparse_linear_kernel(Tensor rowptr, Tensor col, Tensor? val, Tensor x, Tensor? bias, "
+        "int out_features) -> Tensor");
 
   // Embedding gathers (csrc/cpu/embedding_cpu.cpp, csrc/cuda/embedding_cuda.cu). Every one
   // returns (num_out, d): without bag_ptr row o is the stored row ids[o]; with bag_ptr

@@ -36,6 +36,7 @@ import dataclasses
 import json
 import re
 import sys
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -45,8 +46,9 @@ from torch import Tensor, nn
 
 from . import _io
 from .prune import Masks, apply, from_torch_prune, masks_of, remove, state_without_masks
+from .prune.run import ticket_parts
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "Ticket"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "Ticket", "load_round"]
 
 FORMAT = "sparselth.ticket"
 FORMAT_VERSION = 1
@@ -209,24 +211,22 @@ class Ticket:
         return cls(masks, trained, init_state, metadata)
 
     @classmethod
-    def from_imp(cls, run_dir: Any, round: int | None = None, **metadata: Any) -> Ticket:
-        """Ticket of a finished round of an IMP run directory (default: the last one):
-        that round's masks and trained weights, and the state its survivors were rewound
-        to (θ0, or θk for late rewinding) as ``init_state``."""
-        from .prune.imp import load_round
+    def from_run(cls, run_dir: Any, round: int | None = None, **metadata: Any) -> Ticket:
+        """Ticket of a finished round of a run folder of any kind (IMP, UGS, recommender,
+        ...; default: the last finished round): that round's masks and trained weights, the
+        state its survivors were rewound to (θ0, or θk for late rewinding) as
+        ``init_state``, and metadata (kind, config, seed, round, metric, metrics, MACs,
+        sparsities). Keyword arguments are added to the metadata."""
+        parts = ticket_parts(run_dir, round)
+        parts["metadata"].update(metadata)
+        return cls(**parts)
 
-        rd = load_round(run_dir, round)
-        rec = rd["record"]
-        init = rd["rewind_state"] if rd["config"].rewind == "late" else rd["init_state"]
-        meta = {
-            "config": rd["config"].to_dict(),
-            "seed": rd["config"].seed,
-            "round": rd["round"],
-            "metrics": rec.get("metrics", {}),
-            "macs": {"macs": rec.get("macs"), "macs_dense": rec.get("macs_dense")},
-        }
-        meta.update(metadata)
-        return cls(rd["masks"], rd["trained_state"], init, meta)
+    @classmethod
+    def from_imp(cls, run_dir: Any, round: int | None = None, **metadata: Any) -> Ticket:
+        """Deprecated: use :meth:`from_run` (every run kind)."""
+        warnings.warn("Ticket.from_imp is deprecated; use Ticket.from_run", DeprecationWarning,
+                      stacklevel=2)
+        return cls.from_run(run_dir, round, **metadata)
 
     # -- validation shared by construction and load
     def _check_consistent(self, path: Path) -> None:
@@ -461,3 +461,9 @@ class Ticket:
             f"{len(self.trained_state)} trained tensors, "
             f"init={'yes' if self.init_state is not None else 'no'})"
         )
+
+
+def load_round(run_dir: Any, round: int | None = None) -> Ticket:
+    """The ticket of round ``round`` (default: the last finished one) of a run folder of any
+    kind: ``Ticket.from_run(run_dir, round)``."""
+    return Ticket.from_run(run_dir, round)

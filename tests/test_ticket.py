@@ -10,7 +10,7 @@ from torch import nn
 import sparselth._io as sio
 from sparselth import prune
 from sparselth.prune import IMP, IMPConfig
-from sparselth.ticket import FORMAT_VERSION, Ticket
+from sparselth.ticket import FORMAT_VERSION, Ticket, load_round
 
 
 def make_model(seed=0):
@@ -232,7 +232,7 @@ def test_metadata_must_be_json():
         Ticket({"w": torch.ones(2, dtype=torch.bool)}, {"w": torch.ones(3)})
 
 
-def test_from_imp(tmp_path):
+def test_from_run(tmp_path):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
 
@@ -248,10 +248,17 @@ def test_from_imp(tmp_path):
         model, train, lambda m: {"score": 1.0}, IMPConfig(rounds=2), root=tmp_path, progress=False
     )
     imp.run()
-    t = Ticket.from_imp(imp.run_dir)
+    t = Ticket.from_run(imp.run_dir, note="x")
     assert t.metadata["round"] == 2 and t.metadata["metrics"] == {"score": 1.0}
+    assert t.metadata["kind"] == "imp" and t.metadata["metric"] == "score"
+    assert t.metadata["note"] == "x" and t.metadata["graph_sparsity"] is None
     assert t.masks == prune.masks_of(model)
     t.save(tmp_path / "ticket")
     fresh = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
     Ticket.load(tmp_path / "ticket").apply_to(fresh)
     assert torch.equal(fresh[0].weight, model[0].weight)
+    first = load_round(imp.run_dir, 0)
+    assert first.metadata["round"] == 0 and first.sparsity()["overall"] == 0.0
+    with pytest.warns(DeprecationWarning, match="from_run"):
+        old = Ticket.from_imp(imp.run_dir, round=1)
+    assert old.masks == Ticket.from_run(imp.run_dir, 1).masks

@@ -3,6 +3,8 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <algorithm>
+
 namespace sparselth {
 
 inline void check_csr_index(const char* op, const at::Tensor& rowptr, const at::Tensor& col,
@@ -33,6 +35,20 @@ inline void check_rowptr_ends(const char* op, const at::Tensor& rowptr, int64_t 
   TORCH_CHECK_VALUE(rp[0] == 0 && static_cast<int64_t>(rp[num_rows]) == nnz, op,
                     ": rowptr must start at 0 and end at nnz = ", nnz, ", got ",
                     static_cast<int64_t>(rp[0]), " and ", static_cast<int64_t>(rp[num_rows]));
+}
+
+// Smallest and largest of p[0, n) (both 0 when n == 0), vectorised: the O(n) index-range
+// checks that run on every call (ids, columns, blocks) must cost little next to the product.
+template <typename index_t>
+inline void min_max(const index_t* p, int64_t n, index_t* lo, index_t* hi) {
+  index_t a = n > 0 ? p[0] : index_t(0), b = a;
+#pragma omp simd reduction(min : a) reduction(max : b)
+  for (int64_t i = 0; i < n; ++i) {
+    a = std::min(a, p[i]);
+    b = std::max(b, p[i]);
+  }
+  *lo = a;
+  *hi = b;
 }
 
 }  // namespace sparselth

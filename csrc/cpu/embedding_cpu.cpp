@@ -25,6 +25,7 @@
 #define SPARSELTH_EMB_AVX512 0
 #endif
 
+#include "../embedding_common.h"
 #include "check.h"
 #include "partition.h"
 
@@ -34,7 +35,7 @@ namespace {
 constexpr int64_t kSerialWork = 1 << 15;  // output elements below which one thread is faster
 constexpr int64_t kNear = 4;              // ids ahead whose row data is prefetched
 constexpr int64_t kFar = 12;              // ids ahead whose index entries are prefetched
-constexpr int kModeSum = 0, kModeMean = 1;
+using embedding::kModeMean;
 
 inline void prefetch_bytes(const void* p, int64_t bytes) {
   const char* c = static_cast<const char*>(p);
@@ -243,21 +244,12 @@ struct BitmaskDecoder {
 
 template <typename id_t>
 void check_ids_in_range(const char* op, const at::Tensor& ids, int64_t num_rows) {
-  const id_t* p = ids.data_ptr<id_t>();
   const int64_t n = ids.numel();
-  int64_t lo = 0, hi = 0;
-  if (n > 0) {
-    id_t mn = p[0], mx = p[0];
-#pragma omp simd reduction(min : mn) reduction(max : mx)
-    for (int64_t i = 0; i < n; ++i) {
-      mn = p[i] < mn ? p[i] : mn;
-      mx = p[i] > mx ? p[i] : mx;
-    }
-    lo = mn;
-    hi = mx;
-  }
+  id_t lo = 0, hi = 0;
+  min_max(ids.data_ptr<id_t>(), n, &lo, &hi);
   TORCH_CHECK_VALUE(n == 0 || (lo >= 0 && hi < num_rows), op, ": ids must be in [0, ",
-                    num_rows, "), got values in [", lo, ", ", hi, "]");
+                    num_rows, "), got values in [", static_cast<int64_t>(lo), ", ",
+                    static_cast<int64_t>(hi), "]");
 }
 
 // Writes out (num_out, d): row o = decoded row ids[o] (no bags), or the sum (mean) of the rows
@@ -307,72 +299,46 @@ void run_gather(const Decoder& dec, const id_t* ids, int64_t n, const int64_t* b
 
 // ----------------------------------------------------------------------------- checks
 
-struct Common {
-  int64_t num_out;
-  const int64_t* bag_ptr;
-};
+void require_cpu(const char* op, const char* name, const at::Tensor& t) {
+  TORCH_CHECK_VALUE(t.is_cpu() && t.is_contiguous(), op, ": ", name,
+                    " must be a contiguous CPU tensor (got one on ", t.device(), ")");
+}
 
-// ids: 1-D int32/int64 contiguous; bag_ptr: (B + 1,) int64, 0 .. ids.numel(), non-decreasing.
-Common check_ids_and_bags(const char* op, const at::Tensor& ids,
-                          const c10::optional<at::Tensor>& bag_ptr, int64_t mode) {
-  TORCH_CHECK_VALUE(ids.dim() == 1 && ids.is_contiguous(), op,
-                    ": ids must be a contiguous 1-D tensor, got shape ", ids.sizes());
-  TORCH_CHECK_TYPE(ids.scalar_type() == at::kInt || ids.scalar_type() == at::kLong, op,
-                   ": ids must be int32 or int64, got ", ids.scalar_type());
-  TORCH_CHECK_VALUE(ids.is_cpu(), op, ": the CPU kernel got ids on ", ids.device());
-  TORCH_CHECK_VALUE(mode == kModeSum || mode == kModeMean, op,
-                    ": mode must be 0 (sum) or 1 (mean), got ", mode);
-  Common c{ids.numel(), nullptr};
-  if (bag_ptr.has_value()) {
-    const at::Tensor& bp = *bag_ptr;
-    TORCH_CHECK_VALUE(bp.dim() == 1 && bp.numel() >= 1 && bp.is_contiguous() && bp.is_cpu(),
-                      op, ": bag_ptr must be a contiguous 1-D CPU tensor of B + 1 entries");
-    TORCH_CHECK_TYPE(bp.scalar_type() == at::kLong, op, ": bag_ptr must be int64, got ",
-                     bp.scalar_type());
-    const int64_t* p = bp.data_ptr<int64_t>();
-    const int64_t B = bp.numel() - 1;
-    bool ok = p[0] == 0 && p[B] == ids.numel();
-    for (int64_t b = 0; ok && b < B; ++b) ok = p[b] <= p[b + 1];
+void require_cpu(const char* op, const char* name, const c10::optional<at::Tensor>& t) {
+  if (t.has_value()) require_cpu(op, name, *t);
+}
+
+// The (num_out, dim) output of a gather over ids or bags of a table whose values are `val`:
+// checks the ids and bag pointers (their values too), then every id against num_rows, and
+// calls body(scalar_t{}, value_t{}, walk) under the output, id and stored-value type dispatch,
+// where walk(decoder) runs a decoder over the ids or bags into the output.
+template <typename Body>
+at::Tensor gather(const char* op, const at::Tensor& val, at::ScalarType out_type,
+                  const at::Tensor& ids, const c10::optional<at::Tensor>& bag_ptr, int64_t mode,
+                  int64_t num_rows, int64_t dim, const Body& body) {
+  const int64_t num_out = embedding::check_ids_and_bags(op, ids, bag_ptr, mode, val.device());
+  require_cpu(op, "ids", ids);
+  require_cpu(op, "bag_ptr", bag_ptr);
+  const int64_t* bp = embedding::opt_ptr<int64_t>(bag_ptr);
+  if (bp != nullptr) {
+    bool ok = bp[0] == 0 && bp[num_out] == ids.numel();
+    for (int64_t b = 0; ok && b < num_out; ++b) ok = bp[b] <= bp[b + 1];
     TORCH_CHECK_VALUE(ok, op, ": bag_ptr must start at 0, never decrease and end at ids.numel() = ",
                       ids.numel());
-    c.num_out = B;
-    c.bag_ptr = p;
   }
-  return c;
-}
-
-void check_values(const char* op, const at::Tensor& val, const c10::optional<at::Tensor>& scale,
-                  int64_t scale_len, at::ScalarType* out_type) {
-  TORCH_CHECK_VALUE(val.is_contiguous() && val.is_cpu(), op,
-                    ": stored values must be a contiguous CPU tensor");
-  const auto vt = val.scalar_type();
-  TORCH_CHECK_TYPE(vt == at::kFloat || vt == at::kDouble || vt == at::kChar, op,
-                   ": stored values must be float32, float64 or int8, got ", vt);
-  if (vt == at::kChar) {
-    TORCH_CHECK_VALUE(scale.has_value(), op, ": int8 values need a scale per stored row");
-  }
-  if (scale.has_value()) {
-    TORCH_CHECK_VALUE(scale->dim() == 1 && scale->numel() == scale_len && scale->is_contiguous(),
-                      op, ": scale must be contiguous with shape (", scale_len, ",), got ",
-                      scale->sizes());
-    TORCH_CHECK_TYPE(scale->scalar_type() == at::kFloat || scale->scalar_type() == at::kDouble,
-                     op, ": scale must be float32 or float64, got ", scale->scalar_type());
-    TORCH_CHECK_TYPE(vt == at::kChar || vt == scale->scalar_type(), op,
-                     ": scale dtype ", scale->scalar_type(), " differs from the values' ", vt);
-  }
-  *out_type = vt == at::kChar ? scale->scalar_type() : vt;
-}
-
-template <typename scalar_t>
-const scalar_t* opt_ptr(const c10::optional<at::Tensor>& t) {
-  return t.has_value() ? t->data_ptr<scalar_t>() : nullptr;
-}
-
-// Calls fn(value_t) with value_t = scalar_t or int8_t (the stored values' type).
-template <typename scalar_t, typename Fn>
-void dispatch_value(const at::Tensor& val, Fn&& fn) {
-  if (val.scalar_type() == at::kChar) fn(int8_t{});
-  else fn(scalar_t{});
+  at::Tensor out = at::empty({num_out, dim}, val.options().dtype(out_type));
+  AT_DISPATCH_FLOATING_TYPES(out_type, "embedding_gather_cpu", [&] {
+    AT_DISPATCH_INDEX_TYPES(ids.scalar_type(), "embedding_gather_cpu_ids", [&] {
+      check_ids_in_range<index_t>(op, ids, num_rows);
+      embedding::dispatch_value<scalar_t>(val, [&](auto value_tag) {
+        body(scalar_t{}, value_tag, [&](const auto& dec) {
+          run_gather(dec, ids.data_ptr<index_t>(), ids.numel(), bp, num_out,
+                     static_cast<int>(mode), dim, out.data_ptr<scalar_t>());
+        });
+      });
+    });
+  });
+  return out;
 }
 
 // ----------------------------------------------------------------------------- ops
@@ -384,50 +350,25 @@ at::Tensor embedding_rows_cpu(const at::Tensor& table, const c10::optional<at::T
                               const c10::optional<at::Tensor>& mask, const at::Tensor& ids,
                               const c10::optional<at::Tensor>& bag_ptr, int64_t mode) {
   constexpr const char* op = "embedding_rows";
-  TORCH_CHECK_VALUE(table.dim() == 2, op, ": table must be 2-D, got shape ", table.sizes());
-  const int64_t K = table.size(0), d = table.size(1);
-  at::ScalarType out_type;
-  check_values(op, table, scale, K, &out_type);
-  int64_t num_rows = K;
-  if (remap.has_value()) {
-    TORCH_CHECK_VALUE(remap->dim() == 1 && remap->is_contiguous() && remap->is_cpu(), op,
-                      ": remap must be a contiguous 1-D CPU tensor");
-    TORCH_CHECK_TYPE(remap->scalar_type() == at::kInt, op, ": remap must be int32, got ",
-                     remap->scalar_type());
-    num_rows = remap->numel();
-  }
-  if (mask.has_value()) {
-    TORCH_CHECK_VALUE(mask->sizes() == table.sizes() && mask->is_contiguous() && mask->is_cpu(),
-                      op, ": mask must be contiguous with the table's shape ", table.sizes(),
-                      ", got ", mask->sizes());
-    TORCH_CHECK_TYPE(mask->scalar_type() == at::kBool || mask->scalar_type() == out_type, op,
-                     ": mask must be bool or the output dtype ", out_type, ", got ",
-                     mask->scalar_type());
-  }
-  const Common c = check_ids_and_bags(op, ids, bag_ptr, mode);
-  at::Tensor out = at::empty({c.num_out, d}, table.options().dtype(out_type));
-  AT_DISPATCH_FLOATING_TYPES(out_type, "embedding_rows_cpu", [&] {
-    AT_DISPATCH_INDEX_TYPES(ids.scalar_type(), "embedding_rows_cpu_ids", [&] {
-      check_ids_in_range<index_t>(op, ids, num_rows);
-      const int32_t* rp = remap.has_value() ? remap->data_ptr<int32_t>() : nullptr;
-      dispatch_value<scalar_t>(table, [&](auto value_tag) {
-        using value_t = decltype(value_tag);
-        const value_t* tp = static_cast<const value_t*>(table.data_ptr());
-        auto run = [&](auto mask_tag) {
-          using mask_t = std::remove_pointer_t<decltype(mask_tag)>;
-          const mask_t* mp = nullptr;
-          if constexpr (!std::is_void<mask_t>::value) mp = static_cast<const mask_t*>(mask->data_ptr());
-          RowsDecoder<scalar_t, value_t, mask_t> dec{tp, rp, opt_ptr<scalar_t>(scale), mp, d};
-          run_gather(dec, ids.data_ptr<index_t>(), ids.numel(), c.bag_ptr, c.num_out,
-                     static_cast<int>(mode), d, out.data_ptr<scalar_t>());
-        };
-        if (!mask.has_value()) run(static_cast<void*>(nullptr));
-        else if (mask->scalar_type() == at::kBool) run(static_cast<uint8_t*>(nullptr));
-        else run(static_cast<scalar_t*>(nullptr));
-      });
+  int64_t num_rows;
+  const at::ScalarType out_type =
+      embedding::check_rows_table(op, table, remap, scale, mask, &num_rows);
+  require_cpu(op, "table", table);
+  require_cpu(op, "remap", remap);
+  require_cpu(op, "scale", scale);
+  require_cpu(op, "mask", mask);
+  const int64_t d = table.size(1);
+  return gather(op, table, out_type, ids, bag_ptr, mode, num_rows, d,
+                [&](auto scalar_tag, auto value_tag, const auto& walk) {
+    using scalar_t = decltype(scalar_tag);
+    using value_t = decltype(value_tag);
+    embedding::dispatch_mask<scalar_t>(mask, [&](auto mask_ptr) {
+      using mask_t = std::remove_const_t<std::remove_pointer_t<decltype(mask_ptr)>>;
+      walk(RowsDecoder<scalar_t, value_t, mask_t>{
+          static_cast<const value_t*>(table.data_ptr()), embedding::opt_ptr<int32_t>(remap),
+          embedding::opt_ptr<scalar_t>(scale), mask_ptr, d});
     });
   });
-  return out;
 }
 
 // rowptr: (R + 1,) int32/int64 from 0 to nnz; col: (nnz,) int16/int32 in [0, dim); val: (nnz,)
@@ -437,49 +378,26 @@ at::Tensor embedding_csr_cpu(const at::Tensor& rowptr, const at::Tensor& col,
                              const at::Tensor& ids, const c10::optional<at::Tensor>& bag_ptr,
                              int64_t mode, int64_t dim) {
   constexpr const char* op = "embedding_csr";
-  TORCH_CHECK_VALUE(rowptr.dim() == 1 && rowptr.numel() >= 1 && rowptr.is_contiguous() &&
-                        rowptr.is_cpu(),
-                    op, ": rowptr must be a contiguous 1-D CPU tensor of R + 1 entries");
-  TORCH_CHECK_TYPE(rowptr.scalar_type() == at::kInt || rowptr.scalar_type() == at::kLong, op,
-                   ": rowptr must be int32 or int64, got ", rowptr.scalar_type());
-  TORCH_CHECK_VALUE(col.dim() == 1 && col.is_contiguous() && col.is_cpu(), op,
-                    ": col must be a contiguous 1-D CPU tensor");
-  TORCH_CHECK_TYPE(col.scalar_type() == at::kShort || col.scalar_type() == at::kInt, op,
-                   ": col must be int16 or int32, got ", col.scalar_type());
-  TORCH_CHECK_VALUE(val.dim() == 1 && val.numel() == col.numel(), op,
-                    ": val must have shape (nnz,) = (", col.numel(), ",), got ", val.sizes());
-  TORCH_CHECK_VALUE(dim >= 0, op, ": dim must be >= 0, got ", dim);
-  const int64_t R = rowptr.numel() - 1;
-  at::ScalarType out_type;
-  check_values(op, val, scale, R, &out_type);
-  const Common c = check_ids_and_bags(op, ids, bag_ptr, mode);
-  at::Tensor out = at::empty({c.num_out, dim}, val.options().dtype(out_type));
-  AT_DISPATCH_FLOATING_TYPES(out_type, "embedding_csr_cpu", [&] {
-    AT_DISPATCH_INDEX_TYPES(ids.scalar_type(), "embedding_csr_cpu_ids", [&] {
-      check_ids_in_range<index_t>(op, ids, R);
-      dispatch_value<scalar_t>(val, [&](auto value_tag) {
-        using value_t = decltype(value_tag);
-        const value_t* vp = static_cast<const value_t*>(val.data_ptr());
-        auto run = [&](auto ptr_tag, auto col_tag) {
-          using ptr_t = decltype(ptr_tag);
-          using col_t = decltype(col_tag);
-          check_rowptr_ends<ptr_t>(op, rowptr, col.numel(), R);
-          CsrDecoder<scalar_t, value_t, ptr_t, col_t> dec{
-              rowptr.data_ptr<ptr_t>(), col.data_ptr<col_t>(), vp, opt_ptr<scalar_t>(scale),
-              dim};
-          run_gather(dec, ids.data_ptr<index_t>(), ids.numel(), c.bag_ptr, c.num_out,
-                     static_cast<int>(mode), dim, out.data_ptr<scalar_t>());
-        };
-        const bool p32 = rowptr.scalar_type() == at::kInt;
-        const bool c16 = col.scalar_type() == at::kShort;
-        if (p32 && c16) run(int32_t{}, int16_t{});
-        else if (p32) run(int32_t{}, int32_t{});
-        else if (c16) run(int64_t{}, int16_t{});
-        else run(int64_t{}, int32_t{});
-      });
+  int64_t R;
+  const at::ScalarType out_type =
+      embedding::check_csr_table(op, rowptr, col, val, scale, dim, &R);
+  require_cpu(op, "rowptr", rowptr);
+  require_cpu(op, "col", col);
+  require_cpu(op, "val", val);
+  require_cpu(op, "scale", scale);
+  return gather(op, val, out_type, ids, bag_ptr, mode, R, dim,
+                [&](auto scalar_tag, auto value_tag, const auto& walk) {
+    using scalar_t = decltype(scalar_tag);
+    using value_t = decltype(value_tag);
+    embedding::dispatch_csr_index(rowptr, col, [&](auto ptr_tag, auto col_tag) {
+      using ptr_t = decltype(ptr_tag);
+      using col_t = decltype(col_tag);
+      check_rowptr_ends<ptr_t>(op, rowptr, col.numel(), R);
+      walk(CsrDecoder<scalar_t, value_t, ptr_t, col_t>{
+          rowptr.data_ptr<ptr_t>(), col.data_ptr<col_t>(),
+          static_cast<const value_t*>(val.data_ptr()), embedding::opt_ptr<scalar_t>(scale), dim});
     });
   });
-  return out;
 }
 
 // rowptr: (R + 1,) int32/int64 from 0 to nnz; bits: (R, ceil(dim / 8)) uint8, bit f % 8 of
@@ -490,61 +408,67 @@ at::Tensor embedding_bitmask_cpu(const at::Tensor& rowptr, const at::Tensor& bit
                                  const at::Tensor& ids, const c10::optional<at::Tensor>& bag_ptr,
                                  int64_t mode, int64_t dim) {
   constexpr const char* op = "embedding_bitmask";
-  TORCH_CHECK_VALUE(rowptr.dim() == 1 && rowptr.numel() >= 1 && rowptr.is_contiguous() &&
-                        rowptr.is_cpu(),
-                    op, ": rowptr must be a contiguous 1-D CPU tensor of R + 1 entries");
-  TORCH_CHECK_TYPE(rowptr.scalar_type() == at::kInt || rowptr.scalar_type() == at::kLong, op,
-                   ": rowptr must be int32 or int64, got ", rowptr.scalar_type());
-  TORCH_CHECK_VALUE(dim >= 0, op, ": dim must be >= 0, got ", dim);
-  const int64_t R = rowptr.numel() - 1;
-  const int64_t nb = (dim + 7) / 8;
-  TORCH_CHECK_VALUE(bits.dim() == 2 && bits.size(0) == R && bits.size(1) == nb &&
-                        bits.is_contiguous() && bits.is_cpu(),
-                    op, ": bits must be a contiguous (", R, ", ", nb, ") CPU tensor, got ",
-                    bits.sizes());
-  TORCH_CHECK_TYPE(bits.scalar_type() == at::kByte, op, ": bits must be uint8, got ",
-                   bits.scalar_type());
-  TORCH_CHECK_VALUE(val.dim() == 1, op, ": val must be 1-D, got ", val.sizes());
-  at::ScalarType out_type;
-  check_values(op, val, scale, R, &out_type);
-  const Common c = check_ids_and_bags(op, ids, bag_ptr, mode);
-  at::Tensor out = at::empty({c.num_out, dim}, val.options().dtype(out_type));
-  AT_DISPATCH_FLOATING_TYPES(out_type, "embedding_bitmask_cpu", [&] {
-    AT_DISPATCH_INDEX_TYPES(ids.scalar_type(), "embedding_bitmask_cpu_ids", [&] {
-      check_ids_in_range<index_t>(op, ids, R);
-      dispatch_value<scalar_t>(val, [&](auto value_tag) {
-        using value_t = decltype(value_tag);
-        const value_t* vp = static_cast<const value_t*>(val.data_ptr());
-        auto run = [&](auto ptr_tag) {
-          using ptr_t = decltype(ptr_tag);
-          check_rowptr_ends<ptr_t>(op, rowptr, val.numel(), R);
-          BitmaskDecoder<scalar_t, value_t, ptr_t> dec{
-              rowptr.data_ptr<ptr_t>(), bits.data_ptr<uint8_t>(), nb, vp,
-              opt_ptr<scalar_t>(scale), dim};
-          run_gather(dec, ids.data_ptr<index_t>(), ids.numel(), c.bag_ptr, c.num_out,
-                     static_cast<int>(mode), dim, out.data_ptr<scalar_t>());
-        };
-        if (rowptr.scalar_type() == at::kInt) run(int32_t{});
-        else run(int64_t{});
-      });
+  int64_t R;
+  const at::ScalarType out_type =
+      embedding::check_bitmask_table(op, rowptr, bits, val, scale, dim, &R);
+  require_cpu(op, "rowptr", rowptr);
+  require_cpu(op, "bits", bits);
+  require_cpu(op, "val", val);
+  require_cpu(op, "scale", scale);
+  return gather(op, val, out_type, ids, bag_ptr, mode, R, dim,
+                [&](auto scalar_tag, auto value_tag, const auto& walk) {
+    using scalar_t = decltype(scalar_tag);
+    using value_t = decltype(value_tag);
+    embedding::dispatch_rowptr(rowptr, [&](auto ptr_tag) {
+      using ptr_t = decltype(ptr_tag);
+      check_rowptr_ends<ptr_t>(op, rowptr, val.numel(), R);
+      walk(BitmaskDecoder<scalar_t, value_t, ptr_t>{
+          rowptr.data_ptr<ptr_t>(), bits.data_ptr<uint8_t>(), bits.size(1),
+          static_cast<const value_t*>(val.data_ptr()), embedding::opt_ptr<scalar_t>(scale), dim});
     });
   });
-  return out;
 }
 
-// dst[f] += g[f] * mask[r, f] (mask_t void: no mask). Bool masks are read as uint8_t (0/1):
-// a uint8 -> float conversion vectorises, a C++ bool one does not.
-template <typename scalar_t, typename mask_t>
-inline void add_masked_row(scalar_t* __restrict__ dst, const scalar_t* __restrict__ g,
-                           const mask_t* mask, int64_t r, int64_t d) {
+// dst[f] = g[f] * mask[r, f] (ADD: +=; mask_t void: no mask). Bool masks are read as uint8_t.
+template <bool ADD, typename scalar_t, typename mask_t>
+inline void masked_row(scalar_t* __restrict__ dst, const scalar_t* __restrict__ g,
+                       const mask_t* mask, int64_t r, int64_t d) {
   if constexpr (std::is_void<mask_t>::value) {
 #pragma omp simd
-    for (int64_t f = 0; f < d; ++f) dst[f] += g[f];
+    for (int64_t f = 0; f < d; ++f) {
+      if (ADD) dst[f] += g[f];
+      else dst[f] = g[f];
+    }
   } else {
     const mask_t* __restrict__ m = mask + r * d;
 #pragma omp simd
-    for (int64_t f = 0; f < d; ++f) dst[f] += g[f] * static_cast<scalar_t>(m[f]);
+    for (int64_t f = 0; f < d; ++f) {
+      const scalar_t v = g[f] * static_cast<scalar_t>(m[f]);
+      if (ADD) dst[f] += v;
+      else dst[f] = v;
+    }
   }
+}
+
+// The gradient kernels' common part: checks, then every id against num_rows, and
+// body(grad, ids, mask) with typed pointers under the dtype, id type and mask type dispatch
+// (body allocates the output: it runs exactly once).
+template <typename Body>
+void with_grad(const char* op, const at::Tensor& grad, const at::Tensor& ids,
+               const c10::optional<at::Tensor>& mask, int64_t mask_rows, int64_t num_rows,
+               const Body& body) {
+  embedding::check_grad(op, grad, ids, mask, mask_rows);
+  require_cpu(op, "grad", grad);
+  require_cpu(op, "ids", ids);
+  require_cpu(op, "mask", mask);
+  AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "embedding_grad_cpu", [&] {
+    AT_DISPATCH_INDEX_TYPES(ids.scalar_type(), "embedding_grad_cpu_ids", [&] {
+      check_ids_in_range<index_t>(op, ids, num_rows);
+      embedding::dispatch_mask<scalar_t>(mask, [&](auto mask_ptr) {
+        body(grad.data_ptr<scalar_t>(), ids.data_ptr<index_t>(), mask_ptr);
+      });
+    });
+  });
 }
 
 // Dense gradient of the masked gather: out (num_rows, d) = zeros, then for every i:
@@ -554,115 +478,58 @@ inline void add_masked_row(scalar_t* __restrict__ dst, const scalar_t* __restric
 at::Tensor embedding_backward_cpu(const at::Tensor& grad, const c10::optional<at::Tensor>& mask,
                                   const at::Tensor& ids, int64_t num_rows) {
   constexpr const char* op = "embedding_backward";
-  TORCH_CHECK_VALUE(grad.dim() == 2 && grad.is_contiguous() && grad.is_cpu(), op,
-                    ": grad must be a contiguous 2-D CPU tensor, got shape ", grad.sizes());
-  TORCH_CHECK_TYPE(grad.scalar_type() == at::kFloat || grad.scalar_type() == at::kDouble, op,
-                   ": grad must be float32 or float64, got ", grad.scalar_type());
-  TORCH_CHECK_VALUE(ids.dim() == 1 && ids.is_contiguous() && ids.numel() == grad.size(0), op,
-                    ": ids must be contiguous with shape (", grad.size(0), ",), got ",
-                    ids.sizes());
-  TORCH_CHECK_TYPE(ids.scalar_type() == at::kInt || ids.scalar_type() == at::kLong, op,
-                   ": ids must be int32 or int64, got ", ids.scalar_type());
   TORCH_CHECK_VALUE(num_rows >= 0, op, ": num_rows must be >= 0, got ", num_rows);
-  const int64_t d = grad.size(1);
-  if (mask.has_value()) {
-    TORCH_CHECK_VALUE(mask->dim() == 2 && mask->size(0) == num_rows && mask->size(1) == d &&
-                          mask->is_contiguous() && mask->is_cpu(),
-                      op, ": mask must be a contiguous (", num_rows, ", ", d, ") CPU tensor, got ",
-                      mask->sizes());
-    TORCH_CHECK_TYPE(mask->scalar_type() == at::kBool || mask->scalar_type() == grad.scalar_type(),
-                     op, ": mask must be bool or grad's dtype, got ", mask->scalar_type());
-  }
-  at::Tensor out = at::empty({num_rows, d}, grad.options());
-  if (num_rows == 0 || d == 0) return out;
-  AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "embedding_backward_cpu", [&] {
-    AT_DISPATCH_INDEX_TYPES(ids.scalar_type(), "embedding_backward_cpu_ids", [&] {
-      check_ids_in_range<index_t>(op, ids, num_rows);
-      const index_t* ip = ids.data_ptr<index_t>();
-      const scalar_t* gp = grad.data_ptr<scalar_t>();
-      scalar_t* op_ = out.data_ptr<scalar_t>();
-      const int64_t n = ids.numel();
-      auto run = [&](auto mask_tag) {
-        using mask_t = std::remove_pointer_t<decltype(mask_tag)>;
-        const mask_t* mp = nullptr;
-        if constexpr (!std::is_void<mask_t>::value) mp = static_cast<const mask_t*>(mask->data_ptr());
-        const int64_t work = (num_rows + n) * d;
-        const int64_t threads = work < kSerialWork ? 1 : at::get_num_threads();
-        const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(threads, num_rows));
-        at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
-          for (int64_t c = c0; c < c1; ++c) {
-            const int64_t r0 = num_rows * c / chunks, r1 = num_rows * (c + 1) / chunks;
-            std::memset(op_ + r0 * d, 0, (r1 - r0) * d * sizeof(scalar_t));
-            for (int64_t i = 0; i < n; ++i) {
-              const int64_t r = ip[i];
-              if (r < r0 || r >= r1) continue;
-              scalar_t* __restrict__ dst = op_ + r * d;
-              const scalar_t* __restrict__ g = gp + i * d;
-              add_masked_row<scalar_t, mask_t>(dst, g, mp, r, d);
-            }
-          }
-        });
-      };
-      if (!mask.has_value()) run(static_cast<void*>(nullptr));
-      else if (mask->scalar_type() == at::kBool) run(static_cast<uint8_t*>(nullptr));
-      else run(static_cast<scalar_t*>(nullptr));
+  at::Tensor out;
+  with_grad(op, grad, ids, mask, num_rows, num_rows, [&](const auto* gp, const auto* ip,
+                                                         const auto* mp) {
+    using scalar_t = std::remove_const_t<std::remove_pointer_t<decltype(gp)>>;
+    using mask_t = std::remove_const_t<std::remove_pointer_t<decltype(mp)>>;
+    const int64_t n = ids.numel(), d = grad.size(1);
+    out = at::empty({num_rows, d}, grad.options());
+    if (num_rows == 0 || d == 0) return;
+    scalar_t* op_ = out.data_ptr<scalar_t>();
+    const int64_t work = (num_rows + n) * d;
+    const int64_t threads = work < kSerialWork ? 1 : at::get_num_threads();
+    const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(threads, num_rows));
+    at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) {
+        const int64_t r0 = num_rows * c / chunks, r1 = num_rows * (c + 1) / chunks;
+        std::memset(op_ + r0 * d, 0, (r1 - r0) * d * sizeof(scalar_t));
+        for (int64_t i = 0; i < n; ++i) {
+          const int64_t r = ip[i];
+          if (r < r0 || r >= r1) continue;
+          masked_row<true, scalar_t, mask_t>(op_ + r * d, gp + i * d, mp, r, d);
+        }
+      }
     });
   });
   return out;
-}
-
-// dst[f] = g[f] * mask[r, f] (outside the dispatch macros: no pragma in a macro argument).
-template <typename scalar_t, typename mask_t>
-inline void mul_masked_row(scalar_t* __restrict__ dst, const scalar_t* __restrict__ g,
-                           const mask_t* mask, int64_t r, int64_t d) {
-  const mask_t* __restrict__ m = mask + r * d;
-#pragma omp simd
-  for (int64_t f = 0; f < d; ++f) dst[f] = g[f] * static_cast<scalar_t>(m[f]);
 }
 
 // Values of the sparse gradient: out[i] = grad[i] * mask[ids[i]] (n, d).
 at::Tensor embedding_sparse_grad_cpu(const at::Tensor& grad, const at::Tensor& mask,
                                      const at::Tensor& ids) {
   constexpr const char* op = "embedding_sparse_grad";
-  TORCH_CHECK_VALUE(grad.dim() == 2 && grad.is_contiguous() && grad.is_cpu(), op,
-                    ": grad must be a contiguous 2-D CPU tensor, got shape ", grad.sizes());
-  TORCH_CHECK_TYPE(grad.scalar_type() == at::kFloat || grad.scalar_type() == at::kDouble, op,
-                   ": grad must be float32 or float64, got ", grad.scalar_type());
-  TORCH_CHECK_VALUE(ids.dim() == 1 && ids.is_contiguous() && ids.numel() == grad.size(0), op,
-                    ": ids must be contiguous with shape (", grad.size(0), ",), got ",
-                    ids.sizes());
-  TORCH_CHECK_TYPE(ids.scalar_type() == at::kInt || ids.scalar_type() == at::kLong, op,
-                   ": ids must be int32 or int64, got ", ids.scalar_type());
-  const int64_t d = grad.size(1);
-  TORCH_CHECK_VALUE(mask.dim() == 2 && mask.size(1) == d && mask.is_contiguous() && mask.is_cpu(),
-                    op, ": mask must be a contiguous (rows, ", d, ") CPU tensor, got ",
-                    mask.sizes());
-  TORCH_CHECK_TYPE(mask.scalar_type() == at::kBool || mask.scalar_type() == grad.scalar_type(),
-                   op, ": mask must be bool or grad's dtype, got ", mask.scalar_type());
-  at::Tensor out = at::empty_like(grad);
-  const int64_t n = ids.numel();
-  if (n == 0 || d == 0) return out;
-  AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "embedding_sparse_grad_cpu", [&] {
-    AT_DISPATCH_INDEX_TYPES(ids.scalar_type(), "embedding_sparse_grad_cpu_ids", [&] {
-      check_ids_in_range<index_t>(op, ids, mask.size(0));
-      const index_t* ip = ids.data_ptr<index_t>();
-      const scalar_t* gp = grad.data_ptr<scalar_t>();
-      scalar_t* op_ = out.data_ptr<scalar_t>();
-      auto run = [&](auto mask_tag) {
-        using mask_t = std::remove_pointer_t<decltype(mask_tag)>;
-        const mask_t* mp = static_cast<const mask_t*>(mask.data_ptr());
-        const int64_t grain = std::max<int64_t>(1, kSerialWork / d);
-        at::parallel_for(0, n, grain, [&](int64_t i0, int64_t i1) {
-          for (int64_t i = i0; i < i1; ++i) {
-            if (i + kNear < i1) prefetch_bytes(mp + static_cast<int64_t>(ip[i + kNear]) * d,
-                                               d * static_cast<int64_t>(sizeof(mask_t)));
-            mul_masked_row<scalar_t, mask_t>(op_ + i * d, gp + i * d, mp,
-                                             static_cast<int64_t>(ip[i]), d);
-          }
-        });
-      };
-      if (mask.scalar_type() == at::kBool) run(static_cast<uint8_t*>(nullptr));
-      else run(static_cast<scalar_t*>(nullptr));
+  at::Tensor out;
+  with_grad(op, grad, ids, mask, -1, mask.dim() == 2 ? mask.size(0) : 0,
+            [&](const auto* gp, const auto* ip, const auto* mp) {
+    using scalar_t = std::remove_const_t<std::remove_pointer_t<decltype(gp)>>;
+    using mask_t = std::remove_const_t<std::remove_pointer_t<decltype(mp)>>;
+    const int64_t n = ids.numel(), d = grad.size(1);
+    out = at::empty_like(grad);
+    if (n == 0 || d == 0) return;
+    scalar_t* op_ = out.data_ptr<scalar_t>();
+    const int64_t grain = std::max<int64_t>(1, kSerialWork / d);
+    at::parallel_for(0, n, grain, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        if constexpr (!std::is_void<mask_t>::value) {
+          if (i + kNear < i1)
+            prefetch_bytes(mp + static_cast<int64_t>(ip[i + kNear]) * d,
+                           d * static_cast<int64_t>(sizeof(mask_t)));
+        }
+        masked_row<false, scalar_t, mask_t>(op_ + i * d, gp + i * d, mp,
+                                            static_cast<int64_t>(ip[i]), d);
+      }
     });
   });
   return out;

@@ -1,4 +1,4 @@
-// Sparse linear layer on CPU in the row-major layout:
+// Sparse linear layer on CPU in the row-major layout (schema in csrc/ops.cpp):
 //
 //   out[n, h] = bias[h] + sum_{e in row h of W} val[e] * x[n, col[e]]
 //
@@ -221,15 +221,9 @@ void linear_dispatch_block(const at::Tensor& rowptr, const at::Tensor& col,
 // O(nnz) pass (vectorised; nnz is far below the product's nnz * batch MACs) runs on every call.
 template <typename index_t>
 void check_columns(const char* op, const at::Tensor& col, int64_t in_features) {
-  const index_t* p = col.data_ptr<index_t>();
-  const int64_t n = col.numel();
-  if (n == 0) return;
-  index_t lo = p[0], hi = p[0];
-#pragma omp simd reduction(min : lo) reduction(max : hi)
-  for (int64_t i = 0; i < n; ++i) {
-    lo = std::min(lo, p[i]);
-    hi = std::max(hi, p[i]);
-  }
+  if (col.numel() == 0) return;
+  index_t lo, hi;
+  min_max(col.data_ptr<index_t>(), col.numel(), &lo, &hi);
   TORCH_CHECK_VALUE(lo >= 0 && static_cast<int64_t>(hi) < in_features, op,
                     ": col entries must lie in [0, in_features = ", in_features, "), got [",
                     static_cast<int64_t>(lo), ", ", static_cast<int64_t>(hi), "]");
@@ -280,13 +274,6 @@ at::Tensor sparse_linear_cpu(const at::Tensor& rowptr, const at::Tensor& col,
 }
 
 }  // namespace
-
-TORCH_LIBRARY_FRAGMENT(sparselth, m) {
-  // out[n, h] = bias[h] + sum_{e in row h} val[e] * x[n, col[e]]: F.linear with a CSR weight
-  // (out_features, in_features); x (batch, in_features) and the result row-major.
-  m.def("sparse_linear_kernel(Tensor rowptr, Tensor col, Tensor? val, Tensor x, Tensor? bias, "
-        "int out_features) -> Tensor");
-}
 
 TORCH_LIBRARY_IMPL(sparselth, CPU, m) { m.impl("sparse_linear_kernel", &sparse_linear_cpu); }
 

@@ -1,16 +1,14 @@
 // Embedding gather kernels. Plain CUDA C++: no torch headers (see embedding_cuda.h).
 //
 // One warp per output row (an id, or a bag): lane l owns features l, l + 32, ... of the row,
-// so loads of a dense row are coalesced and, for the sparse formats, every output element is
-// written by one lane only.
+// so loads of a dense row are coalesced.
 //  * rows: lanes gather table[r, f] (times scale, mask) and add up the bag in registers.
-//  * bitmask: per 32-feature chunk each lane tests its bit; __ballot_sync gives the chunk's
-//    bits and __popc of the lanes below gives each set feature's position in the row's values.
-//    Bags add into the lane-owned output elements.
-//  * csr: the row's entries are spread over the lanes and scattered into the zeroed output row;
-//    __syncwarp orders the writes of consecutive ids of a bag (columns are distinct within a
-//    row, so the lanes of one id never collide).
-//  * backward: a warp per id, atomicAdd into the zeroed dense gradient.
+//  * bitmask and csr share one warp-row walker (walk_rows) over a per-format row decoder:
+//    bitmask lanes decode their own features (ballot + popc), csr spreads a row's entries over
+//    the lanes and scatters them into the zeroed output row, __syncwarp ordering the writes of
+//    consecutive ids of a bag (columns are distinct within a row, so the lanes of one id never
+//    collide).
+//  * gradients: a warp per id; the dense one atomicAdds into the zeroed gradient.
 
 #include "embedding_cuda.h"
 #include "cuda_common.cuh"
@@ -44,17 +42,23 @@ __device__ __forceinline__ T mask_value(M m) {
   }
 }
 
-// The warp's output row and its range of ids; false when the warp has no row.
-__device__ __forceinline__ bool warp_row(const int64_t* bag_ptr, int64_t num_out, int64_t* o,
-                                         int64_t* k0, int64_t* k1) {
-  *o = (static_cast<int64_t>(blockIdx.x) * kBlock + threadIdx.x) / kWarp;
-  if (*o >= num_out) return false;
+// The warp's output row o, its ids k0 .. k1 (one id without bags) and the calling lane.
+struct WarpRow {
+  int64_t o, k0, k1;
+  int lane;
+};
+
+// False when the warp has no output row.
+__device__ __forceinline__ bool warp_row(const int64_t* bag_ptr, int64_t num_out, WarpRow* w) {
+  w->o = (static_cast<int64_t>(blockIdx.x) * kBlock + threadIdx.x) / kWarp;
+  if (w->o >= num_out) return false;
+  w->lane = static_cast<int>(threadIdx.x) & (kWarp - 1);
   if (bag_ptr != nullptr) {
-    *k0 = bag_ptr[*o];
-    *k1 = bag_ptr[*o + 1];
+    w->k0 = bag_ptr[w->o];
+    w->k1 = bag_ptr[w->o + 1];
   } else {
-    *k0 = *o;
-    *k1 = *o + 1;
+    w->k0 = w->o;
+    w->k1 = w->o + 1;
   }
   return true;
 }
@@ -64,71 +68,58 @@ __global__ void rows_kernel(const V* __restrict__ table, const int32_t* __restri
                             const T* __restrict__ scale, const M* __restrict__ mask,
                             const I* __restrict__ ids, const int64_t* __restrict__ bag_ptr,
                             T* __restrict__ out, int64_t num_out, int64_t dim, bool mean) {
-  int64_t o, k0, k1;
-  if (!warp_row(bag_ptr, num_out, &o, &k0, &k1)) return;
-  const int lane = static_cast<int>(threadIdx.x) & (kWarp - 1);
-  for (int64_t f = lane; f < dim; f += kWarp) {
+  WarpRow w;
+  if (!warp_row(bag_ptr, num_out, &w)) return;
+  for (int64_t f = w.lane; f < dim; f += kWarp) {
     T acc = T(0);
-    for (int64_t k = k0; k < k1; ++k) {
+    for (int64_t k = w.k0; k < w.k1; ++k) {
       const int64_t id = static_cast<int64_t>(ids[k]);
       const int64_t r = remap != nullptr ? static_cast<int64_t>(remap[id]) : id;
       if (r < 0) continue;  // all-pruned row
       T v = value_of<T>(table[r * dim + f]);
       if (scale != nullptr) v *= scale[r];
-      if constexpr (!std::is_void_v<M>) {
-        if (mask != nullptr) v *= mask_value<T>(mask[r * dim + f]);
-      }
+      if constexpr (!std::is_void_v<M>) v *= mask_value<T>(mask[r * dim + f]);
       acc += v;
     }
-    if (mean && k1 > k0) acc /= static_cast<T>(k1 - k0);
-    out[o * dim + f] = acc;
+    if (mean && w.k1 > w.k0) acc /= static_cast<T>(w.k1 - w.k0);
+    out[w.o * dim + f] = acc;
   }
 }
 
-template <typename T, typename V, typename P, typename C, typename I>
-__global__ void csr_kernel(const P* __restrict__ rowptr, const C* __restrict__ col,
-                           const V* __restrict__ val, const T* __restrict__ scale,
-                           const I* __restrict__ ids, const int64_t* __restrict__ bag_ptr,
-                           T* __restrict__ out, int64_t num_out, int64_t dim, bool mean) {
-  int64_t o, k0, k1;
-  if (!warp_row(bag_ptr, num_out, &o, &k0, &k1)) return;
-  const int lane = static_cast<int>(threadIdx.x) & (kWarp - 1);
-  T* dst = out + o * dim;
-  for (int64_t f = lane; f < dim; f += kWarp) dst[f] = T(0);
-  __syncwarp();
-  for (int64_t k = k0; k < k1; ++k) {  // warp-uniform loop: __syncwarp below is safe
-    const int64_t id = static_cast<int64_t>(ids[k]);
+// Per-row CSR: the entries rowptr[id] .. rowptr[id + 1] are spread over the lanes and added
+// at their columns; any lane may write any feature (kLaneOwned = false).
+template <typename T, typename V, typename P, typename C>
+struct CsrRows {
+  static constexpr bool kLaneOwned = false;
+  const P* rowptr;
+  const C* col;
+  const V* val;
+  const T* scale;
+
+  __device__ __forceinline__ void put(int64_t id, T* dst, int64_t /*dim*/, int lane,
+                                      bool /*add*/) const {
     const int64_t e1 = static_cast<int64_t>(rowptr[id + 1]);
     const T s = scale != nullptr ? scale[id] : T(1);
     for (int64_t e = static_cast<int64_t>(rowptr[id]) + lane; e < e1; e += kWarp) {
       dst[static_cast<int64_t>(col[e])] += value_of<T>(val[e]) * s;
     }
-    __syncwarp();
   }
-  if (mean && k1 > k0) {
-    const T count = static_cast<T>(k1 - k0);
-    for (int64_t f = lane; f < dim; f += kWarp) dst[f] /= count;
-  }
-}
+};
 
-template <typename T, typename V, typename P, typename I>
-__global__ void bitmask_kernel(const P* __restrict__ rowptr, const uint8_t* __restrict__ bits,
-                               const V* __restrict__ val, const T* __restrict__ scale,
-                               const I* __restrict__ ids, const int64_t* __restrict__ bag_ptr,
-                               T* __restrict__ out, int64_t num_out, int64_t dim, bool mean) {
-  int64_t o, k0, k1;
-  if (!warp_row(bag_ptr, num_out, &o, &k0, &k1)) return;
-  const int lane = static_cast<int>(threadIdx.x) & (kWarp - 1);
-  const unsigned below = (1u << lane) - 1u;  // lanes < this one
-  const int64_t nb = (dim + 7) / 8;
-  T* dst = out + o * dim;
-  const bool bags = bag_ptr != nullptr;
-  if (bags) {
-    for (int64_t f = lane; f < dim; f += kWarp) dst[f] = T(0);
-  }
-  for (int64_t k = k0; k < k1; ++k) {  // warp-uniform: every lane reaches each ballot
-    const int64_t id = static_cast<int64_t>(ids[k]);
-    const uint8_t* b = bits + id * nb;
+// Per-row bitmask: per 32-feature chunk each lane tests its bit; __ballot_sync gives the
+// chunk's bits and __popc of the lanes below gives each set feature's position in the row's
+// values. Lane l writes features l, l + 32, ... only (kLaneOwned).
+template <typename T, typename V, typename P>
+struct BitmaskRows {
+  static constexpr bool kLaneOwned = true;
+  const P* rowptr;
+  const uint8_t* bits;
+  const V* val;
+  const T* scale;
+
+  __device__ __forceinline__ void put(int64_t id, T* dst, int64_t dim, int lane, bool add) const {
+    const unsigned below = (1u << lane) - 1u;  // lanes < this one
+    const uint8_t* b = bits + id * ((dim + 7) / 8);
     int64_t base = static_cast<int64_t>(rowptr[id]);
     const T s = scale != nullptr ? scale[id] : T(1);
     for (int64_t f0 = 0; f0 < dim; f0 += kWarp) {
@@ -137,53 +128,84 @@ __global__ void bitmask_kernel(const P* __restrict__ rowptr, const uint8_t* __re
       const unsigned ballot = __ballot_sync(0xffffffffu, set);
       const T v = set ? value_of<T>(val[base + __popc(ballot & below)]) * s : T(0);
       if (f < dim) {
-        if (bags) dst[f] += v;
+        if (add) dst[f] += v;
         else dst[f] = v;
       }
       base += __popc(ballot);
     }
   }
-  if (bags && mean && k1 > k0) {
-    const T count = static_cast<T>(k1 - k0);
-    for (int64_t f = lane; f < dim; f += kWarp) dst[f] /= count;
+};
+
+// One warp per output row of a per-row sparse table: zeroes the row where needed, lets `rows`
+// write (a lookup of a lane-owned format) or add each id's stored row, then divides a bag by
+// its size for `mean`. The loop over ids is warp-uniform, so every lane reaches each ballot and
+// __syncwarp (which orders the writes of consecutive ids where lanes share features).
+template <typename T, typename Rows, typename I>
+__device__ __forceinline__ void walk_rows(const Rows& rows, const I* ids, const int64_t* bag_ptr,
+                                          T* out, int64_t num_out, int64_t dim, bool mean) {
+  WarpRow w;
+  if (!warp_row(bag_ptr, num_out, &w)) return;
+  T* dst = out + w.o * dim;
+  const bool bags = bag_ptr != nullptr;
+  const bool add = !Rows::kLaneOwned || bags;
+  if (add) {
+    for (int64_t f = w.lane; f < dim; f += kWarp) dst[f] = T(0);
+  }
+  if constexpr (!Rows::kLaneOwned) __syncwarp();
+  for (int64_t k = w.k0; k < w.k1; ++k) {
+    rows.put(static_cast<int64_t>(ids[k]), dst, dim, w.lane, add);
+    if constexpr (!Rows::kLaneOwned) __syncwarp();
+  }
+  if (bags && mean && w.k1 > w.k0) {
+    const T count = static_cast<T>(w.k1 - w.k0);
+    for (int64_t f = w.lane; f < dim; f += kWarp) dst[f] /= count;
   }
 }
 
-template <typename T, typename M, typename I>
-__global__ void backward_kernel(const T* __restrict__ grad, const M* __restrict__ mask,
-                                const I* __restrict__ ids, T* __restrict__ out, int64_t n,
-                                int64_t dim) {
-  const int64_t i = (static_cast<int64_t>(blockIdx.x) * kBlock + threadIdx.x) / kWarp;
-  if (i >= n) return;
-  const int lane = static_cast<int>(threadIdx.x) & (kWarp - 1);
-  const int64_t r = static_cast<int64_t>(ids[i]);
-  for (int64_t f = lane; f < dim; f += kWarp) {
-    T g = grad[i * dim + f];
-    if constexpr (!std::is_void_v<M>) {
-      if (mask != nullptr) g *= mask_value<T>(mask[r * dim + f]);
-    }
-    atomicAdd(out + r * dim + f, g);
-  }
+template <typename T, typename V, typename P, typename C, typename I>
+__global__ void csr_kernel(const P* __restrict__ rowptr, const C* __restrict__ col,
+                           const V* __restrict__ val, const T* __restrict__ scale,
+                           const I* __restrict__ ids, const int64_t* __restrict__ bag_ptr,
+                           T* __restrict__ out, int64_t num_out, int64_t dim, bool mean) {
+  walk_rows(CsrRows<T, V, P, C>{rowptr, col, val, scale}, ids, bag_ptr, out, num_out, dim, mean);
 }
 
-template <typename T, typename M, typename I>
-__global__ void sparse_grad_kernel(const T* __restrict__ grad, const M* __restrict__ mask,
+template <typename T, typename V, typename P, typename I>
+__global__ void bitmask_kernel(const P* __restrict__ rowptr, const uint8_t* __restrict__ bits,
+                               const V* __restrict__ val, const T* __restrict__ scale,
+                               const I* __restrict__ ids, const int64_t* __restrict__ bag_ptr,
+                               T* __restrict__ out, int64_t num_out, int64_t dim, bool mean) {
+  walk_rows(BitmaskRows<T, V, P>{rowptr, bits, val, scale}, ids, bag_ptr, out, num_out, dim,
+            mean);
+}
+
+// One warp per id i: g = grad[i] * mask[ids[i]] (M void: no mask); SCATTER adds g into
+// out[ids[i]] (atomic: ids repeat), otherwise out[i] = g.
+template <bool SCATTER, typename T, typename M, typename I>
+__global__ void masked_grad_kernel(const T* __restrict__ grad, const M* __restrict__ mask,
                                    const I* __restrict__ ids, T* __restrict__ out, int64_t n,
                                    int64_t dim) {
   const int64_t i = (static_cast<int64_t>(blockIdx.x) * kBlock + threadIdx.x) / kWarp;
   if (i >= n) return;
   const int lane = static_cast<int>(threadIdx.x) & (kWarp - 1);
   const int64_t r = static_cast<int64_t>(ids[i]);
-  for (int64_t f = lane; f < dim; f += kWarp)
-    out[i * dim + f] = grad[i * dim + f] * mask_value<T>(mask[r * dim + f]);
+  for (int64_t f = lane; f < dim; f += kWarp) {
+    T g = grad[i * dim + f];
+    if constexpr (!std::is_void_v<M>) g *= mask_value<T>(mask[r * dim + f]);
+    if constexpr (SCATTER) atomicAdd(out + r * dim + f, g);
+    else out[i * dim + f] = g;
+  }
 }
 
-// Blocks of kWarpsPerBlock warps, one warp per output row.
-inline bool grid_for(int64_t rows, unsigned* blocks) {
-  const int64_t b = (rows + kWarpsPerBlock - 1) / kWarpsPerBlock;
-  if (b > INT_MAX) return false;
-  *blocks = static_cast<unsigned>(b);
-  return true;
+// kernel<<<blocks of kWarpsPerBlock warps, one warp per row>>>(args...) on `stream`.
+template <typename... Params, typename... Args>
+cudaError_t launch_warps(void (*kernel)(Params...), int64_t rows, cudaStream_t stream,
+                         const Args&... args) {
+  if (rows <= 0) return cudaSuccess;
+  const int64_t blocks = (rows + kWarpsPerBlock - 1) / kWarpsPerBlock;
+  if (blocks > INT_MAX) return cudaErrorInvalidConfiguration;
+  kernel<<<static_cast<unsigned>(blocks), kBlock, 0, stream>>>(args...);
+  return cudaGetLastError();
 }
 
 }  // namespace
@@ -194,29 +216,22 @@ cudaError_t embedding_rows_launch(const V* table, const int32_t* remap, const T*
                                   int64_t num_out, int64_t dim, bool mean, cudaStream_t stream) {
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "float or double rows");
   static_assert(std::is_same_v<V, T> || std::is_same_v<V, int8_t>, "values: T or int8");
-  if (num_out <= 0 || dim <= 0) return cudaSuccess;
-  unsigned blocks;
-  if (!grid_for(num_out, &blocks)) return cudaErrorInvalidConfiguration;
+  if (dim <= 0) return cudaSuccess;
   if (mask == nullptr) {  // one no-mask instance for both mask types
-    rows_kernel<T, V, I, void><<<blocks, kBlock, 0, stream>>>(table, remap, scale, nullptr, ids,
-                                                              bag_ptr, out, num_out, dim, mean);
-  } else {
-    rows_kernel<T, V, I, M><<<blocks, kBlock, 0, stream>>>(table, remap, scale, mask, ids,
-                                                           bag_ptr, out, num_out, dim, mean);
+    return launch_warps(rows_kernel<T, V, I, void>, num_out, stream, table, remap, scale,
+                        nullptr, ids, bag_ptr, out, num_out, dim, mean);
   }
-  return cudaGetLastError();
+  return launch_warps(rows_kernel<T, V, I, M>, num_out, stream, table, remap, scale, mask, ids,
+                      bag_ptr, out, num_out, dim, mean);
 }
 
 template <typename T, typename V, typename P, typename C, typename I>
 cudaError_t embedding_csr_launch(const P* rowptr, const C* col, const V* val, const T* scale,
                                  const I* ids, const int64_t* bag_ptr, T* out, int64_t num_out,
                                  int64_t dim, bool mean, cudaStream_t stream) {
-  if (num_out <= 0 || dim <= 0) return cudaSuccess;
-  unsigned blocks;
-  if (!grid_for(num_out, &blocks)) return cudaErrorInvalidConfiguration;
-  csr_kernel<T, V, P, C, I><<<blocks, kBlock, 0, stream>>>(rowptr, col, val, scale, ids, bag_ptr,
-                                                           out, num_out, dim, mean);
-  return cudaGetLastError();
+  if (dim <= 0) return cudaSuccess;
+  return launch_warps(csr_kernel<T, V, P, C, I>, num_out, stream, rowptr, col, val, scale, ids,
+                      bag_ptr, out, num_out, dim, mean);
 }
 
 template <typename T, typename V, typename P, typename I>
@@ -224,12 +239,9 @@ cudaError_t embedding_bitmask_launch(const P* rowptr, const uint8_t* bits, const
                                      const T* scale, const I* ids, const int64_t* bag_ptr,
                                      T* out, int64_t num_out, int64_t dim, bool mean,
                                      cudaStream_t stream) {
-  if (num_out <= 0 || dim <= 0) return cudaSuccess;
-  unsigned blocks;
-  if (!grid_for(num_out, &blocks)) return cudaErrorInvalidConfiguration;
-  bitmask_kernel<T, V, P, I><<<blocks, kBlock, 0, stream>>>(rowptr, bits, val, scale, ids,
-                                                            bag_ptr, out, num_out, dim, mean);
-  return cudaGetLastError();
+  if (dim <= 0) return cudaSuccess;
+  return launch_warps(bitmask_kernel<T, V, P, I>, num_out, stream, rowptr, bits, val, scale, ids,
+                      bag_ptr, out, num_out, dim, mean);
 }
 
 template <typename T, typename M, typename I>
@@ -239,25 +251,20 @@ cudaError_t embedding_backward_launch(const T* grad, const M* mask, const I* ids
   if (num_rows <= 0 || dim <= 0) return cudaSuccess;
   cudaError_t err = cudaMemsetAsync(out, 0, static_cast<size_t>(num_rows * dim) * sizeof(T),
                                     stream);
-  if (err != cudaSuccess || n <= 0) return err;
-  unsigned blocks;
-  if (!grid_for(n, &blocks)) return cudaErrorInvalidConfiguration;
+  if (err != cudaSuccess) return err;
   if (mask == nullptr) {
-    backward_kernel<T, void, I><<<blocks, kBlock, 0, stream>>>(grad, nullptr, ids, out, n, dim);
-  } else {
-    backward_kernel<T, M, I><<<blocks, kBlock, 0, stream>>>(grad, mask, ids, out, n, dim);
+    return launch_warps(masked_grad_kernel<true, T, void, I>, n, stream, grad, nullptr, ids, out,
+                        n, dim);
   }
-  return cudaGetLastError();
+  return launch_warps(masked_grad_kernel<true, T, M, I>, n, stream, grad, mask, ids, out, n, dim);
 }
 
 template <typename T, typename M, typename I>
 cudaError_t embedding_sparse_grad_launch(const T* grad, const M* mask, const I* ids, T* out,
                                          int64_t n, int64_t dim, cudaStream_t stream) {
-  if (n <= 0 || dim <= 0) return cudaSuccess;
-  unsigned blocks;
-  if (!grid_for(n, &blocks)) return cudaErrorInvalidConfiguration;
-  sparse_grad_kernel<T, M, I><<<blocks, kBlock, 0, stream>>>(grad, mask, ids, out, n, dim);
-  return cudaGetLastError();
+  if (dim <= 0) return cudaSuccess;
+  return launch_warps(masked_grad_kernel<false, T, M, I>, n, stream, grad, mask, ids, out, n,
+                      dim);
 }
 
 #define SL_ROWS(T, V, I, M)                                                                 \

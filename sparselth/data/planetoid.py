@@ -26,12 +26,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import GraphData
+from .files import dataset_dir
+from .graph import GraphData, index_masks
 
-__all__ = ["load_planetoid", "load_planetoid_graph", "PlanetoidGraph", "planetoid_dir", "NAMES"]
+__all__ = ["load_planetoid", "load_planetoid_graph", "PlanetoidGraph", "planetoid_dir"]
 
 NAMES = ("cora", "citeseer", "pubmed")
-ENV_VAR = "SPARSELTH_DATA"
 NUM_VAL = 500
 
 
@@ -62,24 +62,7 @@ def planetoid_dir(name: str, root: str | os.PathLike | None = None) -> Path:
     """Folder holding ``ind.<name>.*``: ``root`` (or ``$SPARSELTH_DATA``) itself or its
     ``planetoid/`` subfolder. Raises FileNotFoundError naming the paths tried."""
     name = _canonical_name(name)
-    if root is None:
-        root = os.environ.get(ENV_VAR)
-        if not root:
-            raise FileNotFoundError(
-                f"load_planetoid: no data folder given; pass root=... or set {ENV_VAR} to a folder "
-                f"holding planetoid/ind.{name}.* (in this repository: ../shared/datasets)"
-            )
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        raise FileNotFoundError(f"load_planetoid: data folder {str(root)!r} does not exist")
-    candidates = [root / "planetoid", root]
-    for cand in candidates:
-        if (cand / f"ind.{name}.graph").is_file():
-            return cand
-    tried = ", ".join(repr(str(c / f"ind.{name}.graph")) for c in candidates)
-    raise FileNotFoundError(
-        f"load_planetoid: Planetoid files for {name!r} not found; tried {tried}"
-    )
+    return dataset_dir("load_planetoid", "planetoid", f"ind.{name}.graph", root)
 
 
 def _allowed_global(module: str, qualname: str):
@@ -348,22 +331,9 @@ def load_planetoid(
 
     num_train = len(y_train)
     val_stop = min(num_train + NUM_VAL, int(test_index.min()), n)  # only tiny files need the clamp
-    train_mask = torch.zeros(n, dtype=torch.bool)
-    train_mask[:num_train] = True
-    val_mask = torch.zeros(n, dtype=torch.bool)
-    val_mask[num_train:val_stop] = True
-    test_mask = torch.zeros(n, dtype=torch.bool)
-    test_mask[torch.from_numpy(test_index)] = True
-
-    return GraphData(
-        name=name,
-        x=torch.from_numpy(np.ascontiguousarray(x)),
-        y=torch.from_numpy(y),
-        edge_index=_edge_index_from_dict(graph, n, path("graph")),
-        train_mask=train_mask,
-        val_mask=val_mask,
-        test_mask=test_mask,
-        num_classes=int(num_classes),
-        missing_features=missing,
-        info={"source": str(folder)},
-    )
+    split = index_masks(n, slice(0, num_train), slice(num_train, val_stop),
+                        torch.from_numpy(test_index))
+    edge_index = _edge_index_from_dict(graph, n, path("graph"))
+    x_t, y_t = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y)
+    return GraphData(name, x_t, y_t, edge_index, *split, num_classes=int(num_classes),
+                     missing_features=missing, info={"source": str(folder)})

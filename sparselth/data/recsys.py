@@ -45,6 +45,7 @@ from typing import Any, Iterator
 import torch
 
 from ..sparse.csr import CSR
+from .files import ENV_VAR, dataset_dir, line_error, parse_ints, read_lines
 
 Tensor = torch.Tensor
 
@@ -57,12 +58,10 @@ __all__ = [
     "load_lightgcn_text",
     "load_movielens_100k",
     "load_recsys",
-    "recsys_data_dir",
     "split_per_user",
     "synthetic_interactions",
 ]
 
-ENV_VAR = "SPARSELTH_DATA"
 LASTFM_USERS = 1892
 LASTFM_ITEMS = 4489
 _CAND_CHUNK = 1 << 20  # candidate (user, item) draws per chunk of the generator
@@ -101,6 +100,18 @@ def _pairs_csr(pairs: Tensor, num_users: int, num_items: int) -> CSR:
     return CSR.from_edge_index(pairs, num_nodes=num_users, num_cols=num_items)
 
 
+def _rank_in_group(groups: Tensor, key: Tensor, num_groups: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Sort by ``(groups, key)`` ascending (stable): ``(order, rank, counts)`` with ``order``
+    the permutation, ``rank`` the 0-based place of each sorted element within its group and
+    ``counts`` the size of each group."""
+    order = torch.argsort(key, stable=True)
+    order = order[torch.argsort(groups[order], stable=True)]
+    counts = torch.bincount(groups, minlength=num_groups)
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(order.numel()) - starts[groups[order]]
+    return order, rank, counts
+
+
 def split_per_user(
     pairs: Tensor,
     num_users: int,
@@ -129,17 +140,11 @@ def split_per_user(
             raise ValueError(f"{fn}: order must be a tensor of shape ({n},)")
         key = order.to(torch.float64)
     users = pairs[0]
-    idx = torch.argsort(key, stable=True)
-    idx = idx[torch.argsort(users[idx], stable=True)]
-    counts = torch.bincount(users, minlength=num_users)
-    starts = torch.cumsum(counts, 0) - counts
-    u_sorted = users[idx]
-    rank = torch.arange(n) - starts[u_sorted]
+    idx, rank, counts = _rank_in_group(users, key, num_users)
     held_n = torch.floor(counts.to(torch.float64) * float(fraction) + 0.5).to(torch.int64)
     held_n = torch.minimum(held_n, (counts - 1).clamp(min=0))
-    held_sorted = rank >= (counts - held_n)[u_sorted]
     held = torch.zeros(n, dtype=torch.bool)
-    held[idx] = held_sorted
+    held[idx] = rank >= (counts - held_n)[users[idx]]
     return pairs[:, ~held], pairs[:, held]
 
 
@@ -252,49 +257,6 @@ class Interactions:
 # --------------------------------------------------------------------------- file access
 
 
-def recsys_data_dir(fn: str, sub: str, marker: str, root: Any = None) -> Path:
-    """Folder holding ``marker``: ``root/sub`` or ``root`` (``root`` defaults to
-    ``$SPARSELTH_DATA``). Raises FileNotFoundError naming the paths tried."""
-    if root is None:
-        root = os.environ.get(ENV_VAR)
-        if not root:
-            raise FileNotFoundError(
-                f"{fn}: no data folder given; pass root=... or set {ENV_VAR} to a folder holding "
-                f"{sub}/{marker} (in this repository: ../shared/datasets)"
-            )
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        raise FileNotFoundError(f"{fn}: data folder {str(root)!r} does not exist")
-    candidates = [root / sub, root]
-    for cand in candidates:
-        if (cand / marker).is_file():
-            return cand
-    tried = ", ".join(repr(str(c / marker)) for c in candidates)
-    raise FileNotFoundError(f"{fn}: {marker} not found; tried {tried}")
-
-
-def _read_lines(fn: str, path: Path) -> Iterator[tuple[int, str]]:
-    """``(line number from 1, text without the line end)`` for non-blank lines; CRLF and LF."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{fn}: file {str(path)!r} does not exist")
-    with open(path, encoding="utf-8", newline="") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.rstrip("\r\n")
-            if line.strip():
-                yield lineno, line
-
-
-def _bad_line(fn: str, path: Path, lineno: int, msg: str) -> ValueError:
-    return ValueError(f"{fn}: {str(path)!r} line {lineno}: {msg}")
-
-
-def _ints(fn: str, path: Path, lineno: int, fields: list[str]) -> list[int]:
-    try:
-        return [int(f) for f in fields]
-    except ValueError:
-        raise _bad_line(fn, path, lineno, f"expected integers, got {fields!r}") from None
-
-
 def _read_pair_file(
     fn: str, path: Path, num_users: int | None, num_items: int | None, base: int
 ) -> Tensor:
@@ -302,23 +264,23 @@ def _read_pair_file(
     count any number, e.g. ``3.2466e+05``)."""
     users: list[int] = []
     items: list[int] = []
-    for lineno, line in _read_lines(fn, path):
+    for lineno, line in read_lines(fn, path):
         fields = line.split()
         if len(fields) not in (2, 3):
-            raise _bad_line(
+            raise line_error(
                 fn, path, lineno, f"expected 'user item count' (3 fields), got {len(fields)}"
             )
-        vals = _ints(fn, path, lineno, fields[:2])
+        vals = parse_ints(fn, path, lineno, fields[:2])
         if len(fields) == 3:
             try:
                 float(fields[2])
             except ValueError:
-                raise _bad_line(fn, path, lineno, f"count {fields[2]!r} is not a number") from None
+                raise line_error(fn, path, lineno, f"count {fields[2]!r} is not a number") from None
         u, i = vals[0] - base, vals[1] - base
         for what, v, n in (("user", u, num_users), ("item", i, num_items)):
             if v < 0 or (n is not None and v >= n):
                 top = "" if n is None else f", {base + n - 1}"
-                raise _bad_line(fn, path, lineno, f"{what} id {v + base} outside [{base}{top}]")
+                raise line_error(fn, path, lineno, f"{what} id {v + base} outside [{base}{top}]")
         users.append(u)
         items.append(i)
     return torch.tensor([users, items], dtype=torch.int64).reshape(2, -1)
@@ -341,7 +303,7 @@ def load_lastfm(
     ``val_fraction`` carves a validation split out of train (:meth:`Interactions.with_validation`).
     """
     fn = "load_lastfm"
-    folder = recsys_data_dir(fn, "lastfm", "data1.txt", root)
+    folder = dataset_dir(fn, "lastfm", "data1.txt", root)
     train = _read_pair_file(fn, folder / "data1.txt", LASTFM_USERS, LASTFM_ITEMS, base=1)
     test = _read_pair_file(fn, folder / "test1.txt", LASTFM_USERS, LASTFM_ITEMS, base=1)
     data = Interactions(
@@ -379,10 +341,10 @@ def load_lightgcn_text(
         users: list[int] = []
         items: list[int] = []
         max_user = -1
-        for lineno, line in _read_lines(fn, path):
-            vals = _ints(fn, path, lineno, line.split())
+        for lineno, line in read_lines(fn, path):
+            vals = parse_ints(fn, path, lineno, line.split())
             if min(vals) < 0:
-                raise _bad_line(fn, path, lineno, "ids must be >= 0")
+                raise line_error(fn, path, lineno, "ids must be >= 0")
             u = vals[0]
             max_user = max(max_user, u)
             users.extend([u] * (len(vals) - 1))
@@ -434,9 +396,9 @@ def load_movielens_100k(
     fn = "load_movielens_100k"
     if split not in ("random", "time"):
         raise ValueError(f"{fn}: split must be 'random' or 'time', got {split!r}")
-    folder = recsys_data_dir(fn, "movielens-100k", "ml-100k.inter", root)
+    folder = dataset_dir(fn, "movielens-100k", "ml-100k.inter", root)
     path = folder / "ml-100k.inter"
-    lines = _read_lines(fn, path)
+    lines = read_lines(fn, path)
     try:
         lineno, header = next(lines)
     except StopIteration:
@@ -444,7 +406,7 @@ def load_movielens_100k(
     names = [h.split(":")[0] for h in header.split("\t")]
     for need in ("user_id", "item_id", "rating", "timestamp"):
         if need not in names:
-            raise _bad_line(fn, path, lineno, f"header lacks {need!r}: {header!r}")
+            raise line_error(fn, path, lineno, f"header lacks {need!r}: {header!r}")
     cu, ci, cr, ct = (names.index(n) for n in ("user_id", "item_id", "rating", "timestamp"))
     users: list[str] = []
     items: list[str] = []
@@ -453,16 +415,16 @@ def load_movielens_100k(
     for lineno, line in lines:
         fields = line.split("\t")
         if len(fields) != len(names):
-            raise _bad_line(
+            raise line_error(
                 fn, path, lineno, f"expected {len(names)} tab-separated fields, got {len(fields)}"
             )
         try:
             r, t = float(fields[cr]), float(fields[ct])
         except ValueError:
             msg = f"rating/timestamp are not numbers: {line!r}"
-            raise _bad_line(fn, path, lineno, msg) from None
+            raise line_error(fn, path, lineno, msg) from None
         if not fields[cu] or not fields[ci]:
-            raise _bad_line(fn, path, lineno, "empty user or item token")
+            raise line_error(fn, path, lineno, "empty user or item token")
         users.append(fields[cu])
         items.append(fields[ci])
         ratings.append(r)
@@ -512,18 +474,10 @@ def load_movielens_100k(
 
 
 def synthetic_interactions(
-    num_users: int = 1000,
-    num_items: int = 2000,
-    *,
-    avg_interactions: float = 20.0,
-    min_interactions: int = 5,
-    latent_dim: int = 16,
-    popularity_exponent: float = 0.8,
-    temperature: float = 0.3,
-    oversample: float = 4.0,
-    test_fraction: float = 0.2,
-    val_fraction: float | None = None,
-    seed: int = 0,
+    num_users: int = 1000, num_items: int = 2000, *,
+    avg_interactions: float = 20.0, min_interactions: int = 5, latent_dim: int = 16,
+    popularity_exponent: float = 0.8, temperature: float = 0.3, oversample: float = 4.0,
+    test_fraction: float = 0.2, val_fraction: float | None = None, seed: int = 0,
     name: str | None = None,
 ) -> Interactions:
     """Latent-factor implicit feedback, deterministic by ``seed``.
@@ -591,13 +545,8 @@ def synthetic_interactions(
             0, inv, score, reduce="amax"
         )
         lu = key // num_items
-        order = torch.argsort(-best, stable=True)
-        order = order[torch.argsort(lu[order], stable=True)]
-        counts = torch.bincount(lu, minlength=nu)
-        starts = torch.cumsum(counts, 0) - counts
-        lu_o = lu[order]
-        rank = torch.arange(order.numel()) - starts[lu_o]
-        sel = order[rank < n_u[start:stop][lu_o]]
+        order, rank, _ = _rank_in_group(lu, -best, nu)
+        sel = order[rank < n_u[start:stop][lu[order]]]
         out.append(torch.stack([lu[sel] + start, key[sel] % num_items]))
         start = stop
     pairs = torch.cat(out, 1) if out else torch.zeros(2, 0, dtype=torch.int64)

@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from . import GraphData
+from .graph import GraphData, index_masks
 
 __all__ = ["power_law_graph", "prune_edges_random", "contextual_sbm"]
 
@@ -236,16 +236,9 @@ def prune_edges_random(graph, keep: float, seed: int = 0):
 
 
 def contextual_sbm(
-    num_nodes: int = 1000,
-    num_classes: int = 2,
-    avg_degree: float = 10.0,
-    num_features: int = 64,
-    homophily: float = 0.8,
-    feature_snr: float = 1.0,
-    seed: int = 0,
-    train_per_class: int = 20,
-    num_val: int = 500,
-    num_test: int = 1000,
+    num_nodes: int = 1000, num_classes: int = 2, avg_degree: float = 10.0,
+    num_features: int = 64, homophily: float = 0.8, feature_snr: float = 1.0, seed: int = 0,
+    train_per_class: int = 20, num_val: int = 500, num_test: int = 1000,
 ) -> GraphData:
     """Contextual stochastic block model (Deshpande et al. 2018, k-class form).
 
@@ -301,23 +294,9 @@ def contextual_sbm(
     x = (feature_snr * mu[y] + torch.randn(n, f, generator=gen) / math.sqrt(f)).float()
 
     order = torch.randperm(n, generator=gen)
-    train_mask = torch.zeros(n, dtype=torch.bool)
-    for k in range(c):
-        train_mask[order[y[order] == k][:train_per_class]] = True
+    train = torch.cat([order[y[order] == k][:train_per_class] for k in range(c)])
+    (train_mask,) = index_masks(n, train)
     rest = order[~train_mask[order]]
-    val_mask = torch.zeros(n, dtype=torch.bool)
-    val_mask[rest[:num_val]] = True
-    test_mask = torch.zeros(n, dtype=torch.bool)
-    test_mask[rest[num_val : num_val + num_test]] = True
-
-    return GraphData(
-        name="csbm",
-        x=x,
-        y=y,
-        edge_index=edge_index,
-        train_mask=train_mask,
-        val_mask=val_mask,
-        test_mask=test_mask,
-        num_classes=c,
-        info=dict(avg_degree=avg_degree, homophily=homophily, feature_snr=feature_snr, seed=seed),
-    )
+    split = index_masks(n, train, rest[:num_val], rest[num_val : num_val + num_test])
+    info = dict(avg_degree=avg_degree, homophily=homophily, feature_snr=feature_snr, seed=seed)
+    return GraphData("csbm", x, y, edge_index, *split, num_classes=c, info=info)

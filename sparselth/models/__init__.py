@@ -2,37 +2,16 @@
 :mod:`sparselth.models.small`: :class:`MLP`, :class:`SmallConvNet`, :class:`ConvAutoencoder`,
 built by name with :func:`build_model`. The UGS graph networks :class:`GCN`, :class:`GIN` and
 :class:`GAT` (one fixed graph, learnable edge mask) live in :mod:`sparselth.models.gnn`.
-The recommenders :class:`MF` and :class:`LightGCN` live in :mod:`sparselth.models.recsys`."""
+The recommenders :class:`MF` and :class:`LightGCN` live in :mod:`sparselth.models.recsys`.
 
-from .gnn import GAT, GCN, GIN
-from .recsys import RECSYS_MODELS, LightGCN, MF, build_recsys_model
-from .small import (
-    DATASETS,
-    MLP,
-    MODELS,
-    ConvAutoencoder,
-    SmallConvNet,
-    build_model,
-    load_digits,
-    make_dataset,
-    synthetic_images,
-)
+The image data sets (``synthetic_images``, ``load_digits``, ``make_dataset``, ``DATASETS``)
+moved to :mod:`sparselth.data.images`; their old names here still work for one release, with
+a DeprecationWarning."""
 
-__all__ = [
-    "DATASETS",
-    "GAT",
-    "GCN",
-    "GIN",
-    "MLP",
-    "MODELS",
-    "ConvAutoencoder",
-    "SmallConvNet",
-    "build_model",
-    "load_digits",
-    "make_dataset",
-    "synthetic_images",
-    "MF",
-    "LightGCN",
-    "RECSYS_MODELS",
-    "build_recsys_model",
-]
+from . import gnn, recsys, small
+from .gnn import *  # noqa: F401,F403
+from .recsys import *  # noqa: F401,F403
+from .small import *  # noqa: F401,F403
+from .small import __getattr__  # noqa: F401  (the moved image data names)
+
+__all__ = [*gnn.__all__, *recsys.__all__, *small.__all__]

@@ -1,4 +1,4 @@
-"""Small built-in models and image data for ``sparselth find``, tests and benchmarks.
+"""Small built-in models for ``sparselth find``, tests and benchmarks.
 
 Models (all take ``(N, C, H, W)`` images; the MLP also takes ``(N, features)``):
 
@@ -8,33 +8,39 @@ Models (all take ``(N, C, H, W)`` images; the MLP also takes ``(N, features)``):
 - :class:`ConvAutoencoder` — strided convolutions down, transposed convolutions up (the
   generator-like shape of GAN tickets).
 
-Data: :func:`synthetic_images` (deterministic by seed, no download) and :func:`load_digits`
-(scikit-learn's bundled 8x8 digits, when scikit-learn is installed); :func:`make_dataset`
-picks one by name. Models are built by name with :func:`build_model`, which also fills in
-sizes the data decides (input features, channels, image size, classes).
+Models are built by name with :func:`build_model`, which also fills in sizes the data
+decides (input features, channels, image size, classes). The image data they train on is in
+:mod:`sparselth.data.images`.
 """
 
 from __future__ import annotations
 
 import inspect
 import itertools
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Sequence
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
-__all__ = [
-    "DATASETS",
-    "MLP",
-    "MODELS",
-    "ConvAutoencoder",
-    "SmallConvNet",
-    "build_model",
-    "load_digits",
-    "make_dataset",
-    "synthetic_images",
-]
+__all__ = ["MLP", "MODELS", "ConvAutoencoder", "SmallConvNet", "build_model"]
+
+# Image data that lived here before :mod:`sparselth.data.images`: old name -> new name.
+_MOVED_TO_DATA = {"DATASETS": "IMAGE_DATASETS", "load_digits": "load_digits",
+                  "make_dataset": "make_image_dataset", "synthetic_images": "synthetic_images"}
+
+
+def __getattr__(name: str) -> Any:
+    """The old names of the image data (here and in :mod:`sparselth.models`) still work for
+    one release, with a DeprecationWarning."""
+    if name not in _MOVED_TO_DATA:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    new = _MOVED_TO_DATA[name]
+    warnings.warn(f"sparselth.models.{name} moved to sparselth.data.{new}; import it from "
+                  "there", DeprecationWarning, stacklevel=2)
+    from ..data import images
+
+    return getattr(images, new)
 
 
 class MLP(nn.Module):
@@ -150,94 +156,3 @@ def build_model(name: str, *, in_channels: int | None = None, image_size: int | 
     if unknown and not any(p.kind == p.VAR_KEYWORD for p in params.values()):
         raise ValueError(f"{name}: unknown options {unknown}; it takes {list(params)}")
     return MODELS[name](**kwargs)
-
-
-# --------------------------------------------------------------------------- data
-
-
-def synthetic_images(n: int, num_classes: int = 10, image_size: int = 8, channels: int = 1,
-                     noise: float = 0.6, seed: int = 0,
-                     sample_seed: int | None = None) -> tuple[Tensor, Tensor]:
-    """``n`` images ``(n, channels, image_size, image_size)`` float32 and labels ``(n,)``.
-
-    Each class has a smooth random template (bilinearly upsampled 4x4 noise); a sample is its
-    class template, randomly scaled (0.7..1.3) and shifted by up to one pixel, plus Gaussian
-    noise of std ``noise``. The templates depend on ``seed`` only; the samples on
-    ``sample_seed`` (default: ``seed``), so a train and a test set share templates and differ
-    in samples when drawn with the same ``seed`` and different ``sample_seed``.
-    """
-    if n < 0 or num_classes < 1 or image_size < 2 or channels < 1:
-        raise ValueError("synthetic_images: n >= 0, num_classes >= 1, image_size >= 2, "
-                         "channels >= 1")
-    g = torch.Generator().manual_seed(int(seed))
-    coarse = torch.randn(num_classes, channels, 4, 4, generator=g)
-    templates = nn.functional.interpolate(coarse, size=(image_size, image_size),
-                                          mode="bilinear", align_corners=False)
-    templates = templates / templates.flatten(1).std(1).view(-1, 1, 1, 1)
-    gs = torch.Generator().manual_seed(int(seed if sample_seed is None else sample_seed) + 1)
-    y = torch.randint(0, num_classes, (n,), generator=gs)
-    scale = 0.7 + 0.6 * torch.rand(n, 1, 1, 1, generator=gs)
-    x = templates[y] * scale
-    shifts = torch.randint(-1, 2, (n, 2), generator=gs)
-    for dy in (-1, 0, 1):
-        for dx in (-1, 0, 1):
-            sel = (shifts[:, 0] == dy) & (shifts[:, 1] == dx)
-            if bool(sel.any()) and (dy or dx):
-                x[sel] = torch.roll(x[sel], shifts=(dy, dx), dims=(2, 3))
-    x = x + noise * torch.randn(x.shape, generator=gs)
-    return x.float().contiguous(), y
-
-
-def load_digits() -> tuple[Tensor, Tensor]:
-    """scikit-learn's bundled handwritten digits: 1797 images ``(1797, 1, 8, 8)`` scaled to
-    [0, 1], labels 0..9. Needs scikit-learn (it ships the data; nothing is downloaded)."""
-    try:
-        from sklearn.datasets import load_digits as _load
-    except ImportError as e:
-        raise ImportError(
-            "the 'digits' data set needs scikit-learn (pip install scikit-learn); "
-            "use data name 'synthetic' instead") from e
-    d = _load()
-    x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    return x, torch.tensor(d.target, dtype=torch.int64)
-
-
-DATASETS = ("synthetic", "digits")
-
-
-def make_dataset(name: str = "synthetic", n_train: int = 2000, n_test: int = 500,
-                 num_classes: int = 10, image_size: int = 8, channels: int = 1,
-                 noise: float = 0.6, seed: int = 0) -> dict[str, Any]:
-    """Train/test tensors by name: ``{"x_train", "y_train", "x_test", "y_test",
-    "num_classes", "image_size", "channels"}``.
-
-    ``"synthetic"``: :func:`synthetic_images`, train and test samples drawn from the same
-    templates with different sample seeds.
-    ``"digits"``: :func:`load_digits`, shuffled with ``seed`` and split into ``n_train``
-    and ``n_test`` (at most 1797 together); ``num_classes``/``image_size``/``channels`` are
-    the data's (10, 8, 1).
-    """
-    if name == "synthetic":
-        x_tr, y_tr = synthetic_images(n_train, num_classes, image_size, channels, noise, seed,
-                                      sample_seed=2 * seed + 1000)
-        x_te, y_te = synthetic_images(n_test, num_classes, image_size, channels, noise, seed,
-                                      sample_seed=2 * seed + 1001)
-    elif name == "digits":
-        x, y = load_digits()
-        if n_train + n_test > len(y):
-            raise ValueError(f"digits has {len(y)} images; n_train + n_test = "
-                             f"{n_train + n_test}")
-        perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(int(seed)))
-        x, y = x[perm], y[perm]
-        x_tr, y_tr = x[:n_train], y[:n_train]
-        x_te, y_te = x[n_train:n_train + n_test], y[n_train:n_train + n_test]
-        num_classes, image_size, channels = 10, 8, 1
-    else:
-        raise ValueError(f"unknown data set {name!r}; built-in: {list(DATASETS)}")
-    return {"x_train": x_tr, "y_train": y_tr, "x_test": x_te, "y_test": y_te,
-            "num_classes": num_classes, "image_size": image_size, "channels": channels}
-
-
-def spec_kwargs(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """``{"name": ..., **kwargs}`` -> kwargs without ``name`` (lists kept as lists)."""
-    return {k: v for k, v in spec.items() if k != "name"}

@@ -6,8 +6,9 @@ Training (finding tickets): :class:`MaskedLinear`, :class:`MaskedConv2d`,
 
 Deployment (running tickets): :class:`SparseLinear`, :class:`SparseConv2d`,
 :class:`SparseConvTranspose2d` (CSR weights on sparselth's kernels), :class:`ChannelPrunedLinear`,
-:class:`ChannelPrunedConv2d` (physically smaller dense layers), :class:`BlockSparseLinear`,
-:class:`SemiStructuredLinear` (2:4, GPU). Each has ``from_dense(module, mask=None)``.
+:class:`ChannelPrunedConv2d`, :class:`ChannelPrunedConvTranspose2d` (physically smaller dense
+layers), :class:`BlockSparseLinear`, :class:`SemiStructuredLinear` (2:4, GPU). Each has
+``from_dense(module, mask=None)``.
 
 Graphs: :class:`GCNConv`, :class:`GINConv`, :class:`GATConv` take a CSR adjacency or an
 ``edge_index`` plus learnable per-edge weights (UGS edge masks).
@@ -16,13 +17,15 @@ Graphs: :class:`GCNConv`, :class:`GINConv`, :class:`GATConv` take a CSR adjacenc
 from .embedding import CompressedEmbedding, CompressedEmbeddingBag, MaskedEmbedding
 from .graph import GATConv, GCNConv, GINConv
 from .masked import MaskedConv2d, MaskedConvTranspose2d, MaskedLinear
-from .sparse import (BlockSparseLinear, ChannelPrunedConv2d, ChannelPrunedLinear,
-                     SemiStructuredLinear, SparseConv2d, SparseConvTranspose2d, SparseLinear)
+from .sparse import (BlockSparseLinear, ChannelPrunedConv2d, ChannelPrunedConvTranspose2d,
+                     ChannelPrunedLinear, SemiStructuredLinear, SparseConv2d,
+                     SparseConvTranspose2d, SparseLinear)
 
 __all__ = [
     "MaskedLinear", "MaskedConv2d", "MaskedConvTranspose2d",
     "SparseLinear", "SparseConv2d", "SparseConvTranspose2d",
-    "ChannelPrunedLinear", "ChannelPrunedConv2d", "BlockSparseLinear", "SemiStructuredLinear",
+    "ChannelPrunedLinear", "ChannelPrunedConv2d", "ChannelPrunedConvTranspose2d",
+    "BlockSparseLinear", "SemiStructuredLinear",
     "GCNConv", "GINConv", "GATConv",
     "MaskedEmbedding", "CompressedEmbedding", "CompressedEmbeddingBag",
 ]

@@ -55,6 +55,11 @@ def _same(key_a: tuple, key_b: Optional[tuple]) -> bool:
     return True
 
 
+def _require_floating(layer: str, arg: str, t: Tensor) -> None:
+    if not t.dtype.is_floating_point:
+        raise TypeError(f"{layer}: {arg} must be floating, got {t.dtype}")
+
+
 def _version(t: Optional[Tensor]) -> int:
     return -1 if t is None else t._version
 
@@ -85,8 +90,7 @@ class _GraphConv(nn.Module):
             if x.dim() != 2 or x.shape[1] != self.in_dim:
                 raise ValueError(f"{name}: x must have shape (N, {self.in_dim}), got "
                                  f"{tuple(x.shape)}")
-            if not x.dtype.is_floating_point:
-                raise TypeError(f"{name}: x must be floating, got {x.dtype}")
+            _require_floating(name, "x", x)
             return x.shape[0]
         if isinstance(x, int) and not isinstance(x, bool) and x >= 0:
             return x
@@ -134,15 +138,14 @@ class _GraphConv(nn.Module):
                dtype: torch.dtype) -> Tuple[CSR, Optional[Tensor], Tensor]:
         """``(pattern CSR over targets, weight per stored entry or None, messages per target)``."""
         name = type(self).__name__
+        if edge_weight is not None and not isinstance(edge_weight, Tensor):
+            raise TypeError(f"{name}: edge_weight must be a tensor or None, got "
+                            f"{type(edge_weight).__name__}")
         if edge_weight is not None:
-            if not isinstance(edge_weight, Tensor):
-                raise TypeError(f"{name}: edge_weight must be a tensor or None, got "
-                                f"{type(edge_weight).__name__}")
+            _require_floating(name, "edge_weight", edge_weight)
             if edge_weight.dim() != 1:
                 raise ValueError(f"{name}: edge_weight must be 1-D, "
                                  f"got shape {tuple(edge_weight.shape)}")
-            if not edge_weight.dtype.is_floating_point:
-                raise TypeError(f"{name}: edge_weight must be floating, got {edge_weight.dtype}")
         if isinstance(adj, CSR):
             if adj.shape != (num_nodes, num_nodes):
                 raise ValueError(f"{name}: adj must have shape ({num_nodes}, {num_nodes}) "

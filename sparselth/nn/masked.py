@@ -26,6 +26,12 @@ __all__ = ["MaskedLinear", "MaskedConv2d", "MaskedConvTranspose2d"]
 class _Masked:
     """Mask handling shared by the masked layers (mixed into the ``nn`` layer classes)."""
 
+    # the dense layer a masked layer derives from, its constructor's arguments (read from a
+    # dense instance) and its deploy-time sparse counterpart in sparselth.nn.sparse
+    _dense_type: type = nn.Module
+    _dense_args: tuple = ()
+    _sparse_name: str = ""
+
     def _init_mask(self, mask: Optional[Tensor]) -> None:
         w = self.weight
         m = torch.ones_like(w, dtype=torch.bool) if mask is None else weight_mask(
@@ -51,15 +57,27 @@ class _Masked:
         return 1.0 - float(self.weight_mask.sum()) / max(self.weight_mask.numel(), 1)
 
     @classmethod
-    def _copy_from(cls, module, new, mask):
+    def from_dense(cls, module: nn.Module, mask: Optional[Tensor] = None):
+        """Copy of ``module`` with ``mask`` (``None``: its ``weight_mask``, else all ones)."""
+        if not isinstance(module, cls._dense_type):
+            raise TypeError(f"{cls.__name__}.from_dense: module must be an "
+                            f"nn.{cls._dense_type.__name__}, got {type(module).__name__}")
+        args = {a: getattr(module, a) for a in cls._dense_args}
+        new = cls(**args, bias=module.bias is not None, device=module.weight.device,
+                  dtype=module.weight.dtype)
         with torch.no_grad():
             new.weight.copy_(module.weight)
             if module.bias is not None:
                 new.bias.copy_(module.bias)
-        if mask is None:
-            mask = getattr(module, "weight_mask", None)
-        new._init_mask(mask)
+        new._init_mask(getattr(module, "weight_mask", None) if mask is None else mask)
         return new
+
+    def to_sparse(self, **kwargs):
+        """The deploy-time sparse layer of :mod:`sparselth.nn.sparse` with the same outputs
+        (``kwargs`` go to its ``from_dense``)."""
+        from . import sparse
+
+        return getattr(sparse, self._sparse_name).from_dense(self, self.weight_mask, **kwargs)
 
 
 class MaskedLinear(_Masked, nn.Linear):
@@ -71,32 +89,25 @@ class MaskedLinear(_Masked, nn.Linear):
         >>> deploy = layer.to_sparse()          # SparseLinear with the same outputs
     """
 
+    _dense_type, _sparse_name = nn.Linear, "SparseLinear"
+    _dense_args = ("in_features", "out_features")
+
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
                  mask: Optional[Tensor] = None, device=None, dtype=None):
         super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
         self._init_mask(mask)
 
-    @classmethod
-    def from_dense(cls, module: nn.Linear, mask: Optional[Tensor] = None) -> "MaskedLinear":
-        """Copy of ``module`` with ``mask`` (``None``: its ``weight_mask``, else all ones)."""
-        if not isinstance(module, nn.Linear):
-            raise TypeError(f"MaskedLinear.from_dense: module must be an nn.Linear, got "
-                            f"{type(module).__name__}")
-        new = cls(module.in_features, module.out_features, module.bias is not None,
-                  device=module.weight.device, dtype=module.weight.dtype)
-        return cls._copy_from(module, new, mask)
-
     def forward(self, x: Tensor) -> Tensor:
         return F.linear(x, self.masked_weight(), self.bias)
 
-    def to_sparse(self, **kwargs):
-        """The deploy-time :class:`~sparselth.nn.SparseLinear` (kwargs go to ``from_dense``)."""
-        from .sparse import SparseLinear
-        return SparseLinear.from_dense(self, self.weight_mask, **kwargs)
-
 
 class MaskedConv2d(_Masked, nn.Conv2d):
-    """``nn.Conv2d`` convolving with ``weight * weight_mask`` (all ``nn.Conv2d`` options)."""
+    """``nn.Conv2d`` convolving with ``weight * weight_mask`` (all ``nn.Conv2d`` options);
+    ``to_sparse()`` gives a :class:`~sparselth.nn.SparseConv2d`."""
+
+    _dense_type, _sparse_name = nn.Conv2d, "SparseConv2d"
+    _dense_args = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation",
+                   "groups", "padding_mode")
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
@@ -105,27 +116,17 @@ class MaskedConv2d(_Masked, nn.Conv2d):
                          groups, bias, padding_mode, device=device, dtype=dtype)
         self._init_mask(mask)
 
-    @classmethod
-    def from_dense(cls, module: nn.Conv2d, mask: Optional[Tensor] = None) -> "MaskedConv2d":
-        if not isinstance(module, nn.Conv2d):
-            raise TypeError(f"MaskedConv2d.from_dense: module must be an nn.Conv2d, got "
-                            f"{type(module).__name__}")
-        new = cls(module.in_channels, module.out_channels, module.kernel_size, module.stride,
-                  module.padding, module.dilation, module.groups, module.bias is not None,
-                  module.padding_mode, device=module.weight.device, dtype=module.weight.dtype)
-        return cls._copy_from(module, new, mask)
-
     def forward(self, x: Tensor) -> Tensor:
         return self._conv_forward(x, self.masked_weight(), self.bias)
 
-    def to_sparse(self, **kwargs):
-        """The deploy-time :class:`~sparselth.nn.SparseConv2d`."""
-        from .sparse import SparseConv2d
-        return SparseConv2d.from_dense(self, self.weight_mask, **kwargs)
-
 
 class MaskedConvTranspose2d(_Masked, nn.ConvTranspose2d):
-    """``nn.ConvTranspose2d`` with ``weight * weight_mask`` (GAN generators)."""
+    """``nn.ConvTranspose2d`` with ``weight * weight_mask`` (GAN generators); ``to_sparse()``
+    gives a :class:`~sparselth.nn.SparseConvTranspose2d`."""
+
+    _dense_type, _sparse_name = nn.ConvTranspose2d, "SparseConvTranspose2d"
+    _dense_args = ("in_channels", "out_channels", "kernel_size", "stride", "padding",
+                   "output_padding", "groups", "dilation")
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  output_padding=0, groups: int = 1, bias: bool = True, dilation=1,
@@ -134,24 +135,8 @@ class MaskedConvTranspose2d(_Masked, nn.ConvTranspose2d):
                          groups, bias, dilation, device=device, dtype=dtype)
         self._init_mask(mask)
 
-    @classmethod
-    def from_dense(cls, module: nn.ConvTranspose2d,
-                   mask: Optional[Tensor] = None) -> "MaskedConvTranspose2d":
-        if not isinstance(module, nn.ConvTranspose2d):
-            raise TypeError(f"MaskedConvTranspose2d.from_dense: module must be an "
-                            f"nn.ConvTranspose2d, got {type(module).__name__}")
-        new = cls(module.in_channels, module.out_channels, module.kernel_size, module.stride,
-                  module.padding, module.output_padding, module.groups, module.bias is not None,
-                  module.dilation, device=module.weight.device, dtype=module.weight.dtype)
-        return cls._copy_from(module, new, mask)
-
     def forward(self, x: Tensor, output_size=None) -> Tensor:
         output_padding = self._output_padding(x, output_size, self.stride, self.padding,
                                               self.kernel_size, 2, self.dilation)
         return F.conv_transpose2d(x, self.masked_weight(), self.bias, self.stride, self.padding,
                                   output_padding, self.groups, self.dilation)
-
-    def to_sparse(self, **kwargs):
-        """The deploy-time :class:`~sparselth.nn.SparseConvTranspose2d`."""
-        from .sparse import SparseConvTranspose2d
-        return SparseConvTranspose2d.from_dense(self, self.weight_mask, **kwargs)

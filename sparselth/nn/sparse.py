@@ -8,13 +8,14 @@ its weight) and computes exactly what the masked dense layer computes:
   (``rowptr``/``col`` buffers, stored values as the trainable parameter ``values``), run by
   :mod:`sparselth.ops.sparse_linear` / :mod:`sparselth.ops.sparse_conv`; gradients reach the
   input, the stored values and the bias, so a compiled ticket can be fine-tuned.
-* :class:`ChannelPrunedLinear`, :class:`ChannelPrunedConv2d`: a physically smaller dense layer
-  over the live input/output channels (dense kernels; best for channel-structured masks).
+* :class:`ChannelPrunedLinear`, :class:`ChannelPrunedConv2d`, :class:`ChannelPrunedConvTranspose2d`:
+  a physically smaller dense layer over the live input/output channels (dense kernels; best for
+  channel-structured masks).
 * :class:`BlockSparseLinear`: block-sparse (BSR-like) weight.
 * :class:`SemiStructuredLinear`: 2:4 sparse tensor cores (NVIDIA GPUs, compute capability >= 8).
 
 ``route``/``backend`` attributes pick the kernel (``"auto"`` by default); ``sparselth.compile``
-sets them per layer after timing the candidates.
+builds its routes from these modules (:mod:`sparselth.deploy.routes`) and times them per layer.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ from ..sparse.weights import (BlockSparse, ChannelPruned, csr_from_weight, csr_t
 Tensor = torch.Tensor
 
 __all__ = ["SparseLinear", "SparseConv2d", "SparseConvTranspose2d", "ChannelPrunedLinear",
-           "ChannelPrunedConv2d", "BlockSparseLinear", "SemiStructuredLinear"]
+           "ChannelPrunedConv2d", "ChannelPrunedConvTranspose2d", "BlockSparseLinear",
+           "SemiStructuredLinear"]
 
 
 def _module_mask(module: nn.Module, mask: Optional[Tensor]) -> Optional[Tensor]:
@@ -56,17 +58,20 @@ def _pair(v) -> Tuple[int, int]:
 class _CSRWeight(nn.Module):
     """Shared storage of the CSR modules: ``rowptr``/``col`` buffers, ``values`` parameter."""
 
-    def _init_csr(self, weight: CSR, weight_shape: Sequence[int], dtype=None) -> None:
+    def _init_csr(self, weight: CSR, weight_shape: Sequence[int], bias: Optional[Tensor]) -> None:
+        """Store ``weight`` (the CSR of the weight of ``weight_shape`` flattened to 2-D) and
+        ``bias``, after checking that they fit."""
+        name = type(self).__name__
         if not isinstance(weight, CSR):
-            raise TypeError(f"{type(self).__name__}: weight must be a sparselth.CSR, got "
-                            f"{type(weight).__name__}")
-        vals = weight.values(dtype)
-        if dtype is not None:
-            vals = vals.to(dtype)
+            raise TypeError(f"{name}: weight must be a sparselth.CSR, got {type(weight).__name__}")
+        flat = (int(weight_shape[0]), math.prod(int(s) for s in weight_shape[1:]))
+        if tuple(weight.shape) != flat:
+            raise ValueError(f"{name}: weight must have shape {flat}, got {tuple(weight.shape)}")
         self.register_buffer("rowptr", weight.rowptr.clone())
         self.register_buffer("col", weight.col.clone())
-        self.values = nn.Parameter(vals.detach().clone())
+        self.values = nn.Parameter(weight.values().detach().clone())
         self.weight_shape = tuple(int(s) for s in weight_shape)
+        self.bias = None if bias is None else nn.Parameter(bias.detach().clone())
         self._cache = None
 
     # cached pattern (validated once, transpose computed once) -----------------------------
@@ -136,6 +141,7 @@ class _CSRWeight(nn.Module):
                                       unexpected_keys, error_msgs)
 
 
+
 class SparseLinear(_CSRWeight):
     """``y = x @ W^T + b`` with a CSR weight (see :func:`sparselth.ops.sparse_linear.sparse_linear`).
 
@@ -154,14 +160,8 @@ class SparseLinear(_CSRWeight):
     def __init__(self, in_features: int, out_features: int, weight: CSR,
                  bias: Optional[Tensor] = None, *, backend: str = "auto"):
         super().__init__()
-        if not isinstance(weight, CSR):
-            raise TypeError(f"SparseLinear: weight must be a sparselth.CSR, got {type(weight).__name__}")
-        if weight.shape != (out_features, in_features):
-            raise ValueError(f"SparseLinear: weight must have shape ({out_features}, "
-                             f"{in_features}), got {weight.shape}")
         self.in_features, self.out_features = in_features, out_features
-        self._init_csr(weight, (out_features, in_features))
-        self.bias = None if bias is None else nn.Parameter(bias.detach().clone())
+        self._init_csr(weight, (out_features, in_features), bias)
         self.backend = backend
         self._structure = None
 
@@ -216,7 +216,46 @@ def _conv_padding(padding, kernel_size, dilation, padding_mode):
     return p, pre, "constant"
 
 
-class SparseConv2d(_CSRWeight):
+
+
+class _CSRConv(_CSRWeight):
+    """Shared by the CSR convolutions: channel checks, storage and the cached :class:`ConvPlan`.
+
+    A convolution's weight is ``(Cout, Cin/g, kh, kw)``, a transposed convolution's
+    ``(Cin, Cout/g, kh, kw)``; subclasses set ``stride``, ``dilation`` and ``_conv_pad`` before
+    calling :meth:`_init_conv`."""
+
+    _transposed = False
+
+    def _init_conv(self, in_channels: int, out_channels: int, kernel_size, weight: CSR,
+                   bias: Optional[Tensor], groups: int, route: str, backend: str) -> None:
+        name = type(self).__name__
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"{name}: groups={groups} must divide in_channels={in_channels} "
+                             f"and out_channels={out_channels}")
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size = _pair(kernel_size)
+        rows, grouped = ((in_channels, out_channels) if self._transposed
+                         else (out_channels, in_channels))
+        self._init_csr(weight, (rows, grouped // groups) + self.kernel_size, bias)
+        self.route, self.backend = route, backend
+        self._plan = None
+
+    def _clear_cache(self) -> None:
+        super()._clear_cache()
+        self._plan = None
+
+    def plan(self) -> ConvPlan:
+        """The kernels' plan for the stored pattern (built once per pattern)."""
+        A = self._pattern()
+        if self._plan is None or self._plan.structure.rowptr is not A.rowptr:
+            channels = self.out_channels if self._transposed else self.in_channels
+            self._plan = ConvPlan(A, channels, self.kernel_size, self.stride, self._conv_pad,
+                                  self.dilation, self.groups, type(self).__name__)
+        return self._plan
+
+
+class SparseConv2d(_CSRConv):
     """2-D convolution with a CSR weight: equals the masked ``nn.Conv2d`` (all of stride,
     padding incl. ``'same'`` and non-zero padding modes, dilation, groups, bias).
 
@@ -239,28 +278,15 @@ class SparseConv2d(_CSRWeight):
                  dilation=1, groups: int = 1, padding_mode: str = "zeros", *,
                  route: str = "auto", backend: str = "auto"):
         super().__init__()
-        kernel_size, stride, dilation = _pair(kernel_size), _pair(stride), _pair(dilation)
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"SparseConv2d: groups={groups} must divide in_channels={in_channels} "
-                             f"and out_channels={out_channels}")
-        shape = (out_channels, in_channels // groups) + kernel_size
-        if not isinstance(weight, CSR):
-            raise TypeError(f"SparseConv2d: weight must be a sparselth.CSR, got {type(weight).__name__}")
-        if weight.shape != (out_channels, shape[1] * shape[2] * shape[3]):
-            raise ValueError(f"SparseConv2d: weight must have shape ({out_channels}, "
-                             f"{shape[1] * shape[2] * shape[3]}), got {weight.shape}")
         if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
             raise ValueError(f"SparseConv2d: padding_mode must be zeros/reflect/replicate/circular, "
                              f"got {padding_mode!r}")
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride, self.dilation, self.groups = kernel_size, stride, dilation, groups
+        self.stride, self.dilation = _pair(stride), _pair(dilation)
         self.padding, self.padding_mode = padding, padding_mode
-        self._conv_pad, self._pre_pad, self._pre_mode = _conv_padding(padding, kernel_size,
-                                                                      dilation, padding_mode)
-        self._init_csr(weight, shape)
-        self.bias = None if bias is None else nn.Parameter(bias.detach().clone())
-        self.route, self.backend = route, backend
-        self._plan = None
+        self._conv_pad, self._pre_pad, self._pre_mode = _conv_padding(
+            padding, _pair(kernel_size), self.dilation, padding_mode)
+        self._init_conv(in_channels, out_channels, kernel_size, weight, bias, groups, route,
+                        backend)
 
     @classmethod
     def from_dense(cls, module: nn.Conv2d, mask: Optional[Tensor] = None, *, route: str = "auto",
@@ -272,17 +298,6 @@ class SparseConv2d(_CSRWeight):
         return cls(module.in_channels, module.out_channels, module.kernel_size, A, module.bias,
                    module.stride, module.padding, module.dilation, module.groups,
                    module.padding_mode, route=route, backend=backend)
-
-    def _clear_cache(self) -> None:
-        super()._clear_cache()
-        self._plan = None
-
-    def plan(self) -> ConvPlan:
-        A = self._pattern()
-        if self._plan is None or self._plan.structure.rowptr is not A.rowptr:
-            self._plan = ConvPlan(A, self.in_channels, self.kernel_size, self.stride,
-                                  self._conv_pad, self.dilation, self.groups, "SparseConv2d")
-        return self._plan
 
     def forward(self, x: Tensor) -> Tensor:
         A = self.weight_csr(with_transpose=False)     # the plan holds the structures it needs
@@ -303,41 +318,27 @@ class SparseConv2d(_CSRWeight):
         return s + f", nnz={self.nnz}, sparsity={self.sparsity:.3f}, bias={self.bias is not None}"
 
 
-class SparseConvTranspose2d(_CSRWeight):
+class SparseConvTranspose2d(_CSRConv):
     """Transposed 2-D convolution with a CSR weight (generators' upsampling): equals the
     masked ``nn.ConvTranspose2d``, computed as the adjoint of the sparse convolution.
 
-    Args:
-        in_channels, out_channels, kernel_size, stride, padding, output_padding, groups,
-        dilation: as ``nn.ConvTranspose2d``.
-        weight: ``(in_channels, out_channels // groups * kh * kw)`` CSR of
-            ``deconv.weight.reshape(in_channels, -1)``.
-        bias: optional ``(out_channels,)``.
+    The arguments are those of ``nn.ConvTranspose2d`` plus ``weight``, the
+    ``(in_channels, out_channels // groups * kh * kw)`` CSR of
+    ``deconv.weight.reshape(in_channels, -1)``, an optional ``(out_channels,)`` ``bias``, and
+    ``route``/``backend`` as in :class:`SparseConv2d`.
     """
+
+    _transposed = True
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, weight: CSR,
                  bias: Optional[Tensor] = None, stride=1, padding=0, output_padding=0,
                  groups: int = 1, dilation=1, *, route: str = "auto", backend: str = "auto"):
         super().__init__()
-        kernel_size, stride, dilation = _pair(kernel_size), _pair(stride), _pair(dilation)
-        padding, output_padding = _pair(padding), _pair(output_padding)
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"SparseConvTranspose2d: groups={groups} must divide in_channels="
-                             f"{in_channels} and out_channels={out_channels}")
-        shape = (in_channels, out_channels // groups) + kernel_size
-        if not isinstance(weight, CSR):
-            raise TypeError(f"SparseConvTranspose2d: weight must be a sparselth.CSR, got "
-                            f"{type(weight).__name__}")
-        if weight.shape != (in_channels, shape[1] * shape[2] * shape[3]):
-            raise ValueError(f"SparseConvTranspose2d: weight must have shape ({in_channels}, "
-                             f"{shape[1] * shape[2] * shape[3]}), got {weight.shape}")
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
-        self.output_padding, self.groups, self.dilation = output_padding, groups, dilation
-        self._init_csr(weight, shape)
-        self.bias = None if bias is None else nn.Parameter(bias.detach().clone())
-        self.route, self.backend = route, backend
-        self._plan = None
+        self.stride, self.dilation = _pair(stride), _pair(dilation)
+        self.padding, self.output_padding = _pair(padding), _pair(output_padding)
+        self._conv_pad = self.padding
+        self._init_conv(in_channels, out_channels, kernel_size, weight, bias, groups, route,
+                        backend)
 
     @classmethod
     def from_dense(cls, module: nn.ConvTranspose2d, mask: Optional[Tensor] = None, *,
@@ -352,18 +353,6 @@ class SparseConvTranspose2d(_CSRWeight):
         return cls(module.in_channels, module.out_channels, module.kernel_size, A, module.bias,
                    module.stride, module.padding, module.output_padding, module.groups,
                    module.dilation, route=route, backend=backend)
-
-    def _clear_cache(self) -> None:
-        super()._clear_cache()
-        self._plan = None
-
-    def plan(self) -> ConvPlan:
-        A = self._pattern()
-        if self._plan is None or self._plan.structure.rowptr is not A.rowptr:
-            self._plan = ConvPlan(A, self.out_channels, self.kernel_size, self.stride,
-                                  self.padding, self.dilation, self.groups,
-                                  "SparseConvTranspose2d")
-        return self._plan
 
     def forward(self, x: Tensor, output_size: Optional[Sequence[int]] = None) -> Tensor:
         A = self.weight_csr(with_transpose=False)
@@ -381,23 +370,46 @@ class SparseConvTranspose2d(_CSRWeight):
 
 # ------------------------------------------------------------------------------- channel-pruned
 class _ChannelPruned(nn.Module):
-    def _init_cp(self, cp: ChannelPruned, bias: Optional[Tensor]) -> None:
-        self.register_buffer("out_index", cp.out_index.clone())
-        self.register_buffer("in_index", cp.in_index.clone())
+    """Shared by the channel-pruned layers: the kept weight block and where it belongs.
+
+    ``out_index``/``in_index`` list the layer's kept output/input channels. The stored
+    ``weight`` is the block of the dense weight at those channels (dims ``(out, in)``; for a
+    transposed convolution ``(in, out)``, as in ``nn.ConvTranspose2d``)."""
+
+    _transposed = False
+
+    def _init_cp(self, cp: ChannelPruned, bias: Optional[Tensor], ndim: int) -> None:
+        if len(cp.shape) != ndim:
+            raise ValueError(f"{type(self).__name__}: the weight must be {ndim}-D, got {cp.shape}")
+        rows, cols = cp.out_index, cp.in_index            # the weight's dims 0 and 1
+        out_index, in_index = (cols, rows) if self._transposed else (rows, cols)
+        self.register_buffer("out_index", out_index.clone())
+        self.register_buffer("in_index", in_index.clone())
         self.register_buffer("block_mask", None if cp.block_mask is None
                              else cp.block_mask.to(cp.weight.dtype))
         self.weight = nn.Parameter(cp.weight.detach().clone())
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone())
         self.weight_shape = cp.shape
-        self.all_in, self.all_out = cp.all_in, cp.all_out
+        num_out, num_in = (cp.shape[1], cp.shape[0]) if self._transposed else cp.shape[:2]
+        self.num_out = num_out
+        self.all_out = out_index.numel() == num_out
+        self.all_in = in_index.numel() == num_in
+        if ndim == 4:
+            self.out_channels, self.in_channels = num_out, num_in
+            self.kernel_size = tuple(cp.shape[2:])
 
     def _weight(self) -> Tensor:
         return self.weight if self.block_mask is None else self.weight * self.block_mask
 
-    def _scatter(self, ys: Tensor, dim: int) -> Tensor:
-        """Kept output channels back into the full output; pruned ones hold only their bias."""
+    def _on_kept(self, x: Tensor, dim: int, op) -> Tensor:
+        """``op(x_kept, weight, bias)`` on the kept input channels of ``x`` (channels on
+        ``dim``); kept outputs go back into the full output, pruned ones hold only their bias."""
+        xs = x if self.all_in else x.index_select(dim, self.in_index)
+        if self.all_out:
+            return op(xs, self._weight(), self.bias)
+        ys = op(xs, self._weight(), None)
         shape = list(ys.shape)
-        shape[dim] = self.weight_shape[0]
+        shape[dim] = self.num_out
         y = ys.new_zeros(shape).index_copy(dim, self.out_index, ys)
         if self.bias is not None:
             view = [1] * len(shape)
@@ -405,18 +417,28 @@ class _ChannelPruned(nn.Module):
             y = y + self.bias.view(view)
         return y
 
+    def _check_input(self, x: Tensor) -> None:
+        ok = x.dim() == 4 and x.shape[1] == self.in_channels
+        if not ok:
+            raise ValueError(f"{type(self).__name__}: input must be (N, {self.in_channels}, H, W), "
+                             f"got shape {tuple(x.shape)}")
+
     @property
     def density(self) -> float:
-        total = 1
-        for s in self.weight_shape:
-            total *= s
-        return self.weight.numel() / max(total, 1)
+        return self.weight.numel() / max(math.prod(self.weight_shape), 1)
 
     def dense_weight(self) -> Tensor:
         cp = ChannelPruned.__new__(ChannelPruned)
-        cp.shape, cp.out_index, cp.in_index = self.weight_shape, self.out_index, self.in_index
+        cp.shape = self.weight_shape
+        rows, cols = self.out_index, self.in_index
+        cp.out_index, cp.in_index = (cols, rows) if self._transposed else (rows, cols)
         cp.weight = self._weight().detach()
         return cp.to_dense()
+
+    def _channels_repr(self) -> str:
+        return (f"{self.in_channels} (kept {self.in_index.numel()}), {self.out_channels} (kept "
+                f"{self.out_index.numel()}), kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, bias={self.bias is not None}")
 
 
 class ChannelPrunedLinear(_ChannelPruned):
@@ -430,10 +452,8 @@ class ChannelPrunedLinear(_ChannelPruned):
 
     def __init__(self, cp: ChannelPruned, bias: Optional[Tensor] = None):
         super().__init__()
-        if len(cp.shape) != 2:
-            raise ValueError(f"ChannelPrunedLinear: the weight must be 2-D, got {cp.shape}")
+        self._init_cp(cp, bias, 2)
         self.out_features, self.in_features = cp.shape
-        self._init_cp(cp, bias)
 
     @classmethod
     def from_dense(cls, module: nn.Linear, mask: Optional[Tensor] = None) -> "ChannelPrunedLinear":
@@ -444,10 +464,7 @@ class ChannelPrunedLinear(_ChannelPruned):
         if x.shape[-1] != self.in_features:
             raise ValueError(f"ChannelPrunedLinear: input must have {self.in_features} features, "
                              f"got shape {tuple(x.shape)}")
-        xs = x if self.all_in else x.index_select(-1, self.in_index)
-        if self.all_out:
-            return F.linear(xs, self._weight(), self.bias)
-        return self._scatter(F.linear(xs, self._weight()), -1)
+        return self._on_kept(x, x.dim() - 1, F.linear)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features} (kept {self.in_index.numel()}), out_features="
@@ -461,15 +478,11 @@ class ChannelPrunedConv2d(_ChannelPruned):
     def __init__(self, cp: ChannelPruned, bias: Optional[Tensor] = None, stride=1, padding=0,
                  dilation=1, padding_mode: str = "zeros"):
         super().__init__()
-        if len(cp.shape) != 4:
-            raise ValueError(f"ChannelPrunedConv2d: the weight must be 4-D, got {cp.shape}")
-        self.out_channels, self.in_channels = cp.shape[:2]
-        self.kernel_size = tuple(cp.shape[2:])
+        self._init_cp(cp, bias, 4)
         self.stride, self.dilation = _pair(stride), _pair(dilation)
         self.padding, self.padding_mode = padding, padding_mode
         self._conv_pad, self._pre_pad, self._pre_mode = _conv_padding(
             padding, self.kernel_size, self.dilation, padding_mode)
-        self._init_cp(cp, bias)
 
     @classmethod
     def from_dense(cls, module: nn.Conv2d, mask: Optional[Tensor] = None) -> "ChannelPrunedConv2d":
@@ -479,21 +492,56 @@ class ChannelPrunedConv2d(_ChannelPruned):
         return cls(ChannelPruned(module.weight, _module_mask(module, mask)), module.bias,
                    module.stride, module.padding, module.dilation, module.padding_mode)
 
+    def _conv(self, x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
+        return F.conv2d(x, weight, bias, self.stride, self._conv_pad, self.dilation)
+
     def forward(self, x: Tensor) -> Tensor:
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"ChannelPrunedConv2d: input must be (N, {self.in_channels}, H, W), "
-                             f"got shape {tuple(x.shape)}")
+        self._check_input(x)
         if self._pre_pad is not None:
             x = F.pad(x, self._pre_pad, mode=self._pre_mode)
-        xs = x if self.all_in else x.index_select(1, self.in_index)
-        bias = self.bias if self.all_out else None
-        ys = F.conv2d(xs, self._weight(), bias, self.stride, self._conv_pad, self.dilation)
-        return ys if self.all_out else self._scatter(ys, 1)
+        return self._on_kept(x, 1, self._conv)
 
     def extra_repr(self) -> str:
-        return (f"{self.in_channels} (kept {self.in_index.numel()}), {self.out_channels} (kept "
-                f"{self.out_index.numel()}), kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}, bias={self.bias is not None}")
+        return self._channels_repr()
+
+
+class ChannelPrunedConvTranspose2d(_ChannelPruned):
+    """A transposed conv layer reduced to its live input and output channels (``groups == 1``);
+    pruned output channels give their bias. Exact for any mask."""
+
+    _transposed = True
+
+    def __init__(self, cp: ChannelPruned, bias: Optional[Tensor] = None, stride=1, padding=0,
+                 output_padding=0, dilation=1):
+        super().__init__()
+        self._init_cp(cp, bias, 4)
+        self.stride, self.padding = _pair(stride), _pair(padding)
+        self.output_padding, self.dilation = _pair(output_padding), _pair(dilation)
+
+    @classmethod
+    def from_dense(cls, module: nn.ConvTranspose2d,
+                   mask: Optional[Tensor] = None) -> "ChannelPrunedConvTranspose2d":
+        _check_module("ChannelPrunedConvTranspose2d.from_dense", module, nn.ConvTranspose2d)
+        if module.groups != 1:
+            raise ValueError(f"ChannelPrunedConvTranspose2d.from_dense: groups must be 1, got "
+                             f"{module.groups}")
+        return cls(ChannelPruned(module.weight, _module_mask(module, mask)), module.bias,
+                   module.stride, module.padding, module.output_padding, module.dilation)
+
+    def forward(self, x: Tensor, output_size: Optional[Sequence[int]] = None) -> Tensor:
+        self._check_input(x)
+        # nn.ConvTranspose2d's own rule for output_size (it reads only the attributes set above)
+        output_padding = nn.ConvTranspose2d._output_padding(
+            self, x, output_size, self.stride, self.padding, self.kernel_size, 2, self.dilation)
+
+        def deconv(xs: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
+            return F.conv_transpose2d(xs, weight, bias, self.stride, self.padding,
+                                      output_padding, 1, self.dilation)
+
+        return self._on_kept(x, 1, deconv)
+
+    def extra_repr(self) -> str:
+        return self._channels_repr() + f", output_padding={self.output_padding}"
 
 
 # ------------------------------------------------------------------------------- block / 2:4

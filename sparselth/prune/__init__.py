@@ -1,4 +1,5 @@
-"""Masks on any model, pruning criteria, MAC accounting and the IMP driver.
+"""Masks on any model, pruning criteria and strategies, MAC accounting, the run folder and
+the drivers (IMP, UGS).
 
 Quick tour::
 
@@ -15,21 +16,17 @@ Quick tour::
 
     records = prune.IMP(model, train_fn, eval_fn, prune.IMPConfig(rounds=10)).run()
     records = prune.UGS(gnn, task, prune.UGSConfig(rounds=20)).run()   # graph + weights (GNNs)
+    kind, records = prune.read_records(run_dir)          # any run kind, one schema
 
-Layering: this package imports only torch, numpy, tqdm and ``sparselth._io``.
+A finished round of any run becomes a ticket with ``sparselth.ticket.load_round(run_dir, r)``.
+
+Layering: this package imports only torch, numpy, tqdm and the layers below it
+(``sparselth._io``, ``utils``, ``sparse``, ``ops``, ``nn``, ``metrics``).
 """
 
-from .accounting import count_macs
+from ..metrics.cost import count_macs
 from .criteria import PRUNABLE_TYPES, magnitude, parse_granularity, random, select
-from .imp import (
-    IMP,
-    STRATEGIES,
-    IMPConfig,
-    get_strategy,
-    load_round,
-    register_strategy,
-    run_imp,
-)
+from .imp import IMP, IMPConfig, load_round, run_imp
 from .masks import (
     Masks,
     apply,
@@ -43,13 +40,17 @@ from .masks import (
     state_without_masks,
     to_torch_prune,
 )
+from .run import Config, RunDir, read_records, read_round, ticket_parts
+from .strategies import STRATEGIES, get_strategy, register_strategy
 from .ugs import UGS, UGSConfig, load_ugs_round
 
 __all__ = [
     "IMP",
     "PRUNABLE_TYPES",
     "STRATEGIES",
+    "Config",
     "IMPConfig",
+    "RunDir",
     "UGS",
     "UGSConfig",
     "Masks",
@@ -65,6 +66,8 @@ __all__ = [
     "masks_of",
     "parse_granularity",
     "random",
+    "read_records",
+    "read_round",
     "reapply",
     "register_strategy",
     "remove",
@@ -72,5 +75,6 @@ __all__ = [
     "select",
     "sparsity",
     "state_without_masks",
+    "ticket_parts",
     "to_torch_prune",
 ]

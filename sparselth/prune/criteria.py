@@ -437,19 +437,10 @@ def _nm_mask(
 # --------------------------------------------------------------------------- public criteria
 
 
-def magnitude(
-    model: nn.Module,
-    sparsity: float | None = None,
-    scope: str = "global",
-    granularity: str = "element",
-    include: Any = None,
-    exclude: Any = None,
-    *,
-    masks: Mapping[str, Tensor] | None = None,
-    fraction: float | None = None,
-    block: Sequence[int] | None = None,
-    channel: str = "out",
-) -> Masks:
+def magnitude(model: nn.Module, sparsity: float | None = None, scope: str = "global",
+              granularity: str = "element", include: Any = None, exclude: Any = None, *,
+              masks: Mapping[str, Tensor] | None = None, fraction: float | None = None,
+              block: Sequence[int] | None = None, channel: str = "out") -> Masks:
     """Magnitude pruning: keep the entries (or groups) with the largest ``|w|``.
 
     Args:
@@ -481,36 +472,15 @@ def magnitude(
         masks = magnitude(model, granularity="2:4", exclude="@first")
         masks = magnitude(model, fraction=0.2, masks=masks)        # one IMP step
     """
-    return _prune(
-        model,
-        sparsity,
-        scope,
-        granularity,
-        include,
-        exclude,
-        masks,
-        fraction,
-        block,
-        channel,
-        None,
-        "magnitude",
-    )
+    return _prune(model, sparsity, scope, granularity, include, exclude, masks, fraction, block,
+                  channel, None, "magnitude")
 
 
-def random(
-    model: nn.Module,
-    sparsity: float | None = None,
-    scope: str = "global",
-    granularity: str = "element",
-    include: Any = None,
-    exclude: Any = None,
-    *,
-    masks: Mapping[str, Tensor] | None = None,
-    fraction: float | None = None,
-    block: Sequence[int] | None = None,
-    channel: str = "out",
-    seed: int | None = None,
-) -> Masks:
+def random(model: nn.Module, sparsity: float | None = None, scope: str = "global",
+           granularity: str = "element", include: Any = None, exclude: Any = None, *,
+           masks: Mapping[str, Tensor] | None = None, fraction: float | None = None,
+           block: Sequence[int] | None = None, channel: str = "out",
+           seed: int | None = None) -> Masks:
     """Random pruning (the baseline): same arguments and counts as ``magnitude``, but the
     entries (or groups) to prune are drawn uniformly at random among the survivors.
 
@@ -519,17 +489,5 @@ def random(
     ``torch.manual_seed``). Random numbers are drawn on the CPU, so the result does not
     depend on the device of the model.
     """
-    return _prune(
-        model,
-        sparsity,
-        scope,
-        granularity,
-        include,
-        exclude,
-        masks,
-        fraction,
-        block,
-        channel,
-        _generator(seed),
-        "random",
-    )
+    return _prune(model, sparsity, scope, granularity, include, exclude, masks, fraction, block,
+                  channel, _generator(seed), "random")

@@ -22,56 +22,40 @@ later rounds start from it. Alternatively pass ``rewind_state=`` (a state dict) 
 Only the model state is rewound: a training function that wants to resume its learning
 rate schedule from step k can read ``imp.rewind_step``.
 
-Run directory (``root/<config.run_name()>`` unless ``run_dir`` is given) — safetensors and
-JSON only, every file written atomically, ``progress.json`` written last as the commit
-point, with the sha256 of every tensor file it relies on::
+The run folder (``root/<config.run_name()>`` unless ``run_dir`` is given) is a
+:class:`sparselth.prune.run.RunDir` (layout, record schema and resume rule there): kind
+``"imp"``, ``init.safetensors`` (θ0), ``rewind.safetensors`` (θk), ``round_XXX/masks`` (the
+masks of round XXX, written at the end of round XXX-1), ``trained``, ``rng``, ``record.json``.
+A restarted run skips finished rounds, restores the masks, the start state and all RNG
+states, and produces bit-for-bit the same masks, weights and metrics as an uninterrupted
+run, provided ``train_fn``/``eval_fn`` depend only on the model, the round index and the
+global RNGs (build data loaders and optimizers inside them, or seed them from
+``round_idx``). A larger ``rounds`` extends a finished run.
 
-    config.json                     the IMPConfig (and format version)
-    init.safetensors                θ0 (model state without mask buffers)
-    rewind.safetensors              θk for rewind="late"
-    rng_start.safetensors           RNG state at the start (torch, numpy, python, CUDA)
-    round_XXX/masks.safetensors     masks used in round XXX
-    round_XXX/trained.safetensors   weights after training round XXX
-    round_XXX/rng.safetensors       RNG state after round XXX (= at the start of the next)
-    round_XXX/record.json           the round's record
-    records.json                    all records so far
-    progress.json                   next round to run, checksums, RNG (python/numpy) state
-
-A restarted run with the same config and run directory skips finished rounds, restores
-the masks, the start state and all RNG states, and produces bit-for-bit the same masks,
-weights and metrics as an uninterrupted run, provided ``train_fn``/``eval_fn`` depend only
-on the model, the round index and the global RNGs (build data loaders and optimizers inside
-them, or seed them from ``round_idx``).
-
-Strategies: ``strategy(model, masks, fraction, config) -> Masks`` prunes ``fraction`` of
-the surviving entries of ``masks`` (the model carries the trained weights, with ``masks``
-installed). Register new ones with ``@register_strategy("name")``; built-ins:
-``"magnitude"`` and ``"random"`` (baseline; draws from torch's global RNG).
+Strategies (:mod:`sparselth.prune.strategies`): ``strategy(model, masks, fraction, config)
+-> Masks`` prunes ``fraction`` of the surviving entries of ``masks``. Register new ones with
+``@register_strategy("name")``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import inspect
-import json
 import math
-import random as _pyrandom
-import time
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from torch import Tensor, nn
 
-from .. import _io
+from ..metrics.cost import count_macs
+from ..utils.timing import stopwatch
 from . import criteria
-from .accounting import count_macs
 from .masks import Masks, _resolve, apply, masks_of, reapply, state_without_masks
+from .run import (Config, RunDir, clone_state, help_field, jsonable, load_state, loop_rounds,
+                  preserved_rng, read_round, seed_everything)
+from .strategies import STRATEGIES, get_strategy, register_strategy
 
 __all__ = [
     "IMP",
@@ -83,66 +67,46 @@ __all__ = [
     "run_imp",
 ]
 
-FORMAT_VERSION = 1
-
-
-# --------------------------------------------------------------------------- config
-
-
-def _help(text: str, default: Any) -> Any:
-    if isinstance(default, (list, dict, set)):
-        raise TypeError("use tuples or None for config defaults")
-    return field(default=default, metadata={"help": text})
-
 
 @dataclass(frozen=True)
-class IMPConfig:
+class IMPConfig(Config):
     """Hyperparameters of an IMP run. Every field has a help string (``IMPConfig.help()``);
     the run folder is named by a hash of the non-default fields (``run_name()``)."""
 
-    rounds: int = _help(
-        "number of pruning rounds R; the run trains R + 1 times (round 0 is dense)", 10
-    )
-    fraction: float = _help(
+    run_prefix = "imp"
+
+    rounds: int = help_field(
+        "number of pruning rounds R; the run trains R + 1 times (round 0 is dense)", 10)
+    fraction: float = help_field(
         "fraction of the surviving weights pruned after each round; "
-        "(1 - fraction)^r remains after round r",
-        0.2,
-    )
-    strategy: str = _help(
-        "pruning strategy from the registry: 'magnitude' or 'random' (baseline)", "magnitude"
-    )
-    scope: str = _help("'global' (one threshold over all selected weights) or 'layer'", "global")
-    granularity: str = _help(
-        "'element', 'row', 'channel' or 'block' (N:M has a fixed sparsity and cannot be iterated)",
-        "element",
-    )
-    block: tuple[int, int] | None = _help("block shape (bh, bw) for granularity='block'", None)
-    channel: str = _help("'out' or 'in': which channels granularity='channel' prunes", "out")
-    include: tuple[str, ...] | None = _help(
-        "parameters to prune: fnmatch patterns, 're:<regex>', 'type:<Module class>', '@first', "
-        "'@last' (default: weights of Linear/Conv*/ConvTranspose*/Embedding)",
-        None,
-    )
-    exclude: tuple[str, ...] | None = _help(
-        "parameters not to prune (same syntax as include)", None
-    )
-    rewind: str = _help(
-        "where survivors restart each round: 'init' (θ0), 'late' (state captured "
-        "by capture_rewind_point at rewind_step, or rewind_state=) or 'none' "
-        "(keep trained weights: fine-tuning baseline)",
-        "init",
-    )
-    rewind_step: int | None = _help(
-        "step (iteration or epoch, as train_fn counts) at which "
-        "capture_rewind_point keeps the late-rewind state; None: "
-        "the first call",
-        None,
-    )
-    seed: int | None = _help(
-        "seed for torch, numpy and python RNGs at the start of the run "
-        "(None: leave them as they are)",
-        0,
-    )
+        "(1 - fraction)^r remains after round r", 0.2)
+    strategy: str = help_field(
+        "pruning strategy from the registry (sparselth.prune.strategies): 'magnitude', "
+        "'random' (baseline), 'embedding_row_norm', ...", "magnitude")
+    scope: str = help_field(
+        "'global' (one threshold over all selected weights) or 'layer'", "global")
+    granularity: str = help_field(
+        "'element', 'row', 'channel' or 'block' (N:M has a fixed sparsity and cannot be "
+        "iterated)", "element")
+    block: tuple[int, int] | None = help_field("block shape (bh, bw) for granularity='block'",
+                                               None)
+    channel: str = help_field("'out' or 'in': which channels granularity='channel' prunes",
+                              "out")
+    include: tuple[str, ...] | None = help_field(
+        "parameters to prune: fnmatch patterns, 're:<regex>', 'type:<Module class>', "
+        "'@first', '@last' (default: weights of Linear/Conv*/ConvTranspose*/Embedding)", None)
+    exclude: tuple[str, ...] | None = help_field(
+        "parameters not to prune (same syntax as include)", None)
+    rewind: str = help_field(
+        "where survivors restart each round: 'init' (θ0), 'late' (state captured by "
+        "capture_rewind_point at rewind_step, or rewind_state=) or 'none' (keep trained "
+        "weights: fine-tuning baseline)", "init")
+    rewind_step: int | None = help_field(
+        "step (iteration or epoch, as train_fn counts) at which capture_rewind_point keeps "
+        "the late-rewind state; None: the first call", None)
+    seed: int | None = help_field(
+        "seed for torch, numpy and python RNGs at the start of the run (None: leave them as "
+        "they are)", 0)
 
     def __post_init__(self) -> None:
         for name in ("include", "exclude"):
@@ -173,181 +137,6 @@ class IMPConfig:
                 "pruned iteratively; use magnitude(..., granularity='2:4') once"
             )
 
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        for k, v in d.items():
-            if isinstance(v, tuple):
-                d[k] = list(v)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> IMPConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"IMPConfig: unknown fields {sorted(unknown)}")
-        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
-
-    def non_default(self) -> dict[str, Any]:
-        """Fields whose value differs from the default (JSON form)."""
-        default = IMPConfig().to_dict()
-        return {k: v for k, v in self.to_dict().items() if default[k] != v}
-
-    def run_name(self) -> str:
-        """``"imp_" + sha256(canonical JSON of the non-default fields)[:12]``."""
-        digest = hashlib.sha256(_io.canonical_json(self.non_default()).encode()).hexdigest()
-        return f"imp_{digest[:12]}"
-
-    @classmethod
-    def help(cls) -> str:
-        """One line per field: name, default and help text."""
-        lines = []
-        for f in dataclasses.fields(cls):
-            lines.append(f"{f.name} (default {f.default!r}): {f.metadata.get('help', '')}")
-        return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------- strategies
-
-STRATEGIES: dict[str, Callable[..., Masks]] = {}
-
-
-def register_strategy(name: str):
-    """Decorator: register ``fn(model, masks, fraction, config) -> Masks`` under ``name``."""
-
-    def deco(fn):
-        STRATEGIES[name] = fn
-        return fn
-
-    return deco
-
-
-def get_strategy(name: str) -> Callable[..., Masks]:
-    try:
-        return STRATEGIES[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown pruning strategy {name!r}; registered: {sorted(STRATEGIES)}"
-        ) from None
-
-
-def _criterion_kwargs(config: IMPConfig) -> dict[str, Any]:
-    return {
-        "scope": config.scope,
-        "granularity": config.granularity,
-        "include": config.include,
-        "exclude": config.exclude,
-        "block": config.block,
-        "channel": config.channel,
-    }
-
-
-@register_strategy("magnitude")
-def magnitude_strategy(model: nn.Module, masks: Masks, fraction: float, config: IMPConfig) -> Masks:
-    """Prune ``fraction`` of the survivors with the smallest trained magnitudes."""
-    return criteria.magnitude(model, masks=masks, fraction=fraction, **_criterion_kwargs(config))
-
-
-@register_strategy("random")
-def random_strategy(model: nn.Module, masks: Masks, fraction: float, config: IMPConfig) -> Masks:
-    """Prune ``fraction`` of the survivors uniformly at random (torch global RNG)."""
-    return criteria.random(
-        model, masks=masks, fraction=fraction, seed=None, **_criterion_kwargs(config)
-    )
-
-
-# --------------------------------------------------------------------------- RNG state
-
-
-def _rng_state() -> tuple[dict[str, Tensor], dict[str, Any]]:
-    tensors = {"torch": torch.get_rng_state()}
-    st = np.random.get_state()
-    tensors["numpy_keys"] = torch.from_numpy(np.asarray(st[1], dtype=np.int64))
-    meta: dict[str, Any] = {
-        "numpy": {
-            "kind": st[0],
-            "pos": int(st[2]),
-            "has_gauss": int(st[3]),
-            "cached_gaussian": float(st[4]),
-        },
-    }
-    pv, pstate, pgauss = _pyrandom.getstate()
-    meta["python"] = {"version": pv, "state": list(pstate), "gauss_next": pgauss}
-    ncuda = 0
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        for i, s in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"cuda_{i}"] = s
-        ncuda = torch.cuda.device_count()
-    meta["cuda_devices"] = ncuda
-    return tensors, meta
-
-
-def _set_rng_state(tensors: Mapping[str, Tensor], meta: Mapping[str, Any]) -> None:
-    torch.set_rng_state(tensors["torch"])
-    n = meta["numpy"]
-    np.random.set_state(
-        (
-            n["kind"],
-            tensors["numpy_keys"].numpy().astype(np.uint32),
-            n["pos"],
-            n["has_gauss"],
-            n["cached_gaussian"],
-        )
-    )
-    p = meta["python"]
-    _pyrandom.setstate((p["version"], tuple(p["state"]), p["gauss_next"]))
-    ncuda = meta.get("cuda_devices", 0)
-    if ncuda and torch.cuda.is_available() and torch.cuda.device_count() == ncuda:
-        torch.cuda.set_rng_state_all([tensors[f"cuda_{i}"] for i in range(ncuda)])
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _clone_state(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    return {k: v.detach().clone() for k, v in sd.items()}
-
-
-def _load_state(model: nn.Module, sd: Mapping[str, Tensor], what: str) -> None:
-    own = state_without_masks(model)
-    missing = sorted(set(own) - set(sd))
-    unexpected = sorted(set(sd) - set(own))
-    if missing or unexpected:
-        raise ValueError(
-            f"{what} does not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}"
-        )
-    for k, v in sd.items():
-        if own[k].shape != v.shape:
-            raise ValueError(
-                f"{what}: {k!r} has shape {tuple(v.shape)}, the model has {tuple(own[k].shape)}"
-            )
-    with torch.no_grad():
-        for k, v in sd.items():
-            own[k].copy_(v)
-
-
-def _jsonable(x: Any, where: str) -> Any:
-    if isinstance(x, Tensor):
-        if x.numel() != 1:
-            raise TypeError(
-                f"{where}: tensors in metrics must be scalars, got shape {tuple(x.shape)}"
-            )
-        return x.item()
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, np.ndarray) and x.size == 1:
-        return x.item()
-    if isinstance(x, Mapping):
-        return {str(k): _jsonable(v, where) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v, where) for v in x]
-    if x is None or isinstance(x, (bool, int, float, str)):
-        return x
-    raise TypeError(f"{where}: {type(x).__name__} is not JSON-serialisable")
-
-
-# --------------------------------------------------------------------------- driver
-
 
 class IMP:
     """Iterative magnitude pruning driver (see the module docstring).
@@ -356,8 +145,9 @@ class IMP:
         model: the network, at its initial weights θ0 (on a resume, θ0 is read from disk).
         train_fn: ``train_fn(model, round_idx) -> None`` trains the masked model in place
             (build the optimizer inside: masks are installed before it is called), or an
-            object with ``.train(model, round_idx)`` and ``.evaluate(model)``.
-        eval_fn: ``eval_fn(model) -> dict`` of metrics (JSON-serialisable numbers).
+            object with ``.train(model, round_idx)``, ``.evaluate(model)`` and optionally
+            ``.measure(round_idx, model)``.
+        eval_fn: ``eval_fn(model) -> dict`` of quality metrics (JSON-serialisable numbers).
         config: ``IMPConfig`` (default: ``IMPConfig()``).
         run_dir: checkpoint folder; default ``Path(root) / config.run_name()``.
         strategy: optional callable ``(model, masks, fraction, config) -> Masks`` that
@@ -365,6 +155,12 @@ class IMP:
             ``register_strategy("name")`` + ``IMPConfig(strategy="name")``, or pass ``run_dir``.
         example_inputs: if given, MACs are counted every round (``count_macs``).
         rewind_state: a state dict to rewind to (requires ``config.rewind == "late"``).
+        measure: optional ``measure(round_idx, model) -> dict`` of costs (bytes, latencies)
+            merged into each record beside the metrics; it runs with the RNG state kept.
+        metric: the headline metric of the records (default: the first one eval_fn returns).
+        kind: the run kind written to ``config.json`` (drivers built on IMP name theirs).
+        settings: further settings that define the run (e.g. a driver's training
+            hyperparameters): saved in ``config.json``, a resume with others is refused.
         progress: show a tqdm progress bar over rounds.
 
     Example::
@@ -390,6 +186,10 @@ class IMP:
         strategy: Callable[..., Masks] | None = None,
         example_inputs: Any = None,
         rewind_state: Mapping[str, Tensor] | None = None,
+        measure: Callable[[int, nn.Module], Mapping[str, Any]] | None = None,
+        metric: str | None = None,
+        kind: str = "imp",
+        settings: Mapping[str, Any] | None = None,
         progress: bool = True,
     ):
         self.model = model
@@ -397,26 +197,28 @@ class IMP:
         if not isinstance(self.config, IMPConfig):
             raise TypeError(f"config must be an IMPConfig, got {type(self.config).__name__}")
         if not inspect.isroutine(train_fn) and callable(getattr(train_fn, "train", None)):
-            self._train = train_fn.train  # protocol object: .train(model, r), .evaluate(model)
+            self._train = train_fn.train  # protocol object: .train, .evaluate, .measure
             if eval_fn is None and callable(getattr(train_fn, "evaluate", None)):
                 eval_fn = train_fn.evaluate
+            if measure is None and callable(getattr(train_fn, "measure", None)):
+                measure = train_fn.measure
         elif callable(train_fn):
             self._train = train_fn
         else:
             raise TypeError("train_fn must be a callable or have a .train(model, round_idx) method")
         self._eval = eval_fn
+        self._measure = measure
+        self.metric = metric
         self.run_dir = Path(run_dir) if run_dir is not None else Path(root) / self.config.run_name()
+        self.folder = RunDir(self.run_dir, kind, "IMP")
+        self._settings = settings
         self._strategy_fn = strategy if strategy is not None else get_strategy(self.config.strategy)
-        self._strategy_name = (
-            self.config.strategy
-            if strategy is None
-            else getattr(strategy, "__qualname__", repr(strategy))
-        )
+        self._strategy_name = (self.config.strategy if strategy is None
+                               else getattr(strategy, "__qualname__", repr(strategy)))
         self.example_inputs = example_inputs
         if rewind_state is not None and self.config.rewind != "late":
             raise ValueError("rewind_state= needs IMPConfig(rewind='late')")
-        self._rewind_state = _clone_state(rewind_state) if rewind_state is not None else None
-        self._user_rewind = rewind_state is not None
+        self._rewind_state = clone_state(rewind_state) if rewind_state is not None else None
         self.rewind_step: int | None = None
         self.progress = progress
         self.round: int | None = None
@@ -424,7 +226,6 @@ class IMP:
         self.masks: Masks | None = None
         self._init_state: dict[str, Tensor] | None = None
         self._total = 0
-        self._files: dict[str, str] = {}
 
     # -- late rewinding
     def progress_bar(self, iterable: Any = None, **kwargs: Any):
@@ -449,77 +250,32 @@ class IMP:
             return False
         if self.config.rewind_step is not None and step != self.config.rewind_step:
             return False
-        self._rewind_state = _clone_state(
+        self._rewind_state = clone_state(
             state_without_masks(model if model is not None else self.model)
         )
         self.rewind_step = step
         return True
 
-    # -- files
-    def _path(self, rel: str) -> Path:
-        return self.run_dir / rel
-
-    def _save_tensors(self, rel: str, tensors: Mapping[str, Tensor]) -> None:
-        sha, _ = _io.save_safetensors(self._path(rel), tensors)
-        self._files[rel] = sha
-
-    def _load_tensors(self, rel: str) -> dict[str, Tensor]:
-        if rel not in self._files:
-            raise ValueError(
-                f"IMP resume: {rel!r} is not recorded in {self._path('progress.json')}"
-            )
-        return _io.load_safetensors(self._path(rel), sha256=self._files[rel])
-
-    def _save_rng(self, rel: str) -> dict[str, Any]:
-        tensors, meta = _rng_state()
-        self._save_tensors(rel, tensors)
-        return meta
-
-    def _commit(self, next_round: int, rng_file: str, rng_meta: dict[str, Any]) -> None:
-        _io.atomic_write_json(self._path("records.json"), self.records)
-        _io.atomic_write_json(
-            self._path("progress.json"),
-            {
-                "format_version": FORMAT_VERSION,
-                "next_round": next_round,
-                "rounds": self.config.rounds,
-                "total": self._total,
-                "rewind_step": self.rewind_step,
-                "files": self._files,
-                "rng_file": rng_file,
-                "rng": rng_meta,
-                "records": self.records,
-            },
-        )
-
-    def _config_json(self) -> dict[str, Any]:
-        return {
-            "format_version": FORMAT_VERSION,
-            "config": self.config.to_dict(),
-            "run_name": self.config.run_name(),
-            "strategy": self._strategy_name,
-        }
-
     # -- setup / resume
+    def _commit(self, next_round: int, rng_file: str) -> None:
+        self.folder.commit(next_round, self.records, rng_file, rounds=self.config.rounds,
+                           total=self._total, rewind_step=self.rewind_step)
+
     def _start(self) -> int:
         cfg = self.config
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        prog_path = self._path("progress.json")
-        if prog_path.exists():
-            return self._resume(prog_path)
-        _io.atomic_write_json(self._path("config.json"), self._config_json())
-        if cfg.seed is not None:
-            torch.manual_seed(cfg.seed)
-            np.random.seed(cfg.seed % 2**32)
-            _pyrandom.seed(cfg.seed)
-        self._init_state = _clone_state(state_without_masks(self.model))
-        self._save_tensors("init.safetensors", self._init_state)
+        prog = self.folder.resume(cfg, self._settings)
+        if prog is not None:
+            return self._resume(prog)
+        self.folder.create(cfg, self._settings, strategy=self._strategy_name)
+        seed_everything(cfg.seed)
+        self._init_state = clone_state(state_without_masks(self.model))
+        self.folder.save("init.safetensors", self._init_state)
         if self._rewind_state is not None:
             if set(self._rewind_state) != set(self._init_state):
                 raise ValueError(
                     "rewind_state= keys do not match the model's state_dict (without mask buffers)"
                 )
-            self._save_tensors("rewind.safetensors", self._rewind_state)
+            self.folder.save("rewind.safetensors", self._rewind_state)
         masks = Masks.ones(self.model, include=cfg.include, exclude=cfg.exclude)
         if len(masks) == 0:
             raise ValueError("IMP: no parameters selected for pruning")
@@ -529,47 +285,36 @@ class IMP:
                 masks[k] = masks[k] & existing[k].to(masks[k].device)
         self.masks = masks
         self._total = masks.numel()
-        self._save_tensors("round_000/masks.safetensors", masks.state_dict())
-        meta = self._save_rng("rng_start.safetensors")
-        self._commit(0, "rng_start.safetensors", meta)
+        self.folder.save("round_000/masks.safetensors", masks.state_dict())
+        self._commit(0, "rng_start.safetensors")
         return 0
 
-    def _resume(self, prog_path: Path) -> int:
-        try:
-            prog = json.loads(prog_path.read_text())
-            saved_cfg = json.loads(self._path("config.json").read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise ValueError(f"IMP resume: cannot read {prog_path}: {e}") from e
-        if prog.get("format_version", 0) > FORMAT_VERSION:
-            raise ValueError(
-                f"IMP resume: {prog_path} has format version {prog.get('format_version')}, "
-                f"newer than this sparselth supports ({FORMAT_VERSION})"
-            )
-        if saved_cfg.get("config") != self.config.to_dict():
-            raise ValueError(
-                f"IMP resume: {self.run_dir} holds a run with a different config: "
-                f"{saved_cfg.get('config')} != {self.config.to_dict()}"
-            )
-        self._files = dict(prog["files"])
+    def _round_state(self, r: int, what: str) -> None:
+        """The model <- round r's trained weights with round r's masks installed."""
+        load_state(self.model, self.folder.load(f"round_{r:03d}/trained.safetensors"), what)
+        apply(self.model, self.masks)
+
+    def _resume(self, prog: Mapping[str, Any]) -> int:
+        f, cfg = self.folder, self.config
         self._total = int(prog["total"])
         self.records = list(prog["records"])
         self.rewind_step = prog.get("rewind_step")
         nxt = int(prog["next_round"])
-        self._init_state = self._load_tensors("init.safetensors")
-        _load_state(self.model, self._init_state, "IMP resume: init.safetensors")
-        if "rewind.safetensors" in self._files:
-            self._rewind_state = self._load_tensors("rewind.safetensors")
-        rel = f"round_{min(nxt, self.config.rounds):03d}/masks.safetensors"
-        self.masks = Masks.from_state_dict(self._load_tensors(rel), model=self.model)
-        _set_rng_state(self._load_tensors(prog["rng_file"]), prog["rng"])
-        if nxt > self.config.rounds:  # finished: leave the model as after the last round
-            last = self.config.rounds
-            _load_state(
-                self.model,
-                self._load_tensors(f"round_{last:03d}/trained.safetensors"),
-                "IMP resume",
-            )
-            apply(self.model, self.masks)
+        self._init_state = f.load("init.safetensors")
+        load_state(self.model, self._init_state, "IMP resume: init.safetensors")
+        if f.has("rewind.safetensors"):
+            self._rewind_state = f.load("rewind.safetensors")
+        rel = f"round_{min(nxt, cfg.rounds):03d}/masks.safetensors"
+        extend = not f.has(rel)  # a finished run extended: prune after its last round
+        if extend:
+            rel = f"round_{nxt - 1:03d}/masks.safetensors"
+        self.masks = Masks.from_state_dict(f.load(rel), model=self.model)
+        f.restore_rng(prog)
+        if extend:
+            self._round_state(nxt - 1, "IMP extend")
+            self.masks = self._save_next_masks(nxt - 1)
+        if nxt > cfg.rounds:  # finished: leave the model as after the last round
+            self._round_state(cfg.rounds, "IMP resume")
         return nxt
 
     def _start_state(self, r: int) -> Mapping[str, Tensor]:
@@ -577,48 +322,44 @@ class IMP:
             return self._init_state
         if self.config.rewind == "late":
             return self._rewind_state
-        return self._load_tensors(f"round_{r - 1:03d}/trained.safetensors")
+        return self.folder.load(f"round_{r - 1:03d}/trained.safetensors")
 
     # -- main loop
     def run(self) -> list[dict[str, Any]]:
-        """Run (or resume) all rounds; returns the list of per-round records.
+        """Run, resume or extend rounds 0..R; returns the records of rounds 0..R.
 
-        Each record: ``round``, ``sparsity`` (overall), ``remaining``, ``zeros``, ``total``,
-        ``sparsity_per_layer``, ``metrics``, ``macs``/``macs_dense`` (None without
-        ``example_inputs``), ``wall_time_s``. Afterwards the model holds the last round's
-        trained weights with its masks installed.
+        Each record: ``round``, ``sparsity`` (overall) = ``weight_sparsity``, ``remaining``,
+        ``zeros``, ``total``, ``sparsity_per_layer``, ``metric`` (headline), ``metrics``,
+        ``graph_sparsity`` (None), ``macs``/``macs_dense`` (None without
+        ``example_inputs``), ``seconds`` = ``wall_time_s``, and what ``measure`` returned.
+        Afterwards the model holds the last round's trained weights with its masks installed.
         """
-        from tqdm.auto import tqdm
 
-        cfg = self.config
-        start = self._start()
-        bar = tqdm(
-            total=cfg.rounds + 1,
-            initial=min(start, cfg.rounds + 1),
-            desc="IMP rounds",
-            unit="round",
-            disable=not self.progress,
-        )
+        def postfix(rec: Mapping[str, Any]) -> dict[str, str]:
+            out = {"sparsity": f"{rec['sparsity']:.3f}"}
+            for k, v in list(rec["metrics"].items())[:2]:
+                if isinstance(v, (int, float)):
+                    out[k] = f"{v:.4g}"
+            return out
+
         try:
-            for r in range(start, cfg.rounds + 1):
-                self._run_round(r)
-                rec = self.records[-1]
-                postfix = {"sparsity": f"{rec['sparsity']:.3f}"}
-                for k, v in list(rec["metrics"].items())[:2]:
-                    if isinstance(v, (int, float)):
-                        postfix[k] = f"{v:.4g}"
-                bar.set_postfix(postfix)
-                bar.update(1)
+            loop_rounds("IMP rounds", self._start(), self.config.rounds, self._run_round,
+                        postfix, self.progress)
         finally:
-            bar.close()
             self.round = None
-        return self.records
+        return self.records[: self.config.rounds + 1]
 
-    def _run_round(self, r: int) -> None:
+    def _headline(self, metrics: Mapping[str, Any]) -> str | None:
+        if self.metric is not None:
+            return self.metric
+        return next((k for k, v in metrics.items()
+                     if isinstance(v, (int, float)) and not isinstance(v, bool)), None)
+
+    def _run_round(self, r: int) -> dict[str, Any]:
         cfg = self.config
         model = self.model
-        t0 = time.perf_counter()
-        _load_state(model, self._start_state(r), f"IMP round {r} start state")
+        elapsed = stopwatch()
+        load_state(model, self._start_state(r), f"IMP round {r} start state")
         apply(model, self.masks)
         self.round = r
         self._train(model, r)
@@ -631,45 +372,45 @@ class IMP:
                 + " or pass rewind_state="
             )
         self._check_masked_zero(r)
-        metrics = _jsonable(dict(self._eval(model)) if self._eval is not None else {}, "eval_fn")
-        macs = (
-            count_macs(model, self.example_inputs, self.masks)
-            if self.example_inputs is not None
-            else None
-        )
+        metrics = jsonable(dict(self._eval(model)) if self._eval is not None else {}, "eval_fn")
+        macs = (count_macs(model, self.example_inputs, self.masks)
+                if self.example_inputs is not None else None)
         sp = self.masks.sparsity()
         rec = {
             "round": r,
             "sparsity": sp["overall"],
+            "weight_sparsity": sp["overall"],
+            "graph_sparsity": None,
             "remaining": 1.0 - sp["overall"],
             "zeros": sp["zeros"],
             "total": sp["total"],
             "sparsity_per_layer": sp["layers"],
+            "metric": self._headline(metrics),
             "metrics": metrics,
             "macs": macs["total"]["macs"] if macs else None,
             "macs_dense": macs["total"]["macs_dense"] if macs else None,
             "rewind": cfg.rewind,
             "rewind_step": self.rewind_step,
         }
+        if self._measure is not None:
+            with preserved_rng():
+                rec.update(jsonable(dict(self._measure(r, model) or {}), "measure"))
         d = f"round_{r:03d}"
-        if r == 0 and self._rewind_state is not None and "rewind.safetensors" not in self._files:
-            self._save_tensors("rewind.safetensors", self._rewind_state)
-        self._save_tensors(f"{d}/trained.safetensors", state_without_masks(model))
-        if r < cfg.rounds:
-            new = self._prune_next(r)
-            self._save_tensors(f"round_{r + 1:03d}/masks.safetensors", new.state_dict())
-        else:
-            new = None
-        rec["wall_time_s"] = time.perf_counter() - t0
-        _io.atomic_write_json(self._path(f"{d}/record.json"), rec)
+        if r == 0 and self._rewind_state is not None and not self.folder.has("rewind.safetensors"):
+            self.folder.save("rewind.safetensors", self._rewind_state)
+        self.folder.save(f"{d}/trained.safetensors", state_without_masks(model))
+        new = self._save_next_masks(r) if r < cfg.rounds else None
+        rec["wall_time_s"] = rec["seconds"] = elapsed()
+        self.folder.write_json(f"{d}/record.json", rec)
         self.records.append(rec)
-        rng_file = f"{d}/rng.safetensors"
-        meta = self._save_rng(rng_file)
-        self._commit(r + 1, rng_file, meta)
+        self._commit(r + 1, f"{d}/rng.safetensors")
         if new is not None:
             self.masks = new
+        return rec
 
-    def _prune_next(self, r: int) -> Masks:
+    def _save_next_masks(self, r: int) -> Masks:
+        """Prune after round r (the model holds its trained weights) and save the masks of
+        round r + 1."""
         cfg = self.config
         alive = self.masks.nnz()
         target = _round_half_up(self._total * (1.0 - cfg.fraction) ** (r + 1))
@@ -677,16 +418,14 @@ class IMP:
         new = self._strategy_fn(self.model, self.masks, frac, cfg)
         if not isinstance(new, Mapping):
             raise TypeError(f"strategy returned {type(new).__name__}, expected Masks")
-        new = (
-            Masks.from_state_dict(new, model=self.model)
-            if not isinstance(new, Masks)
-            else new.bind(self.model)
-        )
+        new = (Masks.from_state_dict(new, model=self.model) if not isinstance(new, Masks)
+               else new.bind(self.model))
         for k, m in self.masks.items():
             if k not in new:
                 raise ValueError(f"strategy dropped the mask of {k!r}")
             if bool((new[k].to(m.device) & ~m).any()):
                 raise ValueError(f"strategy revived pruned entries of {k!r}")
+        self.folder.save(f"round_{r + 1:03d}/masks.safetensors", new.state_dict())
         return new
 
     def _check_masked_zero(self, r: int) -> None:
@@ -721,50 +460,16 @@ def run_imp(
     return IMP(model, train_fn, eval_fn, config, **kwargs).run()
 
 
-def open_finished_round(run_dir: Any, round_idx: int | None, kind: str, op: str):
-    """Open a finished round of a pruning run directory (IMP, UGS: ``progress.json``,
-    ``config.json``, checksummed safetensors). Returns ``(round, progress, config_json,
-    load)`` where ``load(rel)`` reads a tensor file of the run with its checksum verified;
-    ``round_idx`` default: the last finished round."""
-    run_dir = Path(run_dir)
-    try:
-        prog = json.loads((run_dir / "progress.json").read_text())
-        cfg_json = json.loads((run_dir / "config.json").read_text())
-    except FileNotFoundError as e:
-        raise FileNotFoundError(f"{run_dir} is not {kind} run directory: {e}") from e
-    done = int(prog["next_round"])
-    if done == 0:
-        raise ValueError(f"{op}: {run_dir} has no finished round yet")
-    r = done - 1 if round_idx is None else int(round_idx)
-    if not 0 <= r < done:
-        raise ValueError(f"{op}: round {r} is not finished in {run_dir} "
-                         f"(finished rounds: 0..{done - 1})")
-    files = prog["files"]
-
-    def load(rel: str) -> dict[str, Tensor]:
-        return _io.load_safetensors(run_dir / rel, sha256=files[rel])
-
-    return r, prog, cfg_json, load
-
-
 def load_round(run_dir: Any, round_idx: int | None = None) -> dict[str, Any]:
-    """Read a finished round of an IMP run directory (checksums verified).
+    """Deprecated: use ``sparselth.ticket.load_round`` (a Ticket) or
+    ``sparselth.prune.run.read_round`` (the raw parts).
 
-    Returns ``{"round", "config" (IMPConfig), "record", "masks" (Masks), "trained_state",
-    "init_state", "rewind_state" (or None)}``; ``round_idx`` default: the last finished
-    round. ``rewind_state`` is the state the round started from (θ0 or θk).
-    """
-    r, prog, cfg_json, load = open_finished_round(run_dir, round_idx, "an IMP", "load_round")
-    files = prog["files"]
-
-    config = IMPConfig.from_dict(cfg_json["config"])
-    rewind = load("rewind.safetensors") if "rewind.safetensors" in files else None
-    return {
-        "round": r,
-        "config": config,
-        "record": prog["records"][r],
-        "masks": Masks.from_state_dict(load(f"round_{r:03d}/masks.safetensors")),
-        "trained_state": load(f"round_{r:03d}/trained.safetensors"),
-        "init_state": load("init.safetensors"),
-        "rewind_state": rewind,
-    }
+    Returns ``{"round", "config" (IMPConfig), "record", "masks", "trained_state",
+    "init_state", "rewind_state"}`` of a finished round of an IMP run directory."""
+    warnings.warn("sparselth.prune.load_round is deprecated; use sparselth.ticket.load_round "
+                  "or sparselth.prune.run.read_round", DeprecationWarning, stacklevel=2)
+    rd = read_round(run_dir, round_idx)
+    out = {k: rd[k] for k in ("round", "record", "masks", "trained_state", "init_state",
+                              "rewind_state")}
+    out["config"] = IMPConfig.from_dict(rd["config"])
+    return out

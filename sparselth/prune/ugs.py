@@ -1,6 +1,6 @@
 """Unified GNN Sparsification (UGS, Chen et al. 2021, "A Unified Lottery Ticket Hypothesis
 for Graph Neural Networks"): prune a GNN's graph and weights together, round by round, with
-trainable real-valued masks and an L1 penalty (PAPERS.md §1).
+trainable real-valued masks and an L1 penalty.
 
 One run (round 0 trains the dense network; ``rounds`` = R pruning rounds)::
 
@@ -26,7 +26,7 @@ all 0. The pruning rule removes exactly ``int(n p) + 1`` entries (smallest magni
 ties by position); the reference's threshold rule (keep ``|m| > sorted(|m|)[int(n p)]``)
 removes the same entries when the mask values are distinct, which the noise ensures.
 
-Random-pruning baseline (``baseline="random"``, PAPERS.md §1.6): round k keeps the
+Random-pruning baseline (``baseline="random"``, the paper's random pruning): round k keeps the
 survivors of round k-1 and removes more at random until ``round((1 - 0.95^k) n_g)`` edges
 and, in *each* weight matrix separately, ``round((1 - 0.8^k) n_W)`` weights are pruned
 (``p_g``/``p_θ`` from the config), then one fix-mask training.
@@ -39,24 +39,16 @@ with ``metric``, ``inputs()``, ``evaluate(model)`` and ``fit(model, epochs, lr,
 weight_decay, params=, after_backward=, on_best=, keep_state=, state_fn=, progress=,
 desc=)``.
 
-Run directory (``root/<config.run_name()>`` unless ``run_dir`` is given), safetensors and
-JSON only, written atomically, ``progress.json`` last (the commit point, with the sha256 of
-every tensor file)::
+The run folder (``root/<config.run_name()>`` unless ``run_dir`` is given) is a
+:class:`sparselth.prune.run.RunDir` (layout, record schema and resume rule there) of kind
+``"ugs"``: ``init.safetensors`` (θ0, edge_mask all ones), ``round_XXX/masks.safetensors``
+(the binary masks of round XXX: ``"edge_mask"`` + weights), ``trained.safetensors`` (the
+fix-mask weights at the best validation epoch), ``rng``, ``record.json``. A restarted run
+with the same config and directory skips finished rounds and gives the same masks, weights
+and metrics as an uninterrupted one (timings aside). ``rounds`` is not part of a run's name:
+the same directory can be extended with a larger ``rounds``.
 
-    config.json                     the UGSConfig
-    init.safetensors                θ0 (model state, edge_mask all ones)
-    round_XXX/masks.safetensors     the binary masks of round XXX ("edge_mask" + weights)
-    round_XXX/trained.safetensors   the fix-mask weights at the best validation epoch
-    round_XXX/rng.safetensors       RNG state after round XXX
-    round_XXX/record.json           the round's record
-    records.json                    all records so far
-    progress.json                   next round, checksums, RNG state
-
-A restarted run with the same config and directory skips finished rounds and gives the same
-masks, weights and metrics as an uninterrupted one (timings aside). ``rounds`` is not part
-of a run's identity: the same directory can be extended with a larger ``rounds``.
-
-A round becomes a ticket with ``sparselth.Ticket(**load_ugs_round(run_dir, k))`` (masks
+A round becomes a ticket with ``sparselth.ticket.load_round(run_dir, k)`` (masks
 ``"edge_mask"`` + the weight names, trained state, θ0 as init state, metadata).
 
 Example::
@@ -72,26 +64,21 @@ Example::
 from __future__ import annotations
 
 import copy
-import dataclasses
-import hashlib
-import json
 import math
-import random as _pyrandom
-import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .. import _io
+from ..utils.timing import stopwatch
 from . import criteria
-from .imp import (_clone_state, _jsonable, _load_state, _rng_state, _set_rng_state,
-                  open_finished_round)
 from .masks import Masks, apply, remove, state_without_masks
+from .run import (Config, RunDir, clone_state, help_field, jsonable, load_state,
+                  loop_rounds, preserved_rng, seed_everything, ticket_metadata, ticket_parts)
 
 __all__ = [
     "GRAPH_MASK",
@@ -105,39 +92,40 @@ __all__ = [
     "ugs_schedule",
 ]
 
-FORMAT_VERSION = 1
 GRAPH_MASK = "edge_mask"
 
 
-def _help(text: str, default: Any) -> Any:
-    return field(default=default, metadata={"help": text})
-
-
 @dataclass(frozen=True)
-class UGSConfig:
+class UGSConfig(Config):
     """Hyperparameters of a UGS run (defaults: the paper's GCN on Cora, except ``seed``).
-    ``UGSConfig.help()`` lists them; ``run_name()`` hashes the non-default ones."""
+    ``UGSConfig.help()`` lists them; ``run_name()`` hashes the non-default ones but
+    ``rounds``."""
 
-    rounds: int = _help("pruning rounds R (the run trains R + 1 times; round 0 is dense)", 20)
-    prune_graph: float = _help("p_g: fraction of the surviving edges pruned per round", 0.05)
-    prune_weight: float = _help(
-        "p_θ: fraction of the surviving masked weights pruned per round (one global threshold)",
-        0.2,
-    )
-    s1: float = _help("λ1: L1 coefficient of the graph mask (sign sub-gradient s1·sign(m_g))",
-                      1e-2)
-    s2: float = _help("λ2: L1 coefficient of the weight masks (sign sub-gradient s2·sign(m_θ))",
-                      1e-2)
-    lr: float = _help("Adam learning rate (mask search and fix-mask training)", 0.008)
-    weight_decay: float = _help("Adam weight decay (also on the masks, as in the reference)", 8e-5)
-    mask_epochs: int = _help("epochs of the mask search per round", 200)
-    fix_epochs: int = _help("epochs of fix-mask training per round (and of the dense round 0)",
-                            200)
-    mask_noise: float = _help("c: soft-mask init m·(1 + u), u ~ U(-c, c), breaks ties", 1e-5)
-    seed: int | None = _help("seed of torch/numpy/python RNGs at the start (None: leave them)", 0)
-    baseline: str = _help("'ugs' (mask search) or 'random' (random pruning, same schedule)", "ugs")
-    task: str = _help("'node' (accuracy) or 'link' (ROC-AUC): names the metric in records",
-                      "node")
+    run_prefix = "ugs"
+    name_ignores = ("rounds",)
+
+    rounds: int = help_field("pruning rounds R (the run trains R + 1 times; round 0 is dense)", 20)
+    prune_graph: float = help_field("p_g: fraction of the surviving edges pruned per round", 0.05)
+    prune_weight: float = help_field(
+        "p_θ: fraction of the surviving masked weights pruned per round (one global "
+        "threshold)", 0.2)
+    s1: float = help_field(
+        "λ1: L1 coefficient of the graph mask (sign sub-gradient s1·sign(m_g))", 1e-2)
+    s2: float = help_field(
+        "λ2: L1 coefficient of the weight masks (sign sub-gradient s2·sign(m_θ))", 1e-2)
+    lr: float = help_field("Adam learning rate (mask search and fix-mask training)", 0.008)
+    weight_decay: float = help_field(
+        "Adam weight decay (also on the masks, as in the reference)", 8e-5)
+    mask_epochs: int = help_field("epochs of the mask search per round", 200)
+    fix_epochs: int = help_field(
+        "epochs of fix-mask training per round (and of the dense round 0)", 200)
+    mask_noise: float = help_field("c: soft-mask init m·(1 + u), u ~ U(-c, c), breaks ties", 1e-5)
+    seed: int | None = help_field(
+        "seed of torch/numpy/python RNGs at the start (None: leave them)", 0)
+    baseline: str = help_field(
+        "'ugs' (mask search) or 'random' (random pruning, same schedule)", "ugs")
+    task: str = help_field(
+        "'node' (accuracy) or 'link' (ROC-AUC): names the metric in records", "node")
 
     def __post_init__(self) -> None:
         for name in ("rounds", "mask_epochs", "fix_epochs"):
@@ -166,41 +154,6 @@ class UGSConfig:
     @property
     def metric(self) -> str:
         return "acc" if self.task == "node" else "auc"
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> UGSConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"UGSConfig: unknown fields {sorted(unknown)}")
-        return cls(**dict(d))
-
-    def non_default(self) -> dict[str, Any]:
-        default = UGSConfig().to_dict()
-        return {k: v for k, v in self.to_dict().items() if default[k] != v}
-
-    def identity(self) -> dict[str, Any]:
-        """The fields that define a run's results: all but ``rounds`` (round k does not
-        depend on how many rounds follow, so a run can be extended)."""
-        d = self.to_dict()
-        d.pop("rounds")
-        return d
-
-    def run_name(self) -> str:
-        """``"ugs_" + sha256(canonical JSON of the non-default fields except rounds)[:12]``."""
-        nd = {k: v for k, v in self.non_default().items() if k != "rounds"}
-        digest = hashlib.sha256(_io.canonical_json(nd).encode()).hexdigest()
-        return f"ugs_{digest[:12]}"
-
-    @classmethod
-    def help(cls) -> str:
-        return "\n".join(
-            f"{f.name} (default {f.default!r}): {f.metadata.get('help', '')}"
-            for f in dataclasses.fields(cls)
-        )
 
 
 # --------------------------------------------------------------------------- building blocks
@@ -357,8 +310,8 @@ class UGS:
         run_dir / root: checkpoint folder (default ``root / config.run_name()``).
         measure: optional ``measure(round_idx, model, parts) -> dict`` merged into each
             record (e.g. latencies of the compiled ticket); ``model`` holds the round's
-            trained weights with its masks installed, ``parts`` is what
-            :func:`load_ugs_round` returns for the round.
+            trained weights with its masks installed, ``parts`` the round's ticket parts
+            (:func:`sparselth.prune.run.ticket_parts`); it runs with the RNG state kept.
         progress: tqdm bars over rounds and epochs.
     """
 
@@ -398,34 +351,7 @@ class UGS:
         self.masks: Masks | None = None
         self.last_search: dict[str, Any] | None = None
         self._init_state: dict[str, Tensor] | None = None
-        self._files: dict[str, str] = {}
-
-    # -- files
-    def _path(self, rel: str) -> Path:
-        return self.run_dir / rel
-
-    def _save_tensors(self, rel: str, tensors: Mapping[str, Tensor]) -> None:
-        sha, _ = _io.save_safetensors(self._path(rel), tensors)
-        self._files[rel] = sha
-
-    def _load_tensors(self, rel: str) -> dict[str, Tensor]:
-        if rel not in self._files:
-            raise ValueError(
-                f"UGS resume: {rel!r} is not recorded in {self._path('progress.json')}")
-        return _io.load_safetensors(self._path(rel), sha256=self._files[rel])
-
-    def _commit(self, next_round: int, rng_file: str, rng_meta: dict[str, Any]) -> None:
-        _io.atomic_write_json(self._path("records.json"), self.records)
-        _io.atomic_write_json(self._path("progress.json"), {
-            "format_version": FORMAT_VERSION,
-            "next_round": next_round,
-            "rounds": self.config.rounds,
-            "weight_names": self.weight_names,
-            "files": self._files,
-            "rng_file": rng_file,
-            "rng": rng_meta,
-            "records": self.records,
-        })
+        self.folder = RunDir(self.run_dir, "ugs", "UGS")
 
     # -- setup / resume
     def _build_model(self) -> None:
@@ -433,67 +359,34 @@ class UGS:
             self.model = self._model_fn()
             self.weight_names = _check_model(self.model)
 
-    def _seed(self) -> None:
-        s = self.config.seed
-        if s is not None:
-            torch.manual_seed(s)
-            np.random.seed(s % 2**32)
-            _pyrandom.seed(s)
+    def _commit(self, next_round: int, rng_file: str) -> None:
+        self.folder.commit(next_round, self.records, rng_file, rounds=self.config.rounds,
+                           weight_names=self.weight_names)
 
     def _start(self) -> int:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        prog_path = self._path("progress.json")
-        if prog_path.exists():
-            self._build_model()
-            return self._resume(prog_path)
-        self._seed()
+        f = self.folder
+        prog = f.resume(self.config)
+        if prog is None:
+            seed_everything(self.config.seed)
         self._build_model()
-        _io.atomic_write_json(self._path("config.json"), {
-            "format_version": FORMAT_VERSION, "config": self.config.to_dict(),
-            "run_name": self.config.run_name(), "model": type(self.model).__name__,
-        })
         remove(self.model)
+        if prog is not None:
+            self.records = list(prog["records"])
+            nxt = int(prog["next_round"])
+            self._init_state = f.load("init.safetensors")
+            load_state(self.model, self._init_state, "UGS resume: init.safetensors")
+            if nxt > 0:
+                self.masks = Masks.from_state_dict(
+                    f.load(f"round_{nxt - 1:03d}/masks.safetensors"), model=self.model)
+            f.restore_rng(prog)
+            return nxt
+        f.create(self.config, model=type(self.model).__name__)
         with torch.no_grad():
             self.model.get_parameter(GRAPH_MASK).fill_(1.0)
-        self._init_state = _clone_state(state_without_masks(self.model))
-        self._save_tensors("init.safetensors", self._init_state)
-        tensors, meta = _rng_state()
-        self._save_tensors("rng_start.safetensors", tensors)
-        self._commit(0, "rng_start.safetensors", meta)
+        self._init_state = clone_state(state_without_masks(self.model))
+        f.save("init.safetensors", self._init_state)
+        self._commit(0, "rng_start.safetensors")
         return 0
-
-    def _resume(self, prog_path: Path) -> int:
-        try:
-            prog = json.loads(prog_path.read_text())
-            saved = json.loads(self._path("config.json").read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise ValueError(f"UGS resume: cannot read {prog_path}: {e}") from e
-        if prog.get("format_version", 0) > FORMAT_VERSION:
-            raise ValueError(f"UGS resume: {prog_path} was written by a newer sparselth")
-        try:
-            same = UGSConfig.from_dict(saved.get("config", {})).identity() == \
-                self.config.identity()
-        except (TypeError, ValueError):
-            same = False
-        if not same:
-            raise ValueError(
-                f"UGS resume: {self.run_dir} holds a run with a different config: "
-                f"{saved.get('config')} != {self.config.to_dict()} (only rounds may differ)"
-            )
-        if saved.get("config") != self.config.to_dict():  # extended (or shortened) run
-            saved["config"] = self.config.to_dict()
-            _io.atomic_write_json(self._path("config.json"), saved)
-        self._files = dict(prog["files"])
-        self.records = list(prog["records"])
-        nxt = int(prog["next_round"])
-        self._init_state = self._load_tensors("init.safetensors")
-        remove(self.model)
-        _load_state(self.model, self._init_state, "UGS resume: init.safetensors")
-        if nxt > 0:
-            self.masks = Masks.from_state_dict(
-                self._load_tensors(f"round_{nxt - 1:03d}/masks.safetensors"), model=self.model)
-        _set_rng_state(self._load_tensors(prog["rng_file"]), prog["rng"])
-        return nxt
 
     # -- phases
     def _ones(self) -> Masks:
@@ -503,14 +396,21 @@ class UGS:
             m[name] = torch.ones(p.shape, dtype=torch.bool, device=p.device)
         return m
 
-    def _mask_search(self, r: int, prev: Masks) -> tuple[Masks, dict[str, Any]]:
-        cfg, model = self.config, self.model
-        remove(model)
-        _load_state(model, self._init_state, "UGS: θ0")
-        em = model.get_parameter(GRAPH_MASK)
+    def _rewind(self, graph: Callable[[Tensor], Tensor]) -> tuple[nn.Parameter, bool]:
+        """The model at θ0, masks removed, with ``graph(edge_mask)`` as edge mask; returns
+        the edge mask and whether it was trainable."""
+        remove(self.model)
+        load_state(self.model, self._init_state, "UGS: θ0")
+        em = self.model.get_parameter(GRAPH_MASK)
         learn = em.requires_grad
         with torch.no_grad():
-            em.copy_(soft_mask_init(prev[GRAPH_MASK].to(device=em.device), cfg.mask_noise))
+            em.copy_(graph(em))
+        return em, learn
+
+    def _mask_search(self, r: int, prev: Masks) -> tuple[Masks, dict[str, Any]]:
+        cfg, model = self.config, self.model
+        em, learn = self._rewind(
+            lambda em: soft_mask_init(prev[GRAPH_MASK].to(device=em.device), cfg.mask_noise))
         em.requires_grad_(True)
         soft = SoftMaskedModel(model, prev, self.weight_names, cfg.mask_noise)
         weight_masks = list(soft.weight_masks)
@@ -571,12 +471,7 @@ class UGS:
 
     def _fix(self, r: int, masks: Masks):
         cfg, model = self.config, self.model
-        remove(model)
-        _load_state(model, self._init_state, "UGS: θ0")
-        em = model.get_parameter(GRAPH_MASK)
-        learn = em.requires_grad
-        with torch.no_grad():
-            em.copy_(masks[GRAPH_MASK].to(device=em.device, dtype=em.dtype))
+        em, learn = self._rewind(lambda em: masks[GRAPH_MASK].to(device=em.device, dtype=em.dtype))
         em.requires_grad_(False)
         apply(model, masks)
         try:
@@ -587,7 +482,7 @@ class UGS:
         finally:
             em.requires_grad_(learn)
         if res.best_state is not None:
-            _load_state(model, res.best_state, "UGS: best fix-mask state")
+            load_state(model, res.best_state, "UGS: best fix-mask state")
         return res
 
     # -- accounting
@@ -613,29 +508,18 @@ class UGS:
         remove(m)
         m.compact_graph()
         with torch.no_grad():
-            return _jsonable(m.macs(*self.task.inputs()), "model.macs")
+            return jsonable(m.macs(*self.task.inputs()), "model.macs")
 
     def parts(self, r: int, masks: Masks,
               record: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Ticket parts of round ``r`` from the current model state (see load_ugs_round)."""
-        meta = {
-            "config": self.config.to_dict(),
-            "seed": self.config.seed,
-            "round": r,
-            "method": "ugs" if self.config.baseline == "ugs" else "random pruning",
-            "model": type(self.model).__name__,
-            "weight_names": self.weight_names,
-        }
-        if record is not None:
-            meta["metrics"] = {k: record[k] for k in record
-                               if k.startswith(("test_", "val_")) and k != "val_history"}
-            meta["macs"] = {"macs": record.get("macs_total"),
-                            "macs_paper": record.get("macs_paper")}
-            meta["graph_sparsity"] = record.get("graph_sparsity")
-            meta["weight_sparsity"] = record.get("weight_sparsity")
+        """Ticket parts of round ``r`` from the current model state (as
+        :func:`sparselth.prune.run.ticket_parts` reads them from the folder)."""
+        meta = ticket_metadata("ugs", self.config.to_dict(), r, record or {"round": r},
+                               model=type(self.model).__name__,
+                               weight_names=self.weight_names)
         return {
             "masks": masks.clone(),
-            "trained_state": _clone_state(state_without_masks(self.model)),
+            "trained_state": clone_state(state_without_masks(self.model)),
             "init_state": self._init_state,
             "metadata": meta,
         }
@@ -645,27 +529,17 @@ class UGS:
         """Run (or resume, or extend with a larger ``rounds``) rounds 0..R; returns the
         records of rounds 0..R. Afterwards the model holds the last round run in this call
         with its masks installed (θ0 when nothing was left to run)."""
-        from tqdm.auto import tqdm
+        metric = self.config.metric
+        loop_rounds("UGS rounds", self._start(), self.config.rounds, self._run_round,
+                    lambda rec: {"graph": f"{rec['graph_sparsity']:.3f}",
+                                 "weight": f"{rec['weight_sparsity']:.3f}",
+                                 metric: f"{rec[f'test_{metric}']:.4f}"},
+                    self.progress)
+        return self.records[: self.config.rounds + 1]
 
-        start = self._start()
+    def _run_round(self, r: int) -> dict[str, Any]:
         cfg = self.config
-        bar = tqdm(total=cfg.rounds + 1, initial=min(start, cfg.rounds + 1), desc="UGS rounds",
-                   unit="round", disable=not self.progress, position=0)
-        try:
-            for r in range(start, cfg.rounds + 1):
-                self._run_round(r)
-                rec = self.records[-1]
-                bar.set_postfix(graph=f"{rec['graph_sparsity']:.3f}",
-                                weight=f"{rec['weight_sparsity']:.3f}",
-                                **{cfg.metric: f"{rec[f'test_{cfg.metric}']:.4f}"})
-                bar.update(1)
-        finally:
-            bar.close()
-        return self.records[: cfg.rounds + 1]
-
-    def _run_round(self, r: int) -> None:
-        cfg = self.config
-        t0 = time.perf_counter()
+        elapsed = stopwatch()
         prev = self.masks if self.masks is not None else self._ones()
         search = None
         if r == 0:
@@ -677,67 +551,44 @@ class UGS:
         res = self._fix(r, masks)
         metric = cfg.metric
         rec: dict[str, Any] = {"round": r, "baseline": cfg.baseline, "task": cfg.task,
-                               "metric": metric}
+                               "metric": f"test_{metric}"}
         rec.update(self._sparsity(masks))
         rec[f"test_{metric}"] = res.test
         rec[f"val_{metric}"] = res.best_val
         for k, v in res.extra.items():
             rec[f"{k}_at_best"] = v
+        rec["metrics"] = {k: v for k, v in rec.items() if k.startswith(("test_", "val_"))}
         rec["best_epoch"] = res.best_epoch
         rec["fix_seconds"] = res.seconds
         rec["mask_search"] = search
         macs = self._macs()
-        rec["macs"] = macs
-        rec["macs_total"] = macs.get("total")
+        rec["macs_detail"] = macs
+        rec["macs"] = rec["macs_total"] = macs.get("total")
         rec["macs_paper"] = macs.get("paper_formula")
-        rec["seconds_train"] = time.perf_counter() - t0
+        rec["seconds_train"] = elapsed()
         if self.measure is not None:
             # the measurement must not shift the RNG streams (a resumed run skips it)
-            rng_tensors, rng_meta = _rng_state()
-            try:
+            with preserved_rng():
                 extra = self.measure(r, self.model, self.parts(r, masks, rec))
-            finally:
-                _set_rng_state(rng_tensors, rng_meta)
-            rec.update(_jsonable(dict(extra or {}), "measure"))
-        rec["seconds"] = time.perf_counter() - t0
-        rec = _jsonable(rec, "UGS record")
+            rec.update(jsonable(dict(extra or {}), "measure"))
+        rec["seconds"] = elapsed()
+        rec = jsonable(rec, "UGS record")
         d = f"round_{r:03d}"
-        self._save_tensors(f"{d}/masks.safetensors", masks.state_dict())
-        self._save_tensors(f"{d}/trained.safetensors", state_without_masks(self.model))
-        _io.atomic_write_json(self._path(f"{d}/record.json"), rec)
+        self.folder.save(f"{d}/masks.safetensors", masks.state_dict())
+        self.folder.save(f"{d}/trained.safetensors", state_without_masks(self.model))
+        self.folder.write_json(f"{d}/record.json", rec)
         self.records.append(rec)
-        tensors, meta = _rng_state()
-        self._save_tensors(f"{d}/rng.safetensors", tensors)
-        self._commit(r + 1, f"{d}/rng.safetensors", meta)
+        self._commit(r + 1, f"{d}/rng.safetensors")
         self.masks = masks
+        return rec
 
 
 def load_ugs_round(run_dir: Any, round_idx: int | None = None) -> dict[str, Any]:
-    """Ticket parts of a finished round of a UGS run directory (checksums verified; default:
-    the last finished round): ``{"masks", "trained_state", "init_state", "metadata"}``, so
-    ``sparselth.Ticket(**load_ugs_round(run_dir, k))`` is that round's ticket. Masks are
-    ``"edge_mask"`` and the weight names; ``init_state`` is θ0; metadata holds the config,
-    seed, round, metrics, MACs and sparsities."""
-    r, prog, cfg, load = open_finished_round(run_dir, round_idx, "a UGS", "load_ugs_round")
-    rec = prog["records"][r]
-    config = UGSConfig.from_dict(cfg["config"])
-    metric = config.metric
-    meta = {
-        "config": config.to_dict(),
-        "seed": config.seed,
-        "round": r,
-        "method": "ugs" if config.baseline == "ugs" else "random pruning",
-        "model": cfg.get("model"),
-        "weight_names": prog.get("weight_names"),
-        "metrics": {f"test_{metric}": rec.get(f"test_{metric}"),
-                    f"val_{metric}": rec.get(f"val_{metric}")},
-        "macs": {"macs": rec.get("macs_total"), "macs_paper": rec.get("macs_paper")},
-        "graph_sparsity": rec.get("graph_sparsity"),
-        "weight_sparsity": rec.get("weight_sparsity"),
-    }
-    return {
-        "masks": Masks.from_state_dict(load(f"round_{r:03d}/masks.safetensors")),
-        "trained_state": load(f"round_{r:03d}/trained.safetensors"),
-        "init_state": load("init.safetensors"),
-        "metadata": meta,
-    }
+    """Deprecated: ``sparselth.ticket.load_round(run_dir, k)`` gives the ticket itself.
+
+    Ticket parts of a finished round of a UGS run directory (checksums verified; default:
+    the last finished round): ``{"masks", "trained_state", "init_state", "metadata"}``."""
+    warnings.warn("sparselth.prune.load_ugs_round is deprecated; use "
+                  "sparselth.ticket.load_round(run_dir, round) (or Ticket.from_run)",
+                  DeprecationWarning, stacklevel=2)
+    return ticket_parts(run_dir, round_idx)

@@ -110,7 +110,8 @@ class ChannelPruned:
 
     ``weight[out_index][:, in_index]`` is stored densely (``mask`` zeros inside the kept block
     stay as zeros, and ``block_mask`` records them when the block is not all kept). Output
-    channels with no kept weight produce only their bias.
+    channels with no kept weight produce only their bias. When the mask keeps nothing, one
+    (zero) entry is kept, so the smaller layer still has a channel to run on.
 
     Args:
         weight: ``(out, in, *kernel)`` (``groups == 1``).
@@ -123,6 +124,10 @@ class ChannelPruned:
         self.shape = tuple(weight.shape)
         self.out_index = _kept(keep, 0)
         self.in_index = _kept(keep, 1)
+        if self.out_index.numel() == 0 and self.shape[0] and self.shape[1]:
+            # all pruned: keep one zero entry, since dense kernels refuse zero channels
+            self.out_index = self.in_index = torch.zeros(1, dtype=torch.long,
+                                                         device=weight.device)
         sub = weight.detach().index_select(0, self.out_index).index_select(1, self.in_index)
         kb = keep.index_select(0, self.out_index).index_select(1, self.in_index)
         self.weight = (sub * kb).contiguous()

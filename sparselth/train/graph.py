@@ -18,7 +18,7 @@ trained with a GAE-style objective: inner-product decoder, binary cross-entropy 
 ``z_i · z_j`` on the training edges against as many uniformly drawn node pairs per epoch
 (pairs that are training edges are left out of the loss). Evaluation as in the UGS
 reference: L2-normalised embeddings, score ``sigmoid(z_i · z_j)``, ROC-AUC over the held-out
-positives and negatives (:func:`roc_auc`, rank based, ties count one half).
+positives and negatives (:func:`sparselth.metrics.roc_auc`, rank based, ties count one half).
 
 **Deviation from UGS:** the reference trains the link-prediction encoder with the
 unsupervised GIC objective (DGI-style and cluster discriminators, PAPERS.md §1.4); here it
@@ -36,7 +36,6 @@ Example::
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,10 +44,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..data import GraphData
-from ..data.linkpred import LinkSplit
+from ..data import GraphData, LinkSplit
+from ..metrics.classification import accuracy
+from ..metrics.link import average_precision, roc_auc
 from ..models.gnn import GCN
 from ..sparse.csr import CSR
+from ..utils.timing import stopwatch
 
 __all__ = [
     "FitResult",
@@ -56,97 +57,16 @@ __all__ = [
     "GraphTask",
     "LinkPredictionTask",
     "NodeClassificationTask",
-    "accuracy",
-    "average_precision",
     "evaluate_link_prediction",
     "evaluate_node_classification",
     "link_scores",
     "node_features",
-    "roc_auc",
     "train_link_prediction",
     "train_node_classification",
 ]
 
 
-# --------------------------------------------------------------------------- metrics
-
-
-def accuracy(logits: Tensor, y: Tensor, mask: Tensor | None = None) -> float:
-    """Fraction of ``argmax(logits)`` equal to ``y`` over the nodes in ``mask`` (all if None);
-    0.0 for an empty mask."""
-    if logits.dim() != 2 or logits.size(0) != y.numel():
-        raise ValueError(
-            f"accuracy: logits must have shape (N, C) with N = {y.numel()}, got "
-            f"{tuple(logits.shape)}"
-        )
-    pred = logits.argmax(dim=1)
-    if mask is not None:
-        pred, y = pred[mask], y[mask]
-    if y.numel() == 0:
-        return 0.0
-    return int((pred == y).sum()) / y.numel()
-
-
-def _check_scores(fn: str, pos: Tensor, neg: Tensor) -> tuple[Tensor, Tensor]:
-    for name, t in (("pos", pos), ("neg", neg)):
-        if not isinstance(t, Tensor):
-            raise TypeError(f"{fn}: {name} must be a tensor, got {type(t).__name__}")
-        if not t.dtype.is_floating_point:
-            raise TypeError(f"{fn}: {name} must be floating, got {t.dtype}")
-        if t.numel() == 0:
-            raise ValueError(f"{fn}: {name} is empty: need at least one positive and one negative")
-    return pos.detach().reshape(-1).double(), neg.detach().reshape(-1).double()
-
-
-def _tie_averaged_ranks(scores: Tensor) -> Tensor:
-    """1-based ranks in ascending order, tied scores sharing their average rank."""
-    order = torch.argsort(scores, stable=True)
-    s = scores[order]
-    _, counts = torch.unique_consecutive(s, return_counts=True)
-    ends = torch.cumsum(counts, 0).double()  # last 1-based rank of each tie group
-    avg = ends - (counts.double() - 1) / 2
-    ranks = torch.empty_like(scores)
-    ranks[order] = torch.repeat_interleave(avg, counts)
-    return ranks
-
-
-def roc_auc(pos: Tensor, neg: Tensor) -> float:
-    """Area under the ROC curve of scores ``pos`` (positives) vs ``neg`` (negatives).
-
-    Rank form (Mann-Whitney U): ``(sum of the positives' ranks - P (P + 1) / 2) / (P N)``
-    with tied scores sharing their average rank, i.e. the probability that a random
-    positive scores above a random negative, ties counting one half. Equals scikit-learn's
-    ``roc_auc_score``. Computed in float64.
-
-    Example::
-
-        >>> roc_auc(torch.tensor([0.9, 0.4]), torch.tensor([0.4, 0.1]))   # (1 + 1 + 0.5 + 1) / 4
-        0.875
-    """
-    pos, neg = _check_scores("roc_auc", pos, neg)
-    ranks = _tie_averaged_ranks(torch.cat([pos, neg]))
-    p, n = pos.numel(), neg.numel()
-    u = ranks[:p].sum() - p * (p + 1) / 2
-    return float(u / (p * n))
-
-
-def average_precision(pos: Tensor, neg: Tensor) -> float:
-    """Average precision ``sum_k (R_k - R_{k-1}) P_k`` over the distinct score thresholds in
-    decreasing order (scikit-learn's ``average_precision_score``; tied scores form one
-    threshold)."""
-    pos, neg = _check_scores("average_precision", pos, neg)
-    scores = torch.cat([pos, neg])
-    labels = torch.cat([torch.ones_like(pos), torch.zeros_like(neg)])
-    order = torch.argsort(scores, descending=True, stable=True)
-    s, lab = scores[order], labels[order]
-    _, counts = torch.unique_consecutive(s, return_counts=True)
-    last = torch.cumsum(counts, 0) - 1  # index of the last item of each threshold group
-    tp = torch.cumsum(lab, 0)[last]
-    predicted = (last + 1).double()
-    precision = tp / predicted
-    recall = tp / pos.numel()
-    prev = torch.cat([recall.new_zeros(1), recall[:-1]])
-    return float(((recall - prev) * precision).sum())
+# --------------------------------------------------------------------------- features
 
 
 def link_scores(z: Tensor, pairs: Tensor, normalize: bool = True) -> Tensor:
@@ -157,9 +77,6 @@ def link_scores(z: Tensor, pairs: Tensor, normalize: bool = True) -> Tensor:
     if normalize:
         z = F.normalize(z, dim=1)
     return torch.sigmoid((z[pairs[0]] * z[pairs[1]]).sum(-1))
-
-
-# --------------------------------------------------------------------------- features
 
 
 def node_features(x: Tensor, max_density: float = 0.1) -> Tensor | CSR:
@@ -227,6 +144,14 @@ class GraphTask:
     def evaluate(self, model: Callable[..., Tensor]) -> dict[str, float]:
         raise NotImplementedError
 
+    def eval_output(self, model: nn.Module) -> Tensor:
+        """``model(*self.inputs())`` in eval mode (the model's mode is restored after)."""
+        was = model.training
+        model.eval()
+        out = model(*self.inputs())
+        model.train(was)
+        return out
+
     def fit(
         self,
         model: nn.Module,
@@ -273,7 +198,7 @@ class GraphTask:
         best_extra: dict[str, float] = {}
         vals, tests = [], []
         loss_value = math.nan
-        t0 = time.perf_counter()
+        elapsed = stopwatch()
         bar = tqdm(range(epochs), desc=desc or "epochs", leave=False, position=position,
                    disable=not progress, unit="epoch")
         for epoch in bar:
@@ -300,7 +225,7 @@ class GraphTask:
                             best=f"{best_val:.4f}")
         bar.close()
         return FitResult(best_epoch, best_val, best_test, self.metric, loss_value, best_state,
-                         vals, tests, time.perf_counter() - t0, best_extra)
+                         vals, tests, elapsed(), best_extra)
 
 
 class NodeClassificationTask(GraphTask):
@@ -336,10 +261,7 @@ class NodeClassificationTask(GraphTask):
 
     @torch.no_grad()
     def evaluate(self, model: Callable[..., Tensor]) -> dict[str, float]:
-        was = model.training
-        model.eval()
-        logits = model(self.x)
-        model.train(was)
+        logits = self.eval_output(model)
         return {
             "val": accuracy(logits, self.y, self.val_mask),
             "test": accuracy(logits, self.y, self.test_mask),
@@ -405,10 +327,7 @@ class LinkPredictionTask(GraphTask):
 
     @torch.no_grad()
     def evaluate(self, model: Callable[..., Tensor]) -> dict[str, float]:
-        was = model.training
-        model.eval()
-        z = model(self.x)
-        model.train(was)
+        z = self.eval_output(model)
         out = {}
         for part, p, n in (("val", self.val_pos, self.val_neg),
                            ("test", self.test_pos, self.test_neg)):

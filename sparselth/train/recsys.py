@@ -16,8 +16,11 @@ to θ0 and trained again. ``granularity="row"`` prunes whole user/item rows by t
 ``strategy="random"`` is the random-pruning baseline (same schedule, random survivors).
 Each round records Recall/NDCG/Precision@{10,20} on test at the selected epoch, the
 sparsity, the bytes of the table dense and stored as a
-:class:`sparselth.nn.CompressedEmbedding`, lookup latency (batch 4096, dense vs compressed)
-and full-ranking latency (test evaluation: propagation, scores, top-K).
+:class:`sparselth.nn.CompressedEmbedding`, lookup latency (batch 4096, dense vs compressed,
+timed interleaved with :func:`sparselth.utils.timing.measure`) and full-ranking latency
+(test evaluation: propagation, scores, top-K). The run folder is a
+:class:`sparselth.prune.run.RunDir` of kind ``"recsys"`` (headline metric ``recall@20``);
+its rounds become tickets with ``sparselth.ticket.load_round(run_dir, r)``.
 
 Example::
 
@@ -30,25 +33,26 @@ Example::
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import statistics
-import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..data.recsys import BPRSampler, Interactions
+from ..metrics.cost import embedding_bytes
 from ..metrics.ranking import ranking_metrics
 from ..models.recsys import MF, build_recsys_model
 from ..nn import CompressedEmbedding
-from ..prune import IMP, IMPConfig, Masks, register_strategy
-from ..prune import random as random_prune
+from ..prune import IMP, IMPConfig
+from ..prune.run import Config, help_field
+from ..prune.strategies import row_norm_strategy
+from ..utils.timing import measure, stopwatch
 
 __all__ = [
     "BPRConfig",
@@ -62,30 +66,29 @@ __all__ = [
     "train_bpr",
 ]
 
-_HELP = "help"
-
-
-def _f(text: str, default: Any) -> Any:
-    return field(default=default, metadata={_HELP: text})
-
 
 @dataclass(frozen=True)
-class BPRConfig:
+class BPRConfig(Config):
     """BPR training hyperparameters (defaults: LTH-MRS / LightGCN)."""
 
-    lr: float = _f("Adam learning rate", 1e-3)
-    batch_size: int = _f("BPR triples per step", 2048)
-    epochs: int = _f("maximum number of epochs", 1000)
-    patience: int = _f("stop after this many evaluations without a better selection metric", 100)
-    eval_every: int = _f("evaluate every this many epochs", 1)
-    reg: float = _f("L2 weight on the ego embeddings of a batch (BPR regulariser)", 1e-4)
-    select_on: str = _f(
+    run_prefix = "bpr"
+
+    lr: float = help_field("Adam learning rate", 1e-3)
+    batch_size: int = help_field("BPR triples per step", 2048)
+    epochs: int = help_field("maximum number of epochs", 1000)
+    patience: int = help_field(
+        "stop after this many evaluations without a better selection metric", 100)
+    eval_every: int = help_field("evaluate every this many epochs", 1)
+    reg: float = help_field("L2 weight on the ego embeddings of a batch (BPR regulariser)", 1e-4)
+    select_on: str = help_field(
         "'val' (validation split; default), 'test' (the references' choice) or 'last'", "val"
     )
-    metric: str = _f("selection metric", "recall@20")
-    ks: tuple[int, ...] = _f("cut-offs reported", (10, 20))
-    seed: int = _f("seed of the BPR sampler (the same samples every round, as in LTH-MRS)", 2020)
-    max_scores: int = _f("scores held at once during full ranking (user batching)", 1 << 24)
+    metric: str = help_field("selection metric", "recall@20")
+    ks: tuple[int, ...] = help_field("cut-offs reported", (10, 20))
+    seed: int = help_field(
+        "seed of the BPR sampler (the same samples every round, as in LTH-MRS)", 2020)
+    max_scores: int = help_field(
+        "scores held at once during full ranking (user batching)", 1 << 24)
 
     def __post_init__(self) -> None:
         if self.select_on not in ("val", "test", "last"):
@@ -97,11 +100,6 @@ class BPRConfig:
             if not isinstance(v, int) or v < (0 if name == "epochs" else 1):
                 raise ValueError(f"BPRConfig: {name} must be a positive int, got {v!r}")
         object.__setattr__(self, "ks", tuple(int(k) for k in self.ks))
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["ks"] = list(self.ks)
-        return d
 
 
 @dataclass
@@ -178,12 +176,12 @@ def train_bpr(
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     best_metric, best_epoch, bad = -math.inf, 0, 0
     stopped = False
-    t0 = time.perf_counter()
+    elapsed = stopwatch()
     model.train()
     bar = tqdm(range(1, cfg.epochs + 1), desc=desc, leave=False, disable=not progress)
     epoch = 0
     for epoch in bar:
-        te = time.perf_counter()
+        epoch_time = stopwatch()
         total, n = 0.0, 0
         for users, pos, neg in sampler.epoch(cfg.batch_size):
             opt.zero_grad(set_to_none=True)
@@ -193,14 +191,14 @@ def train_bpr(
             total += loss.detach().item() * users.numel()
             n += users.numel()
         rec: dict[str, Any] = {"epoch": epoch, "loss": total / max(n, 1),
-                               "train_s": time.perf_counter() - te}
+                               "train_s": epoch_time()}
         if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
             if cfg.select_on == "last":
                 value = float(epoch)
             else:
-                tv = time.perf_counter()
+                eval_time = stopwatch()
                 m = evaluate_ranking(model, data, cfg.select_on, cfg.ks, cfg.max_scores)
-                rec["eval_s"] = time.perf_counter() - tv
+                rec["eval_s"] = eval_time()
                 rec.update({f"{cfg.select_on}_{k}": v for k, v in m.items() if k != "users"})
                 value = m[cfg.metric]
             if value > best_metric:
@@ -220,7 +218,7 @@ def train_bpr(
         best_epoch=best_epoch,
         best_metric=best_metric if cfg.select_on != "last" else math.nan,
         epochs_run=epoch,
-        seconds=time.perf_counter() - t0,
+        seconds=elapsed(),
         stopped_early=stopped,
         select_on=cfg.select_on,
     )
@@ -229,124 +227,65 @@ def train_bpr(
 # --------------------------------------------------------------------------- bytes and latency
 
 
-def embedding_bytes(weight: Tensor, mask: Tensor | None) -> dict[str, Any]:
-    """Bytes of the table dense (``numel * itemsize``) and stored by
-    ``CompressedEmbedding.from_masked(weight, mask)`` (the smallest of its row-compact,
-    per-row CSR and per-row bitmask formats, indices included)."""
-    w = weight.detach()
-    m = torch.ones_like(w, dtype=torch.bool) if mask is None else mask.detach().bool()
-    comp = CompressedEmbedding.from_masked(w, m)
-    return {"bytes_dense": w.numel() * w.element_size(), "bytes_stored": int(comp.stored_bytes),
-            "bytes_format": comp.format, "bytes_method": "CompressedEmbedding.from_masked"}
-
-
-def _median_seconds(fn: Callable[[], Any], reps: int = 15, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def lookup_latency(
     weight: Tensor, mask: Tensor | None, batch: int = 4096, reps: int = 15, seed: int = 0
 ) -> dict[str, Any]:
-    """Median milliseconds to gather ``batch`` random rows: dense (``F.embedding`` on
-    ``W * M``) and compressed (``CompressedEmbedding`` forward, checked equal first)."""
+    """Milliseconds to gather ``batch`` random rows: dense (``F.embedding`` on ``W * M``)
+    and compressed (``CompressedEmbedding`` forward, checked equal first), timed
+    interleaved (:func:`sparselth.utils.timing.measure`, ``reps`` samples each); the median
+    on the headline clock (``lookup_clock``: CPU time with one thread, else wall time)."""
     w = weight.detach()
     m = None if mask is None else mask.detach()
     table = w if m is None else w * m.to(w.dtype)
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(w.shape[0], (batch,), generator=g).to(w.device)
-    out: dict[str, Any] = {"lookup_batch": batch}
     with torch.no_grad():
-        out["lookup_ms_dense"] = 1e3 * _median_seconds(lambda: F.embedding(ids, table), reps)
         full = torch.ones_like(w, dtype=torch.bool) if m is None else m.bool()
         comp = CompressedEmbedding.from_masked(w, full)
         if not torch.equal(comp(ids), F.embedding(ids, table)):
             raise RuntimeError("lookup_latency: compressed lookup differs from the dense one")
-        out["lookup_ms_compressed"] = 1e3 * _median_seconds(lambda: comp(ids), reps)
-    return out
+        timed = measure({"dense": lambda: F.embedding(ids, table), "compressed": lambda: comp(ids)},
+                        warmup=3, min_reps=reps, max_reps=reps, device=w.device)
+    return {"lookup_batch": batch, "lookup_ms_dense": timed.ms("dense"),
+            "lookup_ms_compressed": timed.ms("compressed"), "lookup_clock": timed.clock}
 
 
 # --------------------------------------------------------------------------- ticket search
 
 
-@register_strategy("embedding_row_norm")
-def row_norm_strategy(model: nn.Module, masks: Masks, fraction: float, config: IMPConfig) -> Masks:
-    """Prune ``round(fraction * surviving rows)`` whole rows of every masked 2-D table with
-    the smallest L2 norm of ``W * M``, one global ranking over all tables (users and items
-    together)."""
-    params = dict(model.named_parameters())
-    scores, owners = [], []
-    for name, m in masks.items():
-        w = params[name].detach()
-        mm = m.to(w.device)
-        alive = mm.any(1)
-        norm = (w * mm).norm(dim=1).to(torch.float64).cpu()
-        norm[~alive.cpu()] = math.inf
-        scores.append(norm)
-        owners.append(name)
-    allscores = torch.cat(scores)
-    alive_rows = int(torch.isfinite(allscores).sum())
-    k = int(math.floor(fraction * alive_rows + 0.5))
-    out = masks.clone()
-    if k == 0:
-        return out
-    drop = torch.argsort(allscores, stable=True)[:k]
-    offset = 0
-    for name, s in zip(owners, scores):
-        rows = drop[(drop >= offset) & (drop < offset + s.numel())] - offset
-        if rows.numel():
-            out[name][rows.to(out[name].device)] = False
-        offset += s.numel()
-    return out
-
-
-@register_strategy("embedding_random_row")
-def random_row_strategy(
-    model: nn.Module, masks: Masks, fraction: float, config: IMPConfig
-) -> Masks:
-    """Random baseline for row granularity: prune random surviving rows (torch global RNG)."""
-    return random_prune(model, masks=masks, fraction=fraction, seed=None, granularity="row",
-                        scope="global", include=config.include, exclude=config.exclude)
-
-
 class _RoundRunner:
-    """``IMP`` training protocol: ``train`` = :func:`train_bpr`, ``evaluate`` = test
-    metrics at the selected epoch, bytes and latencies."""
+    """``IMP`` training protocol: ``train`` = :func:`train_bpr`, ``evaluate`` = ranking
+    metrics (test at the selected epoch, and validation), ``measure`` = bytes, latencies
+    and training facts."""
 
     def __init__(self, data: Interactions, cfg: BPRConfig, progress: bool,
                  measure_latency: bool):
         self.data, self.cfg, self.progress, self.measure_latency = (
             data, cfg, progress, measure_latency)
         self.last: BPRResult | None = None
-        self.round = 0
+        self.facts: dict[str, Any] = {}
 
     def train(self, model: MF, round_idx: int) -> None:
-        self.round = round_idx
         self.last = train_bpr(model, self.data, self.cfg, progress=self.progress,
                               desc=f"round {round_idx}")
 
     def evaluate(self, model: MF) -> dict[str, Any]:
-        tr = self.last
-        t0 = time.perf_counter()
+        rank_time = stopwatch()
         test = evaluate_ranking(model, self.data, "test", self.cfg.ks, self.cfg.max_scores)
-        rank_s = time.perf_counter() - t0
+        self.facts = {"test_users": test["users"], "rank_ms": 1e3 * rank_time()}
         out: dict[str, Any] = {k: v for k, v in test.items() if k != "users"}
-        out["test_users"] = test["users"]
         if self.data.val is not None:
             val = evaluate_ranking(model, self.data, "val", self.cfg.ks, self.cfg.max_scores)
             out.update({f"val_{k}": v for k, v in val.items() if k != "users"})
-        w = model.embedding.weight
-        mask = model.embedding_mask()
+        return out
+
+    def measure(self, round_idx: int, model: MF) -> dict[str, Any]:
+        out = dict(self.facts)
+        w, mask = model.embedding.weight, model.embedding_mask()
         out.update(embedding_bytes(w, mask))
-        out["rank_ms"] = 1e3 * rank_s
         if self.measure_latency:
             out.update(lookup_latency(w, mask))
+        tr = self.last
         if tr is not None:
             out.update({
                 "best_epoch": tr.best_epoch,
@@ -357,6 +296,11 @@ class _RoundRunner:
                 "epoch_seconds": statistics.median([h["train_s"] for h in tr.history]),
             })
         return out
+
+
+# keys of an IMP record that the flat recommender records leave out
+_IMP_ONLY = ("metrics", "sparsity_per_layer", "zeros", "total", "remaining", "macs",
+             "macs_dense", "rewind", "rewind_step", "wall_time_s")
 
 
 def _flatten(rec: Mapping[str, Any], total: int) -> dict[str, Any]:
@@ -372,6 +316,7 @@ def _flatten(rec: Mapping[str, Any], total: int) -> dict[str, Any]:
     for k in ("recall@20", "ndcg@20", "recall@10", "ndcg@10", "precision@20", "precision@10"):
         out[k] = m.pop(k, None)
     out.update(m)
+    out.update({k: v for k, v in rec.items() if k not in _IMP_ONLY and k not in out})
     out["seconds"] = rec.get("wall_time_s")
     return out
 
@@ -403,7 +348,9 @@ def find_recsys_ticket(
             fraction)^r`` of the table remains in round r (LTH-MRS: 0.1).
         granularity: ``"element"`` or ``"row"`` (whole user/item rows by L2 norm).
         strategy: ``"magnitude"`` or ``"random"`` (baseline).
-        run_dir: checkpoint folder of the IMP run (resumable); default: a temporary folder.
+        run_dir: the run folder (kind ``"recsys"``, resumable: the same arguments resume or,
+            with a larger ``rounds``, extend the run; other settings are refused); default:
+            a temporary folder.
 
     Returns:
         ``{"records": [...], "config": {...}, "run_dir": str, "model": str}``; a record has
@@ -441,7 +388,10 @@ def find_recsys_ticket(
         run_dir = tmp.name
     runner = _RoundRunner(data, cfg, progress, measure_latency)
     try:
-        imp = IMP(net, runner, config=imp_cfg, run_dir=run_dir, progress=progress)
+        settings = {"model": name, "dim": net.dim, "layers": getattr(net, "layers", None),
+                    "train": cfg.to_dict()}
+        imp = IMP(net, runner, config=imp_cfg, run_dir=run_dir, progress=progress,
+                  kind="recsys", metric=cfg.metric, settings=settings)
         raw = imp.run()
         total = imp.masks.numel()
         records = [_flatten(r, total) for r in raw]

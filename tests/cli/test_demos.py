@@ -11,7 +11,7 @@ import torch
 
 import sparselth
 from sparselth import CSR, cli
-from sparselth.demo import CSBM, load_demo_data
+from sparselth.cli.demo_glt import CSBM, load_demo_data
 from sparselth.models import GCN
 from sparselth.prune.ugs import ugs_schedule
 from sparselth.train import NodeClassificationTask, node_features
@@ -21,18 +21,14 @@ TINY = ["--nodes", "200", "--features", "32", "--hidden", "16", "--epochs", "5",
         "--no-progress"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _run(tmp_path, *extra):
     return cli.main(["demo", *TINY, "--out", str(tmp_path), *extra])
 
 
+@pytest.mark.slow
 def test_tiny_demo_writes_ticket_plot_json_and_table(tmp_path, capsys):
     assert _run(tmp_path, "--rounds", "2") == 0
     out = capsys.readouterr().out
@@ -62,6 +58,9 @@ def test_tiny_demo_writes_ticket_plot_json_and_table(tmp_path, capsys):
     assert rows[0]["macs"] > rows[1]["macs"] > rows[2]["macs"]
     assert rows[0]["random_test_acc"] == rows[0]["test_acc"]  # round 0 is the same dense run
     assert [r["round"] for r in summary["random_records"]] == [0, 1, 2]
+    # one thread: the medians are CPU time per forward pass, and the output says so
+    assert summary["clock"] == "cpu" and "cpu time per forward pass" in out
+    assert all(r["timing"]["clock"] == "cpu" and r["timing"]["threads"] == 1 for r in rows)
 
     # the saved ticket loads, has the last round's masks and reproduces its accuracy
     ticket = sparselth.Ticket.load(tmp_path / "demo-glt-ticket")
@@ -76,6 +75,7 @@ def test_tiny_demo_writes_ticket_plot_json_and_table(tmp_path, capsys):
     assert summary["compile_report"]["end_to_end"]["max_rel_error"] <= 1e-4
 
 
+@pytest.mark.slow
 def test_demo_custom_schedule_without_baseline(tmp_path, capsys):
     assert _run(tmp_path, "--rounds", "1", "--prune-graph", "0.5", "--prune-weight", "0.1",
                 "--no-baseline", "--seed", "3") == 0
@@ -90,6 +90,7 @@ def test_demo_custom_schedule_without_baseline(tmp_path, capsys):
 
 @pytest.mark.skipif(not (DATASETS / "planetoid" / "ind.cora.graph").is_file(),
                     reason="Cora is not in ../shared/datasets")
+@pytest.mark.slow
 def test_demo_on_cora(tmp_path, capsys):
     assert cli.main(["demo", "--data", str(DATASETS), "--rounds", "1", "--epochs", "2",
                      "--hidden", "8", "--no-baseline", "--no-progress",

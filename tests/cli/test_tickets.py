@@ -1,16 +1,14 @@
-"""The ticket commands end to end: find -> compile -> plot, through add_subcommands."""
+"""The ticket commands end to end: find -> compile -> plot, through the `sparselth` command."""
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
-import torch
 
-from sparselth import Ticket
-from sparselth.cli_tickets import add_subcommands, load_config, main
-from sparselth.compile import CompileReport
+from sparselth import Ticket, cli
+from sparselth.cli.tickets import load_config
+from sparselth.deploy import CompileReport
 
 TINY = {
     "seed": 3,
@@ -21,27 +19,12 @@ TINY = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sparselth")
-    add_subcommands(parser.add_subparsers(dest="command"))
-    return parser
-
-
 def _run(argv) -> int:
-    args = _parser().parse_args([str(a) for a in argv])
-    return args.func(args)
+    return cli.main([str(a) for a in argv])
 
 
 @pytest.fixture(scope="module")
-def found(tmp_path_factory):
+def found(tmp_path_factory, one_thread):
     root = tmp_path_factory.mktemp("find")
     cfg = root / "tiny.json"
     cfg.write_text(json.dumps(TINY))
@@ -50,16 +33,17 @@ def found(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_find_writes_run_and_tickets(found, capsys):
     assert (found / "imp" / "records.json").is_file()
     summary = json.loads((found / "find.json").read_text())
     recs = summary["records"]
     assert [r["round"] for r in recs] == [0, 1, 2]
-    assert [round(r["sparsity"], 3) for r in recs] == [0.0, 0.5, 0.75]
+    assert [round(r["weight_sparsity"], 3) for r in recs] == [0.0, 0.5, 0.75]
     assert all("accuracy" in r["metrics"] for r in recs)
     for r in range(3):
         t = Ticket.load(found / "tickets" / f"round_{r:03d}")
-        assert t.sparsity()["overall"] == pytest.approx(recs[r]["sparsity"])
+        assert t.sparsity()["overall"] == pytest.approx(recs[r]["weight_sparsity"])
         assert t.metadata["model"]["name"] == "mlp"
         assert t.metadata["input_shape"] == [1, 6, 6]
     last = Ticket.load(found / "ticket")
@@ -67,6 +51,7 @@ def test_find_writes_run_and_tickets(found, capsys):
     assert last.init_state is not None  # late rewinding state travels with the ticket
 
 
+@pytest.mark.slow
 def test_find_resumes_and_overrides(found, tmp_path):
     # rerunning the same command finds every round on disk and trains nothing again
     cfg = tmp_path / "tiny.json"
@@ -83,10 +68,11 @@ def test_find_resumes_and_overrides(found, tmp_path):
     assert _run(["find", toml, "--out", out, "--rounds", "1", "--fraction", "0.3",
                  "--no-progress"]) == 0
     recs = json.loads((out / "find.json").read_text())["records"]
-    assert len(recs) == 2 and recs[1]["sparsity"] == pytest.approx(0.3, abs=1e-3)
+    assert len(recs) == 2 and recs[1]["weight_sparsity"] == pytest.approx(0.3, abs=1e-3)
     assert Ticket.load(out / "ticket").metadata["model"]["name"] == "convnet"
 
 
+@pytest.mark.slow
 def test_compile_report_and_export(found, tmp_path, capsys):
     from safetensors.torch import load_file
 
@@ -107,6 +93,7 @@ def test_compile_report_and_export(found, tmp_path, capsys):
             assert any(k.startswith(rec.name + ".") for k in state)
 
 
+@pytest.mark.slow
 def test_compile_all_rounds_then_plot(found, tmp_path, capsys):
     reports = found / "compile.json"
     assert _run(["compile", found, "--all-rounds", "--out", reports, "--routes", "dense,csr",
@@ -138,7 +125,7 @@ def test_help_explains_each_command(capsys):
                        ("compile", ["route", "realised", "--export"]),
                        ("plot", ["accuracy_vs_sparsity.png", "realised_vs_promised.png"])):
         with pytest.raises(SystemExit) as e:
-            _parser().parse_args([cmd, "--help"])
+            _run([cmd, "--help"])
         assert e.value.code == 0
         text = capsys.readouterr().out
         for w in words:
@@ -167,6 +154,9 @@ def test_bad_inputs_exit_2_with_a_message(tmp_path, capsys):
         load_config(bad)
 
 
-def test_standalone_main(capsys):
-    assert main([]) == 2
-    assert "find" in capsys.readouterr().out
+def test_no_arguments_is_a_usage_error(capsys):
+    for cmd in ("find", "compile", "plot"):
+        with pytest.raises(SystemExit) as e:
+            _run([cmd])
+        assert e.value.code == 2
+        assert f"usage: sparselth {cmd}" in capsys.readouterr().err

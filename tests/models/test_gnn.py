@@ -7,6 +7,7 @@ from sparselth import CSR, Ticket
 from sparselth.data import contextual_sbm, power_law_graph
 from sparselth.models import GAT, GCN, GIN
 from sparselth.nn import GATConv, GCNConv, GINConv
+from sparselth.testing import tolerances
 
 N, F_IN, C = 60, 12, 3
 
@@ -115,15 +116,14 @@ def test_compact_graph_keeps_output(name, dtype):
     assert m.compact_graph() is m
     assert m.edge_mask.numel() == kept == m.adjacency().nnz and bool((m.edge_mask != 0).all())
     assert m.edge_mask.requires_grad
-    tol = dict(atol=1e-10, rtol=1e-10) if dtype == torch.float64 else dict(atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(m(x), before, **tol)
+    torch.testing.assert_close(m(x), before, **tolerances(dtype))
     assert m.macs(x) == macs_before                              # zero edges were free already
     if name == "gin":
         torch.testing.assert_close(m.graph_deg, deg)
     # a fresh model loads the compacted state and gives the same output
     fresh = build(name, graph()).to(dtype).eval()
     fresh.load_state_dict(m.state_dict())
-    torch.testing.assert_close(fresh(x), before, **tol)
+    torch.testing.assert_close(fresh(x), before, **tolerances(dtype))
     # compacting again is a no-op; gradients reach the compacted mask
     m.compact_graph()
     m.train()

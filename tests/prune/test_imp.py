@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from sparselth import prune
-from sparselth.prune import IMP, IMPConfig, load_round
+from sparselth.prune import IMP, IMPConfig
+from sparselth.prune.run import read_round as load_round
 
 
 def make_mlp(seed=0):
@@ -71,7 +72,7 @@ class Trainer:
 
 
 def _strip(records):
-    return [{k: v for k, v in r.items() if k != "wall_time_s"} for r in records]
+    return [{k: v for k, v in r.items() if k not in ("wall_time_s", "seconds")} for r in records]
 
 
 def test_sparsity_each_round_and_rewind_to_init(tmp_path):
@@ -224,22 +225,42 @@ def test_resume_after_crash_is_bit_exact(tmp_path):
     assert torch.equal(model3[0].weight, ref_model[0].weight)
 
 
-def test_resume_refuses_other_config(tmp_path):
-    IMP(
-        make_mlp(),
-        Trainer(steps=1),
-        config=IMPConfig(rounds=1),
-        run_dir=tmp_path / "r",
-        progress=False,
-    ).run()
-    with pytest.raises(ValueError, match="different config"):
-        IMP(
-            make_mlp(),
-            Trainer(steps=1),
-            config=IMPConfig(rounds=2),
-            run_dir=tmp_path / "r",
-            progress=False,
-        ).run()
+def test_extending_rounds_is_bit_exact_and_other_changes_are_refused(tmp_path):
+    """A finished run grows with a larger ``rounds`` as if it had been run that long at
+    once (random strategy: the RNG stream carries over); other changes are refused with
+    the differing fields named."""
+    cfg = IMPConfig(rounds=3, fraction=0.3, strategy="random", seed=4)
+    ref = IMP(make_mlp(), Trainer(), config=cfg, run_dir=tmp_path / "ref", progress=False).run()
+    short = IMP(make_mlp(), Trainer(), config=IMPConfig(rounds=1, fraction=0.3,
+                strategy="random", seed=4), run_dir=tmp_path / "run", progress=False).run()
+    assert len(short) == 2
+    again = Trainer()
+    model = make_mlp(seed=9)
+    imp = IMP(model, again, config=cfg, run_dir=tmp_path / "run", progress=False)
+    assert _strip(imp.run()) == _strip(ref)
+    assert again.calls == [2, 3]
+    for r in range(4):
+        assert load_round(tmp_path / "ref", r)["masks"] == load_round(tmp_path / "run", r)["masks"]
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["kind"] == "imp" and saved["config"]["rounds"] == 3
+    # a shorter rounds reads the first rounds of the folder
+    assert len(IMP(make_mlp(), Trainer(), config=IMPConfig(rounds=1, fraction=0.3,
+               strategy="random", seed=4), run_dir=tmp_path / "run", progress=False).run()) == 2
+    with pytest.raises(ValueError, match=r"different config: fraction: 0\.3 -> 0\.5; "
+                                         r"seed: 4 -> 5\. Only 'rounds' may change.*new run "
+                                         r"folder"):
+        IMP(make_mlp(), Trainer(steps=1), config=IMPConfig(rounds=3, fraction=0.5,
+            strategy="random", seed=5), run_dir=tmp_path / "run", progress=False).run()
+
+
+def test_deprecated_load_round_still_works(tmp_path):
+    imp = IMP(make_mlp(), Trainer(steps=1), config=IMPConfig(rounds=1), root=tmp_path,
+              progress=False)
+    imp.run()
+    with pytest.warns(DeprecationWarning, match="load_round"):
+        rd = prune.load_round(imp.run_dir)
+    assert rd["round"] == 1 and isinstance(rd["config"], IMPConfig)
+    assert rd["masks"] == load_round(imp.run_dir)["masks"]
 
 
 def test_config_hash_help_and_validation():

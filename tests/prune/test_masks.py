@@ -287,11 +287,17 @@ def test_masks_validation_and_export():
 # --------------------------------------------------------------------------- apply / remove
 
 
-def test_apply_buffers_zero_forward_and_grads():
+def _masked_crafted(sparsity, **kwargs):
+    """A seeded ``Crafted`` net with magnitude masks installed."""
     torch.manual_seed(0)
     net = Crafted()
-    masks = prune.magnitude(net, 0.5, scope="layer")
+    masks = prune.magnitude(net, sparsity, **kwargs)
     prune.apply(net, masks)
+    return net, masks
+
+
+def test_apply_buffers_zero_forward_and_grads():
+    net, masks = _masked_crafted(0.5, scope="layer")
     assert torch.equal(net.fc1.weight_mask, masks["fc1.weight"])
     assert "fc1.weight_mask" in net.state_dict()
     assert "fc1.weight_mask" not in prune.state_without_masks(net)
@@ -308,10 +314,7 @@ def test_apply_buffers_zero_forward_and_grads():
 
 @pytest.mark.parametrize("opt_name", ["sgd", "adamw"])
 def test_masked_weights_stay_zero_with_momentum_and_weight_decay(opt_name):
-    torch.manual_seed(0)
-    net = Crafted()
-    masks = prune.magnitude(net, 0.6)
-    prune.apply(net, masks)
+    net, masks = _masked_crafted(0.6)
     if opt_name == "sgd":
         opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, weight_decay=0.1)
     else:
@@ -356,10 +359,7 @@ def test_stale_optimizer_state_reapply_and_hook():
 
 
 def test_deepcopy_and_reapply_masks():
-    torch.manual_seed(0)
-    net = Crafted()
-    masks = prune.magnitude(net, 0.5)
-    prune.apply(net, masks)
+    net, masks = _masked_crafted(0.5)
     twin = copy.deepcopy(net)
     twin(torch.randn(3, 4)).pow(2).sum().backward()
     assert bool((twin.fc1.weight.grad[~masks["fc1.weight"]] == 0).all())
@@ -371,10 +371,7 @@ def test_deepcopy_and_reapply_masks():
 
 
 def test_remove_bakes_zeros():
-    torch.manual_seed(0)
-    net = Crafted()
-    masks = prune.magnitude(net, 0.5)
-    prune.apply(net, masks)
+    net, masks = _masked_crafted(0.5)
     removed = prune.remove(net)
     assert removed == masks
     assert not hasattr(net.fc1, "weight_mask") and not prune.is_masked(net)

@@ -16,6 +16,8 @@ from sparselth import CSR
 from sparselth.data import contextual_sbm, link_split
 from sparselth.models import GAT, GCN, GIN
 from sparselth.prune import masks_of
+from sparselth.prune.run import read_records, ticket_parts
+from sparselth.ticket import load_round
 from sparselth.prune.ugs import (
     GRAPH_MASK,
     UGS,
@@ -176,7 +178,9 @@ def test_ugs_schedule_records_and_zeros(data, adj, tmp_path):
         assert abs(r["graph_sparsity"] - (1 - 0.95**k)) <= k / E + 1e-12
         assert abs(r["weight_sparsity"] - (1 - 0.8**k)) <= k / W + 1e-12
         assert 0.0 <= r["test_acc"] <= 1.0 and 0.0 <= r["val_acc"] <= 1.0
-        assert r["macs_total"] == r["macs"]["total"] and r["macs_paper"] is not None
+        assert r["macs_total"] == r["macs"] == r["macs_detail"]["total"]
+        assert r["macs_paper"] is not None
+        assert r["metric"] == "test_acc" and r["metrics"]["test_acc"] == r["test_acc"]
         assert (r["mask_search"] is None) == (k == 0)
     assert recs[3]["macs_total"] < recs[0]["macs_total"]
     # paper formula: (1 - s_w) N (F H + H C) + (1 - s_g) 2 nnz(A) H, exactly
@@ -186,7 +190,7 @@ def test_ugs_schedule_records_and_zeros(data, adj, tmp_path):
     # masks are nested round to round
     prev = None
     for k in range(4):
-        m = load_ugs_round(ugs.run_dir, k)["masks"]
+        m = ticket_parts(ugs.run_dir, k)["masks"]
         if prev is not None:
             for name in m:
                 assert not bool((m[name] & ~prev[name]).any())
@@ -238,7 +242,7 @@ def test_masks_come_from_best_validation_epoch(data, adj, tmp_path):
     assert ugs.last_search["result"].best_epoch == 2
     torch.testing.assert_close(ugs.last_search["best_masks"][GRAPH_MASK], snaps[2])
     ones = torch.ones(adj.nnz, dtype=torch.bool)
-    got = load_ugs_round(ugs.run_dir, 1)["masks"][GRAPH_MASK]
+    got = ticket_parts(ugs.run_dir, 1)["masks"][GRAPH_MASK]
     assert torch.equal(got, prune_smallest([snaps[2]], [ones], 0.3)[0])
     assert not torch.equal(got, prune_smallest([snaps[-1]], [ones], 0.3)[0])
 
@@ -252,7 +256,7 @@ def test_random_baseline_sparsities(data, adj, tmp_path):
     for k, r in enumerate(recs):
         assert r["mask_search"] is None
         assert E - r["graph_edges_kept"] == math.floor((1 - 0.95**k) * E + 0.5)
-        masks = load_ugs_round(ugs.run_dir, k)["masks"]
+        masks = ticket_parts(ugs.run_dir, k)["masks"]
         for name in ugs.weight_names:  # per weight matrix, not global
             numel = masks[name].numel()
             assert numel - int(masks[name].sum()) == math.floor((1 - 0.8**k) * numel + 0.5)
@@ -276,17 +280,16 @@ def test_resume_gives_same_records(data, adj, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         UGS(_gcn(data, adj), NodeClassificationTask(data), cfg, run_dir=tmp_path / "b",
             measure=interrupted, progress=False).run()
-    assert len(load_ugs_round(tmp_path / "b")["metadata"]) and \
-        load_ugs_round(tmp_path / "b")["metadata"]["round"] == 1
+    assert load_round(tmp_path / "b").metadata["round"] == 1
     torch.manual_seed(12345)  # the resumed run must restore the RNG itself
     resumed = UGS(_gcn(data, adj), NodeClassificationTask(data), cfg, run_dir=tmp_path / "b",
                   measure=measured, progress=False).run()
     assert _strip(resumed) == _strip(full)
-    a, b = load_ugs_round(tmp_path / "a"), load_ugs_round(tmp_path / "b")
+    a, b = ticket_parts(tmp_path / "a"), ticket_parts(tmp_path / "b")
     assert a["masks"] == b["masks"]
     for k in a["trained_state"]:
         torch.testing.assert_close(a["trained_state"][k], b["trained_state"][k], rtol=0, atol=0)
-    with pytest.raises(ValueError, match="different config"):
+    with pytest.raises(ValueError, match=r"different config: s1: 0\.01 -> 0\.5\. Only"):
         UGS(_gcn(data, adj), NodeClassificationTask(data), _cfg(rounds=2, s1=0.5),
             run_dir=tmp_path / "b", progress=False).run()
     # rounds is not part of the identity: a 1-round run extended to 2 rounds equals the full one
@@ -297,7 +300,9 @@ def test_resume_gives_same_records(data, adj, tmp_path):
     extended = UGS(_gcn(data, adj), NodeClassificationTask(data), cfg, run_dir=tmp_path / "c",
                    measure=measured, progress=False).run()
     assert _strip(extended) == _strip(full)
-    assert load_ugs_round(tmp_path / "c")["metadata"]["config"]["rounds"] == 2
+    assert load_round(tmp_path / "c").metadata["config"]["rounds"] == 2
+    kind, on_disk = read_records(tmp_path / "c")
+    assert kind == "ugs" and _strip(on_disk) == _strip(full)
 
 
 @pytest.mark.parametrize("cls", [GIN, GAT])
@@ -330,7 +335,12 @@ def test_ticket_round_trip_and_compile(data, adj, tmp_path):
     ugs = UGS(_gcn(data, adj), NodeClassificationTask(data), _cfg(rounds=2), root=tmp_path,
               progress=False)
     recs = ugs.run()
-    ticket = sparselth.Ticket(**load_ugs_round(ugs.run_dir, 2))
+    ticket = sparselth.Ticket.from_run(ugs.run_dir, 2)
+    with pytest.warns(DeprecationWarning, match="load_ugs_round"):
+        old = sparselth.Ticket(**load_ugs_round(ugs.run_dir, 2))
+    assert old.masks == ticket.masks and old.metadata == ticket.metadata
+    assert ticket.metadata["kind"] == "ugs" and ticket.metadata["method"] == "ugs"
+    assert ticket.metadata["weight_names"] == ugs.weight_names
     assert set(ticket.masks) == {GRAPH_MASK, "conv1.lin.weight", "conv2.lin.weight"}
     assert ticket.metadata["metrics"]["test_acc"] == recs[2]["test_acc"]
     ticket.save(tmp_path / "ticket")

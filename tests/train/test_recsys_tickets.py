@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from sparselth import Ticket
+from sparselth.prune.run import read_records
 from sparselth.data import synthetic_interactions
 from sparselth.models import LightGCN, MF
 from sparselth.train.recsys import (
@@ -80,13 +81,26 @@ def test_one_round_reaches_schedule_and_keeps_zeros(tiny, tmp_path):
     assert int(mask.sum()) == r1["params_kept"]
     assert float(w[~mask].abs().max()) == 0.0
     # the pruned entries are the smallest |W| of the dense round's trained table
-    ticket = Ticket.from_imp(tmp_path / "run", round=1)
+    ticket = Ticket.from_run(tmp_path / "run", round=1)
     assert torch.equal(ticket.masks["embedding.weight"], mask)
     torch.testing.assert_close(ticket.init_state["embedding.weight"], theta0)
-    trained0 = Ticket.from_imp(tmp_path / "run", round=0).trained_state["embedding.weight"]
+    trained0 = Ticket.from_run(tmp_path / "run", round=0).trained_state["embedding.weight"]
     kept_min = trained0.abs()[mask].min()
     pruned_max = trained0.abs()[~mask].max()
     assert float(pruned_max) <= float(kept_min)
+    # the run folder: kind "recsys", the common record schema, costs beside the metrics
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["kind"] == "recsys"
+    kind, recs = read_records(tmp_path / "run")
+    assert kind == "recsys" and [r["round"] for r in recs] == [0, 1]
+    assert recs[1]["metric"] == "recall@20" and recs[1]["graph_sparsity"] is None
+    assert recs[1]["metrics"]["recall@20"] == r1["recall@20"]
+    assert recs[1]["weight_sparsity"] == r1["sparsity"] and "bytes_dense" not in recs[1]["metrics"]
+    assert ticket.metadata["kind"] == "recsys" and ticket.metadata["metric"] == "recall@20"
+    # resuming with other training settings is refused, naming them
+    with pytest.raises(ValueError, match=r"settings\.train\.epochs: 2 -> 3"):
+        find_recsys_ticket(model, tiny, rounds=1, fraction=0.2,
+                           train=BPRConfig(epochs=3, patience=2, batch_size=256),
+                           run_dir=tmp_path / "run", progress=False)
 
 
 def test_row_granularity_and_random_baseline(tiny):
@@ -113,6 +127,7 @@ def test_bytes_latency_and_selection():
     assert b["bytes_dense"] == 160 and b["bytes_stored"] > 0 and b["bytes_method"]
     lat = lookup_latency(w, m, batch=64, reps=2)
     assert lat["lookup_ms_dense"] > 0 and lat["lookup_batch"] == 64
+    assert lat["lookup_ms_compressed"] > 0 and lat["lookup_clock"] in ("cpu", "wall")
     recs = [{"sparsity": 0.2, "recall@20": 0.099}, {"sparsity": 0.5, "recall@20": 0.0985},
             {"sparsity": 0.7, "recall@20": 0.09}]
     assert largest_sparsity_within(recs, {"recall@20": 0.1})["sparsity"] == 0.5

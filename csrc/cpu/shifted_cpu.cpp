@@ -1,5 +1,6 @@
-// Shifted-window sparse kernels on CPU: the direct (no im2col) sparse convolution, its
-// gradients, and the sparse linear layer as the special case with no shifts.
+// Shifted-window sparse products on CPU (schemas in csrc/ops.cpp): the direct (no im2col)
+// sparse convolution, its gradients, and the sparse linear layer as the special case with no
+// shifts (sparselth/ops/shifted.py wraps them with autograd).
 //
 // A sparse weight is a CSR over output rows (output channels) whose stored entries each name
 // a source block `blk` (an input channel, times a stride phase) and a shift `koff` (a kernel
@@ -273,20 +274,6 @@ void shifted_spmm_launch(const at::Tensor& rowptr, const at::Tensor& blk,
   });
 }
 
-// Smallest and largest of p[0, n) (both 0 when n == 0), vectorised: this O(nnz) bounds check
-// runs on every call, so it must cost little next to even a batch-1 product.
-template <typename index_t>
-inline void min_max(const index_t* p, int64_t n, index_t* lo, index_t* hi) {
-  index_t a = n > 0 ? p[0] : index_t(0), b = a;
-#pragma omp simd reduction(min : a) reduction(max : b)
-  for (int64_t i = 0; i < n; ++i) {
-    a = std::min(a, p[i]);
-    b = std::max(b, p[i]);
-  }
-  *lo = a;
-  *hi = b;
-}
-
 // Checks shared by both kernels; returns nothing, throws ValueError/TypeError naming the input.
 template <typename index_t>
 void check_structure(const char* op, const at::Tensor& rowptr, const at::Tensor& blk,
@@ -467,22 +454,6 @@ at::Tensor shifted_sddmm_cpu(const at::Tensor& rowptr, const at::Tensor& blk,
 }
 
 }  // namespace
-
-// Schemas live here (not in csrc/ops.cpp) so this file carries its op end to end.
-TORCH_LIBRARY_FRAGMENT(sparselth, m) {
-  // out[n, r, q] = bias[r] + sum_{e in row r} val[e] * src[n, blk[e], koff[e] + q], q < q_len.
-  // rowptr: (num_rows + 1,) int32|int64; blk, koff: (nnz,) same dtype (koff None = zeros);
-  // val: (nnz,) or None (ones); src: (N, blocks, L) contiguous; bias: (num_rows,) or None.
-  // Requires 0 <= blk < blocks and 0 <= koff <= L - q (checked).
-  // The q positions form rows of `wide`; only the first `cols` of each row are stored, so the
-  // result is (N, num_rows, q / wide * cols) (wide = cols = q: everything, in order).
-  m.def("shifted_spmm_kernel(Tensor rowptr, Tensor blk, Tensor? koff, Tensor? val, Tensor src, "
-        "Tensor? bias, int num_rows, int q, int wide, int cols) -> Tensor");
-  // out[e] = sum_n sum_{q < a.size(2)} a[n, row(e), q] * src[n, blk[e], koff[e] + q].
-  // a: (N, num_rows, q) contiguous, src as above. Returns (nnz,).
-  m.def("shifted_sddmm_kernel(Tensor rowptr, Tensor blk, Tensor? koff, Tensor a, Tensor src) "
-        "-> Tensor");
-}
 
 TORCH_LIBRARY_IMPL(sparselth, CPU, m) {
   m.impl("shifted_spmm_kernel", &shifted_spmm_cpu);
