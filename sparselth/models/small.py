@@ -17,30 +17,23 @@ from __future__ import annotations
 
 import inspect
 import itertools
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
 from torch import Tensor, nn
 
+from ..utils.deprecation import moved_names
+
 __all__ = ["MLP", "MODELS", "ConvAutoencoder", "SmallConvNet", "build_model"]
 
-# Image data that lived here before :mod:`sparselth.data.images`: old name -> new name.
-_MOVED_TO_DATA = {"DATASETS": "IMAGE_DATASETS", "load_digits": "load_digits",
-                  "make_dataset": "make_image_dataset", "synthetic_images": "synthetic_images"}
-
-
-def __getattr__(name: str) -> Any:
-    """The old names of the image data (here and in :mod:`sparselth.models`) still work for
-    one release, with a DeprecationWarning."""
-    if name not in _MOVED_TO_DATA:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    new = _MOVED_TO_DATA[name]
-    warnings.warn(f"sparselth.models.{name} moved to sparselth.data.{new}; import it from "
-                  "there", DeprecationWarning, stacklevel=2)
-    from ..data import images
-
-    return getattr(images, new)
+# The image data that lived here before :mod:`sparselth.data.images` (also reachable through
+# :mod:`sparselth.models`): old name -> new home; the old names work for one release.
+__getattr__ = moved_names("sparselth.models", {
+    "DATASETS": "sparselth.data.images:IMAGE_DATASETS",
+    "load_digits": "sparselth.data.images:load_digits",
+    "make_dataset": "sparselth.data.images:make_image_dataset",
+    "synthetic_images": "sparselth.data.images:synthetic_images",
+})
 
 
 class MLP(nn.Module):

@@ -16,9 +16,7 @@ The metrics ``accuracy``, ``roc_auc`` and ``average_precision`` moved to
 DeprecationWarning.
 """
 
-import warnings
-from typing import Any
-
+from ..utils.deprecation import moved_names
 from . import classification, graph, recsys
 from .classification import *  # noqa: F401,F403
 from .graph import *  # noqa: F401,F403
@@ -26,14 +24,5 @@ from .recsys import *  # noqa: F401,F403
 
 __all__ = [*classification.__all__, *graph.__all__, *recsys.__all__]
 
-_MOVED_TO_METRICS = ("accuracy", "average_precision", "roc_auc")
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _MOVED_TO_METRICS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    warnings.warn(f"sparselth.train.{name} moved to sparselth.metrics.{name}; import it from "
-                  "there", DeprecationWarning, stacklevel=2)
-    from .. import metrics
-
-    return getattr(metrics, name)
+__getattr__ = moved_names(__name__, {name: f"sparselth.metrics:{name}"
+                                     for name in ("accuracy", "average_precision", "roc_auc")})
