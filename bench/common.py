@@ -46,6 +46,17 @@ from sparselth.utils.timing import (
     measure,
 )
 
+__all__ = [
+    "LOCAL_RESULTS_DIR", "REPO_ROOT", "RESULTS_DIR", "RUNS_DIR", "ResultPath",
+    "add_output_args", "add_timing_args", "clock_sentence", "default_data_dir",
+    "finish_machine", "gbs", "gmacs", "log_ticks", "machine", "machine_markdown",
+    "machine_section", "max_rel_error", "ms_key", "new_parser", "notes_section",
+    "protocol_differences",
+    "protocol_line", "published_protocol", "result_path", "safe_name", "same_protocol",
+    "spmm_backward_min_bytes", "spmm_macs", "spmm_min_bytes", "time_contenders",
+    "timing_config", "tolerance_for", "write_result", "wrong_result",
+]
+
 
 def _checkout_root() -> Path | None:
     """The source checkout holding this folder, or None when installed elsewhere."""
@@ -120,11 +131,11 @@ def protocol_differences(mine: Mapping[str, Any], reference: Mapping[str, Any] |
     return out
 
 
-Protocol = Callable[[argparse.Namespace], dict]
+ResolveProtocol = Callable[[argparse.Namespace], dict]
 
 
 def published_protocol(name: str, published: Mapping[str, str], parser: argparse.ArgumentParser,
-                       protocol: Protocol) -> dict[str, Any] | None:
+                       protocol: ResolveProtocol) -> dict[str, Any] | None:
     """The resolved protocol of the published result ``name`` (its arguments parsed by
     ``parser`` and resolved by ``protocol``), or None when ``name`` is not published."""
     argv = published.get(name)
@@ -132,7 +143,7 @@ def published_protocol(name: str, published: Mapping[str, str], parser: argparse
 
 
 def result_path(name: str, args: argparse.Namespace, published: Mapping[str, str], *,
-                parser: argparse.ArgumentParser, protocol: Protocol) -> ResultPath:
+                parser: argparse.ArgumentParser, protocol: ResolveProtocol) -> ResultPath:
     """Where the result ``name`` of a run with ``args`` goes: ``args.out`` when given, else
     :data:`RESULTS_DIR` when ``protocol(args)`` equals the published protocol of ``name``,
     else :data:`LOCAL_RESULTS_DIR`. The one rule every suite uses."""
@@ -192,6 +203,12 @@ def same_protocol(main: Mapping[str, Any], others: Mapping[str, Mapping[str, Any
 
 
 # --------------------------------------------------------------------------- flags and timing
+
+
+def new_parser(suite: str, description: str) -> argparse.ArgumentParser:
+    """The command-line parser of ``python -m bench.<suite>`` (defaults shown in --help)."""
+    return argparse.ArgumentParser(prog=f"python -m bench.{suite}", description=description,
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
 
 
 def add_output_args(p: argparse.ArgumentParser, *, plot: bool = True) -> None:

@@ -341,11 +341,8 @@ def plot(report: dict):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m bench.embedding",
-        description="Bytes, lookups and masked training of pruned embedding tables; writes "
-        "JSON, Markdown and a PNG.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = common.new_parser("embedding", "Bytes, lookups and masked training of pruned "
+                          "embedding tables; writes JSON, Markdown and a PNG.")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 20000 rows, sparsities 0.5 0.9 0.98, short budgets")
     p.add_argument("--rows", type=int, default=None, help="table rows (default 1000000)")
@@ -369,6 +366,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tag", default=None, help="file tag (default cpu, cpu-quick with --quick)")
     common.add_output_args(p)
     return p
+
+
+def output_name(args: argparse.Namespace) -> str:
+    """``embedding-<tag>``: ``--tag``, default ``cpu`` (``cpu-quick`` with --quick)."""
+    return "embedding-" + common.safe_name(args.tag or ("cpu-quick" if args.quick else "cpu"))
 
 
 def run_protocol(args: argparse.Namespace) -> dict:
@@ -397,9 +399,9 @@ def main(argv: Optional[List[str]] = None) -> dict:
         raise SystemExit(f"bench.embedding: --sparsity values must be in [0, 1), got {sparsities}")
     cfg = common.timing_config(args, budget=(1.0, 0.1))
     cfg.update(backend=args.backend, clock=headline_clock())
-    tag = common.safe_name(args.tag or ("cpu-quick" if args.quick else "cpu"))
-    dest = common.result_path(f"embedding-{tag}", args, PUBLISHED, parser=parser,
+    dest = common.result_path(output_name(args), args, PUBLISHED, parser=parser,
                               protocol=run_protocol)
+    tag = dest.stem.removeprefix("embedding-")
     info = common.machine(copy_mb=args.copy_mb or (32 if args.quick else None))
     gen = torch.Generator().manual_seed(args.seed)
     W = torch.randn(rows, args.dim, generator=gen)

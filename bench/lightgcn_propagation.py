@@ -134,9 +134,7 @@ def plot(res: Dict[str, Any]):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench.lightgcn_propagation",
-                                description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = common.new_parser("lightgcn_propagation", __doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 2000 users, 1000 items, sparsities 0 and 0.9, budget 0.05")
     p.add_argument("--users", type=int, default=None, help="users (default 200000)")
@@ -152,6 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tag", default=None, help="file tag (default cpu, cpu-quick with --quick)")
     common.add_output_args(p)
     return p
+
+
+def output_name(args: argparse.Namespace) -> str:
+    """``lightgcn-propagation-<tag>``: default ``cpu`` (``cpu-quick`` with --quick)."""
+    return "lightgcn-propagation-" + common.safe_name(
+        args.tag or ("cpu-quick" if args.quick else "cpu"))
 
 
 def run_protocol(args: argparse.Namespace) -> dict:
@@ -173,9 +177,9 @@ def main(argv: List[str] | None = None) -> Dict[str, Any]:
         if not 0.0 <= s < 1.0:
             parser.error(f"--sparsity values must lie in [0, 1), got {s}")
     torch.set_num_threads(args.threads)
-    tag = common.safe_name(args.tag or ("cpu-quick" if args.quick else "cpu"))
-    dest = common.result_path(f"lightgcn-propagation-{tag}", args, PUBLISHED, parser=parser,
+    dest = common.result_path(output_name(args), args, PUBLISHED, parser=parser,
                               protocol=run_protocol)
+    tag = dest.stem.removeprefix("lightgcn-propagation-")
     res = run(args, common.machine())
     res["notes"] = common.finish_machine(res["machine"])
     common.write_result(dest, res, markdown(res, tag), None if args.no_plot else plot(res))

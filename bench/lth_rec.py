@@ -36,7 +36,7 @@ from typing import Any
 import torch
 
 from sparselth.utils.plot import figure, save_png, style_axes
-from sparselth.utils.records import markdown_table
+from sparselth.utils.records import markdown_table, write_json
 from sparselth.utils.timing import stopwatch
 
 from . import common
@@ -223,12 +223,8 @@ def plot(folder: Path, stem: str, report: Mapping[str, Any]) -> tuple[Any, list[
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m bench.lth_rec",
-        description="Lottery tickets for MF / LightGCN: IMP on the embedding table; JSON, "
-        "Markdown and PNG.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = common.new_parser("lth_rec", "Lottery tickets for MF / LightGCN: IMP on the embedding "
+                          "table; JSON, Markdown and PNG.")
     p.add_argument("--model", choices=["lightgcn", "mf"], default="lightgcn")
     p.add_argument("--dataset", choices=["lastfm", "ml100k", "synthetic"], default="lastfm")
     p.add_argument("--data", type=Path, default=common.default_data_dir(),
@@ -265,6 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-ticket", action="store_true", help="do not save the ticket")
     common.add_output_args(p)
     return p
+
+
+def output_name(args: argparse.Namespace) -> str:
+    """``lth-<model>-<dataset>[-row][-random]``."""
+    return result_stem(args.model, args.dataset, args.granularity,
+                       "random" if args.baseline == "random" else "magnitude")
 
 
 def _resolve(args: argparse.Namespace) -> argparse.Namespace:
@@ -308,7 +310,7 @@ def _claim_run_dir(run_dir: Path, protocol: Mapping[str, Any]) -> None:
             raise SystemExit(f"bench.lth_rec: {run_dir} holds a run with other settings "
                              f"({'; '.join(diffs)}); pass another --run-dir or delete it")
     run_dir.mkdir(parents=True, exist_ok=True)
-    common.write_json(sfile, settings)
+    write_json(sfile, settings)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -320,7 +322,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from sparselth.train.recsys import BPRConfig, find_recsys_ticket, largest_sparsity_within
 
     strategy = "random" if args.baseline == "random" else "magnitude"
-    stem = result_stem(args.model, args.dataset, args.granularity, strategy)
+    stem = output_name(args)
     dest = common.result_path(stem, args, PUBLISHED, parser=parser, protocol=run_protocol)
     args = _resolve(args)
     run_dir = Path(args.run_dir or (common.RUNS_DIR / ("" if dest.published else "local") / stem))
@@ -362,7 +364,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not args.no_ticket:
         r = best["round"] if best is not None else recs[-1]["round"]
         tpath = run_dir / "ticket"
-        Ticket.from_imp(run_dir, round=r, model=args.model, dataset=args.dataset,
+        Ticket.from_run(run_dir, round=r, model=args.model, dataset=args.dataset,
                         protocol=report["protocol"]).save(tpath)
         report["ticket_path"] = str(tpath)
         report["ticket_round"] = r

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import copy
 import socket
-import sys
 from typing import Any
 
 import torch
@@ -201,12 +200,9 @@ def plot(report: dict[str, Any]):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m bench.realised",
-        description="Realised savings (measured speed-up / MAC-promised speed-up) of compiled "
-        "tickets, end to end, for an MLP and a small conv net; JSON, Markdown and PNG.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = common.new_parser("realised", "Realised savings (measured speed-up / MAC-promised "
+                          "speed-up) of compiled tickets, end to end, for an MLP and a small "
+                          "conv net; JSON, Markdown and PNG.")
     p.add_argument("--quick", action="store_true", help="small models, short budgets (smoke)")
     p.add_argument("--sparsities", nargs="+", type=float, default=list(DEFAULT_SPARSITIES),
                    help="ticket sparsities")
@@ -225,6 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="file name tag (default: host name, + '-t<threads>', + '-quick')")
     common.add_output_args(p)
     return p
+
+
+def output_name(args: argparse.Namespace) -> str:
+    """``realised-<tag>``: ``--tag``, default the host name + ``-t<threads>`` + ``-quick``."""
+    return "realised-" + common.safe_name(
+        args.tag or (socket.gethostname() + (f"-t{args.threads}" if args.threads else "")
+                     + ("-quick" if args.quick else "")))
 
 
 def run_protocol(args: argparse.Namespace) -> dict:
@@ -247,10 +250,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("bench.realised: --device cuda but torch sees no GPU")
     proto = run_protocol(args)
-    tag = common.safe_name(args.tag or (socket.gethostname()
-                                        + (f"-t{args.threads}" if args.threads else "")
-                                        + ("-quick" if args.quick else "")))
-    dest = common.result_path(f"realised-{tag}", args, PUBLISHED, parser=parser,
+    dest = common.result_path(output_name(args), args, PUBLISHED, parser=parser,
                               protocol=run_protocol)
     info = common.machine()
     from tqdm.auto import tqdm

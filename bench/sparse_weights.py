@@ -153,8 +153,8 @@ def bench_conv(case, sparsity: float, cfg: dict, seed: int, max_im2col_mb: float
         conv.weight.mul_(mask)
     x = torch.randn(N, cin, hw, hw, generator=torch.Generator().manual_seed(seed + 1))
     W, b = conv.weight.detach(), conv.bias.detach()
-    direct = SparseConv2d.from_dense(conv, mask, route="direct", backend="cpp").requires_grad_(False)
-    im2col = SparseConv2d.from_dense(conv, mask, route="im2col", backend="cpp").requires_grad_(False)
+    direct, im2col = (SparseConv2d.from_dense(conv, mask, route=route, backend="cpp")
+                      .requires_grad_(False) for route in ("direct", "im2col"))
     im2col_mb = N * cin * k * k * hw * hw * 4 / 1e6
     fns = {"dense": lambda: F.conv2d(x, W, b, 1, k // 2), "sparselth direct": lambda: direct(x)}
     if im2col_mb <= max_im2col_mb:
@@ -183,32 +183,48 @@ def _speedup(r: dict, name: str, base: str = "dense") -> Optional[float]:
     return ms[base] / ms[name]
 
 
+def _at(level: float) -> Callable[[float], bool]:
+    return lambda s: abs(s - level) < 1e-9
+
+
+def _from(level: float) -> Callable[[float], bool]:
+    return lambda s: s >= level - 1e-9
+
+
+def _above(x: float) -> Callable[[float], bool]:
+    return lambda v: v > x
+
+
+def _least(x: float) -> Callable[[float], bool]:
+    return lambda v: v >= x
+
+
+# (kind, contender, baseline, target, applies at sparsity, goal, speed-up passes)
+TARGET_RULES = [
+    ("linear", "sparselth", "dense", "linear faster than dense from 60%", _from(0.6), "> 1",
+     _above(1)),
+    ("linear", "sparselth", "dense", "linear >= 5x dense at 90%", _at(0.9), ">= 5", _least(5)),
+    ("linear", "sparselth", "torch csr", "linear >= 1.5x torch CSR at >= 80%", _from(0.8),
+     ">= 1.5", _least(1.5)),
+    ("conv", "sparselth direct", "dense", "conv faster than dense from 80%", _from(0.8), "> 1",
+     _above(1)),
+    ("conv", "sparselth direct", "dense", "conv >= 2.5x dense at 95%", _at(0.95), ">= 2.5",
+     _least(2.5)),
+]
+
+
 def check_targets(results: List[dict]) -> List[dict]:
+    """Every rule of :data:`TARGET_RULES` on every case it applies to (``passed`` None where
+    a contender did not run)."""
     rows = []
-    lin = [r for r in results if r["kind"] == "linear"]
-    conv = [r for r in results if r["kind"] == "conv"]
-
-    def add(target, where, value, goal, ok):
-        rows.append(dict(target=target, where=where, value=value, goal=goal,
-                         passed=None if value is None else bool(ok)))
-
-    for r in lin:
-        where = f"n={r['n']} B={r['batch']} s={r['sparsity']:g}"
-        sp = _speedup(r, "sparselth")
-        if r["sparsity"] >= 0.6 - 1e-9:
-            add("linear faster than dense from 60%", where, sp, "> 1", sp is not None and sp > 1)
-        if abs(r["sparsity"] - 0.9) < 1e-9:
-            add("linear >= 5x dense at 90%", where, sp, ">= 5", sp is not None and sp >= 5)
-        if r["sparsity"] >= 0.8 - 1e-9:
-            vt = _speedup(r, "sparselth", "torch csr")
-            add("linear >= 1.5x torch CSR at >= 80%", where, vt, ">= 1.5", vt is not None and vt >= 1.5)
-    for r in conv:
-        where = f"{r['case']} s={r['sparsity']:g}"
-        sp = _speedup(r, "sparselth direct")
-        if r["sparsity"] >= 0.8 - 1e-9:
-            add("conv faster than dense from 80%", where, sp, "> 1", sp is not None and sp > 1)
-        if abs(r["sparsity"] - 0.95) < 1e-9:
-            add("conv >= 2.5x dense at 95%", where, sp, ">= 2.5", sp is not None and sp >= 2.5)
+    for r in results:
+        where = (f"n={r['n']} B={r['batch']} s={r['sparsity']:g}" if r["kind"] == "linear"
+                 else f"{r['case']} s={r['sparsity']:g}")
+        for kind, name, base, target, applies, goal, passes in TARGET_RULES:
+            if kind == r["kind"] and applies(r["sparsity"]):
+                sp = _speedup(r, name, base)
+                rows.append(dict(target=target, where=where, value=sp, goal=goal,
+                                 passed=None if sp is None else passes(sp)))
     return rows
 
 
@@ -292,9 +308,7 @@ def render_markdown(report: dict) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench.sparse_weights",
-                                description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = common.new_parser("sparse_weights", __doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="a small subset with short budgets")
     p.add_argument("--tag", default="", help="suffix of the output names (sparse-weights-<tag>)")
     p.add_argument("--sizes", type=int, nargs="*", help=f"linear n (default {LINEAR_SIZES})")
@@ -313,6 +327,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     common.add_output_args(p, plot=False)
     return p
+
+
+def _tag(args: argparse.Namespace) -> str:
+    return (args.tag + ("-quick" if args.quick and "quick" not in args.tag else "")).strip("-")
+
+
+def output_name(args: argparse.Namespace) -> str:
+    """``sparse-weights[-<tag>]`` (``-quick`` added with --quick)."""
+    tag = _tag(args)
+    return "sparse-weights" + (f"-{common.safe_name(tag)}" if tag else "")
 
 
 def run_protocol(args: argparse.Namespace) -> dict:
@@ -349,9 +373,9 @@ def main(argv: Optional[List[str]] = None) -> dict:
     conv_cases = [c for c in CONV_CASES + SMOKE_CONV if c[0] in proto["conv_cases"]]
     cfg = common.timing_config(args, budget=(1.0, 0.2))
     cfg.update(repeat=args.repeat, clock=headline_clock())
-    tag = (args.tag + ("-quick" if args.quick and "quick" not in args.tag else "")).strip("-")
-    dest = common.result_path("sparse-weights" + (f"-{common.safe_name(tag)}" if tag else ""),
-                              args, PUBLISHED, parser=parser, protocol=run_protocol)
+    tag = _tag(args)
+    dest = common.result_path(output_name(args), args, PUBLISHED, parser=parser,
+                              protocol=run_protocol)
     info = common.machine()
     notes: List[str] = []
     jobs = [("linear", (n, B, s)) for n in proto["sizes"] for B in proto["batches"]

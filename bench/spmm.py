@@ -821,12 +821,8 @@ def plot(report: dict):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m bench.spmm",
-        description="Time SpMM (A @ X on graphs) for every sparselth backend against the peers; "
-        "write JSON, Markdown and a PNG.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = common.new_parser("spmm", "Time SpMM (A @ X on graphs) for every sparselth backend "
+                          "against the peers; write JSON, Markdown and a PNG.")
     p.add_argument(
         "--quick",
         action="store_true",
@@ -903,8 +899,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _tag(args) -> str:
-    return common.safe_name(args.tag or socket.gethostname() + ("-quick" if args.quick else ""))
+def output_name(args: argparse.Namespace) -> str:
+    """``spmm-<tag>``: ``--tag``, default the host name (``-quick`` appended with --quick)."""
+    return "spmm-" + common.safe_name(
+        args.tag or socket.gethostname() + ("-quick" if args.quick else ""))
 
 
 def run_protocol(args: argparse.Namespace) -> dict:
@@ -939,7 +937,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("bench.spmm: --device cuda but torch sees no GPU")
-    dest = common.result_path(f"spmm-{_tag(args)}", args, PUBLISHED, parser=parser,
+    dest = common.result_path(output_name(args), args, PUBLISHED, parser=parser,
                               protocol=run_protocol)
     data_dir = args.data if args.data is not None else common.default_data_dir()
     cfg = {k: proto[k] for k in ("warmup", "budget_s", "min_reps", "max_reps", "max_call_s")}

@@ -315,8 +315,8 @@ def markdown(rep: dict[str, Any], other: dict[str, Any] | None,
             "input; the measured speed-up comes from the compacted graph and the later layers.")
     for d in rep["deviations"]:
         lines.append(f"- {d}")
-    notes = {r["compile_note"] for r in rep["rounds"] if r.get("compile_note")}
-    for n in sorted(notes):
+    compile_notes = {r["compile_note"] for r in rep["rounds"] if r.get("compile_note")}
+    for n in sorted(compile_notes):
         lines.append(f"- {n}")
     clock = next((r["latency_clock"] for r in rep["rounds"] if r.get("latency_clock")), None)
     if clock:
@@ -416,11 +416,9 @@ def render(out: Path, model: str, dataset: str, task: str, plot_png: bool = True
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m bench.ugs",
-        description="UGS graph lottery tickets with the paper's hyperparameters: accuracy per "
-        "round, MACs, and the measured latency of each compiled ticket.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = common.new_parser("ugs", "UGS graph lottery tickets with the paper's hyperparameters: "
+                          "accuracy per round, MACs, and the measured latency of each "
+                          "compiled ticket.")
     p.add_argument("--model", choices=["gcn", "gin", "gat"], default="gcn")
     p.add_argument("--dataset", choices=["cora", "citeseer", "pubmed", "csbm"], default="cora")
     p.add_argument("--data", type=Path, default=common.default_data_dir(),
@@ -460,6 +458,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "default bench/results/)")
     common.add_output_args(p)
     return p
+
+
+def output_name(args: argparse.Namespace) -> str:
+    """``ugs-<model>-<dataset>[-link][-random]``."""
+    return result_name(args.model, args.dataset, args.task, args.baseline)
 
 
 def run_protocol(args: argparse.Namespace) -> dict:
@@ -504,7 +507,7 @@ def config_from_args(args) -> tuple[Any, str]:
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     parser = build_parser()
     args = parser.parse_args(argv)
-    name = result_name(args.model, args.dataset, args.task, args.baseline)
+    name = output_name(args)
     if args.report_only:
         for p in render(args.out or common.RESULTS_DIR, args.model, args.dataset, args.task,
                         not args.no_plot):

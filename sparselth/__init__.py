@@ -7,7 +7,6 @@ Layers, bottom to top: ``sparse`` (CSR), ``ops`` (spmm, sddmm on reference/cpp/t
 __version__ = "0.1.0"
 
 from . import nn, ops, prune, sparse  # noqa: E402
-from . import compile as _transitional  # noqa: E402,F401  (bound first, then the function)
 from .deploy import CompileReport, compile  # noqa: E402
 from .ops import backends, use_backend  # noqa: E402
 from .sparse import CSR  # noqa: E402

@@ -14,7 +14,7 @@ PKG = REPO / "sparselth"
 
 # Bottom to top. A module may import from its own layer or any layer below.
 LAYERS: dict[str, int] = {
-    "utils": 0, "_io": 0,
+    "utils": 0, "_io": 0, "_C": 0,  # _C: the compiled extension (kernels only)
     "sparse": 1,
     "ops": 2, "kernels": 2, "testing": 2,
     "nn": 3,
@@ -54,7 +54,7 @@ def _is_module(dotted: str) -> bool:
     parts = dotted.split(".")[1:]
     base = PKG.joinpath(*parts) if parts else PKG
     return base.with_suffix(".py").is_file() or (base / "__init__.py").is_file() or (
-        parts[:1] == ["kernels"] or parts[:1] == ["bench"])
+        parts[:1] in (["kernels"], ["bench"], ["_C"]))
 
 
 def _imports(module: str, path: Path) -> list[tuple[str, int]]:

@@ -60,12 +60,16 @@ def _bench_package() -> ModuleType | None:
 
 def bench_suites(package: ModuleType) -> dict[str, str]:
     """``{suite: first line of its docstring}`` for every module of ``package`` with a
-    ``main(argv)``."""
+    ``main(argv)`` (a module that fails to import is listed with the error)."""
     suites = {}
     for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
         if info.name.startswith("_"):
             continue
-        mod = importlib.import_module(f"{package.__name__}.{info.name}")
+        try:
+            mod = importlib.import_module(f"{package.__name__}.{info.name}")
+        except ImportError as e:
+            suites[info.name] = f"(cannot be imported here: {e})"
+            continue
         if callable(getattr(mod, "main", None)):
             suites[info.name] = (mod.__doc__ or "").strip().split("\n")[0]
     return suites

@@ -11,12 +11,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..metrics.cost import count_macs, state_bytes
 from ..ops import backends
-from ..prune import count_macs, remove
+from ..prune import remove
 from ..sparse.csr import CSR
 from ..ticket import Ticket
 from ..utils.timing import cpu_model, headline_clock, load_average
-from .memory import forward_memory, state_bytes
+from .memory import forward_memory
 from .report import CompileError, CompileReport, LayerReport, layer_totals
 from .routes import layer_types, parse_routes
 from .select import (Captured, Selection, call, capture_calls, compile_embeddings,

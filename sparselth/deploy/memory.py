@@ -1,4 +1,5 @@
-"""Memory of a model: the bytes it stores, and (CUDA) the peak of one forward pass."""
+"""Memory of a compiled model next to its dense baseline: the bytes each stores, and on CUDA
+the peak of one forward pass."""
 
 from __future__ import annotations
 
@@ -7,32 +8,11 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
-__all__ = ["forward_memory", "state_bytes", "tensor_bytes"]
+from ..metrics.cost import state_bytes
 
-
-def tensor_bytes(t: Tensor) -> int:
-    """Bytes a tensor stores (a tensor subclass such as a 2:4 weight: its inner tensors)."""
-    if type(t) is Tensor or type(t) is nn.Parameter:
-        return t.numel() * t.element_size() if t.layout == torch.strided else 0
-    flatten = getattr(t, "__tensor_flatten__", None)
-    if flatten is not None:
-        names, _ = flatten()
-        return sum(tensor_bytes(getattr(t, a)) for a in names
-                   if isinstance(getattr(t, a, None), Tensor))
-    return t.numel() * t.element_size()
-
-
-def state_bytes(module: nn.Module) -> int:
-    """Bytes of a module's parameters and buffers (shared tensors counted once)."""
-    seen: set[int] = set()
-    total = 0
-    for t in [*module.parameters(), *module.buffers()]:
-        if id(t) not in seen:
-            seen.add(id(t))
-            total += tensor_bytes(t)
-    return total
+__all__ = ["forward_memory"]
 
 
 def forward_memory(models: dict[str, nn.Module], run: Callable[[nn.Module], Any],

@@ -213,7 +213,7 @@ class CompileReport:
         forced = "; * = route forced by routes=" if any(r.forced for r in self.layers) else ""
         return [
             f"end to end on {meta.get('device')} ({meta.get('dtype')}, backend "
-            f"{meta.get('backend')}, {meta.get('threads')} threads): dense "
+            f"{meta.get('backend')}, threads: {meta.get('threads')}): dense "
             f"{format_number(e.get('dense_ms'))} ms, compiled {format_number(e.get('compiled_ms'))} "
             f"ms (median {clock} time per call); speed-up {format_number(e.get('speedup'))}x "
             f"measured, {format_number(e.get('promised_speedup'))}x promised by the MACs, "

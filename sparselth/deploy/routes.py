@@ -85,10 +85,13 @@ class Route:
         holds zeros where ``mask`` is False)."""
         raise NotImplementedError
 
-    def describe(self, built: nn.Module, options: Mapping[str, Any]) -> str:
-        """The implementation's name in the report, e.g. ``sparselth.nn.SparseConv2d(route=direct)``."""
+    def describe(self, built: nn.Module | None, options: Mapping[str, Any]) -> str:
+        """The implementation's name in the report, e.g. ``sparselth.nn.SparseConv2d(route=direct)``
+        (``built=None``: the route's name with the options, for a build that failed)."""
         cls = type(built)
-        if cls.__module__.startswith("torch.nn"):
+        if built is None:
+            name = self.name
+        elif cls.__module__.startswith("torch.nn"):
             name = cls.__name__
         elif cls.__module__.startswith("sparselth.nn"):
             name = f"sparselth.nn.{cls.__name__}"
@@ -99,6 +102,9 @@ class Route:
         shown = ", ".join(f"{k}={'x'.join(map(str, v)) if isinstance(v, tuple) else v}"
                           for k, v in options.items())
         return f"{name}({shown})"
+
+    def __repr__(self) -> str:
+        return f"<route {self.name!r}: {type(self).__name__}>"
 
 
 ROUTES: dict[str, Route] = {}

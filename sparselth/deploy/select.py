@@ -18,6 +18,7 @@ into the format with the fewest stored bytes, verified bit for bit.
 
 from __future__ import annotations
 
+import gc
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,8 +34,8 @@ from .report import LayerReport
 from .routes import ROUTES, forced_route
 
 __all__ = ["Candidate", "Captured", "Selection", "call", "capture_calls", "choose_route",
-           "compile_embeddings", "default_tolerance", "noise_ms", "rel_error", "select_route",
-           "tensors", "time_calls"]
+           "compile_embeddings", "default_tolerance", "map_tensors", "noise_ms", "rel_error",
+           "select_route", "summary_ms", "tensors", "time_calls"]
 
 
 # --------------------------------------------------------------------------- inputs, errors
@@ -136,10 +137,18 @@ def capture_calls(model: nn.Module, inputs: Any, names: Sequence[str]) -> Captur
 
 def time_calls(fns: Mapping[str, Callable[[], Any]], budget_s: float, device: torch.device,
                clock: str) -> Measurement:
-    """Time ``fns`` together (no grad), ``budget_s`` seconds in all."""
-    with torch.no_grad():
-        return measure(fns, clock=clock, budget_s=budget_s / max(1, len(fns)), rewarm=True,
-                       target_sample_s=1e-3, device=device)
+    """Time ``fns`` together (no grad), ``budget_s`` seconds in all.
+
+    The objects alive now are frozen out of the garbage collector meanwhile: the protocol
+    collects garbage before timing, and a full collection of a process holding models costs
+    more than timing a small layer."""
+    gc.freeze()
+    try:
+        with torch.no_grad():
+            return measure(fns, clock=clock, budget_s=budget_s / max(1, len(fns)), rewarm=True,
+                           target_sample_s=1e-3, device=device)
+    finally:
+        gc.unfreeze()
 
 
 def summary_ms(t: Timing, clock: str) -> dict[str, float]:
@@ -217,7 +226,7 @@ def _verified(module: nn.Module, mask: Tensor, args: tuple, kwargs: dict, ref: A
             continue
         why = []
         for options in route.variants(module, mask):
-            impl = route.name + (f"{options}" if options else "")
+            impl = route.describe(None, options)
             try:
                 built = route.build(module, mask, sel.backend, **options).to(sel.device).eval()
                 impl = route.describe(built, options)

@@ -1,11 +1,16 @@
-"""Argument checks shared by the public ops (cheap, O(1) per call; the CSR was validated once)."""
+"""Shared by the ops: argument checks (cheap, O(1) per call; a CSR was validated once), the
+eager twin of a custom op, and the fake (shape-only) implementations of the C++ kernels."""
 
 from __future__ import annotations
+
+from typing import Callable, Optional, Sequence
 
 import torch
 
 from ..sparse.csr import CSR
+from . import backend as _backend
 
+Tensor = torch.Tensor
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
@@ -35,6 +40,55 @@ def check_like(op: str, name: str, t, device: torch.device, dtype: torch.dtype) 
         raise TypeError(f"{op}: {name} has dtype {t.dtype}, expected {dtype}")
 
 
+def check_vector(op: str, name: str, t, length: int, like: Tensor) -> Optional[Tensor]:
+    """An optional per-row or per-feature operand (a bias, a row scale): None, or a dense
+    ``(length,)`` tensor with ``like``'s dtype and device."""
+    if t is None:
+        return None
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{op}: {name} must be a tensor or None, got {type(t).__name__}")
+    if t.layout != torch.strided:
+        raise TypeError(f"{op}: {name} must be a dense (strided) tensor, got layout {t.layout}")
+    if t.dim() != 1 or t.numel() != length:
+        raise ValueError(f"{op}: {name} must have shape ({length},), got {tuple(t.shape)}")
+    check_like(op, name, t, like.device, like.dtype)
+    return t
+
+
+def check_mask(op: str, name: str, mask, shapes: Sequence[tuple], shape_text: str,
+               dtypes: Sequence[torch.dtype], dtype_text: str, device: torch.device,
+               ref: str) -> Optional[Tensor]:
+    """An optional mask: None, or a tensor with one of ``shapes`` and ``dtypes`` on ``device``
+    (the device of the argument named ``ref``). The texts complete "``name`` must have ..."
+    and "``name`` must ..." in the errors."""
+    if mask is None:
+        return None
+    if not isinstance(mask, Tensor):
+        raise TypeError(f"{op}: {name} must be a tensor or None, got {type(mask).__name__}")
+    if tuple(mask.shape) not in [tuple(s) for s in shapes]:
+        raise ValueError(f"{op}: {name} must have {shape_text}, got {tuple(mask.shape)}")
+    if mask.dtype not in dtypes:
+        raise TypeError(f"{op}: {name} must {dtype_text}, got {mask.dtype}")
+    if mask.device != device:
+        raise ValueError(f"{op}: {name} is on {mask.device} but {ref} is on {device}")
+    return mask
+
+
+def check_weight_input(op: str, x, weight: CSR) -> Tensor:
+    """The input of a layer with a CSR weight: a floating tensor on the weight's device whose
+    dtype is the stored values' (shapes are the caller's to check)."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{op}: input must be a torch.Tensor, got {type(x).__name__}")
+    if not x.dtype.is_floating_point:
+        raise TypeError(f"{op}: input must be floating point, got {x.dtype}")
+    if x.device != weight.device:
+        raise ValueError(f"{op}: input is on {x.device} but weight is on {weight.device}")
+    if weight.val is not None and weight.val.dtype != x.dtype:
+        raise TypeError(f"{op}: weight values have dtype {weight.val.dtype} but input has "
+                        f"{x.dtype}; cast one of them")
+    return x
+
+
 def transpose_parts(rowptr: torch.Tensor, col: torch.Tensor, num_cols: int):
     """``(t_rowptr, t_col, perm)`` of a CSR structure, from torch ops (used when no cached
     transpose was handed to a backward)."""
@@ -46,3 +100,34 @@ def transpose_parts(rowptr: torch.Tensor, col: torch.Tensor, num_cols: int):
     t_rowptr = torch.zeros(num_cols + 1, dtype=torch.long, device=col.device)
     torch.cumsum(torch.bincount(col.long(), minlength=num_cols), 0, out=t_rowptr[1:])
     return t_rowptr.to(col.dtype), row[perm].to(col.dtype), perm
+
+
+def eager_twin(op, forward: Callable, setup_context: Callable, backward: Callable) -> Callable:
+    """Registers ``backward`` as the autograd of the custom op ``op`` and returns the ``apply``
+    of its eager twin: an ``autograd.Function`` with the same forward, context and backward
+    and less per-call overhead (``torch.compile`` traces the custom op instead). The twin sets
+    ``ctx.eager``, so a backward that records no graph may call the kernels directly."""
+    op.register_autograd(backward, setup_context=setup_context)
+
+    def twin_forward(ctx, *inputs):
+        out = forward(*inputs)
+        setup_context(ctx, inputs, out)
+        ctx.eager = True
+        return out
+
+    name = op._qualname.split("::")[-1]
+    twin = type(f"_{name}_eager", (torch.autograd.Function,),
+                {"forward": staticmethod(twin_forward), "backward": staticmethod(backward),
+                 "__doc__": f"Eager twin of the custom op {op._qualname}."})
+    return twin.apply
+
+
+def register_kernel_fake(name: str) -> Callable:
+    """Decorator: the fake (shape-only) implementation of the C++ kernel op
+    ``sparselth::<name>``, used by ``torch.compile`` and ``torch.library.opcheck``. Registered
+    when the built extension defines the op."""
+    def register(fn: Callable) -> Callable:
+        if _backend._extension_loaded() and hasattr(torch.ops.sparselth, name):
+            torch.library.register_fake(f"sparselth::{name}", fn)
+        return fn
+    return register

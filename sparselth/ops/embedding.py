@@ -20,7 +20,6 @@ so they trace under ``torch.compile``; eager calls skip the op machinery.
 
 from __future__ import annotations
 
-import functools
 from typing import Optional, Tuple
 
 import torch
@@ -28,6 +27,7 @@ import torch
 from ..sparse.embedding_formats import (BitmaskEmbedding, CSREmbedding, EmbeddingFormat,
                                         RowCompactEmbedding, unpack_bits)
 from . import backend as _backend
+from ._common import check_mask, eager_twin, register_kernel_fake
 
 Tensor = torch.Tensor
 
@@ -150,6 +150,34 @@ def embedding_sparse_grad_reference(grad: Tensor, mask: Tensor, ids: Tensor) -> 
 # =========================================================================== backends
 
 
+def _gather_shape(values: Tensor, scale: Optional[Tensor], ids: Tensor,
+                  bag_ptr: Optional[Tensor], dim) -> Tensor:
+    """The empty output of a gather: one row per id, or per bag."""
+    num_out = ids.shape[0] if bag_ptr is None else bag_ptr.shape[0] - 1
+    return values.new_empty((num_out, dim), dtype=_out_dtype(values, scale))
+
+
+@register_kernel_fake("embedding_rows_kernel")
+def _(table, remap, scale, mask, ids, bag_ptr, mode):
+    return _gather_shape(table, scale, ids, bag_ptr, table.shape[1])
+
+
+@register_kernel_fake("embedding_csr_kernel")
+@register_kernel_fake("embedding_bitmask_kernel")
+def _(rowptr, index, val, scale, ids, bag_ptr, mode, dim):
+    return _gather_shape(val, scale, ids, bag_ptr, dim)
+
+
+@register_kernel_fake("embedding_backward_kernel")
+def _(grad, mask, ids, num_rows):
+    return grad.new_empty((num_rows, grad.shape[1]))
+
+
+@register_kernel_fake("embedding_sparse_grad_kernel")
+def _(grad, mask, ids):
+    return torch.empty_like(grad)
+
+
 _KERNEL_OPS: dict = {}
 
 
@@ -188,21 +216,10 @@ _IMPLS = {
 }
 
 
-@functools.lru_cache(maxsize=None)
-def _has_kernels(key: str, op: str = "embedding_rows_kernel") -> bool:
-    """Whether the loaded extension has the embedding kernel ``op`` for dispatch key ``key``."""
-    if not _backend._extension_loaded():
-        return False
-    try:
-        return torch._C._dispatch_has_kernel_for_dispatch_key(f"sparselth::{op}", key)
-    except RuntimeError:  # an extension built before the embedding ops existed
-        return False
-
-
 def _resolve(op: str, backend: str, device: torch.device, dtype: torch.dtype) -> str:
     name = _backend.resolve(backend, device, dtype, op)
     fallback_ok = backend == "auto"
-    if name in ("cpp", "cuda") and not _has_kernels("CPU" if name == "cpp" else "CUDA"):
+    if name in ("cpp", "cuda") and not _backend.has_kernel("embedding_rows", device, name):
         if not fallback_ok:
             raise ValueError(f"{op}: backend {name!r} has no embedding kernels in the built "
                              "extension (rebuild sparselth)")
@@ -239,9 +256,7 @@ def _gather_op(kind: str, a: Tensor, b: Optional[Tensor], c: Optional[Tensor],
 
 @_gather_op.register_fake
 def _(kind, a, b, c, scale, ids, bag_ptr, mode, dim, backend):
-    num_out = ids.shape[0] if bag_ptr is None else bag_ptr.shape[0] - 1
-    values = a if kind == "rows" else c
-    return values.new_empty((num_out, dim), dtype=_out_dtype(values, scale))
+    return _gather_shape(a if kind == "rows" else c, scale, ids, bag_ptr, dim)
 
 
 @torch.library.custom_op("sparselth::masked_embedding", mutates_args=())
@@ -253,8 +268,7 @@ def _masked_op(weight: Tensor, mask: Optional[Tensor], ids: Tensor, bag_ptr: Opt
 
 @_masked_op.register_fake
 def _(weight, mask, ids, bag_ptr, mode, padding_idx, sparse_grad, backend):
-    num_out = ids.shape[0] if bag_ptr is None else bag_ptr.shape[0] - 1
-    return weight.new_empty((num_out, weight.shape[1]))
+    return _gather_shape(weight, None, ids, bag_ptr, weight.shape[1])
 
 
 @torch.library.custom_op("sparselth::embedding_dense_grad", mutates_args=())
@@ -287,8 +301,8 @@ def _sparse_grad(g: Tensor, mask: Optional[Tensor], ids: Tensor, num_rows: int, 
     (like ``nn.Embedding(sparse=True)``; repeated ids add up when coalesced)."""
     if mask is None:
         vals = g
-    elif eager and backend in ("cpp", "cuda") and _has_kernels(
-            "CPU" if backend == "cpp" else "CUDA", "embedding_sparse_grad_kernel"):
+    elif eager and backend in ("cpp", "cuda") and _backend.has_kernel(
+            "embedding_sparse_grad", g.device, backend):
         vals = _IMPLS[backend]["sparse_grad"](g, mask, ids)
     else:
         vals = embedding_sparse_grad_reference(g, mask, ids)
@@ -322,25 +336,12 @@ def _masked_backward(ctx, grad):
     return grad_weight, None, None, None, None, None, None, None
 
 
-_masked_op.register_autograd(_masked_backward, setup_context=_masked_setup)
-
-
-class _MaskedEmbeddingFunction(torch.autograd.Function):
-    """Eager twin of ``sparselth::masked_embedding`` (same backward, less per-call overhead;
-    also the path for sparse gradients)."""
-
-    @staticmethod
-    def forward(ctx, *inputs):
-        weight, mask, ids, bag_ptr, mode, _, _, backend = inputs
-        out = _run_gather(backend, "rows", weight, None, None, None, mask, ids, bag_ptr, mode,
-                          weight.shape[1])
-        _masked_setup(ctx, inputs, out)
-        ctx.eager = True
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        return _masked_backward(ctx, grad)
+# Eager calls that need a gradient go through this twin of the op (same backward; also the
+# path for sparse gradients).
+_masked_eager = eager_twin(
+    _masked_op, lambda weight, mask, ids, bag_ptr, mode, padding_idx, sparse_grad, backend:
+    _run_gather(backend, "rows", weight, None, None, None, mask, ids, bag_ptr, mode,
+                weight.shape[1]), _masked_setup, _masked_backward)
 
 
 # =========================================================================== argument checks
@@ -393,19 +394,11 @@ def _check_weight(op: str, weight) -> Tensor:
 
 
 def _check_mask(op: str, mask, weight: Tensor) -> Optional[Tensor]:
-    if mask is None:
-        return None
-    if not isinstance(mask, Tensor):
-        raise TypeError(f"{op}: mask must be a tensor or None, got {type(mask).__name__}")
-    if mask.shape != weight.shape:
-        raise ValueError(f"{op}: mask must have weight's shape {tuple(weight.shape)}, got "
-                         f"{tuple(mask.shape)}")
-    if mask.dtype not in (torch.bool, weight.dtype):
-        raise TypeError(f"{op}: mask must be bool or weight's dtype {weight.dtype} (a per-step "
-                        f"conversion would cost a pass over the table), got {mask.dtype}")
-    if mask.device != weight.device:
-        raise ValueError(f"{op}: mask is on {mask.device} but weight is on {weight.device}")
-    return mask if mask.is_contiguous() else mask.contiguous()
+    mask = check_mask(op, "mask", mask, [weight.shape], f"weight's shape {tuple(weight.shape)}",
+                      (torch.bool, weight.dtype),
+                      f"be bool or weight's dtype {weight.dtype} (a per-step conversion would "
+                      "cost a pass over the table)", weight.device, "weight")
+    return mask if mask is None or mask.is_contiguous() else mask.contiguous()
 
 
 def _check_padding_idx(op: str, padding_idx, num_rows: int) -> int:
@@ -500,7 +493,7 @@ def _masked_gather(op: str, weight: Tensor, mask: Optional[Tensor], flat: Tensor
     if not needs_grad:
         return _run_checked(op, name, flat, w.shape[0], _run_gather, name, "rows", w, None,
                             None, None, mask, flat, bag_ptr, mode, w.shape[1])
-    return _run_checked(op, name, flat, w.shape[0], _MaskedEmbeddingFunction.apply, *args)
+    return _run_checked(op, name, flat, w.shape[0], _masked_eager, *args)
 
 
 def embedding_lookup(table, ids: Tensor, *, backend: str = "auto") -> Tensor:

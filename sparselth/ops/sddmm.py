@@ -12,7 +12,7 @@ import torch
 
 from ..sparse.csr import CSR
 from . import backend as _backend
-from ._common import check_csr, check_dense, transpose_parts
+from ._common import check_csr, check_dense, eager_twin, register_kernel_fake, transpose_parts
 
 Tensor = torch.Tensor
 
@@ -25,6 +25,11 @@ def sddmm_reference(rowptr: Tensor, col: Tensor, x: Tensor, y: Tensor) -> Tensor
                                   output_size=col.numel())
     out = (x.to(acc).index_select(0, row) * y.to(acc).index_select(0, col.long())).sum(1)
     return out.to(x.dtype)
+
+
+@register_kernel_fake("sddmm_kernel")
+def _(rowptr, col, x, y):
+    return x.new_empty((col.shape[0],))
 
 
 def _sddmm_cpp(rowptr, col, x, y):
@@ -81,22 +86,9 @@ def _sddmm_backward(ctx, grad):
     return None, None, grad_x, grad_y, None, None, None, None
 
 
-_sddmm_op.register_autograd(_sddmm_backward, setup_context=_sddmm_setup)
-
-
-class _SddmmFunction(torch.autograd.Function):
-    """Eager-mode twin of ``sparselth::sddmm`` (same backward, less per-call overhead)."""
-
-    @staticmethod
-    def forward(ctx, *inputs):
-        out = _IMPLS[inputs[-1]](*inputs[:4])
-        _sddmm_setup(ctx, inputs, out)
-        ctx.eager = True
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        return _sddmm_backward(ctx, grad)
+# Eager calls that need a gradient go through this twin of the op (same backward).
+_sddmm_eager = eager_twin(_sddmm_op, lambda *inputs: _IMPLS[inputs[-1]](*inputs[:4]),
+                          _sddmm_setup, _sddmm_backward)
 
 
 def sddmm(A: CSR, X: Tensor, Y: Tensor, *, backend: str = "auto") -> Tensor:
@@ -136,5 +128,5 @@ def sddmm(A: CSR, X: Tensor, Y: Tensor, *, backend: str = "auto") -> Tensor:
     if Y.requires_grad:
         At = A.t()
         t_rowptr, t_col, t_perm = At.rowptr, At.col, A.csr_to_csc_perm()
-    op_fn = _sddmm_op if torch.compiler.is_compiling() else _SddmmFunction.apply
+    op_fn = _sddmm_op if torch.compiler.is_compiling() else _sddmm_eager
     return op_fn(A.rowptr, A.col, X, Y, t_rowptr, t_col, t_perm, name)

@@ -10,7 +10,7 @@ Two routes compute the same thing:
 
       out[n, cout, q] = bias[cout] + sum_{e in row cout} val[e] * src[n, blk[e], koff[e] + q]
 
-  (``shifted_spmm``). The input gradient is the same kernel on the transposed structure
+  (:func:`sparselth.ops.shifted.shifted_spmm`). The input gradient is the same kernel on the transposed structure
   (entries grouped by input block, negated shifts), the weight gradient a windowed dot product
   per stored weight (``shifted_sddmm``). A 3x3 conv with 256 channels on 32x32 images at
   batch 64 needs ~70 MB for the buffer where im2col needs 600 MB.
@@ -33,254 +33,17 @@ import torch.nn.functional as F
 
 from ..sparse.csr import CSR
 from . import backend as _backend
-from ._common import check_csr
+from ._common import check_csr, check_vector, check_weight_input
+# The shifted kernel's names stay importable from here (sparse layers and older code use them).
+from .shifted import BACKENDS as DIRECT_BACKENDS
+from .shifted import (ShiftedStructure, shifted_sddmm_reference, shifted_spmm,  # noqa: F401
+                      shifted_spmm_reference, shifted_spmm_t)
 from .spmm import spmm
 
 Tensor = torch.Tensor
 IntPair = Union[int, Sequence[int]]
 
-DIRECT_BACKENDS = ("reference", "cpp")
 ROUTES = ("auto", "direct", "im2col")
-
-
-# =============================================================================== shifted ops
-def _entry_rows(rowptr: Tensor, nnz: int) -> Tensor:
-    counts = (rowptr[1:] - rowptr[:-1]).long()
-    return torch.repeat_interleave(torch.arange(rowptr.numel() - 1, device=rowptr.device), counts,
-                                   output_size=nnz)
-
-
-def _windows(blk: Tensor, koff: Optional[Tensor], Ls: int, q: int) -> Tensor:
-    base = blk.long() * Ls
-    if koff is not None:
-        base = base + koff.long()
-    return base.unsqueeze(1) + torch.arange(q, device=blk.device)
-
-
-def _chunk(nnz: int, N: int, q: int) -> int:
-    return max(1, (1 << 22) // max(1, N * q))
-
-
-def _narrow_wide(out: Tensor, wide: int, cols: int) -> Tensor:
-    """``(N, R, q)`` on rows of ``wide`` -> ``(N, R, q // wide * cols)``, the first ``cols`` of each."""
-    if wide == cols:
-        return out
-    N, R, q = out.shape
-    return out.view(N, R, q // wide, wide)[..., :cols].reshape(N, R, q // wide * cols)
-
-
-def _widen(grad: Tensor, wide: int, cols: int) -> Tensor:
-    """The adjoint of :func:`_narrow_wide`: zeros in the dropped columns."""
-    if wide == cols:
-        return grad
-    N, R, L = grad.shape
-    return F.pad(grad.view(N, R, L // cols, cols), (0, wide - cols)).reshape(N, R, L // cols * wide)
-
-
-def shifted_spmm_reference(rowptr: Tensor, blk: Tensor, koff: Optional[Tensor],
-                           val: Optional[Tensor], src: Tensor, bias: Optional[Tensor],
-                           num_rows: int, q: int, wide: int = 0, cols: int = 0) -> Tensor:
-    """Pure-PyTorch ``out[n, r, q] = bias[r] + sum_{e in row r} val[e] * src[n, blk[e], koff[e] + q]``
-    (gather the windows, scale, index_add by row): the oracle of the C++ kernel. The ``q``
-    positions form rows of ``wide``, of which the first ``cols`` are returned (default: all)."""
-    N, C, Ls = src.shape
-    nnz = blk.numel()
-    out = src.new_zeros(N, num_rows, q)
-    if nnz and q and N:
-        rows = _entry_rows(rowptr, nnz)
-        flat = src.reshape(N, C * Ls)
-        step = _chunk(nnz, N, q)
-        for a in range(0, nnz, step):
-            b = min(nnz, a + step)
-            idx = _windows(blk[a:b], None if koff is None else koff[a:b], Ls, q)
-            win = flat[:, idx]                                    # (N, chunk, q)
-            if val is not None:
-                win = win * val[a:b].view(1, -1, 1)
-            out.index_add_(1, rows[a:b], win)
-    if bias is not None:
-        out = out + bias.view(1, -1, 1)
-    return _narrow_wide(out, wide or max(q, 1), cols or wide or max(q, 1))
-
-
-def shifted_sddmm_reference(rowptr: Tensor, blk: Tensor, koff: Optional[Tensor], a: Tensor,
-                            src: Tensor) -> Tensor:
-    """Pure-PyTorch ``out[e] = sum_{n, q} a[n, row(e), q] * src[n, blk[e], koff[e] + q]``."""
-    N, C, Ls = src.shape
-    q = a.shape[2]
-    nnz = blk.numel()
-    out = src.new_zeros(nnz)
-    if nnz and q and N:
-        rows = _entry_rows(rowptr, nnz)
-        flat = src.reshape(N, C * Ls)
-        step = _chunk(nnz, N, q)
-        for s in range(0, nnz, step):
-            e = min(nnz, s + step)
-            idx = _windows(blk[s:e], None if koff is None else koff[s:e], Ls, q)
-            out[s:e] = (flat[:, idx] * a[:, rows[s:e]]).sum((0, 2))
-    return out
-
-
-def _shifted_spmm_cpp(rowptr, blk, koff, val, src, bias, num_rows, q, wide, cols):
-    return torch.ops.sparselth.shifted_spmm_kernel(rowptr, blk, koff, val, src, bias, num_rows, q,
-                                                   wide, cols)
-
-
-def _shifted_sddmm_cpp(rowptr, blk, koff, a, src):
-    return torch.ops.sparselth.shifted_sddmm_kernel(rowptr, blk, koff, a, src)
-
-
-_SPMM_IMPLS = {"reference": shifted_spmm_reference, "cpp": _shifted_spmm_cpp}
-_SDDMM_IMPLS = {"reference": shifted_sddmm_reference, "cpp": _shifted_sddmm_cpp}
-
-
-@torch.compiler.assume_constant_result
-def _has_cpp_kernel() -> bool:
-    return _backend._extension_loaded() and hasattr(torch.ops.sparselth, "shifted_spmm_kernel")
-
-
-@torch.library.custom_op("sparselth::shifted_spmm", mutates_args=())
-def _shifted_spmm_op(rowptr: Tensor, blk: Tensor, koff: Optional[Tensor], val: Optional[Tensor],
-                     src: Tensor, bias: Optional[Tensor], t_rowptr: Tensor, t_blk: Tensor,
-                     t_perm: Tensor, t_iperm: Tensor, num_rows: int, q: int, wide: int,
-                     cols: int, kmax: int, kmin: int, backend: str) -> Tensor:
-    return _SPMM_IMPLS[backend](rowptr, blk, koff, val, src, bias, num_rows, q, wide, cols)
-
-
-@_shifted_spmm_op.register_fake
-def _(rowptr, blk, koff, val, src, bias, t_rowptr, t_blk, t_perm, t_iperm, num_rows, q, wide,
-      cols, kmax, kmin, backend):
-    return src.new_empty((src.shape[0], num_rows, q // wide * cols))
-
-
-def _adjoint_src(grad: Tensor, rowptr, blk, koff, val, t_rowptr, t_blk, t_perm, t_iperm,
-                 num_blocks: int, Ls: int, q: int, kmax: int, kmin: int, backend: str) -> Tensor:
-    """``d src`` of ``shifted_spmm``: the same op on the transposed structure (entries grouped
-    by source block, shift ``kmax - koff``) over ``grad`` padded by ``kmax`` in front."""
-    padded = grad if (kmax == 0 and Ls == q) else F.pad(grad, (kmax, Ls - q))
-    t_koff = None if koff is None else (kmax - koff[t_perm]).contiguous()
-    t_val = None if val is None else val[t_perm].contiguous()
-    return _shifted_spmm_op(t_rowptr, t_blk, t_koff, t_val, padded.contiguous(), None, rowptr,
-                            blk, t_iperm, t_perm, num_blocks, Ls, max(Ls, 1), max(Ls, 1),
-                            kmax - kmin, 0, backend)
-
-
-def _shifted_spmm_setup(ctx, inputs, output):
-    (rowptr, blk, koff, val, src, bias, t_rowptr, t_blk, t_perm, t_iperm, num_rows, q, wide,
-     cols, kmax, kmin, backend) = inputs
-    ctx.save_for_backward(rowptr, blk, koff, val, src, t_rowptr, t_blk, t_perm, t_iperm)
-    ctx.meta = (num_rows, q, wide, cols, kmax, kmin, backend, bias is not None)
-
-
-def _shifted_spmm_backward(ctx, grad):
-    rowptr, blk, koff, val, src, t_rowptr, t_blk, t_perm, t_iperm = ctx.saved_tensors
-    num_rows, q, wide, cols, kmax, kmin, backend, has_bias = ctx.meta
-    needs = ctx.needs_input_grad
-    grad = _widen(grad.contiguous(), wide, cols).contiguous()
-    grad_val = grad_src = grad_bias = None
-    if needs[3]:
-        grad_val = _shifted_sddmm_op(rowptr, blk, koff, grad, src, t_rowptr, t_blk, t_perm,
-                                     t_iperm, kmax, kmin, backend)
-    if needs[4]:
-        grad_src = _adjoint_src(grad, rowptr, blk, koff, val, t_rowptr, t_blk, t_perm, t_iperm,
-                                src.shape[1], src.shape[2], q, kmax, kmin, backend)
-    if has_bias and needs[5]:
-        grad_bias = grad.sum((0, 2))
-    return (None, None, None, grad_val, grad_src, grad_bias) + (None,) * 11
-
-
-_shifted_spmm_op.register_autograd(_shifted_spmm_backward, setup_context=_shifted_spmm_setup)
-
-
-@torch.library.custom_op("sparselth::shifted_sddmm", mutates_args=())
-def _shifted_sddmm_op(rowptr: Tensor, blk: Tensor, koff: Optional[Tensor], a: Tensor, src: Tensor,
-                      t_rowptr: Tensor, t_blk: Tensor, t_perm: Tensor, t_iperm: Tensor,
-                      kmax: int, kmin: int, backend: str) -> Tensor:
-    return _SDDMM_IMPLS[backend](rowptr, blk, koff, a, src)
-
-
-@_shifted_sddmm_op.register_fake
-def _(rowptr, blk, koff, a, src, t_rowptr, t_blk, t_perm, t_iperm, kmax, kmin, backend):
-    return src.new_empty((blk.shape[0],))
-
-
-def _shifted_sddmm_setup(ctx, inputs, output):
-    rowptr, blk, koff, a, src, t_rowptr, t_blk, t_perm, t_iperm, kmax, kmin, backend = inputs
-    ctx.save_for_backward(rowptr, blk, koff, a, src, t_rowptr, t_blk, t_perm, t_iperm)
-    ctx.meta = (kmax, kmin, backend)
-
-
-def _shifted_sddmm_backward(ctx, grad):
-    rowptr, blk, koff, a, src, t_rowptr, t_blk, t_perm, t_iperm = ctx.saved_tensors
-    kmax, kmin, backend = ctx.meta
-    grad = grad.contiguous()
-    grad_a = grad_src = None
-    q = a.shape[2]
-    if ctx.needs_input_grad[3]:    # d a = shifted_spmm with the values set to grad
-        grad_a = _shifted_spmm_op(rowptr, blk, koff, grad, src, None, t_rowptr, t_blk, t_perm,
-                                  t_iperm, a.shape[1], q, max(q, 1), max(q, 1), kmax, kmin,
-                                  backend)
-    if ctx.needs_input_grad[4]:    # d src = the adjoint of that op applied to a
-        grad_src = _adjoint_src(a, rowptr, blk, koff, grad, t_rowptr, t_blk, t_perm, t_iperm,
-                                src.shape[1], src.shape[2], q, kmax, kmin, backend)
-    return (None, None, None, grad_a, grad_src) + (None,) * 7
-
-
-_shifted_sddmm_op.register_autograd(_shifted_sddmm_backward, setup_context=_shifted_sddmm_setup)
-
-
-class ShiftedStructure:
-    """A sparse weight's entries as (row, source block, shift), with the transposed structure
-    the backward pass needs. ``koff`` is ``None`` when every shift is 0 (sparse linear)."""
-
-    __slots__ = ("rowptr", "blk", "koff", "t_rowptr", "t_blk", "t_perm", "t_iperm",
-                 "num_rows", "num_blocks", "kmax", "kmin")
-
-    def __init__(self, rowptr, blk, koff, t_rowptr, t_blk, t_perm, t_iperm, num_rows,
-                 num_blocks, kmax=0, kmin=0):
-        self.rowptr, self.blk, self.koff = rowptr, blk, koff
-        self.t_rowptr, self.t_blk, self.t_perm, self.t_iperm = t_rowptr, t_blk, t_perm, t_iperm
-        self.num_rows, self.num_blocks, self.kmax, self.kmin = num_rows, num_blocks, kmax, kmin
-
-    @classmethod
-    def from_csr(cls, A: CSR) -> "ShiftedStructure":
-        """Shift-free structure of a CSR (rows = A's rows, blocks = A's columns)."""
-        At = A.t()
-        return cls(A.rowptr, A.col, None, At.rowptr, At.col, A.csr_to_csc_perm(),
-                   At.csr_to_csc_perm(), A.shape[0], A.shape[1])
-
-    def with_shifts(self, koff: Optional[Tensor]) -> "ShiftedStructure":
-        kmax = int(koff.max()) if koff is not None and koff.numel() else 0
-        kmin = int(koff.min()) if koff is not None and koff.numel() else 0
-        return ShiftedStructure(self.rowptr, self.blk, koff, self.t_rowptr, self.t_blk,
-                                self.t_perm, self.t_iperm, self.num_rows, self.num_blocks, kmax,
-                                kmin)
-
-
-def shifted_spmm(S: ShiftedStructure, val: Optional[Tensor], src: Tensor, q: int,
-                 bias: Optional[Tensor] = None, backend: str = "cpp", wide: int = 0,
-                 cols: int = 0) -> Tensor:
-    """``out[n, r, q] = bias[r] + sum_{e in row r} val[e] * src[n, blk[e], koff[e] + q]``,
-    differentiable wrt ``val``, ``src`` and ``bias``. The ``q`` positions form rows of ``wide``
-    of which the first ``cols`` are kept (default: all). ``backend`` is a concrete
-    :data:`DIRECT_BACKENDS` name; inputs are trusted (callers validate)."""
-    src = src.contiguous()
-    wide = wide or max(q, 1)
-    cols = cols or wide
-    if not torch.compiler.is_compiling() and not (torch.is_grad_enabled() and any(
-            t is not None and t.requires_grad for t in (val, src, bias))):
-        return _SPMM_IMPLS[backend](S.rowptr, S.blk, S.koff, val, src, bias, S.num_rows, q,
-                                    wide, cols)
-    return _shifted_spmm_op(S.rowptr, S.blk, S.koff, val, src, bias, S.t_rowptr, S.t_blk,
-                            S.t_perm, S.t_iperm, S.num_rows, q, wide, cols, S.kmax, S.kmin,
-                            backend)
-
-
-def shifted_spmm_t(S: ShiftedStructure, val: Optional[Tensor], grad: Tensor, Ls: int,
-                   backend: str = "cpp") -> Tensor:
-    """The adjoint of :func:`shifted_spmm` wrt ``src``: ``(N, num_rows, q)`` -> ``(N, num_blocks, Ls)``."""
-    return _adjoint_src(grad.contiguous(), S.rowptr, S.blk, S.koff, val, S.t_rowptr, S.t_blk,
-                        S.t_perm, S.t_iperm, S.num_blocks, Ls, grad.shape[2], S.kmax, S.kmin,
-                        backend)
 
 
 # =============================================================================== conv plans
@@ -436,35 +199,21 @@ class ConvPlan:
 
 
 # =============================================================================== checks
-def _check_input(op: str, x, channels: int, weight: CSR) -> Tensor:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{op}: input must be a torch.Tensor, got {type(x).__name__}")
+def _check_call(op: str, x, weight: CSR, bias, plan: "ConvPlan",
+                transposed: bool) -> Optional[Tensor]:
+    """The input, weight and bias of a convolution (``transposed``: of its adjoint) with
+    ``plan``; returns the bias."""
+    cin, cout = plan.in_channels, plan.out_channels
+    if transposed:
+        cin, cout = cout, cin
+    check_weight_input(op, x, weight)
     if x.dim() != 4:
         raise ValueError(f"{op}: input must be 4-D (N, C, H, W), got shape {tuple(x.shape)}")
-    if not x.dtype.is_floating_point:
-        raise TypeError(f"{op}: input must be floating point, got {x.dtype}")
-    if x.shape[1] != channels:
-        raise ValueError(f"{op}: input must have {channels} channels, got shape {tuple(x.shape)}")
-    if x.device != weight.device:
-        raise ValueError(f"{op}: input is on {x.device} but weight is on {weight.device}")
-    if weight.val is not None and weight.val.dtype != x.dtype:
-        raise TypeError(f"{op}: weight values have dtype {weight.val.dtype} but input has "
-                        f"{x.dtype}; cast one of them")
-    return x
-
-
-def _check_bias(op: str, bias, n: int, x: Tensor) -> Optional[Tensor]:
-    if bias is None:
-        return None
-    if not isinstance(bias, Tensor):
-        raise TypeError(f"{op}: bias must be a tensor or None, got {type(bias).__name__}")
-    if bias.dim() != 1 or bias.numel() != n:
-        raise ValueError(f"{op}: bias must have shape ({n},), got {tuple(bias.shape)}")
-    if bias.dtype != x.dtype:
-        raise TypeError(f"{op}: bias has dtype {bias.dtype}, expected {x.dtype}")
-    if bias.device != x.device:
-        raise ValueError(f"{op}: bias is on {bias.device}, expected {x.device}")
-    return bias
+    if x.shape[1] != cin:
+        raise ValueError(f"{op}: input must have {cin} channels, got shape {tuple(x.shape)}")
+    if weight.nnz != plan.nnz:
+        raise ValueError(f"{op}: weight has {weight.nnz} stored entries but the plan {plan.nnz}")
+    return check_vector(op, "bias", bias, cout, x)
 
 
 def _check_plan_args(op: str, plan: "ConvPlan", kernel_size, stride, padding, dilation,
@@ -484,6 +233,10 @@ def _values(weight: CSR, x: Tensor) -> Tensor:
     return weight.val if weight.val is not None else weight.values(x.dtype)
 
 
+def _has_direct_kernel(device: torch.device) -> bool:
+    return _backend.has_kernel("shifted_spmm", device, "cpp")
+
+
 def resolve_route(op: str, route: str, backend: str, device: torch.device,
                   dtype: torch.dtype) -> Tuple[str, str]:
     """``(route, backend)`` for a sparse conv: ``direct`` on ``cpp``/``reference``, ``im2col``
@@ -492,12 +245,12 @@ def resolve_route(op: str, route: str, backend: str, device: torch.device,
         raise ValueError(f"{op}: route must be one of {ROUTES}, got {route!r}")
     name = _backend.resolve(backend, device, dtype, op)
     if route == "auto":
-        route = "direct" if name == "cpp" and _has_cpp_kernel() else "im2col"
+        route = "direct" if name == "cpp" and _has_direct_kernel(device) else "im2col"
     if route == "direct":
         if name not in DIRECT_BACKENDS:
             raise ValueError(f"{op}: route 'direct' runs on backends {DIRECT_BACKENDS}, got "
                              f"{name!r} (use route='im2col')")
-        if name == "cpp" and not _has_cpp_kernel():
+        if name == "cpp" and not _has_direct_kernel(device):
             raise ValueError(f"{op}: the C++ conv kernel is not built (reinstall sparselth)")
     return route, name
 
@@ -543,10 +296,7 @@ def sparse_conv2d(x: Tensor, weight: CSR, bias: Optional[Tensor] = None, stride:
         plan = ConvPlan(weight, x.shape[1], kernel_size, stride, padding, dilation, groups, op)
     else:
         _check_plan_args(op, plan, kernel_size, stride, padding, dilation, groups)
-    _check_input(op, x, plan.in_channels, weight)
-    if weight.nnz != plan.nnz:
-        raise ValueError(f"{op}: weight has {weight.nnz} stored entries but the plan {plan.nnz}")
-    bias = _check_bias(op, bias, plan.out_channels, x)
+    bias = _check_call(op, x, weight, bias, plan, transposed=False)
     N, C, H, W = x.shape
     Hout, Wout = plan.out_size(H, W)
     if Hout < 1 or Wout < 1:
@@ -629,11 +379,7 @@ def sparse_conv_transpose2d(x: Tensor, weight: CSR, bias: Optional[Tensor] = Non
         plan = ConvPlan(weight, cout, (kh, kw), stride, padding, dilation, groups, op)
     else:
         _check_plan_args(op, plan, kernel_size, stride, padding, dilation, groups)
-    _check_input(op, x, plan.out_channels, weight)
-    if weight.nnz != plan.nnz:
-        raise ValueError(f"{op}: weight has {weight.nnz} stored entries but the plan {plan.nnz}")
-    cout = plan.in_channels
-    bias = _check_bias(op, bias, cout, x)
+    bias = _check_call(op, x, weight, bias, plan, transposed=True)
     N, _, Hx, Wx = x.shape
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (plan.kernel_size, plan.stride, plan.padding,
                                               plan.dilation)
@@ -678,10 +424,7 @@ def _conv_t_direct(x, plan: ConvPlan, val, Hy, Wy, backend):
     buf = x.new_zeros(N, R, kmax + Ls)
     wide = buf[:, :, kmax:kmax + Q].view(N, R, g["Hout"], g["Wq"])
     wide[:, :, :Hx, :Wx] = x
-    t_koff = None if S.koff is None else (kmax - S.koff[S.t_perm]).contiguous()
-    t_val = val[S.t_perm]
-    T = ShiftedStructure(S.t_rowptr, S.t_blk, t_koff, S.rowptr, S.blk, S.t_iperm, S.t_perm,
-                         S.num_blocks, S.num_rows, kmax - S.kmin, 0)
+    T, t_val = S.transposed(val)
     src = shifted_spmm(T, t_val, buf, Ls, None, backend)
     return plan.unbuild(src, Hy, Wy, g)
 

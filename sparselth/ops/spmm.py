@@ -14,7 +14,8 @@ import torch
 
 from ..sparse.csr import CSR
 from . import backend as _backend
-from ._common import check_csr, check_dense, check_like, transpose_parts
+from ._common import (check_csr, check_dense, check_mask, check_vector, eager_twin,
+                      register_kernel_fake, transpose_parts)
 
 Tensor = torch.Tensor
 
@@ -37,6 +38,11 @@ def spmm_reference(rowptr: Tensor, col: Tensor, val: Optional[Tensor], x: Tensor
     if bias is not None:
         out = out + bias.to(acc)
     return out.to(x.dtype)
+
+
+@register_kernel_fake("spmm_kernel")
+def _(rowptr, col, val, x, x_mask, row_scale, bias, num_rows):
+    return x.new_empty((num_rows, x.shape[1]))
 
 
 def _spmm_cpp(rowptr, col, val, x, x_mask, row_scale, bias, num_rows):
@@ -114,23 +120,9 @@ def _spmm_backward(ctx, grad):
             None, None)
 
 
-_spmm_op.register_autograd(_spmm_backward, setup_context=_spmm_setup)
-
-
-class _SpmmFunction(torch.autograd.Function):
-    """Eager-mode twin of ``sparselth::spmm`` with the same backward and less per-call
-    overhead; ``torch.compile`` traces the custom op instead."""
-
-    @staticmethod
-    def forward(ctx, *inputs):
-        out = _IMPLS[inputs[-1]](*inputs[:7], inputs[10])
-        _spmm_setup(ctx, inputs, out)
-        ctx.eager = True
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        return _spmm_backward(ctx, grad)
+# Eager calls that need a gradient go through this twin of the op (same backward).
+_spmm_eager = eager_twin(_spmm_op, lambda *inputs: _IMPLS[inputs[-1]](*inputs[:7], inputs[10]),
+                         _spmm_setup, _spmm_backward)
 
 
 def spmm(A: CSR, X: Tensor, *, x_mask: Optional[Tensor] = None,
@@ -166,28 +158,12 @@ def spmm(A: CSR, X: Tensor, *, x_mask: Optional[Tensor] = None,
     val = A.val
     if val is not None and val.dtype != X.dtype:
         raise TypeError(f"{op}: A.val has dtype {val.dtype} but X has {X.dtype}; cast one of them")
-    if x_mask is not None:
-        if not isinstance(x_mask, Tensor):
-            raise TypeError(f"{op}: x_mask must be a tensor, got {type(x_mask).__name__}")
-        if x_mask.shape != X.shape:
-            raise ValueError(f"{op}: x_mask must have X's shape {tuple(X.shape)}, got {tuple(x_mask.shape)}")
-        if x_mask.dtype != torch.bool:
-            check_like(op, "x_mask", x_mask, X.device, X.dtype)
-        elif x_mask.device != X.device:
-            raise ValueError(f"{op}: x_mask is on {x_mask.device}, expected {X.device}")
-        x_mask = x_mask.contiguous()
-    if row_scale is not None:
-        check_dense(op, "row_scale", row_scale, dim=1)
-        if row_scale.numel() != m:
-            raise ValueError(f"{op}: row_scale must have shape ({m},), got {tuple(row_scale.shape)}")
-        check_like(op, "row_scale", row_scale, X.device, X.dtype)
-        row_scale = row_scale.contiguous()
-    if bias is not None:
-        check_dense(op, "bias", bias, dim=1)
-        if bias.numel() != X.shape[1]:
-            raise ValueError(f"{op}: bias must have shape ({X.shape[1]},), got {tuple(bias.shape)}")
-        check_like(op, "bias", bias, X.device, X.dtype)
-        bias = bias.contiguous()
+    x_mask = check_mask(op, "x_mask", x_mask, [X.shape], f"X's shape {tuple(X.shape)}",
+                        (torch.bool, X.dtype), f"be bool or X's dtype {X.dtype}", X.device, "X")
+    row_scale = check_vector(op, "row_scale", row_scale, m, X)
+    bias = check_vector(op, "bias", bias, X.shape[1], X)
+    x_mask, row_scale, bias = (None if t is None else t.contiguous()
+                               for t in (x_mask, row_scale, bias))
     X = X.contiguous()
     name = _backend.resolve(backend, X.device, X.dtype, op)
     needs_grad = torch.is_grad_enabled() and any(
@@ -198,5 +174,5 @@ def spmm(A: CSR, X: Tensor, *, x_mask: Optional[Tensor] = None,
     if X.requires_grad or (x_mask is not None and x_mask.requires_grad):
         At = A.t()
         t_rowptr, t_col, t_perm = At.rowptr, At.col, A.csr_to_csc_perm()
-    op_fn = _spmm_op if torch.compiler.is_compiling() else _SpmmFunction.apply
+    op_fn = _spmm_op if torch.compiler.is_compiling() else _spmm_eager
     return op_fn(A.rowptr, A.col, val, X, x_mask, row_scale, bias, t_rowptr, t_col, t_perm, m, name)

@@ -27,6 +27,13 @@ pruned), ``graph_sparsity`` (fraction of the edges pruned, None without a graph)
 Resume rule (every kind): a folder with a ``progress.json`` is resumed. ``rounds`` may
 change (a larger value extends the run; a smaller one reads the first rounds); any other
 difference of the config or settings is refused with a ``ValueError`` naming the fields.
+
+A new run kind: a frozen dataclass deriving from :class:`Config` (fields made with
+:func:`help_field`, a ``run_prefix``), its name in :data:`KINDS`, and a driver that calls
+``RunDir.resume`` (or ``create`` for a new run), saves its tensors with ``RunDir.save`` and
+ends every round with ``RunDir.commit``, writing records with the common keys. Its rounds
+then read back with :func:`read_round` / :func:`ticket_parts` (``sparselth.ticket.load_round``
+makes the ticket) and plot with ``sparselth plot``.
 """
 
 from __future__ import annotations

@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..metrics.classification import accuracy
+
 __all__ = ["ClassificationTask", "SGDConfig", "evaluate_classifier"]
 
 
@@ -81,8 +83,7 @@ def evaluate_classifier(model: nn.Module, x: Tensor, y: Tensor) -> dict[str, flo
     model.eval()
     with torch.no_grad():
         logits = model(x)
-    return {"accuracy": (logits.argmax(1) == y).float().mean().item(),
-            "loss": F.cross_entropy(logits, y).item()}
+    return {"accuracy": accuracy(logits, y), "loss": F.cross_entropy(logits, y).item()}
 
 
 class ClassificationTask:

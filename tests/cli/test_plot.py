@@ -196,3 +196,19 @@ def test_real_ugs_run_and_its_random_baseline(tmp_path, one_thread, drawn):
     assert [label for label, _ in graph[1]] == [str(r) for r in runs]
     curve = cli_plot.read_run(runs[0])
     assert curve.kind == "ugs" and curve.prunes_graph and len(curve.values) == 2
+
+
+@pytest.mark.slow
+def test_real_recommender_run_plots_recall(tmp_path, one_thread, drawn):
+    from sparselth.data import synthetic_interactions
+    from sparselth.train import BPRConfig, find_recsys_ticket
+
+    data = synthetic_interactions(60, 80, avg_interactions=8, min_interactions=3,
+                                  seed=0).with_validation(0.2, seed=0)
+    run = tmp_path / "mf"
+    out = find_recsys_ticket("mf", data, rounds=1, fraction=0.3, dim=8, run_dir=run,
+                             train=BPRConfig(epochs=2, patience=2, batch_size=256),
+                             measure_latency=False, progress=False)
+    assert cli.main(["plot", str(run), "--out", str(tmp_path / "plots")]) == 0
+    (_, lines), = drawn["recall_20_vs_sparsity.png"]
+    assert lines[0][1] == pytest.approx([r["recall@20"] for r in out["records"]])

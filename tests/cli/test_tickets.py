@@ -19,12 +19,15 @@ TINY = {
 }
 
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
 def _run(argv) -> int:
     return cli.main([str(a) for a in argv])
 
 
 @pytest.fixture(scope="module")
-def found(tmp_path_factory, one_thread):
+def found(tmp_path_factory):
     root = tmp_path_factory.mktemp("find")
     cfg = root / "tiny.json"
     cfg.write_text(json.dumps(TINY))

@@ -62,38 +62,81 @@ CONVS = [
 
 
 @pytest.mark.parametrize("kw", CONVS)
-def test_conv_layers_equal_masked_dense(kw):
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("route", ["direct", "im2col"])
+def test_sparse_conv_equals_masked_dense(kw, backend, route):
     conv = nn.Conv2d(**kw)
     x = torch.randn(2, 4, 9, 10)
     for mask in (_mask(conv.weight.shape, 0.7, 3), _channel_mask(conv.weight.shape, 4)):
         ref = snn.MaskedConv2d.from_dense(conv, mask)(x)
         torch.testing.assert_close(ref, conv._conv_forward(x, conv.weight * mask, conv.bias))
-        for backend in BACKENDS:
-            for route in ("direct", "im2col"):
-                layer = snn.SparseConv2d.from_dense(conv, mask, route=route, backend=backend)
-                torch.testing.assert_close(layer(x), ref, **TOL32)
-        if conv.groups == 1:
-            torch.testing.assert_close(snn.ChannelPrunedConv2d.from_dense(conv, mask)(x), ref, **TOL32)
+        layer = snn.SparseConv2d.from_dense(conv, mask, route=route, backend=backend)
+        torch.testing.assert_close(layer(x), ref, **TOL32)
 
 
-@pytest.mark.parametrize("kw", [
+@pytest.mark.parametrize("kw", [kw for kw in CONVS if kw.get("groups", 1) == 1])
+def test_channel_pruned_conv_equals_masked_dense(kw):
+    conv = nn.Conv2d(**kw)
+    x = torch.randn(2, 4, 9, 10)
+    for mask in (_mask(conv.weight.shape, 0.7, 3), _channel_mask(conv.weight.shape, 4)):
+        ref = snn.MaskedConv2d.from_dense(conv, mask)(x)
+        torch.testing.assert_close(snn.ChannelPrunedConv2d.from_dense(conv, mask)(x), ref, **TOL32)
+
+
+DECONVS = [
     dict(in_channels=6, out_channels=4, kernel_size=4, stride=2, padding=1),
     dict(in_channels=6, out_channels=4, kernel_size=3, stride=2, padding=1, output_padding=1),
     dict(in_channels=6, out_channels=4, kernel_size=3, stride=2, padding=1, groups=2, bias=False),
-])
-def test_conv_transpose_layers_equal_masked_dense(kw):
+]
+
+
+def _deconv_case(kw):
     deconv = nn.ConvTranspose2d(**kw)
-    mask = _mask(deconv.weight.shape, 0.6, 5)
-    x = torch.randn(2, 6, 5, 7)
-    masked = snn.MaskedConvTranspose2d.from_dense(deconv, mask)
     (k, _), (s, _), (p, _) = deconv.kernel_size, deconv.stride, deconv.padding
     osz = ((5 - 1) * s - 2 * p + k, (7 - 1) * s - 2 * p + k)    # output_padding 1 via output_size
-    for backend in BACKENDS:
-        for route in ("direct", "im2col"):
-            layer = snn.SparseConvTranspose2d.from_dense(deconv, mask, route=route, backend=backend)
-            torch.testing.assert_close(layer(x), masked(x), **TOL32)
-            torch.testing.assert_close(layer(x, output_size=osz), masked(x, output_size=osz), **TOL32)
+    return deconv, torch.randn(2, 6, 5, 7), osz
+
+
+@pytest.mark.parametrize("kw", DECONVS)
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("route", ["direct", "im2col"])
+def test_sparse_conv_transpose_equals_masked_dense(kw, backend, route):
+    deconv, x, osz = _deconv_case(kw)
+    mask = _mask(deconv.weight.shape, 0.6, 5)
+    masked = snn.MaskedConvTranspose2d.from_dense(deconv, mask)
+    layer = snn.SparseConvTranspose2d.from_dense(deconv, mask, route=route, backend=backend)
+    torch.testing.assert_close(layer(x), masked(x), **TOL32)
+    torch.testing.assert_close(layer(x, output_size=osz), masked(x, output_size=osz), **TOL32)
     torch.testing.assert_close(masked.to_sparse().dense_weight(), deconv.weight.detach() * mask)
+
+
+@pytest.mark.parametrize("kw", [kw for kw in DECONVS if kw.get("groups", 1) == 1])
+def test_channel_pruned_conv_transpose_equals_masked_dense(kw):
+    deconv, x, osz = _deconv_case(kw)
+    for mask in (_mask(deconv.weight.shape, 0.6, 5), _channel_mask(deconv.weight.shape, 6)):
+        masked = snn.MaskedConvTranspose2d.from_dense(deconv, mask)
+        layer = snn.ChannelPrunedConvTranspose2d.from_dense(deconv, mask)
+        torch.testing.assert_close(layer(x), masked(x), **TOL32)
+        torch.testing.assert_close(layer(x, output_size=osz), masked(x, output_size=osz), **TOL32)
+        torch.testing.assert_close(layer.dense_weight(), deconv.weight.detach() * mask)
+    assert layer.in_index.numel() < 6 and layer.out_index.numel() < 4   # channels dropped
+    with pytest.raises(ValueError, match="groups must be 1"):
+        snn.ChannelPrunedConvTranspose2d.from_dense(nn.ConvTranspose2d(4, 4, 3, groups=2))
+
+
+@pytest.mark.parametrize("layer, shape", [
+    (nn.Linear(5, 3), (2, 5)),
+    (nn.Conv2d(3, 4, 3, padding=1), (2, 3, 6, 6)),
+    (nn.ConvTranspose2d(3, 4, 3, stride=2), (2, 3, 4, 4)),
+])
+def test_channel_pruned_layer_with_everything_pruned_gives_the_bias(layer, shape):
+    cls = {nn.Linear: snn.ChannelPrunedLinear, nn.Conv2d: snn.ChannelPrunedConv2d,
+           nn.ConvTranspose2d: snn.ChannelPrunedConvTranspose2d}[type(layer)]
+    mask = torch.zeros_like(layer.weight, dtype=torch.bool)
+    x = torch.randn(*shape)
+    masked = {nn.Linear: snn.MaskedLinear, nn.Conv2d: snn.MaskedConv2d,
+              nn.ConvTranspose2d: snn.MaskedConvTranspose2d}[type(layer)].from_dense(layer, mask)
+    torch.testing.assert_close(cls.from_dense(layer, mask)(x), masked(x))
 
 
 # ----------------------------------------------------------------------------- training
@@ -283,6 +326,7 @@ def test_semi_structured_needs_a_supported_gpu():
                                atol=1e-2, rtol=1e-2)
 
 
+@pytest.mark.slow
 def test_benchmark_runs_end_to_end(tmp_path):
     """``python -m bench.sparse_weights`` on tiny sizes writes its JSON and Markdown (no timing
     is asserted)."""

@@ -48,15 +48,15 @@ def check_against_dense(W, mask, B, backend, dtype, lead=None, bias=True, seed=0
         torch.testing.assert_close(got.double(), want, **tol)
 
 
-def test_golden_hand_computed():
+@pytest.mark.parametrize("backend", test_backends())
+def test_golden_hand_computed(backend):
     # W = [[0, 2, 0], [0, 0, 0], [1, 0, 3]], b = [1, -1, 0.5]; x = [[1, 2, 3], [4, 5, 6]]
     A = CSR(torch.tensor([0, 1, 1, 3]), torch.tensor([1, 0, 2]), torch.tensor([2.0, 1.0, 3.0]), (3, 3))
     x = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
     b = torch.tensor([1.0, -1.0, 0.5])
-    for backend in test_backends():
-        y = sparse_linear(x, A, b, backend=backend)
-        assert y.tolist() == [[5.0, -1.0, 10.5], [11.0, -1.0, 22.5]]
-        assert sparse_linear(x[:1], A, backend=backend).tolist() == [[4.0, 0.0, 10.0]]
+    y = sparse_linear(x, A, b, backend=backend)
+    assert y.tolist() == [[5.0, -1.0, 10.5], [11.0, -1.0, 22.5]]
+    assert sparse_linear(x[:1], A, backend=backend).tolist() == [[4.0, 0.0, 10.0]]
 
 
 @pytest.mark.parametrize("backend", test_backends())
@@ -105,29 +105,29 @@ def test_gradcheck(backend):
     assert torch.autograd.gradgradcheck(f, (val, x, b))
 
 
-def test_structure_is_reused_and_float32_batches_match():
+@pytest.mark.parametrize("backend", test_backends(max_work=1))
+def test_structure_is_reused_and_float32_batches_match(backend):
     W, mask = masked_weight(40, 50, 0.8, seed=6, dtype=torch.float32)
     A = csr_from_weight(W, mask)
     S = ShiftedStructure.from_csr(A)
     for B in (1, 2, 3, 8, 9, 16, 63, 65):
         x = torch.randn(B, 50)
-        for backend in test_backends(max_work=1):
-            torch.testing.assert_close(sparse_linear(x, A, structure=S, backend=backend),
-                                       F.linear(x, W * mask), **tolerances(torch.float32))
+        torch.testing.assert_close(sparse_linear(x, A, structure=S, backend=backend),
+                                   F.linear(x, W * mask), **tolerances(torch.float32))
 
 
+@pytest.mark.parametrize("backend", [b for b in test_backends() if b != "triton"])
 @given(out_f=st.integers(1, 30), in_f=st.integers(1, 30), B=st.integers(0, 20),
        sparsity=st.floats(0.0, 1.0), seed=st.integers(0, 10**6), f64=st.booleans(),
        bias=st.booleans())
-def test_fuzz_against_dense(out_f, in_f, B, sparsity, seed, f64, bias):
+def test_fuzz_against_dense(backend, out_f, in_f, B, sparsity, seed, f64, bias):
     dtype = torch.float64 if f64 else torch.float32
     W, mask = masked_weight(out_f, in_f, sparsity, seed, dtype)
     x = torch.randn(B, in_f, dtype=torch.float64).to(dtype)
     b = torch.randn(out_f, dtype=torch.float64).to(dtype) if bias else None
     A = csr_from_weight(W, mask)
-    for backend in [b for b in test_backends() if b != "triton"]:
-        torch.testing.assert_close(sparse_linear(x, A, b, backend=backend), F.linear(x, W * mask, b),
-                                   **tolerances(dtype))
+    torch.testing.assert_close(sparse_linear(x, A, b, backend=backend), F.linear(x, W * mask, b),
+                               **tolerances(dtype))
 
 
 class TestBadInput:
@@ -191,18 +191,18 @@ class TestRawKernel:
                 want = shifted_spmm_reference(rowptr, blk, koff, val, src, bias, 3, q, wide, cols)
                 torch.testing.assert_close(got, want, **tolerances(dtype))
 
-    def test_opcheck(self):
+    @pytest.mark.parametrize("backend", ["cpp", "reference"])
+    def test_opcheck(self, backend):
         A = csr_from_weight(*masked_weight(5, 4, 0.5, seed=9))
         S = ShiftedStructure.from_csr(A)
         src = torch.randn(2, 4, 3, dtype=torch.float64, requires_grad=True)
         val = A.val.clone().requires_grad_(True)
-        for backend in ("cpp", "reference"):
-            args = (S.rowptr, S.blk, None, val, src, None, S.t_rowptr, S.t_blk, S.t_perm, S.t_iperm,
-                    5, 3, 3, 3, 0, 0, backend)
-            torch.library.opcheck(torch.ops.sparselth.shifted_spmm.default, args)
-            a = torch.randn(2, 5, 3, dtype=torch.float64, requires_grad=True)
-            args = (S.rowptr, S.blk, None, a, src, S.t_rowptr, S.t_blk, S.t_perm, S.t_iperm, 0, 0, backend)
-            torch.library.opcheck(torch.ops.sparselth.shifted_sddmm.default, args)
+        args = (S.rowptr, S.blk, None, val, src, None, S.t_rowptr, S.t_blk, S.t_perm, S.t_iperm,
+                5, 3, 3, 3, 0, 0, backend)
+        torch.library.opcheck(torch.ops.sparselth.shifted_spmm.default, args)
+        a = torch.randn(2, 5, 3, dtype=torch.float64, requires_grad=True)
+        args = (S.rowptr, S.blk, None, a, src, S.t_rowptr, S.t_blk, S.t_perm, S.t_iperm, 0, 0, backend)
+        torch.library.opcheck(torch.ops.sparselth.shifted_sddmm.default, args)
 
 
 def test_torch_compile_matches_eager():
