@@ -297,7 +297,40 @@ def _packed_rows(weight: Tensor, mask: Tensor, quantize) -> tuple:
     return rowptr.to(_index_dtype(nnz)), values.contiguous(), scale
 
 
-class CSREmbedding(EmbeddingFormat):
+class _PackedRows(EmbeddingFormat):
+    """The kept values of each row packed one after the other (``values[rowptr[r]:rowptr[r+1]]``),
+    with a per-row index of where they go (CSR columns or a bitmask): shared checks and
+    accessors of :class:`CSREmbedding` and :class:`BitmaskEmbedding`."""
+
+    @staticmethod
+    def _check_packed(op: str, rowptr: Tensor, values: Tensor, embedding_dim: int):
+        rowptr = _check_tensor(op, "rowptr", rowptr, 1, (torch.int32, torch.int64))
+        values = _check_tensor(op, "values", values, 1, (torch.float16, torch.bfloat16,
+                                                         torch.float32, torch.float64, torch.int8))
+        d = int(embedding_dim)
+        if d < 0:
+            raise ValueError(f"{op}: embedding_dim must be >= 0, got {embedding_dim}")
+        return rowptr, values, d
+
+    @classmethod
+    def _from_parts(cls, shape, parts):
+        first, second, third = (parts[n] for n in cls._names[:3])
+        return cls(first, second, third, shape[1], parts.get("scale"), validate=False)
+
+    def _values(self) -> Tensor:
+        return self.values
+
+    @property
+    def nnz(self) -> int:
+        return self.values.numel()
+
+    def _row_ids(self) -> Tensor:
+        """The row of every packed value."""
+        return torch.repeat_interleave(torch.arange(self.num_embeddings, device=self.device),
+                                       (self.rowptr[1:] - self.rowptr[:-1]).long())
+
+
+class CSREmbedding(_PackedRows):
     """Per-row CSR of the kept entries.
 
     Args:
@@ -314,13 +347,8 @@ class CSREmbedding(EmbeddingFormat):
     def __init__(self, rowptr: Tensor, col: Tensor, values: Tensor, embedding_dim: int,
                  scale: Optional[Tensor] = None, *, validate: bool = True):
         op = "CSREmbedding"
-        rowptr = _check_tensor(op, "rowptr", rowptr, 1, (torch.int32, torch.int64))
+        rowptr, values, d = self._check_packed(op, rowptr, values, embedding_dim)
         col = _check_tensor(op, "col", col, 1, (torch.int16, torch.int32))
-        values = _check_tensor(op, "values", values, 1, (torch.float16, torch.bfloat16,
-                                                         torch.float32, torch.float64, torch.int8))
-        d = int(embedding_dim)
-        if d < 0:
-            raise ValueError(f"{op}: embedding_dim must be >= 0, got {embedding_dim}")
         if col.dtype == torch.int16 and d > _COL16_MAX_DIM:
             raise TypeError(f"{op}: int16 col holds at most {_COL16_MAX_DIM} features, "
                             f"embedding_dim is {d}")
@@ -346,34 +374,20 @@ class CSREmbedding(EmbeddingFormat):
         self.num_embeddings, self.embedding_dim = R, d
 
     @classmethod
-    def _from_parts(cls, shape, parts):
-        return cls(parts["rowptr"], parts["col"], parts["values"], shape[1], parts.get("scale"),
-                   validate=False)
-
-    @classmethod
     def from_masked(cls, weight: Tensor, mask: Tensor, quantize=None) -> "CSREmbedding":
         R, d = weight.shape
         rowptr, values, scale = _packed_rows(weight, mask, quantize)
         col = torch.arange(d, dtype=_col_dtype(d), device=weight.device).expand(R, d)[mask]
         return cls(rowptr, col.contiguous(), values, d, scale, validate=False)
 
-    def _values(self) -> Tensor:
-        return self.values
-
-    @property
-    def nnz(self) -> int:
-        return self.values.numel()
-
     def to_dense(self) -> Tensor:
-        R, d = self.shape
-        row = torch.repeat_interleave(torch.arange(R, device=self.device),
-                                      (self.rowptr[1:] - self.rowptr[:-1]).long())
+        row = self._row_ids()
         out = torch.zeros(self.shape, dtype=self.dtype, device=self.device)
         out[row, self.col.long()] = _dequant(self.values, self.scale, row)
         return out
 
 
-class BitmaskEmbedding(EmbeddingFormat):
+class BitmaskEmbedding(_PackedRows):
     """Per-row bitmask plus packed values.
 
     Args:
@@ -391,14 +405,9 @@ class BitmaskEmbedding(EmbeddingFormat):
     def __init__(self, rowptr: Tensor, bits: Tensor, values: Tensor, embedding_dim: int,
                  scale: Optional[Tensor] = None, *, validate: bool = True):
         op = "BitmaskEmbedding"
-        rowptr = _check_tensor(op, "rowptr", rowptr, 1, (torch.int32, torch.int64))
+        rowptr, values, d = self._check_packed(op, rowptr, values, embedding_dim)
         bits = _check_tensor(op, "bits", bits, 2, (torch.uint8,))
-        values = _check_tensor(op, "values", values, 1, (torch.float16, torch.bfloat16,
-                                                         torch.float32, torch.float64, torch.int8))
-        d = int(embedding_dim)
         R = rowptr.numel() - 1
-        if d < 0:
-            raise ValueError(f"{op}: embedding_dim must be >= 0, got {embedding_dim}")
         if tuple(bits.shape) != (R, (d + 7) // 8):
             raise ValueError(f"{op}: bits must have shape ({R}, {(d + 7) // 8}), "
                              f"got {tuple(bits.shape)}")
@@ -416,28 +425,14 @@ class BitmaskEmbedding(EmbeddingFormat):
         self.num_embeddings, self.embedding_dim = R, d
 
     @classmethod
-    def _from_parts(cls, shape, parts):
-        return cls(parts["rowptr"], parts["bits"], parts["values"], shape[1], parts.get("scale"),
-                   validate=False)
-
-    @classmethod
     def from_masked(cls, weight: Tensor, mask: Tensor, quantize=None) -> "BitmaskEmbedding":
         d = weight.shape[1]
         rowptr, values, scale = _packed_rows(weight, mask, quantize)
         return cls(rowptr, pack_bits(mask), values, d, scale, validate=False)
 
-    def _values(self) -> Tensor:
-        return self.values
-
-    @property
-    def nnz(self) -> int:
-        return self.values.numel()
-
     def to_dense(self) -> Tensor:
-        R, d = self.shape
-        keep = unpack_bits(self.bits, d)
-        row = torch.repeat_interleave(torch.arange(R, device=self.device),
-                                      (self.rowptr[1:] - self.rowptr[:-1]).long())
+        keep = unpack_bits(self.bits, self.embedding_dim)
+        row = self._row_ids()
         out = torch.zeros(self.shape, dtype=self.dtype, device=self.device)
         out[keep] = _dequant(self.values, self.scale, row)
         return out
