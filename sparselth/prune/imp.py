@@ -53,8 +53,8 @@ from ..metrics.cost import count_macs
 from ..utils.timing import stopwatch
 from . import criteria
 from .masks import Masks, _resolve, apply, masks_of, reapply, state_without_masks
-from .run import (Config, RunDir, clone_state, help_field, jsonable, load_state, loop_rounds,
-                  preserved_rng, read_round, seed_everything)
+from .run import (Config, RunDir, clone_state, default_run_dir, help_field, jsonable, load_state,
+                  loop_rounds, preserved_rng, read_round, seed_everything)
 from .strategies import STRATEGIES, get_strategy, register_strategy
 
 __all__ = [
@@ -209,7 +209,7 @@ class IMP:
         self._eval = eval_fn
         self._measure = measure
         self.metric = metric
-        self.run_dir = Path(run_dir) if run_dir is not None else Path(root) / self.config.run_name()
+        self.run_dir = Path(run_dir) if run_dir is not None else default_run_dir(root, self.config)
         self.folder = RunDir(self.run_dir, kind, "IMP")
         self._settings = settings
         self._strategy_fn = strategy if strategy is not None else get_strategy(self.config.strategy)

@@ -60,6 +60,7 @@ __all__ = [
     "KINDS",
     "Config",
     "RunDir",
+    "default_run_dir",
     "help_field",
     "read_records",
     "read_round",
@@ -128,6 +129,28 @@ class Config:
         """One line per field: name, default and help text."""
         return "\n".join(f"{f.name} (default {f.default!r}): {f.metadata.get('help', '')}"
                          for f in dataclasses.fields(cls))
+
+
+def default_run_dir(root: Any, config: Config) -> Path:
+    """``root / config.run_name()``, or the folder under ``root`` of the same run with fewer
+    or more ``rounds`` when the name includes them (IMP names do, to keep their published
+    hashes): so a run started with ``root=`` is extended, not restarted, by a larger
+    ``rounds``."""
+    root = Path(root)
+    named = root / config.run_name()
+    if named.exists() or not root.is_dir():
+        return named
+    want = config.identity()
+    found = []
+    for cfg_path in sorted(root.glob(f"{config.run_prefix}_*/config.json")):
+        try:
+            saved = json.loads(cfg_path.read_text()).get("config", {})
+            other = type(config).from_dict(saved).identity()
+        except (OSError, ValueError, TypeError, AttributeError):
+            continue
+        if other == want:
+            found.append(cfg_path.parent)
+    return found[0] if len(found) == 1 else named
 
 
 def _differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:

@@ -77,7 +77,7 @@ from torch import Tensor, nn
 from ..utils.timing import stopwatch
 from . import criteria
 from .masks import Masks, apply, remove, state_without_masks
-from .run import (Config, RunDir, clone_state, help_field, jsonable, load_state,
+from .run import (Config, RunDir, clone_state, default_run_dir, help_field, jsonable, load_state,
                   loop_rounds, preserved_rng, seed_everything, ticket_metadata, ticket_parts)
 
 __all__ = [
@@ -344,7 +344,7 @@ class UGS:
                 f"{type(model).__name__}"
             )
         self.task = task
-        self.run_dir = Path(run_dir) if run_dir is not None else Path(root) / self.config.run_name()
+        self.run_dir = Path(run_dir) if run_dir is not None else default_run_dir(root, self.config)
         self.measure = measure
         self.progress = progress
         self.records: list[dict[str, Any]] = []

@@ -253,6 +253,22 @@ def test_extending_rounds_is_bit_exact_and_other_changes_are_refused(tmp_path):
             strategy="random", seed=5), run_dir=tmp_path / "run", progress=False).run()
 
 
+def test_extending_through_root_finds_the_same_folder(tmp_path):
+    """IMP names include ``rounds`` (published hashes), yet a larger ``rounds`` under the same
+    ``root`` extends the finished run instead of starting a new folder."""
+    short = IMP(make_mlp(), Trainer(steps=1), config=IMPConfig(rounds=1, seed=2), root=tmp_path,
+                progress=False)
+    short.run()
+    trainer = Trainer(steps=1)
+    longer = IMP(make_mlp(), trainer, config=IMPConfig(rounds=2, seed=2), root=tmp_path,
+                 progress=False)
+    assert longer.run_dir == short.run_dir
+    assert len(longer.run()) == 3 and trainer.calls == [2]
+    other = IMP(make_mlp(), Trainer(steps=1), config=IMPConfig(rounds=2, seed=3), root=tmp_path,
+                progress=False)
+    assert other.run_dir != short.run_dir
+
+
 def test_deprecated_load_round_still_works(tmp_path):
     imp = IMP(make_mlp(), Trainer(steps=1), config=IMPConfig(rounds=1), root=tmp_path,
               progress=False)
