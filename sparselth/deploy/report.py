@@ -214,8 +214,9 @@ class CompileReport:
         return [
             f"end to end on {meta.get('device')} ({meta.get('dtype')}, backend "
             f"{meta.get('backend')}, threads: {meta.get('threads')}): dense "
-            f"{format_number(e.get('dense_ms'))} ms, compiled {format_number(e.get('compiled_ms'))} "
-            f"ms (median {clock} time per call); speed-up {format_number(e.get('speedup'))}x "
+            f"{format_number(e.get('dense_ms'))} ms, compiled "
+            f"{format_number(e.get('compiled_ms'))} ms (median {clock} time per call); "
+            f"speed-up {format_number(e.get('speedup'))}x "
             f"measured, {format_number(e.get('promised_speedup'))}x promised by the MACs, "
             f"realised savings {format_number(e.get('realised_savings'))}",
             f"clocks: the headline ratio uses {clock} time; wall "

@@ -18,7 +18,6 @@ into the format with the fewest stored bytes, verified bit for bit.
 
 from __future__ import annotations
 
-import gc
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -137,18 +136,10 @@ def capture_calls(model: nn.Module, inputs: Any, names: Sequence[str]) -> Captur
 
 def time_calls(fns: Mapping[str, Callable[[], Any]], budget_s: float, device: torch.device,
                clock: str) -> Measurement:
-    """Time ``fns`` together (no grad), ``budget_s`` seconds in all.
-
-    The objects alive now are frozen out of the garbage collector meanwhile: the protocol
-    collects garbage before timing, and a full collection of a process holding models costs
-    more than timing a small layer."""
-    gc.freeze()
-    try:
-        with torch.no_grad():
-            return measure(fns, clock=clock, budget_s=budget_s / max(1, len(fns)), rewarm=True,
-                           target_sample_s=1e-3, device=device)
-    finally:
-        gc.unfreeze()
+    """Time ``fns`` together (no grad), ``budget_s`` seconds in all."""
+    with torch.no_grad():
+        return measure(fns, clock=clock, budget_s=budget_s / max(1, len(fns)), rewarm=True,
+                       target_sample_s=1e-3, device=device)
 
 
 def summary_ms(t: Timing, clock: str) -> dict[str, float]:
