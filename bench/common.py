@@ -40,7 +40,6 @@ from sparselth.utils.records import write_json, write_markdown
 from sparselth.utils.timing import (
     Measurement,
     busy_note,
-    copy_bandwidth_gbs,
     load_average,
     machine_info,
     measure,
@@ -349,11 +348,7 @@ def gbs(nbytes: float, seconds: float) -> float:
 def machine(copy_mb: float | None = None, device: Any = None) -> dict[str, Any]:
     """:func:`sparselth.utils.timing.machine_info` with the measured copy bandwidth (the
     default probe, or a ``copy_mb`` MB probe on ``device``)."""
-    if copy_mb is None and device is None:
-        return machine_info(bandwidth=True)
-    info = machine_info()
-    info["copy_bandwidth_gbs"] = round(copy_bandwidth_gbs(copy_mb or 256.0, device=device), 2)
-    return info
+    return machine_info(bandwidth=True, copy_mb=copy_mb or 256.0, device=device)
 
 
 def finish_machine(info: dict[str, Any]) -> list[str]:

@@ -45,7 +45,8 @@ def figure(ncols: int = 1, nrows: int = 1, *, width: float | None = None,
     plt.rcParams.update(_STYLE)
     w = width if width is not None else 5.0 * ncols
     h = height if height is not None else 3.6 * nrows
-    fig, axes = plt.subplots(nrows, ncols, figsize=(w, h), squeeze=True, **kwargs)
+    kwargs.setdefault("squeeze", True)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(w, h), **kwargs)
     return fig, axes
 
 

@@ -370,9 +370,10 @@ def busy_note(info: Mapping[str, Any]) -> str | None:
     return None
 
 
-def machine_info(*, bandwidth: bool = False) -> dict[str, Any]:
+def machine_info(*, bandwidth: bool = False, copy_mb: float = 256.0,
+                 device: Any = None) -> dict[str, Any]:
     """Where and with what a result was measured (``bandwidth=True`` also measures the copy
-    bandwidth, ~0.5 s)."""
+    bandwidth on ``device`` with a ``copy_mb`` MB buffer, ~0.5 s)."""
     import numpy
 
     info: dict[str, Any] = {
@@ -406,5 +407,5 @@ def machine_info(*, bandwidth: bool = False) -> dict[str, Any]:
         if backends is not None:
             info["sparselth_backends"] = list(backends())
     if bandwidth:
-        info["copy_bandwidth_gbs"] = round(copy_bandwidth_gbs(), 2)
+        info["copy_bandwidth_gbs"] = round(copy_bandwidth_gbs(copy_mb, device=device), 2)
     return info
