@@ -54,6 +54,7 @@ __all__ = [
     "machine_info",
     "measure",
     "now",
+    "pause",
     "stopwatch",
     "sync_for",
     "time_interleaved",
@@ -71,6 +72,12 @@ def stopwatch() -> Callable[[], float]:
     """Start a wall clock; the returned function gives the seconds elapsed since."""
     t0 = time.perf_counter()
     return lambda: time.perf_counter() - t0
+
+
+def pause(seconds: float) -> None:
+    """Sleep ``seconds`` (e.g. to let a background load settle before measuring)."""
+    if seconds > 0:
+        time.sleep(seconds)
 
 
 def sync_for(device: Any) -> Callable[[], None]:
