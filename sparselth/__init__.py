@@ -1,7 +1,9 @@
 """sparselth: lottery tickets that run on sparse kernels.
 
-Layers, bottom to top: ``sparse`` (CSR), ``ops`` (spmm, sddmm on reference/cpp/triton/cuda),
-``nn``, ``prune``, ``data``/``metrics``, ``ticket``, ``deploy`` (``compile``), ``cli``.
+Layers, bottom to top: ``utils`` (timing, plots, records), ``sparse`` (CSR), ``ops`` (spmm,
+sddmm, ... on reference/cpp/triton/cuda), ``nn``, ``metrics``, ``prune`` (masks, strategies, run
+folders, IMP, UGS), ``data``/``models``, ``train``, ``ticket`` and ``deploy`` (``compile``),
+``cli``. Each imports only the layers below it.
 """
 
 __version__ = "0.1.0"
@@ -10,7 +12,7 @@ from . import nn, ops, prune, sparse  # noqa: E402
 from .deploy import CompileReport, compile  # noqa: E402
 from .ops import backends, use_backend  # noqa: E402
 from .sparse import CSR  # noqa: E402
-from .ticket import Ticket  # noqa: E402
+from .ticket import Ticket, load_round  # noqa: E402
 
-__all__ = ["CSR", "Ticket", "CompileReport", "compile", "nn", "ops", "prune", "sparse",
+__all__ = ["CSR", "Ticket", "CompileReport", "compile", "load_round", "nn", "ops", "prune", "sparse",
            "backends", "use_backend", "__version__"]
