@@ -71,7 +71,8 @@ RUNS_DIR = REPO_ROOT / "runs" if REPO_ROOT else Path("runs")
 
 
 def default_data_dir() -> Path:
-    """``$SPARSELTH_DATA``, else ``../shared/datasets`` beside the checkout."""
+    """The folder of datasets: ``$SPARSELTH_DATA`` if set, else a ``shared/datasets`` folder
+    beside the checkout (outside the repository; where CI keeps the data)."""
     env = os.environ.get("SPARSELTH_DATA")
     if env:
         return Path(env)

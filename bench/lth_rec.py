@@ -1,6 +1,6 @@
 """Lottery tickets in recommenders: IMP on the embedding table of MF / LightGCN.
 
-``python -m bench.lth_rec --model lightgcn --dataset lastfm --data ../shared/datasets``
+``python -m bench.lth_rec --model lightgcn --dataset lastfm --data datasets``
 runs :func:`sparselth.train.recsys.find_recsys_ticket` (round 0 dense, then ``--rounds``
 rounds pruning ``--prune`` of the surviving table entries by one global threshold on
 ``|W * M|``, rewinding the survivors to θ0) and writes, in ``bench/results/`` for the

@@ -833,7 +833,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--data",
         type=Path,
         default=None,
-        help="datasets folder holding planetoid/ (default: $SPARSELTH_DATA or ../shared/datasets)",
+        help="folder of datasets holding planetoid/ (default: $SPARSELTH_DATA, else the bench "
+        "default, see bench.common.default_data_dir)",
     )
     p.add_argument(
         "--graphs",

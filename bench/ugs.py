@@ -1,8 +1,9 @@
-"""Reproduce UGS (graph lottery tickets, PAPERS.md §1) and measure what the tickets save.
+"""Reproduce UGS (graph lottery tickets: Chen et al., "A Unified Lottery Ticket Hypothesis
+for Graph Neural Networks", ICML 2021, arXiv 2102.06790) and measure what the tickets save.
 
-``python -m bench.ugs --model gcn --dataset cora --data ../shared/datasets --rounds 20``
+``python -m bench.ugs --model gcn --dataset cora --data datasets --rounds 20``
 runs the paper's procedure with the paper's hyperparameters for that (model, dataset)
-(PAPERS.md §1.3; flags override them) through :class:`sparselth.prune.UGS`, resumable in
+(reference code; flags override them) through :class:`sparselth.prune.UGS`, resumable in
 ``--runs`` (default ``runs/ugs``), and writes ``ugs-<model>-<dataset>[-link][-random].{json,md}``
 plus a PNG, in ``bench/results/`` for the published protocol of the result (``PUBLISHED``),
 else in ``bench/results/local/``, or in ``--out``:
@@ -16,12 +17,12 @@ else in ``bench/results/local/``, or in ``--out``:
   its fastest exact route), timed interleaved (A B A B ...) with
   :mod:`sparselth.utils.timing`, medians of wall and CPU time, eval mode, no grad; the
   measured speed-up uses the headline clock (CPU time with one thread, wall with more);
-- the Markdown table sets the numbers beside the paper's (PAPERS.md §1.8, Cora/CiteSeer GCN);
+- the Markdown table sets the numbers beside the paper's (UGS teaser figure, Cora/CiteSeer GCN);
 - the PNG: accuracy vs graph sparsity and vs weight sparsity (dense line, UGS, and the
   random-pruning curve when ``...-random.json`` exists in the same folder with the same
   protocol), and promised (MAC ratio) vs measured speed-up per round.
 
-``--baseline random`` runs the random-pruning baseline (PAPERS.md §1.6), ``--task link`` the
+``--baseline random`` runs the random-pruning baseline of the UGS paper, ``--task link`` the
 link-prediction variant (GCN encoder [F, 512, 16], GAE-style loss instead of the paper's GIC:
 see :mod:`sparselth.train.graph`). ``--dataset csbm`` uses a synthetic contextual SBM.
 Node features are row-normalised (as the reference) and passed to the model as a CSR when
@@ -46,7 +47,7 @@ from sparselth.utils.timing import busy_note, stopwatch
 
 from . import common
 
-# PAPERS.md §1.3 (README commands of the reference): lr, weight decay, s1, s2, seed
+# UGS hyperparameters (README commands of the reference code): lr, weight decay, s1, s2, seed
 PAPER_HP: dict[tuple[str, str], dict[str, Any]] = {
     ("gcn", "cora"): dict(lr=0.008, weight_decay=8e-5, s1=1e-2, s2=1e-2, seed=2377),
     ("gcn", "citeseer"): dict(lr=0.01, weight_decay=5e-4, s1=1e-2, s2=1e-2, seed=4428),
@@ -60,7 +61,7 @@ PAPER_HP: dict[tuple[str, str], dict[str, Any]] = {
 }
 # random pruning seeds of the reference (main_pruning_random.py; GIN/GAT: 666)
 RANDOM_SEEDS = {"cora": 3846, "citeseer": 2839, "pubmed": 3333}
-# link prediction (PAPERS.md §1.4): Adam lr 1e-3, no weight decay, s1 = s2 = 1e-2, noise 1e-4
+# UGS link prediction: Adam lr 1e-3, no weight decay, s1 = s2 = 1e-2, noise 1e-4
 LINK_HP = dict(lr=0.001, weight_decay=0.0, s1=1e-2, s2=1e-2, mask_noise=1e-4, seed=1234)
 
 # the arguments of the results committed in bench/results/ (see bench.common.result_path)
@@ -80,7 +81,7 @@ PUBLISHED = {
                          "--prune-weight 0.4 --epochs 100 --threads 1",
 }
 
-# PAPERS.md §1.8 (values read off the paper's Teaser figure): round -> (graph %, weight %,
+# UGS paper, values read off its teaser figure: round -> (graph %, weight %,
 # UGS accuracy %, random-pruning accuracy %, MACs in millions)
 PAPER_POINTS = {
     "cora": {"dense_acc": 80.7, "dense_macs_m": 2007,
@@ -95,13 +96,14 @@ DEVIATIONS = [  # (model or None, dataset or None, text)
     ("gcn", None,
      "GCN normalisation: every row uses its own degree on both sides (D^-1/2 (A_w + I) "
      "D^-1/2 with the pruned, possibly asymmetric A_w); the reference aggregates along A^T "
-     "with row degrees (PAPERS.md §1.2 quirk). Identical while the graph is unpruned."),
+     "with row degrees (a quirk of the UGS reference code). Identical while the graph is "
+     "unpruned."),
     (None, "citeseer",
      "Planetoid loader: CiteSeer's 124 raw self loops are dropped (the reference keeps them "
      "in the graph mask)."),
     ("gat", None,
      "GAT: pruned edges are removed from the attention softmax (a true sparse GAT); the "
-     "reference multiplies the logit by the mask, so a pruned edge keeps logit 0 (§1.10)."),
+     "reference multiplies the logit by the mask, so a pruned edge keeps logit 0."),
     ("gin", None,
      "GIN: mean aggregation keeps the original in-degree as denominator (pruned edges count "
      "as zero messages), as the reference."),
@@ -262,7 +264,8 @@ def markdown(rep: dict[str, Any], other: dict[str, Any] | None,
         (f"Sparsities are fractions removed (paper definitions). Test {name} is at the best "
          "validation epoch of the fix-mask training. Exact MACs: per layer on the compacted "
          "ticket (sparse features counted per stored entry). Paper formula (GCN): "
-         "(1 - s_θ) N (F H + H C) + (1 - s_g) 2 nnz(A) H (PAPERS.md §1.9). Promised speed-up = "
+         "(1 - s_θ) N (F H + H C) + (1 - s_g) 2 nnz(A) H (as the UGS paper computes MACs). "
+         "Promised speed-up = "
          "exact dense MACs / exact ticket MACs; measured = latency of the unpruned model / "
          "latency of the compiled ticket (medians, interleaved, eval mode)."),
         "",
@@ -286,7 +289,7 @@ def markdown(rep: dict[str, Any], other: dict[str, Any] | None,
                          _pct(rr[f"test_{metric}"]) if rr else None, mm,
                          mine["macs_paper"] / 1e6 if mine and mine.get("macs_paper") else None])
         lines += [
-            "", "## Beside the paper (PAPERS.md §1.8, read off the Teaser figure, ±0.2 %)", "",
+            "", "## Beside the paper (UGS, read off its teaser figure, ±0.2 %)", "",
             markdown_table(
                 ["round", "paper graph / weight sp. %", "paper UGS acc %", "ours UGS acc %",
                  "paper random acc %", "ours random acc %", "paper MACs (M)",
@@ -481,10 +484,10 @@ def config_from_args(args) -> tuple[Any, str]:
     from sparselth.prune import UGSConfig
 
     if args.task == "link":
-        hp, source = dict(LINK_HP), "PAPERS.md §1.4 link prediction"
+        hp, source = dict(LINK_HP), "UGS reference code, link prediction"
     else:
         key = (args.model, "cora" if args.dataset == "csbm" else args.dataset)
-        hp, source = dict(PAPER_HP[key]), f"PAPERS.md §1.3, {key[0]} on {key[1]}"
+        hp, source = dict(PAPER_HP[key]), f"UGS reference code, {key[0]} on {key[1]}"
         if args.dataset == "csbm":
             hp["seed"], source = 0, source + " (synthetic data, seed 0)"
         elif args.baseline == "random":

@@ -89,7 +89,7 @@ def load_demo_data(data_root: Path | None, dataset: str, nodes: int, features: i
     if not root.is_dir():
         raise FileNotFoundError(
             f"data folder {str(root)!r} does not exist (expected a folder holding "
-            f"planetoid/ind.{dataset}.*, e.g. ../shared/datasets)")
+            f"planetoid/ind.{dataset}.*; set SPARSELTH_DATA or pass --data)")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         data = load_planetoid(dataset, root=root)
@@ -399,7 +399,7 @@ def add_subcommand(subparsers: Any) -> None:
     p = add_command(subparsers, "demo", main, help=HELP, description=DESCRIPTION,
                     formatter=argparse.HelpFormatter)
     p.add_argument("--data", type=Path, default=None,
-                   help="folder holding planetoid/ind.<dataset>.* (e.g. ../shared/datasets); "
+                   help="folder of datasets holding planetoid/ind.<dataset>.*; "
                         "without it the demo uses a synthetic contextual-SBM graph")
     p.add_argument("--dataset", choices=("csbm",) + PLANETOID, default=None,
                    help="csbm (synthetic) or a Planetoid dataset read from --data, else "
@@ -443,11 +443,11 @@ def _data_root(data: Path | None, dataset: str) -> Path | None:
         return None
     if data is None and not os.environ.get("SPARSELTH_DATA"):
         raise ValueError(f"--dataset {dataset} needs --data FOLDER (holding planetoid/ind."
-                         f"{dataset}.*, e.g. ../shared/datasets) or SPARSELTH_DATA")
+                         f"{dataset}.*) or SPARSELTH_DATA")
     root = Path(data if data is not None else os.environ["SPARSELTH_DATA"])
     if not root.expanduser().is_dir():
         raise ValueError(f"data folder {str(root)!r} does not exist (expected a folder "
-                         f"holding planetoid/ind.{dataset}.*, e.g. ../shared/datasets)")
+                         f"holding planetoid/ind.{dataset}.*; set SPARSELTH_DATA or pass --data)")
     return root
 
 

@@ -1,9 +1,8 @@
 """Data: real datasets read from a local folder, and synthetic generators.
 
-Real datasets live in a local directory given as an argument or through the environment
-variable ``SPARSELTH_DATA`` (in this repository: ``../shared/datasets``; see
-:mod:`~sparselth.data.files`). Synthetic generators are deterministic by seed and cover
-sizes the real data does not.
+Real datasets live in a folder of datasets (the ``root`` argument or the ``SPARSELTH_DATA``
+environment variable; see :mod:`~sparselth.data.files`). Synthetic generators are
+deterministic by seed and cover sizes the real data does not.
 
 - :class:`GraphData` (:mod:`~sparselth.data.graph`): a node-classification graph.
 - :func:`load_planetoid` / :func:`load_planetoid_graph`: Cora, CiteSeer, PubMed (public split).

@@ -1,6 +1,6 @@
-"""Where datasets live on disk: a folder given as an argument, or the environment variable
-``SPARSELTH_DATA`` (in this repository: ``../shared/datasets``), holding one subfolder per
-dataset (``planetoid/``, ``lastfm/``, ``movielens-100k/``) or the dataset's files directly.
+"""Where datasets live on disk: a folder of datasets (the ``root`` argument or the
+``SPARSELTH_DATA`` environment variable), holding one subfolder per dataset
+(``planetoid/``, ``lastfm/``, ``movielens-100k/``) or the dataset's files directly.
 Also the line reader and error format the text-file loaders share."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def dataset_dir(fn: str, sub: str, marker: str, root: Any = None) -> Path:
         if not root:
             raise FileNotFoundError(
                 f"{fn}: no data folder given; pass root=... or set {ENV_VAR} to a folder holding "
-                f"{sub}/{marker} (in this repository: ../shared/datasets)"
+                f"{sub}/{marker}"
             )
     root = Path(root).expanduser()
     if not root.is_dir():

@@ -21,7 +21,7 @@ validation: O(E α(E)) instead of one component count per edge.
 Example::
 
     >>> from sparselth.data import link_split, load_planetoid
-    >>> d = load_planetoid("cora", root="../shared/datasets")
+    >>> d = load_planetoid("cora", root="datasets")
     >>> s = link_split(d.edge_index, d.num_nodes, val=0.05, test=0.10, seed=0)
     >>> s.test_pos.shape, s.val_pos.shape, s.train_edge_index.shape
     (torch.Size([2, 527]), torch.Size([2, 263]), torch.Size([2, 8976]))

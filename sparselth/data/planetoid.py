@@ -9,7 +9,7 @@ tampered file cannot run code.
 Example::
 
     >>> from sparselth.data import load_planetoid
-    >>> data = load_planetoid("cora", root="../shared/datasets")   # or env SPARSELTH_DATA
+    >>> data = load_planetoid("cora", root="datasets")   # or env SPARSELTH_DATA
     >>> data.x.shape, data.edge_index.shape, int(data.train_mask.sum())
     (torch.Size([2708, 1433]), torch.Size([2, 10556]), 140)
 """
@@ -245,7 +245,7 @@ def load_planetoid(
     (fewer only in files too small to hold them before the first test node), test = the nodes
     in ``test.index`` (1000).
 
-    PubMed: ``ind.pubmed.allx`` may be absent (it is in ``../shared/datasets``). Then the
+    PubMed: ``ind.pubmed.allx`` may be absent (some copies of the dataset lack it). Then the
     features of nodes outside ``x`` and ``tx`` are zeros, ``missing_features=True`` and a
     warning is issued; graph, labels and split are complete.
 

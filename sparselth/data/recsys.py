@@ -6,8 +6,8 @@ An :class:`Interactions` holds ``train``/``test`` (and optionally ``val``) as in
 duplicate-free and sorted by (user, item). The per-user item lists are binary
 :class:`~sparselth.CSR` matrices ``U x I`` (``train_csr``, ``test_csr``, ``val_csr``).
 
-Loaders read a folder given as an argument or through ``SPARSELTH_DATA`` (in this
-repository ``../shared/datasets``):
+Loaders read a folder of datasets (the ``root`` argument or the ``SPARSELTH_DATA``
+environment variable):
 
 - :func:`load_lastfm`: ``lastfm/data1.txt`` (train) and ``lastfm/test1.txt`` (test), the
   LightGCN reference's LastFM split: ``user<TAB>item<TAB>count`` per line, ids from 1, CRLF
@@ -28,7 +28,7 @@ for the selected epoch only.
 Example::
 
     >>> from sparselth.data import load_lastfm, BPRSampler
-    >>> data = load_lastfm("../shared/datasets").with_validation(0.1, seed=0)
+    >>> data = load_lastfm("datasets").with_validation(0.1, seed=0)
     >>> sampler = BPRSampler(data.train_csr, seed=0)
     >>> for users, pos, neg in sampler.epoch(batch_size=2048): ...
 """

@@ -1,6 +1,6 @@
 """The GNNs of UGS (Chen et al., "A Unified Lottery Ticket Hypothesis for Graph Neural
-Networks", PAPERS.md §1): :class:`GCN`, :class:`GIN`, :class:`GAT`, each built for one fixed
-graph with a learnable mask on its edges.
+Networks", ICML 2021, arXiv 2102.06790): :class:`GCN`, :class:`GIN`, :class:`GAT`, each
+built for one fixed graph with a learnable mask on its edges.
 
 Common contract (what UGS pruning relies on):
 
@@ -91,7 +91,7 @@ class _GraphModel(nn.Module):
         return A
 
     def ugs_weight_names(self) -> List[str]:
-        """Names of the parameters UGS masks (PAPERS.md §1.1)."""
+        """Names of the parameters UGS masks (UGS paper, Sec. 'what carries a mask')."""
         raise NotImplementedError
 
     def num_edges(self) -> int:
@@ -185,7 +185,8 @@ class GCN(_GraphModel):
     def macs(self, x: Union[Tensor, CSR]) -> dict:
         """``{"conv1": {...}, "conv2": {...}, "total": int, "paper_formula": int}``: exact
         per-layer counts (see :meth:`GCNConv.macs`), and the formula that reproduces the UGS
-        figure (PAPERS.md §1.9): ``N * (nnz(W1) + nnz(W2)) + 2 * kept_edges * hidden``."""
+        figure (UGS paper, Sec. 'how sparsity and MACs are computed'):
+        ``N * (nnz(W1) + nnz(W2)) + 2 * kept_edges * hidden``."""
         A, w = self.adjacency(), self.edge_mask
         N = A.shape[0]
         out = self._finish_macs({"conv1": self.conv1.macs(x, A, w),
@@ -241,9 +242,9 @@ class GAT(_GraphModel):
     ``hidden*heads -> C`` (no attention dropout); no bias anywhere.
 
     ``add_self_loops=True`` adds the self loops to the stored pattern *before* masking, so
-    they are prunable (PAPERS.md §1.1). Zero-mask edges are left out of the softmax unless
-    ``zero_logit_quirk=True`` (the reference's logit-0 behaviour, which :meth:`compact_graph`
-    refuses because there pruned edges still change the output).
+    they are prunable (UGS paper, Sec. 'what carries a mask'). Zero-mask edges are left out
+    of the softmax unless ``zero_logit_quirk=True`` (the reference code's logit-0 behaviour,
+    which :meth:`compact_graph` refuses because there pruned edges still change the output).
     """
 
     def __init__(self, adj: Union[CSR, Tensor], in_dim: int, num_classes: int, hidden: int = 512,

@@ -26,7 +26,7 @@ with the regulariser on the ego rows of ``W`` (layer 0, not propagated).
 
 Example::
 
-    >>> data = load_lastfm("../shared/datasets")
+    >>> data = load_lastfm("datasets")
     >>> model = LightGCN.from_interactions(data, dim=32, layers=3)
     >>> loss = model.bpr_loss(users, pos, neg, reg=1e-4)
     >>> user_emb, item_emb = model.all_embeddings()        # for full ranking

@@ -29,10 +29,10 @@ __all__ = ["MLP", "MODELS", "ConvAutoencoder", "SmallConvNet", "build_model"]
 # The image data that lived here before :mod:`sparselth.data.images` (also reachable through
 # :mod:`sparselth.models`): old name -> new home; the old names work for one release.
 __getattr__ = moved_names("sparselth.models", {
-    "DATASETS": "sparselth.data.images:IMAGE_DATASETS",
-    "load_digits": "sparselth.data.images:load_digits",
-    "make_dataset": "sparselth.data.images:make_image_dataset",
-    "synthetic_images": "sparselth.data.images:synthetic_images",
+    "DATASETS": "sparselth.data:IMAGE_DATASETS",
+    "load_digits": "sparselth.data:load_digits",
+    "make_dataset": "sparselth.data:make_image_dataset",
+    "synthetic_images": "sparselth.data:synthetic_images",
 })
 
 

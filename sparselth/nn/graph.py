@@ -242,7 +242,7 @@ class GCNConv(_GraphConv):
 
     Rows are normalised by their own (target) degree on both sides, the usual GCN; for a
     pruned, asymmetric mask this differs from the UGS reference, which aggregates along
-    ``A^T`` with row degrees (PAPERS.md §1.2).
+    ``A^T`` with row degrees (UGS paper, Sec. 'the algorithm').
 
     Example::
 
@@ -409,7 +409,7 @@ class GATConv(_GraphConv):
     ``e_ij *= w_ij`` (UGS multiplies the logit by the mask). Entries with ``w_ij == 0`` are
     pruned: left out of the softmax, so they cost nothing (true sparse GAT). With
     ``zero_logit_quirk=True`` they keep logit 0 and stay in the softmax, as in the UGS
-    reference (PAPERS.md §1.10). ``alpha = edge_softmax(e)`` per target, dropout on ``alpha``
+    reference code (one of its quirks). ``alpha = edge_softmax(e)`` per target, dropout on ``alpha``
     (training only), ``out_i = sum_j alpha_ij z_j`` by :func:`~sparselth.ops.spmm` with
     ``alpha`` as values; heads are concatenated (``concat=True``, ``(N, heads*out_dim)``)
     or averaged.

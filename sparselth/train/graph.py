@@ -21,8 +21,9 @@ reference: L2-normalised embeddings, score ``sigmoid(z_i · z_j)``, ROC-AUC over
 positives and negatives (:func:`sparselth.metrics.roc_auc`, rank based, ties count one half).
 
 **Deviation from UGS:** the reference trains the link-prediction encoder with the
-unsupervised GIC objective (DGI-style and cluster discriminators, PAPERS.md §1.4); here it
-is the GAE reconstruction loss above. AUCs are therefore not the paper's numbers.
+unsupervised GIC objective (DGI-style and cluster discriminators; UGS paper, Sec. 'link
+prediction'); here it is the GAE reconstruction loss above. AUCs are therefore not the
+paper's numbers.
 
 Example::
 

@@ -24,7 +24,7 @@ its rounds become tickets with ``sparselth.ticket.load_round(run_dir, r)``.
 
 Example::
 
-    >>> data = load_lastfm("../shared/datasets").with_validation(0.1, seed=0)
+    >>> data = load_lastfm("datasets").with_validation(0.1, seed=0)
     >>> out = find_recsys_ticket("lightgcn", data, rounds=12, fraction=0.2,
     ...                          train=BPRConfig(epochs=200, patience=10),
     ...                          run_dir="runs/lth-lightgcn-lastfm")

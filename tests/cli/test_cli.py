@@ -84,6 +84,8 @@ def fake_bench(tmp_path, monkeypatch):
     (folder / "common.py").write_text("X = 1\n")
     pkg = types.ModuleType("sparselth.bench")
     pkg.__path__ = [str(folder)]
+    for name in [m for m in sys.modules if m.startswith("sparselth.bench.")]:
+        monkeypatch.delitem(sys.modules, name)  # the real suites, if another test imported them
     monkeypatch.setitem(sys.modules, "sparselth.bench", pkg)
     yield
     for name in ("spmm", "other", "common"):

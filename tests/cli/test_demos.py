@@ -89,7 +89,7 @@ def test_demo_custom_schedule_without_baseline(tmp_path, capsys):
 
 
 @pytest.mark.skipif(not (DATASETS / "planetoid" / "ind.cora.graph").is_file(),
-                    reason="Cora is not in ../shared/datasets")
+                    reason="Cora not found in the datasets folder CI provides")
 @pytest.mark.slow
 def test_demo_on_cora(tmp_path, capsys):
     assert cli.main(["demo", "--data", str(DATASETS), "--rounds", "1", "--epochs", "2",

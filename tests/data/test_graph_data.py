@@ -24,7 +24,7 @@ REAL_DATA = Path(os.environ.get("SPARSELTH_DATA", SHARED))
 HAVE_PLANETOID = (REAL_DATA / "planetoid" / "ind.cora.graph").is_file()
 needs_planetoid = pytest.mark.skipif(
     not HAVE_PLANETOID,
-    reason=f"Planetoid files not found under {REAL_DATA}/planetoid (set SPARSELTH_DATA)",
+    reason="Planetoid (Cora) not found (set SPARSELTH_DATA)",
 )
 
 

@@ -175,7 +175,7 @@ def test_movielens_errors(tmp_path):
 
 
 @pytest.mark.skipif(not (REAL / "lastfm" / "data1.txt").is_file(),
-                    reason=f"LastFM files not found under {REAL}")
+                    reason="LastFM not found (set SPARSELTH_DATA)")
 def test_real_lastfm():
     d = load_lastfm(REAL)
     assert (d.num_users, d.num_items) == (1892, 4489)
@@ -188,7 +188,7 @@ def test_real_lastfm():
 
 
 @pytest.mark.skipif(not (REAL / "movielens-100k" / "ml-100k.inter").is_file(),
-                    reason=f"MovieLens-100K file not found under {REAL}")
+                    reason="MovieLens-100K not found (set SPARSELTH_DATA)")
 def test_real_movielens():
     d = load_movielens_100k(REAL)
     assert (d.num_users, d.num_items) == (943, 1682)

@@ -10,6 +10,7 @@ from torch import nn
 import sparselth
 from sparselth.deploy import ROUTES, Route, register_route, route_names, unregister_route
 from sparselth.deploy.routes import layer_types, parse_routes
+from sparselth.sparse.weights import semi_structured_available
 from sparselth.testing import tolerances
 
 from ._tickets import FAST, MLP, assert_matches_ticket, make_masks, make_ticket
@@ -155,3 +156,21 @@ def test_registration_errors(negated_route):
         register_route(int)
     with pytest.raises(ValueError, match="baseline"):
         unregister_route("dense")
+
+
+@pytest.mark.skipif(not semi_structured_available(),
+                    reason="2:4 semi-structured sparsity needs an NVIDIA GPU with compute "
+                           "capability >= 8.0")
+def test_two_four_route_on_a_supported_gpu():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 64)).half()
+    masks = {f"{name}.weight": torch.tensor([True, False, True, False]).repeat(
+        model.get_submodule(name).weight.shape[0], model.get_submodule(name).in_features // 4)
+        for name in ("0", "2")}
+    ticket = make_ticket(model, masks)
+    x = torch.randn(64, 64, dtype=torch.half, device="cuda")
+    compiled, report = sparselth.compile(model, ticket, device="cuda", example_inputs=x,
+                                         routes={"*": "2:4"}, **FAST)
+    assert report.routes == {"0": "2:4", "2": "2:4"}
+    assert report.meta["clock"] == "wall"  # GPU work: CPU time says nothing
+    assert isinstance(compiled.get_submodule("0"), sparselth.nn.SemiStructuredLinear)
