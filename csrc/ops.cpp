@@ -6,11 +6,12 @@
 #include <torch/library.h>
 
 TORCH_LIBRARY(sparselth, m) {
-  // out[i] = row_scale[i] * sum_{e in row i} val[e] * (x * x_mask)[col[e]] + bias
+  // out[i] = row_scale[i] * sum_{e in row i} val[e] * (x * x_mask)[col[e]] + bias, then
+  // max(out[i], 0) when relu.
   // rowptr: (num_rows + 1,) int32|int64; col: (nnz,) same dtype; val: (nnz,) x.dtype or None;
   // x: (n, F) contiguous; x_mask: x.shape, bool or x.dtype; row_scale: (num_rows,); bias: (F,).
   m.def("spmm_kernel(Tensor rowptr, Tensor col, Tensor? val, Tensor x, Tensor? x_mask, "
-        "Tensor? row_scale, Tensor? bias, int num_rows) -> Tensor");
+        "Tensor? row_scale, Tensor? bias, int num_rows, bool relu=False) -> Tensor");
   // out[e] = dot(x[row(e)], y[col[e]]) for every stored entry e of the CSR pattern.
   m.def("sddmm_kernel(Tensor rowptr, Tensor col, Tensor x, Tensor y) -> Tensor");
 

@@ -1,4 +1,5 @@
-"""Triton CSR SpMM: ``out = row_scale[:, None] * (A @ (x * x_mask)) + bias``.
+"""Triton CSR SpMM: ``out = act(row_scale[:, None] * (A @ (x * x_mask)) + bias)``, act = ReLU or
+the identity.
 
 One program computes one row of ``out`` for one tile of ``BLOCK_F`` features; it walks the
 row's stored entries in chunks of ``BLOCK_E``, so rows of any length (power-law hubs) are
@@ -31,7 +32,7 @@ def _spmm_kernel(
     num_rows, F,
     stride_xm, stride_xf, stride_mm, stride_mf, stride_om,
     HAS_VAL: tl.constexpr, HAS_MASK: tl.constexpr, HAS_SCALE: tl.constexpr,
-    HAS_BIAS: tl.constexpr, ACC_DTYPE: tl.constexpr,
+    HAS_BIAS: tl.constexpr, RELU: tl.constexpr, ACC_DTYPE: tl.constexpr,
     BLOCK_E: tl.constexpr, BLOCK_F: tl.constexpr,
 ):
     row = tl.program_id(0)
@@ -69,6 +70,8 @@ def _spmm_kernel(
     if HAS_BIAS:
         b = tl.load(bias_ptr + offs_f, mask=f_ok, other=0.0).to(ACC_DTYPE)
         out = out + b
+    if RELU:
+        out = tl.where(out < 0, 0.0, out)
     out_ptrs = out_ptr + row.to(tl.int64) * stride_om + offs_f
     # Broadcast row before the compare: the interpreter turns scalar & block masks into ints.
     out_ok = f_ok & ((tl.zeros((BLOCK_F,), dtype=tl.int32) + row) < num_rows)
@@ -131,10 +134,11 @@ def _check(rowptr, col, val, x, x_mask, row_scale, bias, num_rows):
                            "triton is imported to run CPU tensors in the interpreter")
 
 
-def spmm(rowptr, col, val, x, x_mask, row_scale, bias, num_rows):
-    """CSR times dense with an optional fused mask, row scale and bias.
+def spmm(rowptr, col, val, x, x_mask, row_scale, bias, num_rows, relu=False):
+    """CSR times dense with an optional fused mask, row scale, bias and ReLU.
 
-    ``out[i] = row_scale[i] * sum_{e in row i} val[e] * (x * x_mask)[col[e]] + bias``.
+    ``out[i] = row_scale[i] * sum_{e in row i} val[e] * (x * x_mask)[col[e]] + bias``, then
+    ``max(out, 0)`` when ``relu``.
 
     Args:
         rowptr: (num_rows + 1,) int32 or int64, same device as ``x``.
@@ -145,6 +149,7 @@ def spmm(rowptr, col, val, x, x_mask, row_scale, bias, num_rows):
         row_scale: None or (num_rows,) ``x.dtype``.
         bias: None or (F,) ``x.dtype``.
         num_rows: number of rows of the sparse matrix.
+        relu: apply ReLU in the epilogue.
 
     Returns:
         (num_rows, F) tensor of ``x.dtype``; accumulated in float32 (float64 for float64).
@@ -158,7 +163,7 @@ def spmm(rowptr, col, val, x, x_mask, row_scale, bias, num_rows):
             out.mul_(row_scale[:, None])  # keeps 0 * inf = nan, like the dense formula
         if bias is not None:
             out.add_(bias)
-        return out
+        return out.relu_() if relu else out
 
     rowptr, col = rowptr.contiguous(), col.contiguous()
     val = val.contiguous() if val is not None else None
@@ -171,7 +176,7 @@ def spmm(rowptr, col, val, x, x_mask, row_scale, bias, num_rows):
             x.stride(0), x.stride(1), mask_strides[0], mask_strides[1], out.stride(0))
     flags = dict(HAS_VAL=val is not None, HAS_MASK=x_mask is not None,
                  HAS_SCALE=row_scale is not None, HAS_BIAS=bias is not None,
-                 ACC_DTYPE=_acc_dtype(x.dtype))
+                 RELU=bool(relu), ACC_DTYPE=_acc_dtype(x.dtype))
     if _INTERPRETED:
         grid = (num_rows, triton.cdiv(F, _INTERPRET_BLOCK_F))
         _spmm_kernel[grid](*args, **flags,

@@ -1,7 +1,7 @@
-// CSR SpMM on CPU: out = row_scale * (A @ (x * x_mask)) + bias.
+// CSR SpMM on CPU: out = act(row_scale * (A @ (x * x_mask)) + bias), act = ReLU or identity.
 // Rows are split across threads by nnz + rows (balanced on power-law degrees); each row is
 // accumulated over feature tiles held in registers (vectorised over F), X rows are prefetched
-// a few entries ahead, and the epilogue (row scale, bias) is fused into the single store.
+// a few entries ahead, and the epilogue (row scale, bias, ReLU) is fused into the single store.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -27,10 +27,16 @@ struct MaskType { using type = scalar_t; };
 template <typename scalar_t>
 struct MaskType<scalar_t, kBoolMask> { using type = bool; };
 
-struct Epilogue {
-  const void* row_scale;
-  const void* bias;
-};
+// ReLU epilogue; NaN stays NaN, as with torch.relu.
+template <typename scalar_t>
+inline scalar_t relu_scalar(scalar_t r) {
+  return r < scalar_t(0) ? scalar_t(0) : r;
+}
+
+template <typename vec_t>
+inline vec_t relu_vec(vec_t r) {
+  return r < vec_t{} ? vec_t{} : r;
+}
 
 template <typename vec_t, typename scalar_t, typename mask_t>
 inline vec_t load_mask(const mask_t* p) {
@@ -46,7 +52,8 @@ inline vec_t load_mask(const mask_t* p) {
 
 // One feature tile [f0, f0 + W) of row i, accumulated in W / L vector registers and
 // stored once with the epilogue applied.
-template <typename scalar_t, typename index_t, bool HAS_VAL, int MASK, int W, bool PREFETCH>
+template <typename scalar_t, typename index_t, bool HAS_VAL, int MASK, bool RELU, int W,
+          bool PREFETCH>
 inline void row_tile(const index_t* col, const scalar_t* val, int64_t e0, int64_t e1,
                      int64_t nnz, const scalar_t* x,
                      const typename MaskType<scalar_t, MASK>::type* mask, int64_t F, int64_t f0,
@@ -78,12 +85,13 @@ inline void row_tile(const index_t* col, const scalar_t* val, int64_t e0, int64_
   for (int k = 0; k < NV; ++k) {
     vec_t r = acc[k] * sv;
     if (bias != nullptr) r += load_vec<vec_t>(bias + f0 + k * L);
+    if constexpr (RELU) r = relu_vec(r);
     std::memcpy(out_row + f0 + k * L, &r, sizeof(vec_t));
   }
 }
 
 // The last tile of fewer than the smallest register tile: accumulate in the output row.
-template <typename scalar_t, typename index_t, bool HAS_VAL, int MASK>
+template <typename scalar_t, typename index_t, bool HAS_VAL, int MASK, bool RELU>
 inline void row_rest(const index_t* col, const scalar_t* val, int64_t e0, int64_t e1,
                      const scalar_t* x, const typename MaskType<scalar_t, MASK>::type* mask,
                      int64_t F, int64_t f0, int64_t f1, scalar_t scale, const scalar_t* bias,
@@ -99,13 +107,14 @@ inline void row_rest(const index_t* col, const scalar_t* val, int64_t e0, int64_
     }
   }
   for (int64_t f = f0; f < f1; ++f) {
-    out_row[f] = out_row[f] * scale + (bias != nullptr ? bias[f] : scalar_t(0));
+    const scalar_t r = out_row[f] * scale + (bias != nullptr ? bias[f] : scalar_t(0));
+    out_row[f] = RELU ? relu_scalar(r) : r;
   }
 }
 
 // Rows [row_begin, row_end) over features [fa, fb): register tiles of 256, 128, 64 and 32
 // bytes, then the rest accumulates in the output row.
-template <typename scalar_t, typename index_t, bool HAS_VAL, int MASK, bool PREFETCH>
+template <typename scalar_t, typename index_t, bool HAS_VAL, int MASK, bool RELU, bool PREFETCH>
 void spmm_rows(const index_t* rowptr, const index_t* col, const scalar_t* val,
                const scalar_t* x, const typename MaskType<scalar_t, MASK>::type* mask,
                const scalar_t* row_scale, const scalar_t* bias, int64_t row_begin,
@@ -122,8 +131,9 @@ void spmm_rows(const index_t* rowptr, const index_t* col, const scalar_t* val,
         if constexpr (MASK != kNoMask) xv *= static_cast<scalar_t>(mask[j]);
         acc += (HAS_VAL ? val[e] : scalar_t(1)) * xv;
       }
-      out[i] = acc * (row_scale != nullptr ? row_scale[i] : scalar_t(1)) +
-               (bias != nullptr ? bias[0] : scalar_t(0));
+      const scalar_t r = acc * (row_scale != nullptr ? row_scale[i] : scalar_t(1)) +
+                         (bias != nullptr ? bias[0] : scalar_t(0));
+      out[i] = RELU ? relu_scalar(r) : r;
     }
     return;
   }
@@ -134,8 +144,8 @@ void spmm_rows(const index_t* rowptr, const index_t* col, const scalar_t* val,
     int64_t f0 = fa;
     auto tile = [&](auto width) {
       constexpr int W = decltype(width)::value;
-      row_tile<scalar_t, index_t, HAS_VAL, MASK, W, PREFETCH>(col, val, e0, e1, nnz, x, mask, F,
-                                                               f0, scale, bias, out_row);
+      row_tile<scalar_t, index_t, HAS_VAL, MASK, RELU, W, PREFETCH>(col, val, e0, e1, nnz, x, mask,
+                                                                     F, f0, scale, bias, out_row);
       f0 += W;
     };
     while (f0 + W0 <= fb) tile(std::integral_constant<int, W0>());
@@ -143,12 +153,12 @@ void spmm_rows(const index_t* rowptr, const index_t* col, const scalar_t* val,
     if (f0 + W2 <= fb) tile(std::integral_constant<int, W2>());
     if (f0 + W3 <= fb) tile(std::integral_constant<int, W3>());
     if (f0 < fb)
-      row_rest<scalar_t, index_t, HAS_VAL, MASK>(col, val, e0, e1, x, mask, F, f0, fb, scale,
-                                                 bias, out_row);
+      row_rest<scalar_t, index_t, HAS_VAL, MASK, RELU>(col, val, e0, e1, x, mask, F, f0, fb,
+                                                       scale, bias, out_row);
   }
 }
 
-template <typename scalar_t, typename index_t, bool HAS_VAL, int MASK>
+template <typename scalar_t, typename index_t, bool HAS_VAL, int MASK, bool RELU>
 void spmm_launch(const at::Tensor& rowptr, const at::Tensor& col,
                  const c10::optional<at::Tensor>& val, const at::Tensor& x,
                  const c10::optional<at::Tensor>& x_mask,
@@ -177,11 +187,11 @@ void spmm_launch(const at::Tensor& rowptr, const at::Tensor& col,
       int64_t r0, r1;
       chunk_rows(rp, num_rows, c, chunks, &r0, &r1);
       if (prefetch)
-        spmm_rows<scalar_t, index_t, HAS_VAL, MASK, true>(rp, cp, vp, xp, mp, sp, bp, r0, r1, F,
-                                                          0, F, nnz, op);
+        spmm_rows<scalar_t, index_t, HAS_VAL, MASK, RELU, true>(rp, cp, vp, xp, mp, sp, bp, r0,
+                                                                r1, F, 0, F, nnz, op);
       else
-        spmm_rows<scalar_t, index_t, HAS_VAL, MASK, false>(rp, cp, vp, xp, mp, sp, bp, r0, r1, F,
-                                                           0, F, nnz, op);
+        spmm_rows<scalar_t, index_t, HAS_VAL, MASK, RELU, false>(rp, cp, vp, xp, mp, sp, bp, r0,
+                                                                 r1, F, 0, F, nnz, op);
     }
   });
 }
@@ -192,7 +202,7 @@ at::Tensor spmm_cpu(const at::Tensor& rowptr, const at::Tensor& col,
                     const c10::optional<at::Tensor>& val, const at::Tensor& x,
                     const c10::optional<at::Tensor>& x_mask,
                     const c10::optional<at::Tensor>& row_scale,
-                    const c10::optional<at::Tensor>& bias, int64_t num_rows) {
+                    const c10::optional<at::Tensor>& bias, int64_t num_rows, bool relu) {
   constexpr const char* op = "spmm";
   check_csr_index(op, rowptr, col, num_rows);
   TORCH_CHECK_VALUE(x.dim() == 2 && x.is_contiguous(), op,
@@ -238,15 +248,21 @@ at::Tensor spmm_cpu(const at::Tensor& rowptr, const at::Tensor& col,
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "spmm_cpu", [&] {
     AT_DISPATCH_INDEX_TYPES(col.scalar_type(), "spmm_cpu_index", [&] {
       check_rowptr_ends<index_t>(op, rowptr, col.numel(), num_rows);
-      if (has_val) {
-        if (mask_kind == kNoMask) spmm_launch<scalar_t, index_t, true, kNoMask>(SPMM_ARGS);
-        else if (mask_kind == kBoolMask) spmm_launch<scalar_t, index_t, true, kBoolMask>(SPMM_ARGS);
-        else spmm_launch<scalar_t, index_t, true, kValueMask>(SPMM_ARGS);
-      } else {
-        if (mask_kind == kNoMask) spmm_launch<scalar_t, index_t, false, kNoMask>(SPMM_ARGS);
-        else if (mask_kind == kBoolMask) spmm_launch<scalar_t, index_t, false, kBoolMask>(SPMM_ARGS);
-        else spmm_launch<scalar_t, index_t, false, kValueMask>(SPMM_ARGS);
-      }
+      auto go = [&](auto has_val, auto mask, auto act) {
+        spmm_launch<scalar_t, index_t, decltype(has_val)::value, decltype(mask)::value,
+                    decltype(act)::value>(SPMM_ARGS);
+      };
+      auto with_mask = [&](auto has_val, auto act) {
+        if (mask_kind == kNoMask) go(has_val, std::integral_constant<int, kNoMask>(), act);
+        else if (mask_kind == kBoolMask) go(has_val, std::integral_constant<int, kBoolMask>(), act);
+        else go(has_val, std::integral_constant<int, kValueMask>(), act);
+      };
+      auto with_act = [&](auto has_val) {
+        if (relu) with_mask(has_val, std::true_type());
+        else with_mask(has_val, std::false_type());
+      };
+      if (has_val) with_act(std::true_type());
+      else with_act(std::false_type());
     });
   });
   return out;

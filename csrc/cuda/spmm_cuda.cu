@@ -11,8 +11,8 @@
 //    the slices' partial sums are reduced in shared memory in a fixed order, so the
 //    result is deterministic and no atomics are needed. Blocks find the long rows by
 //    scanning rows interleaved across the grid, so clustered hubs are spread out.
-// Presence of val / x_mask / row_scale / bias and the mask type are template
-// parameters; nothing optional is tested inside the entry loop.
+// Presence of val / x_mask / row_scale / bias, the ReLU epilogue and the mask type are
+// template parameters; nothing optional is tested inside the entry loop.
 // Kernels carry no __launch_bounds__(kBlock): with it ptxas (CUDA 13, sm_90) squeezed them
 // to 32 registers and spilled; without it they use <= 48 registers and never spill.
 
@@ -78,18 +78,20 @@ __device__ __forceinline__ void accumulate_entries(
   }
 }
 
-template <typename T, bool HAS_SCALE, bool HAS_BIAS>
+template <typename T, bool HAS_SCALE, bool HAS_BIAS, bool RELU>
 __device__ __forceinline__ typename AccOf<T>::type epilogue(typename AccOf<T>::type sum,
                                                             typename AccOf<T>::type scale,
                                                             const T* __restrict__ bias,
                                                             int64_t f) {
+  using A = typename AccOf<T>::type;
   if constexpr (HAS_SCALE) sum *= scale;
   if constexpr (HAS_BIAS) sum += to_acc(bias[f]);
+  if constexpr (RELU) sum = sum < A(0) ? A(0) : sum;  // NaN stays NaN, as with torch.relu
   return sum;
 }
 
 template <typename T, typename I, typename MaskT, int VEC, bool HAS_VAL, bool HAS_SCALE,
-          bool HAS_BIAS>
+          bool HAS_BIAS, bool RELU>
 __global__ void spmm_rows_kernel(const I* __restrict__ rowptr, const I* __restrict__ col,
                                  const T* __restrict__ val, const T* __restrict__ x,
                                  const MaskT* __restrict__ x_mask,
@@ -119,14 +121,14 @@ __global__ void spmm_rows_kernel(const I* __restrict__ rowptr, const I* __restri
       Vec<T, VEC> o;
 #pragma unroll
       for (int k = 0; k < VEC; ++k)
-        o.v[k] = from_acc<T>(epilogue<T, HAS_SCALE, HAS_BIAS>(acc[k], scale, bias, f + k));
+        o.v[k] = from_acc<T>(epilogue<T, HAS_SCALE, HAS_BIAS, RELU>(acc[k], scale, bias, f + k));
       *reinterpret_cast<Vec<T, VEC>*>(out + row * F + f) = o;
     }
   }
 }
 
 template <typename T, typename I, typename MaskT, int VEC, bool HAS_VAL, bool HAS_SCALE,
-          bool HAS_BIAS>
+          bool HAS_BIAS, bool RELU>
 __global__ void spmm_long_rows_kernel(const I* __restrict__ rowptr, const I* __restrict__ col,
                                       const T* __restrict__ val, const T* __restrict__ x,
                                       const MaskT* __restrict__ x_mask,
@@ -182,7 +184,7 @@ __global__ void spmm_long_rows_kernel(const I* __restrict__ rowptr, const I* __r
           A sum = A(0);
           for (int s = 0; s < slices; ++s) sum += partial[s * GV + tid];
           out[row * F + f0 + tid] =
-              from_acc<T>(epilogue<T, HAS_SCALE, HAS_BIAS>(sum, scale, bias, f0 + tid));
+              from_acc<T>(epilogue<T, HAS_SCALE, HAS_BIAS, RELU>(sum, scale, bias, f0 + tid));
         }
         __syncthreads();
       }
@@ -213,7 +215,8 @@ inline bool aligned(const void* p, size_t bytes) {
 template <typename T, typename I, typename MaskT, int VEC>
 cudaError_t launch_with_vec(const I* rowptr, const I* col, const T* val, const T* x,
                             const MaskT* x_mask, const T* row_scale, const T* bias, T* out,
-                            int64_t num_rows, int64_t nnz, int64_t F, cudaStream_t stream) {
+                            int64_t num_rows, int64_t nnz, int64_t F, bool relu,
+                            cudaStream_t stream) {
   const int64_t lanes_needed = (F + VEC - 1) / VEC;
   int G = 1;
   while (G < kWarp && G < lanes_needed) G *= 2;
@@ -236,20 +239,23 @@ cudaError_t launch_with_vec(const I* rowptr, const I* col, const T* val, const T
   return dispatch_bool(val != nullptr, [&](auto has_val) {
     return dispatch_bool(row_scale != nullptr, [&](auto has_scale) {
       return dispatch_bool(bias != nullptr, [&](auto has_bias) {
-        constexpr bool kVal = decltype(has_val)::value;
-        constexpr bool kScale = decltype(has_scale)::value;
-        constexpr bool kBias = decltype(has_bias)::value;
-        spmm_rows_kernel<T, I, MaskT, VEC, kVal, kScale, kBias>
-            <<<static_cast<unsigned>(row_blocks), kBlock, 0, stream>>>(
-                rowptr, col, val, x, x_mask, row_scale, bias, out, num_rows, F, G,
-                kSpmmLongRowNnz);
-        if (has_long_rows) {
-          spmm_long_rows_kernel<T, I, MaskT, VEC, kVal, kScale, kBias>
-              <<<static_cast<unsigned>(long_blocks), kBlock, 0, stream>>>(
+        return dispatch_bool(relu, [&](auto has_relu) {
+          constexpr bool kVal = decltype(has_val)::value;
+          constexpr bool kScale = decltype(has_scale)::value;
+          constexpr bool kBias = decltype(has_bias)::value;
+          constexpr bool kRelu = decltype(has_relu)::value;
+          spmm_rows_kernel<T, I, MaskT, VEC, kVal, kScale, kBias, kRelu>
+              <<<static_cast<unsigned>(row_blocks), kBlock, 0, stream>>>(
                   rowptr, col, val, x, x_mask, row_scale, bias, out, num_rows, F, G,
                   kSpmmLongRowNnz);
-        }
-        return cudaGetLastError();
+          if (has_long_rows) {
+            spmm_long_rows_kernel<T, I, MaskT, VEC, kVal, kScale, kBias, kRelu>
+                <<<static_cast<unsigned>(long_blocks), kBlock, 0, stream>>>(
+                    rowptr, col, val, x, x_mask, row_scale, bias, out, num_rows, F, G,
+                    kSpmmLongRowNnz);
+          }
+          return cudaGetLastError();
+        });
       });
     });
   });
@@ -258,7 +264,8 @@ cudaError_t launch_with_vec(const I* rowptr, const I* col, const T* val, const T
 template <typename T, typename I, typename MaskT>
 cudaError_t launch_with_mask(const I* rowptr, const I* col, const T* val, const T* x,
                              const MaskT* x_mask, const T* row_scale, const T* bias, T* out,
-                             int64_t num_rows, int64_t nnz, int64_t F, cudaStream_t stream) {
+                             int64_t num_rows, int64_t nnz, int64_t F, bool relu,
+                             cudaStream_t stream) {
   constexpr int kVec = 16 / sizeof(T);  // 16-byte loads of x
   static_assert(kVec * sizeof(T) == 16, "value types are 2, 4 or 8 bytes");
   constexpr size_t kMaskBytes = kVec * mask_elem_bytes<MaskT>();
@@ -266,9 +273,9 @@ cudaError_t launch_with_mask(const I* rowptr, const I* col, const T* val, const 
       F % kVec == 0 && aligned(x, 16) && aligned(out, 16) && aligned(x_mask, kMaskBytes);
   if (vec_ok)
     return launch_with_vec<T, I, MaskT, kVec>(rowptr, col, val, x, x_mask, row_scale, bias, out,
-                                              num_rows, nnz, F, stream);
+                                              num_rows, nnz, F, relu, stream);
   return launch_with_vec<T, I, MaskT, 1>(rowptr, col, val, x, x_mask, row_scale, bias, out,
-                                         num_rows, nnz, F, stream);
+                                         num_rows, nnz, F, relu, stream);
 }
 
 }  // namespace
@@ -276,22 +283,22 @@ cudaError_t launch_with_mask(const I* rowptr, const I* col, const T* val, const 
 template <typename T, typename I, typename M>
 cudaError_t spmm_csr_launch(const I* rowptr, const I* col, const T* val, const T* x,
                             const M* x_mask, const T* row_scale, const T* bias, T* out,
-                            int64_t num_rows, int64_t nnz, int64_t num_features,
+                            int64_t num_rows, int64_t nnz, int64_t num_features, bool relu,
                             cudaStream_t stream) {
   static_assert(std::is_same_v<M, T> || std::is_same_v<M, uint8_t>,
                 "x_mask holds x's dtype or bool (uint8_t)");
   if (num_rows <= 0 || num_features <= 0) return cudaSuccess;  // nothing to write
   if (x_mask == nullptr)  // one no-mask instance shared by both mask types
     return launch_with_mask<T, I, void>(rowptr, col, val, x, nullptr, row_scale, bias, out,
-                                        num_rows, nnz, num_features, stream);
+                                        num_rows, nnz, num_features, relu, stream);
   return launch_with_mask<T, I, M>(rowptr, col, val, x, x_mask, row_scale, bias, out, num_rows,
-                                   nnz, num_features, stream);
+                                   nnz, num_features, relu, stream);
 }
 
 #define SPARSELTH_SPMM_INSTANTIATE(T, I, M)                                                   \
   template cudaError_t spmm_csr_launch<T, I, M>(const I*, const I*, const T*, const T*,    \
                                                 const M*, const T*, const T*, T*, int64_t, \
-                                                int64_t, int64_t, cudaStream_t);
+                                                int64_t, int64_t, bool, cudaStream_t);
 #define SPARSELTH_SPMM_INSTANTIATE_T(T)       \
   SPARSELTH_SPMM_INSTANTIATE(T, int32_t, T)       \
   SPARSELTH_SPMM_INSTANTIATE(T, int32_t, uint8_t) \

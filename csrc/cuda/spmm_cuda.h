@@ -16,7 +16,7 @@ namespace gpu {
 constexpr int64_t kSpmmLongRowNnz = 256;
 
 // out[i, :] = row_scale[i] * sum_{rowptr[i] <= e < rowptr[i+1]} val[e] * (x * x_mask)[col[e], :]
-//             + bias[:]
+//             + bias[:], then max(., 0) when relu
 //
 // Buffers (device memory of the current device, contiguous, row-major):
 //   rowptr     (num_rows + 1) I, non-decreasing, rowptr[0] == 0, rowptr[num_rows] == nnz
@@ -37,7 +37,7 @@ constexpr int64_t kSpmmLongRowNnz = 256;
 template <typename T, typename I, typename M>
 cudaError_t spmm_csr_launch(const I* rowptr, const I* col, const T* val, const T* x,
                             const M* x_mask, const T* row_scale, const T* bias, T* out,
-                            int64_t num_rows, int64_t nnz, int64_t num_features,
+                            int64_t num_rows, int64_t nnz, int64_t num_features, bool relu,
                             cudaStream_t stream);
 
 }  // namespace gpu

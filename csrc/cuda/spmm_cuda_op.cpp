@@ -29,7 +29,8 @@ at::Tensor spmm_kernel_cuda(const at::Tensor& rowptr_in, const at::Tensor& col_i
                             const std::optional<at::Tensor>& val_in, const at::Tensor& x_in,
                             const std::optional<at::Tensor>& x_mask_in,
                             const std::optional<at::Tensor>& row_scale_in,
-                            const std::optional<at::Tensor>& bias_in, int64_t num_rows) {
+                            const std::optional<at::Tensor>& bias_in, int64_t num_rows,
+                            bool relu) {
   constexpr const char* op = "spmm_kernel";
   const auto dtype = check_dense(op, x_in, "(n, F)");
   TORCH_CHECK_VALUE(num_rows >= 0, op, ": num_rows must be >= 0, got ", num_rows);
@@ -66,7 +67,7 @@ at::Tensor spmm_kernel_cuda(const at::Tensor& rowptr_in, const at::Tensor& col_i
             rowptr.data_ptr<index_t>(), col.data_ptr<index_t>(), cuda_ptr<scalar_t>(val),
             reinterpret_cast<const T*>(x.data_ptr<scalar_t>()), mask_ptr,
             cuda_ptr<scalar_t>(row_scale), cuda_ptr<scalar_t>(bias),
-            reinterpret_cast<T*>(out.data_ptr<scalar_t>()), num_rows, nnz, F, stream);
+            reinterpret_cast<T*>(out.data_ptr<scalar_t>()), num_rows, nnz, F, relu, stream);
       }));
     });
   });

@@ -17,6 +17,7 @@ from ..prune import remove
 from ..sparse.csr import CSR
 from ..ticket import Ticket
 from ..utils.timing import cpu_model, headline_clock, load_average
+from .graph import compile_graph_layers
 from .memory import forward_memory
 from .report import CompileError, CompileReport, LayerReport, layer_totals
 from .routes import layer_types, parse_routes
@@ -131,17 +132,34 @@ def compile(
                     budget_s, min_gain, clock)
     reports, noncontiguous = _select_layers(layer_names, dense_model, compiled, masks,
                                             captured, macs, sel, progress)
+    graph_rows = compile_graph_layers(dense_model, compiled, masks, inputs, sel, reports,
+                                      _set_module)
+    reports += graph_rows
     reports += compile_embeddings(dense_model, compiled, masks, inputs, sel, _set_module)
     compiled.eval()
 
-    total = macs["total"]
-    promised = total["macs_dense"] / total["macs"] if total["macs"] else None
+    promised = _promised_speedup(macs, reports, graph_rows)
     end_to_end = _verify_and_time(compiled, dense_model, inputs, captured, reports,
                                   noncontiguous, sel, e2e_budget_s, promised)
     memory = forward_memory({"dense": dense_model, "compiled": compiled},
                             lambda m: call(m, inputs), device)
     meta = _meta(device, dtype, backend, inputs, ticket, sel)
     return compiled, CompileReport(reports, layer_totals(reports), end_to_end, memory, meta)
+
+
+def _promised_speedup(macs: Mapping[str, Any], reports: list[LayerReport],
+                      graph_rows: list[LayerReport]) -> float | None:
+    """MACs dense / MACs ticket of the whole model: the counted layers, with the layers inside
+    a graph layer replaced by the graph layer's exact count (transform and aggregation)."""
+    dense, ticket = macs["total"]["macs_dense"], macs["total"]["macs"]
+    for rec in reports:
+        if rec.part_of:
+            layer = macs["layers"].get(rec.name, {})
+            dense -= int(layer.get("macs_dense", 0))
+            ticket -= int(layer.get("macs", 0))
+    dense += sum(r.macs_dense for r in graph_rows)
+    ticket += sum(r.macs_ticket for r in graph_rows)
+    return dense / ticket if ticket else None
 
 
 def _check_arguments(model: Any, ticket: Any, example_inputs: Any, backend: Any) -> Ticket:

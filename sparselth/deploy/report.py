@@ -18,7 +18,8 @@ from ..utils.records import finite, format_number, format_si, write_json
 __all__ = ["CompileError", "CompileReport", "LayerReport", "REPORT_FORMAT", "REPORT_VERSION"]
 
 REPORT_FORMAT = "sparselth.compile_report"
-REPORT_VERSION = 2  # 2: wall and CPU latencies, the noise margin, the headline clock
+REPORT_VERSION = 3  # 2: wall and CPU latencies, the noise margin, the headline clock
+#                     3: graph layers as rows, ``part_of`` on the layers inside them
 
 
 class CompileError(RuntimeError):
@@ -40,6 +41,11 @@ class LayerReport:
     half the sum of their interquartile ranges. A route replaces dense only when it is faster
     by more than that noise and by ``min_gain``; ``speedup`` is dense's median over the chosen
     route's, ``promised_speedup`` the ratio of MACs, ``realised`` their quotient.
+
+    A graph layer (``GCNConv``, ...) is one row whose MACs cover its transform and aggregation
+    and whose routes are its orders (``A(XW)``, ``(AX)W``); the ``lin`` inside it keeps its
+    own row with ``part_of`` naming the graph layer, left out of the totals (its MACs and
+    time are the graph layer's).
     """
 
     name: str
@@ -63,6 +69,7 @@ class LayerReport:
     latency_wall_ms: dict[str, float] = field(default_factory=dict)
     latency_cpu_ms: dict[str, float] = field(default_factory=dict)
     noise_ms: float | None = None
+    part_of: str = ""
 
     @classmethod
     def for_layer(cls, name: str, module: Any, keep_fraction: float, macs_dense: int,
@@ -81,7 +88,9 @@ class LayerReport:
 
 
 def layer_totals(layers: Sequence[LayerReport]) -> dict[str, Any]:
-    """Sums over layers (latencies: per-layer medians on the headline clock)."""
+    """Sums over layers (latencies: per-layer medians on the headline clock); a row
+    ``part_of`` another is counted in that one."""
+    layers = [r for r in layers if not r.part_of]
     lat_d = sum(r.latency_ms.get("dense", 0.0) for r in layers)
     lat_c = sum(r.latency_ms.get(r.route, 0.0) for r in layers)
     totals = {key: sum(getattr(r, key) for r in layers)
@@ -181,7 +190,8 @@ class CompileReport:
                    + ["route", "speed-up", "promised", "realised"])
         rows = []
         for rec in self.layers:
-            rows.append([rec.name, rec.type, "x".join(map(str, rec.shape)), f"{rec.sparsity:.3f}",
+            name = rec.name + (f" (in {rec.part_of})" if rec.part_of else "")
+            rows.append([name, rec.type, "x".join(map(str, rec.shape)), f"{rec.sparsity:.3f}",
                          format_si(rec.macs_dense), format_si(rec.macs_ticket),
                          format_si(rec.bytes_dense), format_si(rec.bytes_stored)]
                         + [format_number(rec.latency_ms.get(r)) for r in routes]

@@ -19,6 +19,12 @@ anywhere. ``x`` may be dense ``(N, in_dim)`` or a CSR of sparse node features (t
 ``lin`` (no bias; the optional bias is a separate ``bias`` parameter), so weight names are
 ``<conv>.lin.weight``. ``macs(x, adj, edge_weight)`` counts the exact multiply-accumulates
 of one call, treating zero weights and zero-weight edges as pruned.
+
+Inference (eval mode, no gradient, not traced) runs a cached plan
+(:mod:`sparselth.nn._graph_plan`): :class:`GCNConv` and :class:`GINConv` pick ``A(XW)`` or
+``(AX)W`` by exact MACs (or as ``order`` says), run the aggregation, self term, degree scaling,
+bias and ReLU (``relu=True``) as one SpMM, and multiply sparse features by a compiled sparse
+weight as a sparse x sparse product. Training runs the differentiable path below unchanged.
 """
 
 from __future__ import annotations
@@ -32,9 +38,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..ops import backend as _backend
 from ..ops.edge_softmax import edge_softmax
-from ..ops.spmm import spmm
+from ..ops.spmm import spmm, spmm_impl
 from ..sparse.csr import CSR
+from ._graph_plan import (ORDERS, Plan, is_plain_linear, key_equal, kept_per_col, lin_state,
+                          order_costs, resolve_order, sparse_product, transposed_weight)
 
 __all__ = ["GCNConv", "GINConv", "GATConv"]
 
@@ -64,8 +73,20 @@ def _version(t: Optional[Tensor]) -> int:
     return -1 if t is None else t._version
 
 
+def _no_autograd() -> bool:
+    return not torch.is_grad_enabled() and not torch.compiler.is_compiling()
+
+
+def _inference(module: nn.Module) -> bool:
+    """Eval mode without autograd and not traced: the layer runs its cached plan."""
+    return not module.training and _no_autograd()
+
+
 class _GraphConv(nn.Module):
     """Shared plumbing: input checks, the ``edge_index`` -> CSR conversion, the transform."""
+
+    #: the inference orders this layer can run (``sparselth.compile`` times each)
+    orders: Tuple[str, ...] = ("transform_first", "aggregate_first")
 
     def __init__(self, in_dim: int, lin_out: int, bias_dim: int, bias: bool):
         super().__init__()
@@ -77,6 +98,10 @@ class _GraphConv(nn.Module):
         self.lin = nn.Linear(in_dim, lin_out, bias=False)
         self.bias = nn.Parameter(torch.zeros(bias_dim)) if bias else None
         self._ei_cache: Optional[tuple] = None
+        #: inference order: "auto" (fewer MACs), "transform_first" A(XW), "aggregate_first" (AX)W
+        self.order = "auto"
+        self._plan: Optional[Plan] = None
+        self._wt_cache: Optional[tuple] = None
 
     # ------------------------------------------------------------------ inputs
     def _num_nodes(self, x: Any) -> int:
@@ -201,7 +226,11 @@ class _GraphConv(nn.Module):
 
     def _transform(self, x: Union[Tensor, CSR]) -> Tensor:
         """``x W^T``; sparse node features go through ``spmm(x, W^T)``, dense ones through
-        ``lin`` (so a compiled ticket's sparse-weight route runs there)."""
+        ``lin`` (so a compiled ticket's sparse-weight route runs there). Without autograd the
+        transposed weight is cached and a compiled sparse ``lin`` multiplies sparse features
+        as a sparse x sparse product."""
+        if isinstance(x, CSR) and _no_autograd():
+            return self._transform_sparse_infer(x)
         W = self._weight()
         if isinstance(x, CSR):
             if torch.is_grad_enabled() and not torch.compiler.is_compiling():
@@ -214,9 +243,120 @@ class _GraphConv(nn.Module):
     def _add_bias(self, out: Tensor) -> Tensor:
         return out if self.bias is None else out + self.bias
 
+    # ------------------------------------------------------------------ inference
+    def _transform_sparse_infer(self, x: CSR) -> Tensor:
+        """``x W^T`` for CSR features without autograd, ``W^T`` cached while ``lin`` is
+        unchanged."""
+        state = lin_state(self.lin)
+        c = self._wt_cache
+        if c is None or not key_equal(c[0], state):
+            W = self._weight()
+            c = self._wt_cache = (state, transposed_weight(self.lin, W), W.dtype)
+        wt, dtype = c[1], c[2]
+        if x.val is not None and x.val.dtype != dtype:
+            x = x.with_values(x.val.to(dtype))
+        if isinstance(wt, CSR):
+            return sparse_product(x, wt)
+        return spmm_impl(wt.device, dtype)(x.rowptr, x.col, x.val, wt, None, None, None,
+                                           x.shape[0], False)
+
+    def _plan_key(self, x: Any, adj: Adjacency, edge_weight: Optional[Tensor],
+                  extra: Optional[Tensor]) -> tuple:
+        if isinstance(x, CSR):
+            xk: tuple = (x.rowptr, x.col, x.shape)
+        elif isinstance(x, Tensor):
+            xk = (x.shape, x.dtype, x.device)
+        else:
+            xk = (type(x),)
+        ak = (adj, _version(adj.val) if isinstance(adj, CSR) else adj._version)
+        return (*ak, edge_weight, _version(edge_weight), extra, _version(extra), *xk,
+                *lin_state(self.lin), self.bias, _version(self.bias), self.order,
+                *self._extra_key())
+
+    def _extra_key(self) -> tuple:
+        return ()
+
+    def _plan_for(self, x: Any, adj: Adjacency, edge_weight: Optional[Tensor],
+                  extra: Optional[Tensor] = None) -> Plan:
+        """The cached plan for these inputs, rebuilt when any of them changed."""
+        key = self._plan_key(x, adj, edge_weight, extra)
+        p = self._plan
+        if p is not None and key_equal(p.key, key) and (
+                _backend.resolve("auto", p.agg.device, p.dtype, "spmm") == p.backend):
+            return p
+        N = self._num_nodes(x)
+        dtype = self._dtype()
+        A, w, per_target = self._graph(adj, edge_weight, N, dtype)
+        agg = self._aggregation(adj, edge_weight, A, w, per_target, N, dtype, extra)
+        p = self._plan = self._make_plan(key, x, N, agg, dtype)
+        return p
+
+    def _make_plan(self, key: tuple, x: Any, N: int, agg: CSR, dtype: torch.dtype) -> Plan:
+        W = self._weight()
+        if is_plain_linear(self.lin):   # a dense layer computes every entry
+            per_col = torch.full((self.in_dim,), W.shape[0], dtype=torch.long, device=W.device)
+        else:
+            per_col = kept_per_col(W)
+        agg_cols = torch.bincount(agg.col.long(), minlength=N) if isinstance(x, CSR) else None
+        costs = order_costs(N, agg.nnz, agg_cols, self.in_dim, W.shape[0], x, per_col,
+                            int(per_col.sum()))
+        order = resolve_order(self.order, costs)
+        wt = (transposed_weight(self.lin, W)
+              if isinstance(x, CSR) and order == "transform_first" else None)
+        bias = None if self.bias is None else self.bias.detach().to(dtype).contiguous()
+        return Plan(key, N, agg, order, costs, wt, bias, dtype)
+
+    def _aggregation(self, adj, edge_weight, A, w, per_target, N, dtype, extra) -> CSR:
+        raise NotImplementedError
+
+    def _run_plan(self, p: Plan, x: Any, relu: bool) -> Tensor:
+        """One inference call: ``act(agg @ (x W^T) + b)`` or ``act((agg @ x) W^T + b)``."""
+        if self._num_nodes(x) != p.n:
+            raise ValueError(f"{type(self).__name__}: x has {self._num_nodes(x)} rows, the "
+                             f"graph {p.n} nodes")
+        if p.order == "transform_first":
+            h = p.transform_sparse(x) if isinstance(x, CSR) else self.lin(x)
+            return p.aggregate(h, p.bias, relu)
+        a = sparse_product(p.agg, x) if isinstance(x, CSR) else p.aggregate(x)
+        out = self.lin(a)
+        if p.bias is not None:
+            out = out.add_(p.bias)
+        return out.relu_() if relu else out
+
+    @staticmethod
+    def _looped(A: CSR, vals: Tensor, diag: Tensor) -> CSR:
+        """``A`` with values ``vals`` plus ``diag`` on the diagonal (added to a stored one)."""
+        N = A.shape[0]
+        loop = torch.arange(N, device=A.device)
+        return CSR.from_coo(torch.cat([A.row(), loop]), torch.cat([A.col.long(), loop]),
+                            torch.cat([vals, diag]), A.shape, A.col.dtype)
+
+    def _order_macs(self, x: Any, A: CSR, w: Optional[Tensor], N: int, dense: bool,
+                    order: str) -> Tuple[str, dict, int]:
+        """``(order, its MACs {"transform", "aggregate"}, width)`` with the self term as one
+        stored diagonal entry per node; ``dense=True`` counts every weight and stored edge."""
+        W = self._weight().detach()
+        if dense:
+            per_col = torch.full((self.in_dim,), W.shape[0], dtype=torch.long, device=W.device)
+            kept = torch.ones(A.nnz, dtype=torch.bool, device=A.device)
+        else:
+            per_col = kept_per_col(W)
+            kept = torch.ones(A.nnz, dtype=torch.bool, device=A.device) if w is None \
+                else w.detach() != 0
+        edges = int(kept.sum())
+        agg_cols = None
+        if isinstance(x, CSR):
+            agg_cols = torch.bincount(A.col.long()[kept], minlength=N) + 1
+        costs = order_costs(N, edges + N, agg_cols, self.in_dim, W.shape[0], x, per_col,
+                            int(per_col.sum()))
+        o = resolve_order(self.order if order == "auto" else order, costs)
+        width = W.shape[0] if o == "transform_first" else self.in_dim
+        return o, costs[o], width
+
     # ------------------------------------------------------------------ MACs
-    def _transform_macs(self, x: Any) -> int:
-        nz = self._weight().detach() != 0
+    def _transform_macs(self, x: Any, dense: bool = False) -> int:
+        W = self._weight().detach()
+        nz = torch.ones_like(W, dtype=torch.bool) if dense else W != 0
         if isinstance(x, CSR):
             col = x.col.long() if x.val is None else x.col.long()[x.val.detach() != 0]
             per_col = torch.bincount(col, minlength=self.in_dim)
@@ -278,7 +418,11 @@ class GCNConv(_GraphConv):
         return out
 
     def forward(self, x: Union[Tensor, CSR], adj: Adjacency,
-                edge_weight: Optional[Tensor] = None) -> Tensor:
+                edge_weight: Optional[Tensor] = None, *, relu: bool = False) -> Tensor:
+        """``Â x W^T + b``, then ReLU when ``relu`` (fused into the aggregation's epilogue at
+        inference)."""
+        if _inference(self):
+            return self._run_plan(self._plan_for(x, adj, edge_weight), x, relu)
         N = self._num_nodes(x)
         dtype = self._dtype()
         A, w, _ = self._graph(adj, edge_weight, N, dtype)
@@ -291,7 +435,12 @@ class GCNConv(_GraphConv):
         else:
             agg = spmm(looped, x) if looped is not None else spmm(An, x) + self_w.unsqueeze(1) * x
             out = self.lin(agg)
-        return self._add_bias(out)
+        out = self._add_bias(out)
+        return F.relu(out, inplace=not torch.is_grad_enabled()) if relu else out
+
+    def _aggregation(self, adj, edge_weight, A, w, per_target, N, dtype, extra) -> CSR:
+        vals, self_w = self._normalise(adj, edge_weight, A, w, dtype)
+        return self._looped(A, vals.detach(), self_w.detach())
 
     def _with_loops(self, An: CSR, vals: Tensor, self_w: Tensor) -> Optional[CSR]:
         """For inference (no gradient to the graph): ``Â`` with its diagonal stored, so one
@@ -310,15 +459,21 @@ class GCNConv(_GraphConv):
         self._loop_cache = (vals, looped)
         return looped
 
-    def macs(self, x: Any, adj: Adjacency, edge_weight: Optional[Tensor] = None) -> dict:
-        """Exact MACs of one call: ``transform`` (``N * nnz(W)``, or per stored feature for
-        sparse ``x``), ``aggregate`` (kept edges x width), ``self`` (``N`` x width)."""
+    def macs(self, x: Any, adj: Adjacency, edge_weight: Optional[Tensor] = None, *,
+             order: str = "auto", dense: bool = False) -> dict:
+        """Exact MACs of one call in ``order`` (``"auto"``: the layer's ``order``, by default
+        the one with fewer MACs, as inference runs it): ``transform`` (``N * nnz(W)``, or for
+        sparse ``x`` per stored feature times the kept weights of its column), ``aggregate``
+        (kept edges x width; for sparse ``x`` aggregated first, the stored features of each
+        edge's source) and ``self`` (the self term, ``N`` x width). ``dense=True`` counts
+        every weight and stored edge as kept (the unpruned layer on this graph)."""
         N = self._num_nodes(x)
         with torch.no_grad():
             A, w, _ = self._graph(adj, edge_weight, N, self._dtype())
-        width = self.out_dim if (isinstance(x, CSR) or self.out_dim <= self.in_dim) else self.in_dim
-        out = {"transform": self._transform_macs(x), "aggregate": self._kept_edges(A, w) * width,
-               "self": N * width}
+        o, c, width = self._order_macs(x, A, w, N, dense, order)
+        self_macs = x.nnz if isinstance(x, CSR) and o == "aggregate_first" else N * width
+        out = {"transform": c["transform"], "aggregate": c["aggregate"] - self_macs,
+               "self": self_macs}
         out["total"] = sum(out.values())
         return out
 
@@ -370,7 +525,10 @@ class GINConv(_GraphConv):
         return torch.where(pos, 1.0 / safe, torch.zeros_like(deg))
 
     def forward(self, x: Union[Tensor, CSR], adj: Adjacency, edge_weight: Optional[Tensor] = None,
-                deg: Optional[Tensor] = None) -> Tensor:
+                deg: Optional[Tensor] = None, *, relu: bool = False) -> Tensor:
+        """The layer, then ReLU when ``relu`` (fused into the aggregation at inference)."""
+        if _inference(self):
+            return self._run_plan(self._plan_for(x, adj, edge_weight, deg), x, relu)
         N = self._num_nodes(x)
         dtype = self._dtype()
         A, w, per_target = self._graph(adj, edge_weight, N, dtype)
@@ -382,18 +540,33 @@ class GINConv(_GraphConv):
             out = one_eps * z + spmm(Aw, z, row_scale=rs)
         else:
             out = self.lin(one_eps * x + spmm(Aw, x, row_scale=rs))
-        return self._add_bias(out)
+        out = self._add_bias(out)
+        return F.relu(out, inplace=not torch.is_grad_enabled()) if relu else out
+
+    def _extra_key(self) -> tuple:
+        return (self.eps, self.eps._version)
+
+    def _aggregation(self, adj, edge_weight, A, w, per_target, N, dtype, extra) -> CSR:
+        """``diag(1/deg) A_w + (1 + eps) I``: the mean and the self term as one matrix."""
+        rs = self._row_scale(extra, per_target, N, dtype, A.device)
+        vals = rs.index_select(0, A.row())
+        if w is not None:
+            vals = vals * w.detach()
+        diag = (1 + self.eps.detach().to(dtype)).expand(N)
+        return self._looped(A, vals, diag)
 
     def macs(self, x: Any, adj: Adjacency, edge_weight: Optional[Tensor] = None,
-             deg: Optional[Tensor] = None) -> dict:
-        """Exact MACs of one call: ``transform``, ``aggregate`` (kept edges x width) and
-        ``self`` (the ``(1 + eps) x`` and ``1/deg`` terms, ``N`` x width each)."""
+             deg: Optional[Tensor] = None, *, order: str = "auto", dense: bool = False) -> dict:
+        """Exact MACs of one call in ``order`` (as :meth:`GCNConv.macs`): ``transform``,
+        ``aggregate`` (kept edges x width) and ``self`` (the ``(1 + eps) x`` and ``1/deg``
+        terms, ``N`` x width each)."""
         N = self._num_nodes(x)
         with torch.no_grad():
             A, w, _ = self._graph(adj, edge_weight, N, self._dtype())
-        width = self.out_dim if (isinstance(x, CSR) or self.out_dim < self.in_dim) else self.in_dim
-        out = {"transform": self._transform_macs(x), "aggregate": self._kept_edges(A, w) * width,
-               "self": 2 * N * width}
+        o, c, width = self._order_macs(x, A, w, N, dense, order)
+        diag = x.nnz if isinstance(x, CSR) and o == "aggregate_first" else N * width
+        out = {"transform": c["transform"], "aggregate": c["aggregate"] - diag,
+               "self": diag + N * width}
         out["total"] = sum(out.values())
         return out
 
@@ -423,6 +596,8 @@ class GATConv(_GraphConv):
         >>> conv = GATConv(16, 8, heads=4)
         >>> y = conv(x, adj, edge_weight=mask)                   # (N, 32)
     """
+
+    orders = ("transform_first",)
 
     def __init__(self, in_dim: int, out_dim: int, heads: int = 1, concat: bool = True,
                  negative_slope: float = 0.2, attn_dropout: float = 0.0, bias: bool = False,
@@ -470,16 +645,23 @@ class GATConv(_GraphConv):
             out = outs[0] if H == 1 else torch.stack(outs, 0).mean(0)
         return self._add_bias(out)
 
-    def macs(self, x: Any, adj: Adjacency, edge_weight: Optional[Tensor] = None) -> dict:
+    def macs(self, x: Any, adj: Adjacency, edge_weight: Optional[Tensor] = None, *,
+             order: str = "auto", dense: bool = False) -> dict:
         """Exact MACs of one call: ``transform``, ``attention`` (per-node scores
         ``N * (nnz(att_src) + nnz(att_dst))`` and one logit per kept edge and head),
-        ``aggregate`` (kept edges x heads x out_dim)."""
+        ``aggregate`` (kept edges x heads x out_dim). Attention needs ``x W^T``, so the layer
+        always transforms first (``order`` is accepted for a common signature);
+        ``dense=True`` counts every weight and stored edge as kept."""
         N = self._num_nodes(x)
         with torch.no_grad():
             A, w, _ = self._graph(adj, edge_weight, N, self._dtype())
-        edges = A.nnz if self.zero_logit_quirk else self._kept_edges(A, w)
-        att = int((self.att_src.detach() != 0).sum() + (self.att_dst.detach() != 0).sum())
-        out = {"transform": self._transform_macs(x), "attention": N * att + edges * self.heads,
+        edges = A.nnz if self.zero_logit_quirk or dense else self._kept_edges(A, w)
+        if dense:
+            att = self.att_src.numel() + self.att_dst.numel()
+        else:
+            att = int((self.att_src.detach() != 0).sum() + (self.att_dst.detach() != 0).sum())
+        out = {"transform": self._transform_macs(x, dense),
+               "attention": N * att + edges * self.heads,
                "aggregate": edges * self.heads * self.out_dim}
         out["total"] = sum(out.values())
         return out

@@ -1,6 +1,7 @@
 """``spmm``: sparse (CSR) times dense, with an optional mask on X and a fused epilogue.
 
-``out = row_scale[:, None] * (A @ (X * x_mask)) + bias``. Differentiable with respect to X,
+``out = act(row_scale[:, None] * (A @ (X * x_mask)) + bias)`` with ``act`` ReLU or the
+identity. Differentiable with respect to X,
 A's values (through :func:`sddmm`), ``x_mask`` (float), ``row_scale`` and ``bias``. Registered
 as the custom op ``sparselth::spmm`` with a fake implementation, so it works under
 ``torch.compile(fullgraph=True)``; calls that need no gradient skip the op machinery.
@@ -22,7 +23,7 @@ Tensor = torch.Tensor
 
 def spmm_reference(rowptr: Tensor, col: Tensor, val: Optional[Tensor], x: Tensor,
                    x_mask: Optional[Tensor], row_scale: Optional[Tensor], bias: Optional[Tensor],
-                   num_rows: int) -> Tensor:
+                   num_rows: int, relu: bool = False) -> Tensor:
     """Pure-PyTorch SpMM (gather + index_add): the oracle every backend is tested against."""
     acc = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
     counts = (rowptr[1:] - rowptr[:-1]).long()
@@ -37,29 +38,41 @@ def spmm_reference(rowptr: Tensor, col: Tensor, val: Optional[Tensor], x: Tensor
         out = out * row_scale.to(acc).unsqueeze(1)
     if bias is not None:
         out = out + bias.to(acc)
+    if relu:
+        out = torch.relu(out)
     return out.to(x.dtype)
 
 
 @register_kernel_fake("spmm_kernel")
-def _(rowptr, col, val, x, x_mask, row_scale, bias, num_rows):
+def _(rowptr, col, val, x, x_mask, row_scale, bias, num_rows, relu=False):
     return x.new_empty((num_rows, x.shape[1]))
 
 
-def _spmm_cpp(rowptr, col, val, x, x_mask, row_scale, bias, num_rows):
+def _spmm_cpp(rowptr, col, val, x, x_mask, row_scale, bias, num_rows, relu=False):
     if x_mask is not None and x_mask.dtype == torch.bool:
         # the kernel's bool-mask tiles measured ~50x slower than its x.dtype-mask tiles (lane
         # by lane widening); one vectorised conversion costs about one pass over the mask
         x_mask = x_mask.to(x.dtype)
-    return torch.ops.sparselth.spmm_kernel(rowptr, col, val, x, x_mask, row_scale, bias, num_rows)
+    return torch.ops.sparselth.spmm_kernel(rowptr, col, val, x, x_mask, row_scale, bias, num_rows,
+                                           relu)
 
 
-def _spmm_triton(rowptr, col, val, x, x_mask, row_scale, bias, num_rows):
+def _spmm_triton(rowptr, col, val, x, x_mask, row_scale, bias, num_rows, relu=False):
     from ..kernels.spmm import spmm as triton_spmm
-    return triton_spmm(rowptr, col, val, x, x_mask, row_scale, bias, num_rows)
+    return triton_spmm(rowptr, col, val, x, x_mask, row_scale, bias, num_rows, relu=relu)
 
 
 _IMPLS = {"reference": spmm_reference, "cpp": _spmm_cpp, "cuda": _spmm_cpp,
           "triton": _spmm_triton}
+
+
+def spmm_impl(device: torch.device, dtype: torch.dtype, backend: str = "auto"):
+    """The SpMM kernel of ``backend`` for ``device``/``dtype`` as a plain function
+    ``fn(rowptr, col, val, x, x_mask, row_scale, bias, num_rows, relu) -> Tensor``, with no
+    checks and no autograd: for inference paths that validated their operands once (a CSR
+    whose values have ``x``'s dtype, ``x`` contiguous, no gradient needed) and call it often,
+    where :func:`spmm`'s checks would cost more than the product."""
+    return _IMPLS[_backend.resolve(backend, device, dtype, "spmm")]
 
 
 @torch.library.custom_op("sparselth::spmm", mutates_args=())
@@ -126,9 +139,10 @@ _spmm_eager = eager_twin(_spmm_op, lambda *inputs: _IMPLS[inputs[-1]](*inputs[:7
 
 
 def spmm(A: CSR, X: Tensor, *, x_mask: Optional[Tensor] = None,
-         row_scale: Optional[Tensor] = None, bias: Optional[Tensor] = None,
+         row_scale: Optional[Tensor] = None, bias: Optional[Tensor] = None, relu: bool = False,
          backend: str = "auto") -> Tensor:
-    """Sparse times dense: ``row_scale[:, None] * (A @ (X * x_mask)) + bias``.
+    """Sparse times dense: ``row_scale[:, None] * (A @ (X * x_mask)) + bias``, then ReLU
+    when ``relu``.
 
     Args:
         A: ``(m, n)`` :class:`~sparselth.CSR`; a pattern (``A.val is None``) multiplies by ones.
@@ -137,6 +151,9 @@ def spmm(A: CSR, X: Tensor, *, x_mask: Optional[Tensor] = None,
         x_mask: optional ``(n, F)`` bool or float mask read on the fly (no ``X * mask`` copy).
         row_scale: optional ``(m,)`` per-row factor (e.g. a degree normalisation).
         bias: optional ``(F,)`` added to every row.
+        relu: apply ``max(., 0)`` to the result, fused into the kernel's store when no
+            gradient is needed (saves a pass over the ``(m, F)`` output); with autograd it is
+            ``torch.relu`` on the op's result.
         backend: ``"auto"``, ``"reference"``, ``"cpp"``, ``"triton"`` or ``"cuda"``.
 
     Returns:
@@ -169,10 +186,11 @@ def spmm(A: CSR, X: Tensor, *, x_mask: Optional[Tensor] = None,
     needs_grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (val, X, x_mask, row_scale, bias))
     if not needs_grad and not torch.compiler.is_compiling():
-        return _IMPLS[name](A.rowptr, A.col, val, X, x_mask, row_scale, bias, m)
+        return _IMPLS[name](A.rowptr, A.col, val, X, x_mask, row_scale, bias, m, relu)
     t_rowptr = t_col = t_perm = None
     if X.requires_grad or (x_mask is not None and x_mask.requires_grad):
         At = A.t()
         t_rowptr, t_col, t_perm = At.rowptr, At.col, A.csr_to_csc_perm()
     op_fn = _spmm_op if torch.compiler.is_compiling() else _spmm_eager
-    return op_fn(A.rowptr, A.col, val, X, x_mask, row_scale, bias, t_rowptr, t_col, t_perm, m, name)
+    out = op_fn(A.rowptr, A.col, val, X, x_mask, row_scale, bias, t_rowptr, t_col, t_perm, m, name)
+    return torch.relu(out) if relu else out

@@ -1,0 +1,156 @@
+"""Graph layers in ``sparselth.compile``: each GNN layer as a whole, not only its ``lin``.
+
+A graph layer (:class:`~sparselth.nn.GCNConv`, :class:`~sparselth.nn.GINConv`,
+:class:`~sparselth.nn.GATConv`) runs an aggregation and a transform whose order and kernels
+matter more than the weight route alone. For every graph layer the example inputs call:
+
+1. **candidates**: each order the layer can run (``A(XW)``: transform first; ``(AX)W``:
+   aggregate first) with the ``lin`` the per-layer routes chose; when the layer gets sparse
+   features, its ``lin`` is never called alone, so a CSR ``lin`` (features times kept weights
+   as a sparse x sparse product) is a candidate beside the dense one;
+2. **verify**: each candidate runs on the layer's real input in the compiled model (the
+   compacted graph) and must equal the masked dense layer's output (full graph, pruned edges
+   weighted 0) within the tolerance;
+3. **time** the survivors and the dense layer together, keep the fastest candidate;
+4. **report** one row per graph layer: exact MACs of the unpruned layer (every weight and
+   stored edge) and of the ticket in the order taken, both latencies, measured and promised
+   speed-up, the route (the order) and the implementation. The layer's ``lin`` row is marked
+   ``part_of`` the graph layer: its MACs are inside the graph layer's and are not summed twice.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..metrics.cost import state_bytes
+from ..nn import SparseLinear
+from ..nn._graph_plan import ORDER_NAMES, is_plain_linear
+from ..nn.graph import GATConv, GCNConv, GINConv
+from ..sparse.csr import CSR
+from .report import LayerReport
+from .select import Selection, capture_calls, rel_error, summary_ms, time_calls
+
+__all__ = ["GRAPH_LAYERS", "compile_graph_layers", "graph_layer_names"]
+
+#: the graph layer types compiled as a whole
+GRAPH_LAYERS: tuple[type[nn.Module], ...] = (GCNConv, GINConv, GATConv)
+
+
+def graph_layer_names(model: nn.Module) -> list[str]:
+    return [n for n, m in model.named_modules() if type(m) in GRAPH_LAYERS]
+
+
+def _conv_macs(conv: nn.Module, args: tuple, kwargs: dict, *, dense: bool,
+               order: str = "auto") -> int:
+    """Exact MACs of one call of graph layer ``conv`` (its ``macs`` on the same arguments)."""
+    rest = {k: v for k, v in kwargs.items() if k != "relu"}
+    with torch.no_grad():
+        return int(conv.macs(*args, **rest, order=order, dense=dense)["total"])
+
+
+def _features_sparse(args: tuple) -> bool:
+    return bool(args) and isinstance(args[0], CSR)
+
+
+def _candidates(conv: nn.Module, dense_lin: nn.Module, mask: Tensor | None,
+                sparse_x: bool, backend: str) -> list[tuple[str, str, nn.Module]]:
+    """``(route, implementation, module)`` per order x ``lin`` variant."""
+    lins: list[tuple[str, nn.Module]] = [(type(conv.lin).__name__, conv.lin)]
+    if sparse_x and is_plain_linear(conv.lin) and mask is not None and not bool(mask.all()):
+        lins.append(("SparseLinear", SparseLinear.from_dense(dense_lin, mask, backend=backend)))
+    out = []
+    for order in conv.orders:
+        for lin_name, lin in lins:
+            cand = copy.deepcopy(conv)
+            cand.lin = lin
+            cand.order = order
+            route = ORDER_NAMES[order]
+            how = ("x CSR: sparse x sparse" if sparse_x and not is_plain_linear(lin)
+                   else "x CSR: spmm(x, W^T)" if sparse_x else "x dense")
+            impl = f"{type(conv).__name__}(order={route}, lin={lin_name}, {how})"
+            out.append((route if len(lins) == 1 else f"{route} {lin_name}", impl, cand))
+    return out
+
+
+def compile_graph_layers(dense_model: nn.Module, compiled: nn.Module,
+                         masks: Mapping[str, Tensor], inputs: Any, sel: Selection,
+                         reports: list[LayerReport],
+                         replace: Callable[[nn.Module, str, nn.Module], None]
+                         ) -> list[LayerReport]:
+    """Choose each graph layer's order and transform in ``compiled`` (module docstring);
+    marks the rows of ``reports`` for their ``lin`` as ``part_of`` them. Returns one row per
+    graph layer called by ``inputs``."""
+    names = graph_layer_names(compiled)
+    if not names:
+        return []
+    compiled.eval()
+    got = capture_calls(compiled, inputs, names).calls
+    ref = capture_calls(dense_model, inputs, names).calls
+    by_name = {r.name: r for r in reports}
+    rows = []
+    for name in names:
+        if name not in got or name not in ref:
+            continue
+        conv = compiled.get_submodule(name)
+        dense_conv = dense_model.get_submodule(name)
+        args, kwargs = got[name]
+        dargs, dkwargs = ref[name]
+        mask = masks.get(f"{name}.lin.weight")
+        W = dense_conv._weight().detach()
+        rec = LayerReport(
+            name=name, type=type(conv).__name__, shape=[conv.in_dim, int(W.shape[0])],
+            sparsity=1.0 - (int(mask.count_nonzero()) / max(1, mask.numel())
+                            if mask is not None else 1.0),
+            macs_dense=_conv_macs(dense_conv, dargs, dkwargs, dense=True),
+            macs_ticket=0, bytes_dense=0, bytes_stored=0, latency_ms={}, route="dense",
+            impl=type(conv).__name__, speedup=None, promised_speedup=None)
+        rows.append(rec)
+        lin_rec = by_name.get(f"{name}.lin")
+        if lin_rec is not None:
+            lin_rec.part_of = name
+        with torch.no_grad():
+            want = dense_conv(*dargs, **dkwargs)
+        cands = []
+        for route, impl, module in _candidates(conv, dense_conv.lin, mask,
+                                               _features_sparse(args), sel.backend):
+            try:
+                with torch.no_grad():
+                    err = rel_error(module(*args, **kwargs), want)
+            except Exception as e:  # noqa: BLE001 - a failing candidate is reported
+                rec.rejected[route] = f"{impl}: {type(e).__name__}: {e}"[:300]
+                continue
+            if not err <= sel.tolerance:
+                rec.rejected[route] = (f"{impl}: not exact: max relative error {err:.3g} > "
+                                       f"{sel.tolerance:.3g}")
+                continue
+            cands.append((route, impl, module))
+        if not cands:
+            rec.note = "no order verified: left as compiled"
+            continue
+        fns = {"dense": lambda: dense_conv(*dargs, **dkwargs)}
+        fns.update({route: (lambda m=module: m(*args, **kwargs)) for route, _, module in cands})
+        timed = time_calls(fns, sel.budget_s, sel.device, sel.clock)
+        for key, t in timed.timings.items():
+            s = summary_ms(t, sel.clock)
+            rec.latency_ms[key], rec.latency_iqr_ms[key] = s["ms"], [s["q1_ms"], s["q3_ms"]]
+            rec.latency_wall_ms[key], rec.latency_cpu_ms[key] = s["wall_ms"], s["cpu_ms"]
+        route, impl, best = min(cands, key=lambda c: rec.latency_ms[c[0]])
+        replace(compiled, name, best)
+        rec.route, rec.impl = route, impl
+        rec.variants_ms = {i: rec.latency_ms[r] for r, i, _ in cands}
+        rec.macs_ticket = _conv_macs(best, args, kwargs, dense=False, order=best.order)
+        rec.promised_speedup = rec.macs_dense / rec.macs_ticket if rec.macs_ticket else None
+        rec.speedup = rec.latency_ms["dense"] / max(rec.latency_ms[route], 1e-12)
+        half = [q[1] - q[0] for q in (rec.latency_iqr_ms["dense"], rec.latency_iqr_ms[route])]
+        rec.noise_ms = 0.5 * sum(half)
+        rec.bytes_dense, rec.bytes_stored = state_bytes(dense_conv), state_bytes(best)
+        if lin_rec is not None and not is_plain_linear(best.lin) and lin_rec.route == "dense":
+            lin_rec.route, lin_rec.impl = "csr", f"sparselth.nn.{type(best.lin).__name__}"
+            lin_rec.bytes_stored = state_bytes(best.lin)
+            lin_rec.note = f"runs inside {name} (sparse features times the kept weights)"
+    return rows
