@@ -219,10 +219,10 @@ class _GraphConv(nn.Module):
     def _weight(self) -> Tensor:
         """``lin``'s dense ``(out, in)`` weight (pruned entries as zeros), also when ``lin`` was
         swapped for a compiled sparse layer."""
-        W = getattr(self.lin, "weight", None)
-        if isinstance(W, Tensor):
-            return W
-        return self.lin.dense_weight()
+        dense_weight = getattr(self.lin, "dense_weight", None)
+        if callable(dense_weight):   # a deploy-time layer (its own ``weight``, if any, is a block)
+            return dense_weight()
+        return self.lin.weight
 
     def _transform(self, x: Union[Tensor, CSR]) -> Tensor:
         """``x W^T``; sparse node features go through ``spmm(x, W^T)``, dense ones through

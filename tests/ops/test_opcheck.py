@@ -58,7 +58,7 @@ def spmm_kernel(_):
     A, *_t = _csr()
     X = torch.randn(5, 3, dtype=F64)
     return (A.rowptr, A.col, A.val, X, X > 0, torch.rand(7, dtype=F64), torch.randn(3, dtype=F64),
-            7)
+            7, True)
 
 
 def sddmm_kernel(_):

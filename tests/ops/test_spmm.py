@@ -16,7 +16,7 @@ from sparselth.testing import (ODD_CASES, random_csr, requires_kernel, skip_if_s
 BACKENDS = test_backends()
 
 
-def dense_oracle(A, X, x_mask=None, row_scale=None, bias=None):
+def dense_oracle(A, X, x_mask=None, row_scale=None, bias=None, relu=False):
     """The formula, computed densely in float64."""
     Xm = X.double() if x_mask is None else X.double() * x_mask.double()
     out = A.to_dense(torch.float64) @ Xm
@@ -24,7 +24,7 @@ def dense_oracle(A, X, x_mask=None, row_scale=None, bias=None):
         out = out * row_scale.double()[:, None]
     if bias is not None:
         out = out + bias.double()
-    return out
+    return torch.relu(out) if relu else out
 
 
 def _inputs(A, F, dtype, seed, mask=None, scale=False, bias=False):
@@ -75,6 +75,57 @@ def test_options_match_oracle(values, mask, scale, bias, backend):
     expected = dense_oracle(A, X, m, s, bb)
     torch.testing.assert_close(spmm(A, X, x_mask=m, row_scale=s, bias=bb, backend=backend),
                                expected, **tolerances(dtype))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("F", [1, 3, 7, 8, 19, 64, 100, 130])
+@pytest.mark.parametrize("dtype, index_dtype", [(torch.float32, torch.int32),
+                                                (torch.float64, torch.int64)])
+def test_relu_epilogue_matches_oracle(F, dtype, index_dtype, backend):
+    """ReLU after scale and bias, on every register tile width and the scalar rest; empty and
+    all-pruned rows get relu(bias)."""
+    A = random_csr(53, 41, 0.15, dtype=dtype, index_dtype=index_dtype, power_law=True,
+                   empty_rows=0.2, seed=F)
+    skip_if_slow(backend, A.nnz * F)
+    X, m, s, bb = _inputs(A, F, dtype, seed=F, mask="float", scale=True, bias=True)
+    for kw in ({}, {"row_scale": s, "bias": bb}, {"x_mask": m, "bias": bb}):
+        oracle_kw = {k: v for k, v in kw.items()}
+        expected = dense_oracle(A, X, oracle_kw.get("x_mask"), oracle_kw.get("row_scale"),
+                                oracle_kw.get("bias"), relu=True).to(dtype)
+        got = spmm(A, X, relu=True, backend=backend, **kw)
+        torch.testing.assert_close(got, expected, **tolerances(dtype))
+        assert bool((got >= 0).all())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_relu_keeps_nan_like_torch(backend):
+    A = CSR(torch.tensor([0, 1, 2, 2]), torch.tensor([0, 1]), torch.tensor([1.0, -1.0]), (3, 2))
+    X = torch.tensor([[float("nan"), -2.0], [3.0, -4.0]])
+    got = spmm(A, X, relu=True, backend=backend)
+    torch.testing.assert_close(got, torch.relu(spmm(A, X, backend=backend)), equal_nan=True)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_relu_gradient_matches_dense_autograd(backend):
+    A = random_csr(11, 9, 0.4, dtype=torch.float64, seed=5)
+    X = torch.randn(9, 4, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    out = spmm(A, X, bias=b, relu=True, backend=backend)
+    ref = torch.relu(A.to_dense(torch.float64) @ X + b)
+    torch.testing.assert_close(out, ref)
+    gy = torch.randn_like(out)
+    for got, want in zip(torch.autograd.grad(out, [X, b], gy), torch.autograd.grad(ref, [X, b], gy)):
+        torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_spmm_impl_is_the_unchecked_kernel(backend):
+    from sparselth.ops.spmm import spmm_impl
+    A = random_csr(12, 10, 0.3, dtype=torch.float32, seed=1)
+    X, _, s, bb = _inputs(A, 5, torch.float32, seed=1, scale=True, bias=True)
+    fn = spmm_impl(X.device, X.dtype, backend)
+    got = fn(A.rowptr, A.col, A.val, X, None, s, bb, 12, True)
+    torch.testing.assert_close(got, spmm(A, X, row_scale=s, bias=bb, relu=True, backend=backend))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -157,15 +208,15 @@ def test_bool_mask_gradient_only_flows_to_kept_entries():
 @pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "triton"])  # triton: own fuzz
 @given(rows=st.integers(0, 40), cols=st.integers(1, 40), F=st.integers(1, 70),
        density=st.floats(0.0, 1.0), seed=st.integers(0, 10**6), i32=st.booleans(),
-       values=st.booleans(), f64=st.booleans(), power=st.booleans())
-def test_fuzz_against_oracle(backend, rows, cols, F, density, seed, i32, values, f64, power):
+       values=st.booleans(), f64=st.booleans(), power=st.booleans(), relu=st.booleans())
+def test_fuzz_against_oracle(backend, rows, cols, F, density, seed, i32, values, f64, power, relu):
     dtype = torch.float64 if f64 else torch.float32
     A = random_csr(rows, cols, density, dtype=dtype, index_dtype=torch.int32 if i32 else torch.int64,
                    values=values, power_law=power, seed=seed)
     X, m, s, bb = _inputs(A, F, dtype, seed=seed, mask="bool", scale=True, bias=True)
-    expected = dense_oracle(A, X, m, s, bb).to(dtype)
-    torch.testing.assert_close(spmm(A, X, x_mask=m, row_scale=s, bias=bb, backend=backend),
-                               expected, **tolerances(dtype))
+    expected = dense_oracle(A, X, m, s, bb, relu=relu).to(dtype)
+    torch.testing.assert_close(spmm(A, X, x_mask=m, row_scale=s, bias=bb, relu=relu,
+                                    backend=backend), expected, **tolerances(dtype))
 
 
 class TestBadInput:
