@@ -1,0 +1,97 @@
+"""``sparselth.compile`` on GNN tickets: graph layers compiled and reported as a whole."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+import sparselth
+from sparselth import CSR, Ticket
+from sparselth.data import contextual_sbm
+from sparselth.models import GAT, GCN, GIN
+from sparselth.nn import SparseLinear
+
+from ._tickets import FAST
+
+
+def _graph_ticket(model_cls, sparse_x: bool, seed=0, **kw):
+    data = contextual_sbm(num_nodes=60, num_features=24, num_classes=3, avg_degree=4.0,
+                          homophily=0.7, feature_snr=0.5, seed=seed)
+    A = CSR.from_edge_index(data.edge_index.flip(0), num_nodes=data.num_nodes)
+    x = data.x.double()
+    if sparse_x:
+        x = x * (torch.rand(x.shape, generator=torch.Generator().manual_seed(seed)) < 0.1)
+        x = CSR.from_dense(x)
+    torch.manual_seed(seed)
+    model = model_cls(A, data.num_features, data.num_classes, hidden=16, **kw).double().eval()
+    masks = sparselth.prune.random(model, 0.8, include=model.ugs_weight_names(), seed=seed)
+    g = torch.Generator().manual_seed(seed)
+    masks["edge_mask"] = torch.rand(model.edge_mask.numel(), generator=g) >= 0.5
+    return model, Ticket.from_model(model, masks), x
+
+
+def _masked(model, ticket):
+    m = copy.deepcopy(model)
+    ticket.apply_to(m)
+    return m.eval()
+
+
+@pytest.mark.parametrize("sparse_x", [False, True])
+@pytest.mark.parametrize("model_cls, kw", [(GCN, {}), (GIN, {}), (GAT, {"heads": 2})])
+def test_graph_model_compiled_equals_masked_dense(model_cls, kw, sparse_x):
+    model, ticket, x = _graph_ticket(model_cls, sparse_x, **kw)
+    compiled, report = sparselth.compile(model, ticket, example_inputs=(x,), **FAST)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), _masked(model, ticket)(x))
+    rows = {r.name: r for r in report.layers}
+    for conv in ("conv1", "conv2"):
+        rec = rows[conv]
+        assert rec.type == type(model.get_submodule(conv)).__name__
+        assert rec.route.split()[0] in ("A(XW)", "(AX)W")
+        assert rec.macs_ticket < rec.macs_dense
+        assert rec.promised_speedup == pytest.approx(rec.macs_dense / rec.macs_ticket)
+        assert "dense" in rec.latency_ms and rec.speedup is not None
+        assert rows[f"{conv}.lin"].part_of == conv
+    # the promise of the whole model: the graph layers' exact MACs (pred: counted alone)
+    masked = _masked(model, ticket)
+    with torch.no_grad():
+        ticket_macs = masked.macs(x)["total"]
+        dense_macs = model.macs(x)["total"]
+    if model_cls is GCN:   # GCN.macs covers every layer; GIN adds pred, GAT counts the same
+        assert report.end_to_end["promised_speedup"] == pytest.approx(dense_macs / ticket_macs)
+    totals = report.totals
+    assert totals["macs_ticket"] == sum(r.macs_ticket for r in report.layers if not r.part_of)
+    assert "conv1" in str(report) and "(in conv1)" in str(report)
+
+
+def test_sparse_features_get_a_sparse_transform_candidate():
+    model, ticket, x = _graph_ticket(GCN, True)
+    compiled, report = sparselth.compile(model, ticket, example_inputs=(x,), **FAST)
+    rec = report.layer("conv1")
+    assert any("SparseLinear" in r for r in rec.latency_ms), rec.latency_ms
+    assert not rec.rejected, rec.rejected
+    # the first layer's MACs count the sparse x sparse product, not zero
+    assert rec.macs_ticket > 0 and report.layer("conv1.lin").part_of == "conv1"
+    if "SparseLinear" in rec.route:
+        assert isinstance(compiled.conv1.lin, SparseLinear)
+        assert report.layer("conv1.lin").route == "csr"
+
+
+def test_forced_order_is_timed_and_verified():
+    model, ticket, x = _graph_ticket(GCN, False)
+    compiled, report = sparselth.compile(model, ticket, example_inputs=(x,), **FAST)
+    for conv in ("conv1", "conv2"):
+        rec = report.layer(conv)
+        assert {"A(XW)", "(AX)W"} <= {r.split()[0] for r in rec.latency_ms if r != "dense"}
+        assert compiled.get_submodule(conv).order in ("transform_first", "aggregate_first")
+
+
+def test_report_round_trip_keeps_part_of(tmp_path):
+    model, ticket, x = _graph_ticket(GCN, True)
+    _, report = sparselth.compile(model, ticket, example_inputs=(x,), **FAST)
+    path = report.save(tmp_path / "r.json")
+    back = sparselth.deploy.CompileReport.load(path)
+    assert back.layer("conv1.lin").part_of == "conv1"
+    assert back.totals == report.totals
