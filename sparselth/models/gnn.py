@@ -174,7 +174,8 @@ class GCN(_GraphModel):
     def forward(self, x: Union[Tensor, CSR]) -> Tensor:
         A, w = self.adjacency(), self.edge_mask
         h = self.conv1(x, A, w, relu=True)   # inference: the ReLU runs in the SpMM's epilogue
-        h = F.dropout(h, self.dropout, self.training)
+        if self.training:
+            h = F.dropout(h, self.dropout)
         return self.conv2(h, A, w)
 
     def ugs_weight_names(self) -> List[str]:
@@ -217,8 +218,12 @@ class GIN(_GraphModel):
 
     def forward(self, x: Union[Tensor, CSR]) -> Tensor:
         A, w, deg = self.adjacency(), self.edge_mask, self.graph_deg
-        h1 = F.dropout(self.conv1(x, A, w, deg=deg, relu=True), self.dropout, self.training)
-        h2 = F.dropout(self.conv2(h1, A, w, deg=deg, relu=True), self.dropout, self.training)
+        h1 = self.conv1(x, A, w, deg=deg, relu=True)
+        if self.training:
+            h1 = F.dropout(h1, self.dropout)
+        h2 = self.conv2(h1, A, w, deg=deg, relu=True)
+        if self.training:
+            h2 = F.dropout(h2, self.dropout)
         return (self.pred(h1) + h2) / 2
 
     def ugs_weight_names(self) -> List[str]:

@@ -31,7 +31,8 @@ from ..ops import backend as _backend
 from ..ops.spmm import spmm_impl
 from ..sparse.csr import CSR
 
-__all__ = ["ORDERS", "Plan", "key_equal", "order_costs", "sparse_product", "lin_state"]
+__all__ = ["ORDERS", "ORDER_NAMES", "Plan", "TransposedWeight", "order_costs",
+           "sparse_product"]
 
 #: ``order`` values of a graph layer: by MACs, transform first ``A(XW)``, aggregate first ``(AX)W``
 ORDERS = ("auto", "transform_first", "aggregate_first")
@@ -113,29 +114,6 @@ def cheaper(costs: dict[str, dict[str, int]]) -> str:
     return "aggregate_first" if a < t else "transform_first"
 
 
-def lin_state(lin: nn.Module) -> tuple:
-    """``lin``'s own tensors with their versions: changes when any is replaced or modified."""
-    out: list = [lin]
-    for t in lin._parameters.values():
-        out += (t, -1 if t is None else t._version)
-    for t in lin._buffers.values():
-        out += (t, -1 if t is None else t._version)
-    return tuple(out)
-
-
-def key_equal(a: Optional[tuple], b: tuple) -> bool:
-    """Plan keys: tensors and modules compare by identity, everything else by value."""
-    if a is None or len(a) != len(b):
-        return False
-    for u, v in zip(a, b):
-        if isinstance(u, (Tensor, nn.Module, CSR)):
-            if u is not v:
-                return False
-        elif u != v:
-            return False
-    return True
-
-
 def is_plain_linear(lin: nn.Module) -> bool:
     return type(lin) is nn.Linear
 
@@ -145,47 +123,75 @@ def kept_per_col(weight: Tensor) -> Tensor:
     return (weight.detach() != 0).sum(0)
 
 
-class Plan:
-    """One layer's inference plan (see the module docstring).
+def resolve_order(order: str, costs: dict[str, dict[str, int]]) -> str:
+    if order == "auto":
+        return cheaper(costs)
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+    return order
 
-    Attributes:
-        key: what it was built for (:func:`key_equal`).
-        n: nodes.
-        agg: the aggregation CSR with the self term stored (values = normalised weights).
-        order: ``"transform_first"`` or ``"aggregate_first"``.
-        costs: :func:`order_costs` of the built-in orders, as run (kept = stored).
-        wt: for CSR features and transform first: ``W^T`` as a CSR (sparse ``lin``) or a dense
-            contiguous tensor (plain ``nn.Linear``); else None.
-        bias: the layer's bias (contiguous) or None.
-        backend, spmm: the SpMM backend resolved when it was built (a ``use_backend`` block
-            or ``SPARSELTH_BACKEND`` changing it rebuilds the plan) and its kernel
-            (:func:`sparselth.ops.spmm.spmm_impl`).
-    """
 
-    __slots__ = ("key", "n", "agg", "order", "costs", "wt", "bias", "dtype", "backend", "spmm")
+def _module_tensors(module: nn.Module) -> tuple:
+    return tuple(module._parameters.values()) + tuple(module._buffers.values())
 
-    def __init__(self, key: tuple, n: int, agg: CSR, order: str, costs: dict, wt: Any,
-                 bias: Optional[Tensor], dtype: torch.dtype):
-        self.key, self.n, self.agg, self.order, self.costs = key, n, agg, order, costs
-        self.wt, self.bias, self.dtype = wt, bias, dtype
-        self.backend = _backend.resolve("auto", agg.device, dtype, "spmm")
-        self.spmm: Callable = spmm_impl(agg.device, dtype, self.backend)
 
-    def aggregate(self, h: Tensor, bias: Optional[Tensor] = None, relu: bool = False) -> Tensor:
-        """``act(agg @ h + bias)`` in one kernel (``h`` dense)."""
-        a = self.agg
-        if not h.is_contiguous():
-            h = h.contiguous()
-        return self.spmm(a.rowptr, a.col, a.val, h, None, None, bias, self.n, relu)
+def _same_tensors(held: tuple, module: nn.Module) -> bool:
+    """Whether ``module`` still holds the tensors ``held`` (none replaced, added or removed)."""
+    now = _module_tensors(module)
+    if len(now) != len(held):
+        return False
+    for a, b in zip(held, now):
+        if a is not b:
+            return False
+    return True
 
-    def transform_sparse(self, x: CSR) -> Tensor:
-        """``x W^T`` for CSR features."""
-        wt = self.wt
+
+def _requested_backend() -> Optional[str]:
+    """The innermost ``use_backend`` block's backend (None outside one)."""
+    stack = getattr(_backend._state, "stack", None)
+    return stack[-1] if stack else None
+
+
+class _Watch:
+    """Tensors whose identity and contents a cached result depends on: fresh while none was
+    replaced or modified in place (version counters)."""
+
+    __slots__ = ("tensors", "versions")
+
+    def __init__(self, tensors: Sequence[Optional[Tensor]]):
+        self.tensors = tuple(t for t in tensors if t is not None)
+        self.versions = tuple(t._version for t in self.tensors)
+
+    def fresh(self) -> bool:
+        for t, v in zip(self.tensors, self.versions):
+            if t._version != v:
+                return False
+        return True
+
+
+class TransposedWeight:
+    """``W^T`` of a layer's ``lin`` for sparse features (:func:`transposed_weight`), cached
+    while ``lin`` holds the same, unmodified tensors."""
+
+    __slots__ = ("lin", "held", "watch", "wt", "dtype")
+
+    def __init__(self, lin: nn.Module, weight: Tensor):
+        self.lin, self.held = lin, _module_tensors(lin)
+        self.watch = _Watch(self.held)
+        self.wt, self.dtype = transposed_weight(lin, weight), weight.dtype
+
+    def fresh(self, lin: nn.Module) -> bool:
+        return lin is self.lin and _same_tensors(self.held, lin) and self.watch.fresh()
+
+    def product(self, x: CSR) -> Tensor:
+        """``x W^T`` (no autograd)."""
         if x.val is not None and x.val.dtype != self.dtype:
             x = x.with_values(x.val.to(self.dtype))
+        wt = self.wt
         if isinstance(wt, CSR):
             return sparse_product(x, wt)
-        return self.spmm(x.rowptr, x.col, x.val, wt, None, None, None, x.shape[0], False)
+        return spmm_impl(wt.device, self.dtype)(x.rowptr, x.col, x.val, wt, None, None, None,
+                                                x.shape[0], False)
 
 
 def transposed_weight(lin: nn.Module, weight: Tensor) -> Any:
@@ -203,10 +209,98 @@ def transposed_weight(lin: nn.Module, weight: Tensor) -> Any:
     return W.t()
 
 
-def resolve_order(order: str, costs: dict[str, dict[str, int]],
-                  allowed: Sequence[str] = ("transform_first", "aggregate_first")) -> str:
-    if order == "auto":
-        return cheaper(costs)
-    if order not in allowed:
-        raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
-    return order
+class Plan:
+    """One graph layer's inference plan (see the module docstring), built by the layer from
+    its inputs and reused while :meth:`fresh`.
+
+    Attributes:
+        n: nodes.
+        agg: the aggregation CSR with the self term stored (values: normalised weights).
+        order: ``"transform_first"`` or ``"aggregate_first"``.
+        costs: :func:`order_costs` of both orders as run (a plain ``nn.Linear`` computes every
+            weight; a compiled sparse ``lin`` its stored ones).
+        wt: for CSR features, transform first: :class:`TransposedWeight`; else None.
+        weight: for dense features and a plain ``nn.Linear``: its weight (``F.linear`` is
+            called directly); else None (``lin`` is called).
+        bias: the layer's bias in the plan's dtype, contiguous, or None.
+        backend, spmm: the SpMM backend resolved when built and its kernel
+            (:func:`sparselth.ops.spmm.spmm_impl`).
+    """
+
+    __slots__ = ("adj", "edge_weight", "extra", "lin", "order_req", "owned", "held", "watch",
+                 "x_sparse", "x_rowptr", "x_col", "x_shape", "dtype", "requested", "n", "agg",
+                 "order", "costs", "wt", "weight", "bias", "backend", "spmm")
+
+    def __init__(self, conv: nn.Module, x: Any, adj: Any, edge_weight: Optional[Tensor],
+                 extra: Optional[Tensor], agg: CSR, dtype: torch.dtype):
+        lin = conv.lin
+        # what it was built for
+        self.adj, self.edge_weight, self.extra, self.lin = adj, edge_weight, extra, lin
+        self.order_req, self.owned = conv.order, conv._owned()
+        self.held = _module_tensors(lin)
+        self.watch = _Watch((adj.val if isinstance(adj, CSR) else adj, edge_weight, extra,
+                             *self.held, *self.owned))
+        self.x_sparse = isinstance(x, CSR)
+        self.x_rowptr, self.x_col = (x.rowptr, x.col) if self.x_sparse else (None, None)
+        self.x_shape = None if self.x_sparse else x.shape
+        self.dtype, self.requested, self.n, self.agg = dtype, _requested_backend(), agg.shape[0], agg
+        # what it runs
+        W = conv._weight().detach()
+        if is_plain_linear(lin):   # a dense layer computes every entry
+            per_col = torch.full((conv.in_dim,), W.shape[0], dtype=torch.long, device=W.device)
+        else:
+            per_col = kept_per_col(W)
+        agg_cols = torch.bincount(agg.col.long(), minlength=self.n) if self.x_sparse else None
+        self.costs = order_costs(self.n, agg.nnz, agg_cols, conv.in_dim, W.shape[0], x,
+                                 per_col, int(per_col.sum()))
+        self.order = resolve_order(conv.order, self.costs)
+        self.wt = (TransposedWeight(lin, W) if self.x_sparse and self.order == "transform_first"
+                   else None)
+        self.weight = lin.weight if is_plain_linear(lin) and lin.bias is None else None
+        bias = conv.bias
+        self.bias = None if bias is None else bias.detach().to(dtype).contiguous()
+        self.backend = _backend.resolve("auto", agg.device, dtype, "spmm")
+        self.spmm: Callable = spmm_impl(agg.device, dtype, self.backend)
+
+    def fresh(self, conv: nn.Module, x: Any, adj: Any, edge_weight: Optional[Tensor],
+              extra: Optional[Tensor]) -> bool:
+        """Whether this plan still fits: the same graph, edge weights, ``lin``, own tensors
+        and order setting, none modified; features of the same structure; the same backend
+        request."""
+        if (adj is not self.adj or edge_weight is not self.edge_weight
+                or extra is not self.extra or conv.lin is not self.lin
+                or conv.order != self.order_req or _requested_backend() != self.requested):
+            return False
+        if self.x_sparse:
+            if not isinstance(x, CSR) or x.rowptr is not self.x_rowptr or x.col is not self.x_col:
+                return False
+        elif not isinstance(x, Tensor) or x.shape != self.x_shape or x.dtype != self.dtype:
+            return False
+        owned = conv._owned()
+        for a, b in zip(owned, self.owned):
+            if a is not b:
+                return False
+        return _same_tensors(self.held, conv.lin) and self.watch.fresh()
+
+    def run(self, conv: nn.Module, x: Any, relu: bool) -> Tensor:
+        """``act(agg @ (x W^T) + b)`` or ``act((agg @ x) W^T + b)``."""
+        a = self.agg
+        if self.order == "transform_first":
+            if self.x_sparse:
+                h = self.wt.product(x)
+            elif self.weight is not None:
+                h = torch.nn.functional.linear(x, self.weight)
+            else:
+                h = conv.lin(x)
+            if not h.is_contiguous():
+                h = h.contiguous()
+            return self.spmm(a.rowptr, a.col, a.val, h, None, None, self.bias, self.n, relu)
+        if self.x_sparse:
+            h = sparse_product(a, x)
+        else:
+            h = self.spmm(a.rowptr, a.col, a.val, x.contiguous(), None, None, None, self.n,
+                          False)
+        out = conv.lin(h)
+        if self.bias is not None:
+            out = out.add_(self.bias)
+        return out.relu_() if relu else out

@@ -42,8 +42,8 @@ from ..ops import backend as _backend
 from ..ops.edge_softmax import edge_softmax
 from ..ops.spmm import spmm, spmm_impl
 from ..sparse.csr import CSR
-from ._graph_plan import (ORDERS, Plan, is_plain_linear, key_equal, kept_per_col, lin_state,
-                          order_costs, resolve_order, sparse_product, transposed_weight)
+from ._graph_plan import (Plan, TransposedWeight, kept_per_col, order_costs, resolve_order,
+                          sparse_product)
 
 __all__ = ["GCNConv", "GINConv", "GATConv"]
 
@@ -101,7 +101,7 @@ class _GraphConv(nn.Module):
         #: inference order: "auto" (fewer MACs), "transform_first" A(XW), "aggregate_first" (AX)W
         self.order = "auto"
         self._plan: Optional[Plan] = None
-        self._wt_cache: Optional[tuple] = None
+        self._wt_cache: Optional[TransposedWeight] = None
 
     # ------------------------------------------------------------------ inputs
     def _num_nodes(self, x: Any) -> int:
@@ -247,81 +247,29 @@ class _GraphConv(nn.Module):
     def _transform_sparse_infer(self, x: CSR) -> Tensor:
         """``x W^T`` for CSR features without autograd, ``W^T`` cached while ``lin`` is
         unchanged."""
-        state = lin_state(self.lin)
         c = self._wt_cache
-        if c is None or not key_equal(c[0], state):
-            W = self._weight()
-            c = self._wt_cache = (state, transposed_weight(self.lin, W), W.dtype)
-        wt, dtype = c[1], c[2]
-        if x.val is not None and x.val.dtype != dtype:
-            x = x.with_values(x.val.to(dtype))
-        if isinstance(wt, CSR):
-            return sparse_product(x, wt)
-        return spmm_impl(wt.device, dtype)(x.rowptr, x.col, x.val, wt, None, None, None,
-                                           x.shape[0], False)
+        if c is None or not c.fresh(self.lin):
+            c = self._wt_cache = TransposedWeight(self.lin, self._weight())
+        return c.product(x)
 
-    def _plan_key(self, x: Any, adj: Adjacency, edge_weight: Optional[Tensor],
-                  extra: Optional[Tensor]) -> tuple:
-        if isinstance(x, CSR):
-            xk: tuple = (x.rowptr, x.col, x.shape)
-        elif isinstance(x, Tensor):
-            xk = (x.shape, x.dtype, x.device)
-        else:
-            xk = (type(x),)
-        ak = (adj, _version(adj.val) if isinstance(adj, CSR) else adj._version)
-        return (*ak, edge_weight, _version(edge_weight), extra, _version(extra), *xk,
-                *lin_state(self.lin), self.bias, _version(self.bias), self.order,
-                *self._extra_key())
+    def _owned(self) -> Tuple[Optional[Tensor], ...]:
+        """The layer's own tensors an inference plan reads (besides ``lin``'s)."""
+        return (self.bias,)
 
-    def _extra_key(self) -> tuple:
-        return ()
-
-    def _plan_for(self, x: Any, adj: Adjacency, edge_weight: Optional[Tensor],
-                  extra: Optional[Tensor] = None) -> Plan:
-        """The cached plan for these inputs, rebuilt when any of them changed."""
-        key = self._plan_key(x, adj, edge_weight, extra)
+    def _infer(self, x: Any, adj: Adjacency, edge_weight: Optional[Tensor],
+               extra: Optional[Tensor], relu: bool) -> Tensor:
+        """One inference call on the cached plan, rebuilt when an input or weight changed."""
         p = self._plan
-        if p is not None and key_equal(p.key, key) and (
-                _backend.resolve("auto", p.agg.device, p.dtype, "spmm") == p.backend):
-            return p
-        N = self._num_nodes(x)
-        dtype = self._dtype()
-        A, w, per_target = self._graph(adj, edge_weight, N, dtype)
-        agg = self._aggregation(adj, edge_weight, A, w, per_target, N, dtype, extra)
-        p = self._plan = self._make_plan(key, x, N, agg, dtype)
-        return p
-
-    def _make_plan(self, key: tuple, x: Any, N: int, agg: CSR, dtype: torch.dtype) -> Plan:
-        W = self._weight()
-        if is_plain_linear(self.lin):   # a dense layer computes every entry
-            per_col = torch.full((self.in_dim,), W.shape[0], dtype=torch.long, device=W.device)
-        else:
-            per_col = kept_per_col(W)
-        agg_cols = torch.bincount(agg.col.long(), minlength=N) if isinstance(x, CSR) else None
-        costs = order_costs(N, agg.nnz, agg_cols, self.in_dim, W.shape[0], x, per_col,
-                            int(per_col.sum()))
-        order = resolve_order(self.order, costs)
-        wt = (transposed_weight(self.lin, W)
-              if isinstance(x, CSR) and order == "transform_first" else None)
-        bias = None if self.bias is None else self.bias.detach().to(dtype).contiguous()
-        return Plan(key, N, agg, order, costs, wt, bias, dtype)
+        if p is None or not p.fresh(self, x, adj, edge_weight, extra):
+            N = self._num_nodes(x)
+            dtype = self._dtype()
+            A, w, per_target = self._graph(adj, edge_weight, N, dtype)
+            agg = self._aggregation(adj, edge_weight, A, w, per_target, N, dtype, extra)
+            p = self._plan = Plan(self, x, adj, edge_weight, extra, agg, dtype)
+        return p.run(self, x, relu)
 
     def _aggregation(self, adj, edge_weight, A, w, per_target, N, dtype, extra) -> CSR:
         raise NotImplementedError
-
-    def _run_plan(self, p: Plan, x: Any, relu: bool) -> Tensor:
-        """One inference call: ``act(agg @ (x W^T) + b)`` or ``act((agg @ x) W^T + b)``."""
-        if self._num_nodes(x) != p.n:
-            raise ValueError(f"{type(self).__name__}: x has {self._num_nodes(x)} rows, the "
-                             f"graph {p.n} nodes")
-        if p.order == "transform_first":
-            h = p.transform_sparse(x) if isinstance(x, CSR) else self.lin(x)
-            return p.aggregate(h, p.bias, relu)
-        a = sparse_product(p.agg, x) if isinstance(x, CSR) else p.aggregate(x)
-        out = self.lin(a)
-        if p.bias is not None:
-            out = out.add_(p.bias)
-        return out.relu_() if relu else out
 
     @staticmethod
     def _looped(A: CSR, vals: Tensor, diag: Tensor) -> CSR:
@@ -422,7 +370,7 @@ class GCNConv(_GraphConv):
         """``Â x W^T + b``, then ReLU when ``relu`` (fused into the aggregation's epilogue at
         inference)."""
         if _inference(self):
-            return self._run_plan(self._plan_for(x, adj, edge_weight), x, relu)
+            return self._infer(x, adj, edge_weight, None, relu)
         N = self._num_nodes(x)
         dtype = self._dtype()
         A, w, _ = self._graph(adj, edge_weight, N, dtype)
@@ -528,7 +476,7 @@ class GINConv(_GraphConv):
                 deg: Optional[Tensor] = None, *, relu: bool = False) -> Tensor:
         """The layer, then ReLU when ``relu`` (fused into the aggregation at inference)."""
         if _inference(self):
-            return self._run_plan(self._plan_for(x, adj, edge_weight, deg), x, relu)
+            return self._infer(x, adj, edge_weight, deg, relu)
         N = self._num_nodes(x)
         dtype = self._dtype()
         A, w, per_target = self._graph(adj, edge_weight, N, dtype)
@@ -543,8 +491,8 @@ class GINConv(_GraphConv):
         out = self._add_bias(out)
         return F.relu(out, inplace=not torch.is_grad_enabled()) if relu else out
 
-    def _extra_key(self) -> tuple:
-        return (self.eps, self.eps._version)
+    def _owned(self) -> Tuple[Optional[Tensor], ...]:
+        return (self.bias, self.eps)
 
     def _aggregation(self, adj, edge_weight, A, w, per_target, N, dtype, extra) -> CSR:
         """``diag(1/deg) A_w + (1 + eps) I``: the mean and the self term as one matrix."""
