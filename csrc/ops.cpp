@@ -12,6 +12,12 @@ TORCH_LIBRARY(sparselth, m) {
   // x: (n, F) contiguous; x_mask: x.shape, bool or x.dtype; row_scale: (num_rows,); bias: (F,).
   m.def("spmm_kernel(Tensor rowptr, Tensor col, Tensor? val, Tensor x, Tensor? x_mask, "
         "Tensor? row_scale, Tensor? bias, int num_rows, bool relu=False) -> Tensor");
+  // SpMM fused with a following sparse linear map (csrc/cpu/spmm_linear_cpu.cpp):
+  // out[i, j] = sum_{e in W row j} w_val[e] * h_i[w_col[e]], h_i = act(sum_{k in A row i}
+  // val[k] x[col[k]] + bias), act = ReLU when relu. A (num_rows x n) and W (out_features x F)
+  // CSR with one index dtype; x (n, F) contiguous; bias (F,); w_col in [0, F) (checked).
+  m.def("spmm_linear_kernel(Tensor rowptr, Tensor col, Tensor? val, Tensor x, Tensor? bias, "
+        "bool relu, Tensor w_rowptr, Tensor w_col, Tensor? w_val, int num_rows) -> Tensor");
   // out[e] = dot(x[row(e)], y[col[e]]) for every stored entry e of the CSR pattern.
   m.def("sddmm_kernel(Tensor rowptr, Tensor col, Tensor x, Tensor y) -> Tensor");
 

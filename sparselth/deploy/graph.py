@@ -5,9 +5,10 @@ A graph layer (:class:`~sparselth.nn.GCNConv`, :class:`~sparselth.nn.GINConv`,
 matter more than the weight route alone. For every graph layer the example inputs call:
 
 1. **candidates**: each order the layer can run (``A(XW)``: transform first; ``(AX)W``:
-   aggregate first) with the ``lin`` the per-layer routes chose; when the layer gets sparse
-   features, its ``lin`` is never called alone, so a CSR ``lin`` (features times kept weights
-   as a sparse x sparse product) is a candidate beside the dense one;
+   aggregate first) with the ``lin`` the per-layer routes chose, and, where that stayed
+   dense, with a CSR ``lin`` too: timed alone a pruned ``lin`` may not beat dense beyond the
+   noise, and with sparse features it is never called alone (the features then multiply
+   the kept weights as a sparse x sparse product);
 2. **verify**: each candidate runs on the layer's real input in the compiled model (the
    compacted graph) and must equal the masked dense layer's output (full graph, pruned edges
    weighted 0) within the tolerance;
@@ -63,7 +64,7 @@ def _candidates(conv: nn.Module, dense_lin: nn.Module, mask: Tensor | None,
                 sparse_x: bool, backend: str) -> list[tuple[str, str, nn.Module]]:
     """``(route, implementation, module)`` per order x ``lin`` variant."""
     lins: list[tuple[str, nn.Module]] = [(type(conv.lin).__name__, conv.lin)]
-    if sparse_x and is_plain_linear(conv.lin) and mask is not None and not bool(mask.all()):
+    if is_plain_linear(conv.lin) and mask is not None and not bool(mask.all()):
         lins.append(("SparseLinear", SparseLinear.from_dense(dense_lin, mask, backend=backend)))
     out = []
     for order in conv.orders:

@@ -170,13 +170,40 @@ class GCN(_GraphModel):
         self.conv1 = GCNConv(in_dim, hidden)
         self.conv2 = GCNConv(hidden, num_classes)
         self.dropout = float(dropout)
+        #: at inference, run conv2's transform inside conv1's aggregation when conv2.lin is a
+        #: compiled sparse layer and both layers transform first: the hidden (N, hidden)
+        #: tensor is then never stored (:func:`sparselth.ops.spmm_linear`)
+        self.fuse = True
+        self._hidden_like: Optional[Tensor] = None
 
     def forward(self, x: Union[Tensor, CSR]) -> Tensor:
         A, w = self.adjacency(), self.edge_mask
+        if self.fuse and not self.training and not torch.is_grad_enabled() \
+                and not torch.compiler.is_compiling():
+            out = self._fused(x, A, w)
+            if out is not None:
+                return out
         h = self.conv1(x, A, w, relu=True)   # inference: the ReLU runs in the SpMM's epilogue
         if self.training:
             h = F.dropout(h, self.dropout)
         return self.conv2(h, A, w)
+
+    def _fused(self, x: Union[Tensor, CSR], A: CSR, w: Tensor) -> Optional[Tensor]:
+        """``conv2(relu(conv1(x)))`` with conv2's transform fused into conv1's aggregation, or
+        None where that does not apply (see :attr:`fuse`)."""
+        c1, c2 = self.conv1, self.conv2
+        p1 = c1._plan_for(x, A, w)
+        if p1.order != "transform_first" or p1.spmm_linear is None:
+            return None
+        like = self._hidden_like   # stands for conv1's output: conv2's plan needs its shape
+        if like is None or like.shape != (p1.n, c2.in_dim) or like.dtype != p1.dtype \
+                or like.device != A.device:
+            like = self._hidden_like = torch.empty((p1.n, c2.in_dim), dtype=p1.dtype,
+                                                   device=A.device)
+        p2 = c2._plan_for(like, A, w)
+        if p2.order != "transform_first" or p2.lin_csr is None:
+            return None
+        return p2.aggregate(p1.run_fused(c1, x, True, p2.lin_csr), False)
 
     def ugs_weight_names(self) -> List[str]:
         return ["conv1.lin.weight", "conv2.lin.weight"]

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from ..ops import backend as _backend
 from ..ops.spmm import spmm_impl
+from ..ops.spmm_linear import spmm_linear_impl
 from ..sparse.csr import CSR
 
 __all__ = ["ORDERS", "ORDER_NAMES", "Plan", "TransposedWeight", "order_costs",
@@ -229,7 +230,8 @@ class Plan:
 
     __slots__ = ("adj", "edge_weight", "extra", "lin", "order_req", "owned", "held", "watch",
                  "x_sparse", "x_rowptr", "x_col", "x_shape", "dtype", "requested", "n", "agg",
-                 "order", "costs", "wt", "weight", "bias", "backend", "spmm")
+                 "order", "costs", "wt", "weight", "bias", "backend", "spmm", "lin_csr",
+                 "spmm_linear")
 
     def __init__(self, conv: nn.Module, x: Any, adj: Any, edge_weight: Optional[Tensor],
                  extra: Optional[Tensor], agg: CSR, dtype: torch.dtype):
@@ -261,6 +263,17 @@ class Plan:
         self.bias = None if bias is None else bias.detach().to(dtype).contiguous()
         self.backend = _backend.resolve("auto", agg.device, dtype, "spmm")
         self.spmm: Callable = spmm_impl(agg.device, dtype, self.backend)
+        # a compiled sparse lin as a CSR for a previous layer's fused epilogue; that layer's
+        # fused kernel (None where the backend has none)
+        self.lin_csr = None
+        if not is_plain_linear(lin) and self.order == "transform_first":
+            csr_fn = getattr(lin, "weight_csr", None)
+            Wc = csr_fn(with_transpose=False) if callable(csr_fn) else CSR.from_dense(W)
+            self.lin_csr = CSR(Wc.rowptr.to(agg.col.dtype), Wc.col.to(agg.col.dtype),
+                               None if Wc.val is None else Wc.val.detach().to(dtype), Wc.shape,
+                               validate=False)
+        fused = spmm_linear_impl(agg.device, dtype) if self.backend == "cpp" else None
+        self.spmm_linear: Optional[Callable] = fused
 
     def fresh(self, conv: nn.Module, x: Any, adj: Any, edge_weight: Optional[Tensor],
               extra: Optional[Tensor]) -> bool:
@@ -282,19 +295,36 @@ class Plan:
                 return False
         return _same_tensors(self.held, conv.lin) and self.watch.fresh()
 
+    def transform(self, conv: nn.Module, x: Any) -> Tensor:
+        """``x W^T``, contiguous (transform first)."""
+        if self.x_sparse:
+            h = self.wt.product(x)
+        elif self.weight is not None:
+            h = torch.nn.functional.linear(x, self.weight)
+        else:
+            h = conv.lin(x)
+        return h if h.is_contiguous() else h.contiguous()
+
+    def run_fused(self, conv: nn.Module, x: Any, relu: bool, next_lin: CSR) -> Tensor:
+        """``act(agg @ (x W^T) + b) @ W_next^T`` in one pass over the aggregation (transform
+        first, :attr:`spmm_linear` set): the layer's output is never stored."""
+        a = self.agg
+        return self.spmm_linear(a.rowptr, a.col, a.val, self.transform(conv, x), self.bias,
+                                relu, next_lin.rowptr, next_lin.col, next_lin.val, self.n)
+
+    def aggregate(self, h: Tensor, relu: bool) -> Tensor:
+        """``act(agg @ h + b)`` for the transformed features ``h``."""
+        a = self.agg
+        if not h.is_contiguous():
+            h = h.contiguous()
+        return self.spmm(a.rowptr, a.col, a.val, h, None, None, self.bias, self.n, relu)
+
     def run(self, conv: nn.Module, x: Any, relu: bool) -> Tensor:
         """``act(agg @ (x W^T) + b)`` or ``act((agg @ x) W^T + b)``."""
         a = self.agg
         if self.order == "transform_first":
-            if self.x_sparse:
-                h = self.wt.product(x)
-            elif self.weight is not None:
-                h = torch.nn.functional.linear(x, self.weight)
-            else:
-                h = conv.lin(x)
-            if not h.is_contiguous():
-                h = h.contiguous()
-            return self.spmm(a.rowptr, a.col, a.val, h, None, None, self.bias, self.n, relu)
+            return self.spmm(a.rowptr, a.col, a.val, self.transform(conv, x), None, None,
+                             self.bias, self.n, relu)
         if self.x_sparse:
             h = sparse_product(a, x)
         else:

@@ -256,9 +256,9 @@ class _GraphConv(nn.Module):
         """The layer's own tensors an inference plan reads (besides ``lin``'s)."""
         return (self.bias,)
 
-    def _infer(self, x: Any, adj: Adjacency, edge_weight: Optional[Tensor],
-               extra: Optional[Tensor], relu: bool) -> Tensor:
-        """One inference call on the cached plan, rebuilt when an input or weight changed."""
+    def _plan_for(self, x: Any, adj: Adjacency, edge_weight: Optional[Tensor],
+                  extra: Optional[Tensor] = None) -> Plan:
+        """The cached inference plan for these inputs, rebuilt when any of them changed."""
         p = self._plan
         if p is None or not p.fresh(self, x, adj, edge_weight, extra):
             N = self._num_nodes(x)
@@ -266,7 +266,12 @@ class _GraphConv(nn.Module):
             A, w, per_target = self._graph(adj, edge_weight, N, dtype)
             agg = self._aggregation(adj, edge_weight, A, w, per_target, N, dtype, extra)
             p = self._plan = Plan(self, x, adj, edge_weight, extra, agg, dtype)
-        return p.run(self, x, relu)
+        return p
+
+    def _infer(self, x: Any, adj: Adjacency, edge_weight: Optional[Tensor],
+               extra: Optional[Tensor], relu: bool) -> Tensor:
+        """One inference call on the cached plan."""
+        return self._plan_for(x, adj, edge_weight, extra).run(self, x, relu)
 
     def _aggregation(self, adj, edge_weight, A, w, per_target, N, dtype, extra) -> CSR:
         raise NotImplementedError

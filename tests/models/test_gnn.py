@@ -2,6 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import sparselth
 import sparselth.prune as prune
 from sparselth import CSR, Ticket
 from sparselth.data import contextual_sbm, power_law_graph
@@ -275,3 +276,38 @@ def test_deepcopy_and_functional_call(name):
     em = m.edge_mask.detach().clone().requires_grad_()
     torch.func.functional_call(m, {"edge_mask": em * 1.0}, (x,)).sum().backward()
     assert em.grad is not None and em.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("sparse_x", [False, True])
+def test_gcn_fuses_conv2_transform_into_conv1_at_inference(sparse_x, monkeypatch):
+    from sparselth.nn import SparseLinear
+    from sparselth.nn import _graph_plan
+
+    torch.manual_seed(0)
+    m = GCN(graph(), F_IN, C, hidden=8).double().eval()     # hidden < F_IN: transform first
+    x = features(torch.float64)
+    x = CSR.from_dense(x * (x > 0.5)) if sparse_x else x
+    mask = torch.rand(m.conv2.lin.weight.shape, generator=torch.Generator().manual_seed(0)) < 0.3
+    with torch.no_grad():
+        m.conv2.lin.weight.mul_(mask)
+        m.edge_mask[::4] = 0
+        want = m(x)
+    m.conv2.lin = SparseLinear.from_dense(m.conv2.lin, mask)
+    calls = []
+    real = _graph_plan.Plan.run_fused
+
+    def spy(self, *a, **k):
+        calls.append(1)
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(_graph_plan.Plan, "run_fused", spy)
+    with torch.no_grad():
+        got = m(x)
+        m.fuse = False
+        unfused = m(x)
+    fusable = m.conv1._plan.order == "transform_first" and "cpp" in sparselth.backends()
+    assert len(calls) == int(fusable)
+    if sparse_x:   # sparse features: conv1 transforms first, so the layers fuse where built
+        assert m.conv1._plan.order == "transform_first"
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(unfused, want)

@@ -61,6 +61,13 @@ def spmm_kernel(_):
             7, True)
 
 
+def spmm_linear_kernel(_):
+    A, *_t = _csr()
+    W = random_csr(4, 3, 0.5, dtype=F64, seed=2)
+    return (A.rowptr, A.col, A.val, torch.randn(5, 3, dtype=F64), torch.randn(3, dtype=F64), True,
+            W.rowptr, W.col, W.val, 7)
+
+
 def sddmm_kernel(_):
     A, *_t = _csr()
     return A.rowptr, A.col, torch.randn(7, 3, dtype=F64), torch.randn(5, 3, dtype=F64)
@@ -147,7 +154,7 @@ def embedding_dense_grad(backend):
     return torch.randn(5, 6), M, ids, 9, backend
 
 
-KERNELS = [spmm_kernel, sddmm_kernel, shifted_spmm_kernel, shifted_sddmm_kernel,
+KERNELS = [spmm_kernel, spmm_linear_kernel, sddmm_kernel, shifted_spmm_kernel, shifted_sddmm_kernel,
            sparse_linear_kernel, embedding_rows_kernel, embedding_csr_kernel,
            embedding_bitmask_kernel, embedding_backward_kernel, embedding_sparse_grad_kernel]
 # custom op -> (its backends, the kernel its case runs)
