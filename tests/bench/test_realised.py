@@ -190,3 +190,17 @@ def test_quick_run_measures_every_group(tmp_path):
     text = (tmp_path / "realised-t.md").read_text()
     assert "| promise (MACs) | promise (bytes) |" in text and "GAN generator" in text
     assert "Protocol: not the published protocol" in text
+
+
+@pytest.mark.slow
+def test_ugs_tickets_come_from_the_newest_run_folder(tmp_path):
+    from sparselth.bench import ugs
+
+    ugs.main(["--dataset", "csbm", "--csbm-nodes", "200", "--rounds", "1", "--epochs", "2",
+              "--hidden", "8", "--threads", "1", "--no-latency", "--out", str(tmp_path),
+              "--runs", str(tmp_path / "runs"), "--no-progress"])
+    ticket = rc._ugs_ticket(tmp_path / "runs", "csbm", 1)
+    assert {"edge_mask", "conv1.lin.weight", "conv2.lin.weight"} <= set(ticket.masks)
+    assert 0 < float(ticket.masks["edge_mask"].float().mean()) < 1
+    with pytest.raises(FileNotFoundError, match="no UGS run folder"):
+        rc._ugs_ticket(tmp_path / "runs", "cora", 1)
