@@ -186,7 +186,8 @@ def _frac(r: dict[str, Any], side: str) -> str:
 
 def _route_cell(r: dict[str, Any]) -> str:
     ops = "; ".join(f"{op} {100 * share:.0f}%" for op, share in r["kernels"][:2])
-    return f"{r['route']} [{ops}]"
+    fastest = f" ({r['sparse_route']})" if len(r["timings"]) > 2 else ""
+    return f"{r['route']}{fastest} [{ops}]"
 
 
 def markdown(report: dict[str, Any]) -> str:
