@@ -139,6 +139,16 @@ inline at::ScalarType check_bitmask_table(const char* op, const at::Tensor& rowp
   return check_values(op, val, scale, R);
 }
 
+// A per-row sparse table: CSR (`index` = col) or, BITMASK, bitmask (`index` = bits).
+template <bool BITMASK>
+inline at::ScalarType check_sparse_table(const char* op, const at::Tensor& rowptr,
+                                         const at::Tensor& index, const at::Tensor& val,
+                                         const std::optional<at::Tensor>& scale, int64_t dim,
+                                         int64_t* num_rows) {
+  if constexpr (BITMASK) return check_bitmask_table(op, rowptr, index, val, scale, dim, num_rows);
+  else return check_csr_table(op, rowptr, index, val, scale, dim, num_rows);
+}
+
 // Gradient kernels: grad (n, d) float32/float64; ids (n,) int32/int64 and mask (mask_rows, d)
 // bool or grad's dtype, both on grad's device (mask_rows < 0: any number of rows).
 inline void check_grad(const char* op, const at::Tensor& grad, const at::Tensor& ids,
@@ -182,6 +192,14 @@ void dispatch_csr_index(const at::Tensor& rowptr, const at::Tensor& col, Fn&& fn
     if (col.scalar_type() == at::kShort) fn(ptr_tag, int16_t{});
     else fn(ptr_tag, int32_t{});
   });
+}
+
+// fn(ptr_t{}, index_t{}) for a per-row sparse table: its rowptr type and, BITMASK, uint8_t
+// (bits), else its col type.
+template <bool BITMASK, typename Fn>
+void dispatch_sparse_table(const at::Tensor& rowptr, const at::Tensor& index, Fn&& fn) {
+  if constexpr (BITMASK) dispatch_rowptr(rowptr, [&](auto ptr_tag) { fn(ptr_tag, uint8_t{}); });
+  else dispatch_csr_index(rowptr, index, fn);
 }
 
 // fn(mask) with mask a const uint8_t* for a bool tensor (read as 0/1 bytes: a byte -> float

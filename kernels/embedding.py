@@ -19,9 +19,9 @@ import triton.language as tl
 
 import torch
 
-__all__ = ["rows", "csr", "bitmask", "backward"]
+from ._common import INDEX_DTYPES, INTERPRETED, acc_dtype, check_device, launch
 
-_INDEX_DTYPES = (torch.int32, torch.int64)
+__all__ = ["rows", "csr", "bitmask", "backward"]
 
 
 @triton.jit
@@ -87,27 +87,50 @@ def _rows_bag_kernel(table_ptr, remap_ptr, scale_ptr, mask_ptr, ids_ptr, bag_ptr
 
 
 @triton.jit
-def _csr_kernel(rowptr_ptr, col_ptr, val_ptr, scale_ptr, ids_ptr, bag_ptr, out_ptr, n, D,
-                HAS_SCALE: tl.constexpr, HAS_BAGS: tl.constexpr, MEAN: tl.constexpr,
-                ACC_DTYPE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_E: tl.constexpr):
-    """Lookups: a block of ids scattered into the zeroed output rows. Bags: one bag per
-    program, its ids' entries atomically added into the bag's row."""
+def _program_ids(bag_ptr, n, HAS_BAGS: tl.constexpr, ACC_DTYPE: tl.constexpr,
+                 BLOCK_N: tl.constexpr):
+    """(bag, first id, end id, 1 / bag size) of a sparse-format program: one bag (HAS_BAGS), or
+    one block of BLOCK_N ids of a lookup (bag and 1 / size unused there)."""
     if HAS_BAGS:
         bag = tl.program_id(0)
         k_start = tl.load(bag_ptr + bag)
         k_end = tl.load(bag_ptr + bag + 1)
         inv = 1.0 / tl.maximum(k_end - k_start, 1).to(ACC_DTYPE)
     else:
-        k_start = tl.program_id(0) * BLOCK_N
+        bag = tl.program_id(0)
+        k_start = bag * BLOCK_N
         k_end = tl.minimum(k_start + BLOCK_N, n)
+        inv = 1.0
+    return bag, k_start, k_end, inv
+
+
+@triton.jit
+def _id_block(ids_ptr, rowptr_ptr, scale_ptr, k0, k_end, HAS_SCALE: tl.constexpr,
+              ACC_DTYPE: tl.constexpr, BLOCK_N: tl.constexpr):
+    """(positions, in range, ids, first stored entry, scale) of ids k0 .. k0 + BLOCK_N of a
+    per-row sparse table (scale 1 without one)."""
+    offs_k = k0 + tl.arange(0, BLOCK_N)
+    k_ok = offs_k < k_end
+    ids = tl.load(ids_ptr + offs_k, mask=k_ok, other=0).to(tl.int64)
+    start = tl.load(rowptr_ptr + ids, mask=k_ok, other=0).to(tl.int64)
+    if HAS_SCALE:
+        s = tl.load(scale_ptr + ids, mask=k_ok, other=0).to(ACC_DTYPE)
+    else:
+        s = tl.full((BLOCK_N,), 1, ACC_DTYPE)
+    return offs_k, k_ok, ids, start, s
+
+
+@triton.jit
+def _csr_kernel(rowptr_ptr, col_ptr, val_ptr, scale_ptr, ids_ptr, bag_ptr, out_ptr, n, D,
+                HAS_SCALE: tl.constexpr, HAS_BAGS: tl.constexpr, MEAN: tl.constexpr,
+                ACC_DTYPE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_E: tl.constexpr):
+    """Lookups: a block of ids scattered into the zeroed output rows. Bags: one bag per
+    program, its ids' entries atomically added into the bag's row."""
+    bag, k_start, k_end, inv = _program_ids(bag_ptr, n, HAS_BAGS, ACC_DTYPE, BLOCK_N)
     for k0 in range(k_start, k_end, BLOCK_N):
-        offs_k = k0 + tl.arange(0, BLOCK_N)
-        k_ok = offs_k < k_end
-        ids = tl.load(ids_ptr + offs_k, mask=k_ok, other=0).to(tl.int64)
-        start = tl.load(rowptr_ptr + ids, mask=k_ok, other=0).to(tl.int64)
+        offs_k, k_ok, ids, start, s = _id_block(ids_ptr, rowptr_ptr, scale_ptr, k0, k_end,
+                                                HAS_SCALE, ACC_DTYPE, BLOCK_N)
         length = tl.load(rowptr_ptr + ids + 1, mask=k_ok, other=0).to(tl.int64) - start
-        if HAS_SCALE:
-            s = tl.load(scale_ptr + ids, mask=k_ok, other=0).to(ACC_DTYPE)
         if HAS_BAGS:
             dst = bag.to(tl.int64) * D + tl.zeros((BLOCK_N,), dtype=tl.int64)
         else:
@@ -135,21 +158,10 @@ def _bitmask_kernel(rowptr_ptr, bits_ptr, val_ptr, scale_ptr, ids_ptr, bag_ptr, 
                     ACC_DTYPE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
     """Feature tiles of BLOCK_D: bit f of a row says whether f is stored; its value sits at
     rowptr[row] + (set bits before f), a running count carried across the tiles."""
-    if HAS_BAGS:
-        bag = tl.program_id(0)
-        k_start = tl.load(bag_ptr + bag)
-        k_end = tl.load(bag_ptr + bag + 1)
-        inv = 1.0 / tl.maximum(k_end - k_start, 1).to(ACC_DTYPE)
-    else:
-        k_start = tl.program_id(0) * BLOCK_N
-        k_end = tl.minimum(k_start + BLOCK_N, n)
+    bag, k_start, k_end, inv = _program_ids(bag_ptr, n, HAS_BAGS, ACC_DTYPE, BLOCK_N)
     for k0 in range(k_start, k_end, BLOCK_N):
-        offs_k = k0 + tl.arange(0, BLOCK_N)
-        k_ok = offs_k < k_end
-        ids = tl.load(ids_ptr + offs_k, mask=k_ok, other=0).to(tl.int64)
-        base = tl.load(rowptr_ptr + ids, mask=k_ok, other=0).to(tl.int64)
-        if HAS_SCALE:
-            s = tl.load(scale_ptr + ids, mask=k_ok, other=0).to(ACC_DTYPE)
+        offs_k, k_ok, ids, base, s = _id_block(ids_ptr, rowptr_ptr, scale_ptr, k0, k_end,
+                                               HAS_SCALE, ACC_DTYPE, BLOCK_N)
         for f0 in range(0, D, BLOCK_D):
             f = f0 + tl.arange(0, BLOCK_D)
             f_ok = f < D
@@ -190,94 +202,77 @@ def _backward_kernel(grad_ptr, mask_ptr, ids_ptr, out_ptr, n, D,
     tl.atomic_add(out_ptr + dst, g, mask=ok)
 
 
-_INTERPRETED = not isinstance(_rows_kernel, triton.runtime.JITFunction)
-
-
-def _acc_dtype(dtype):
-    return tl.float64 if dtype == torch.float64 else tl.float32
-
-
 def _blocks(D):
     """(BLOCK_N, BLOCK_D, num_warps) for feature dimension D."""
-    if _INTERPRETED:
+    if INTERPRETED:
         return 8, 16, 1
     block_d = min(128, triton.next_power_of_2(max(D, 1)))
     block_n = max(1, 2048 // block_d) if block_d >= 32 else 64
     return min(block_n, 64), block_d, 4
 
 
-def _check(op, ids, bag_ptr, mode, device):
-    if ids.dim() != 1 or ids.dtype not in _INDEX_DTYPES:
+def _check_ids(op, device, ids, bag_ptr=None, mode=0, scale=None):
+    """The number of output rows (ids, or bags) once ids, bags and mode are checked."""
+    if ids.dim() != 1 or ids.dtype not in INDEX_DTYPES:
         raise ValueError(f"{op}: ids must be 1-D int32/int64, got {tuple(ids.shape)} {ids.dtype}")
-    if ids.device != device:
-        raise ValueError(f"{op}: ids is on {ids.device}, expected {device}")
     if bag_ptr is not None and (bag_ptr.dim() != 1 or bag_ptr.dtype != torch.int64
-                                or bag_ptr.numel() < 1 or bag_ptr.device != device):
-        raise ValueError(f"{op}: bag_ptr must be a 1-D int64 tensor of B + 1 entries on {device}")
+                                or bag_ptr.numel() < 1):
+        raise ValueError(f"{op}: bag_ptr must be a 1-D int64 tensor of B + 1 entries")
     if mode not in (0, 1):
         raise ValueError(f"{op}: mode must be 0 (sum) or 1 (mean), got {mode}")
-    if device.type == "cpu" and not _INTERPRETED:
-        raise RuntimeError(f"{op}: Triton needs GPU tensors, or TRITON_INTERPRET=1 set before "
-                           "triton is imported to run CPU tensors in the interpreter")
+    check_device(op, device, ids=ids, bag_ptr=bag_ptr, scale=scale)
+    return ids.numel() if bag_ptr is None else bag_ptr.numel() - 1
 
 
-def _out_dtype(values, scale):
-    return scale.dtype if values.dtype == torch.int8 else values.dtype
-
-
-def _launch(kernel, grid, device, *args, **kw):
-    if _INTERPRETED:
-        kernel[grid](*args, **kw)
-    else:
-        with torch.cuda.device(device):
-            kernel[grid](*args, **kw)
+def _output(op, values, scale, ids, bag_ptr, mode, dim, zeroed):
+    """Checks the ids and bags; the (num_out, dim) output of a gather from a table whose
+    stored values are ``values`` (``zeroed`` for kernels that scatter or add into it)."""
+    num_out = _check_ids(op, values.device, ids, bag_ptr, mode, scale)
+    dtype = scale.dtype if values.dtype == torch.int8 else values.dtype
+    return (torch.zeros if zeroed else torch.empty)((num_out, dim), dtype=dtype,
+                                                   device=values.device)
 
 
 def rows(table, remap, scale, mask, ids, bag_ptr, mode):
     """Dense / row-compact gather: row ``id`` = ``table[remap[id]] * scale * mask`` (remap
     None: ``table[id]``; ``remap[id] == -1``: zeros). ``table`` (K, d); ``mask`` (K, d)."""
-    op = "embedding_rows"
-    _check(op, ids, bag_ptr, mode, table.device)
     table = table.contiguous()
     D = table.shape[1]
-    num_out = ids.numel() if bag_ptr is None else bag_ptr.numel() - 1
-    out_dtype = _out_dtype(table, scale)
-    out = torch.empty((num_out, D), dtype=out_dtype, device=table.device)
+    out = _output("embedding_rows", table, scale, ids, bag_ptr, mode, D, zeroed=False)
+    num_out = out.shape[0]
     if num_out == 0 or D == 0:
         return out
     if bag_ptr is not None and ids.numel() == 0:
         return out.zero_()
     block_n, block_d, warps = _blocks(D)
     flags = dict(HAS_REMAP=remap is not None, HAS_SCALE=scale is not None,
-                 HAS_MASK=mask is not None, ACC_DTYPE=_acc_dtype(out_dtype),
+                 HAS_MASK=mask is not None, ACC_DTYPE=acc_dtype(out.dtype),
                  BLOCK_N=block_n, BLOCK_D=block_d, num_warps=warps)
     mask = mask.contiguous() if mask is not None else None
     if bag_ptr is None:
         grid = (triton.cdiv(num_out, block_n), triton.cdiv(D, block_d))
-        _launch(_rows_kernel, grid, table.device, table, remap, scale, mask, ids.contiguous(),
-                out, num_out, D, **flags)
+        launch(_rows_kernel, grid, table.device, table, remap, scale, mask, ids.contiguous(),
+               out, num_out, D, **flags)
     else:
         grid = (num_out, triton.cdiv(D, block_d))
-        _launch(_rows_bag_kernel, grid, table.device, table, remap, scale, mask,
-                ids.contiguous(), bag_ptr.contiguous(), out, D, MEAN=mode == 1, **flags)
+        launch(_rows_bag_kernel, grid, table.device, table, remap, scale, mask,
+               ids.contiguous(), bag_ptr.contiguous(), out, D, MEAN=mode == 1, **flags)
     return out
 
 
 def _sparse_rows(kernel, op, rowptr, mid, val, scale, ids, bag_ptr, mode, dim, extra):
-    _check(op, ids, bag_ptr, mode, val.device)
-    num_out = ids.numel() if bag_ptr is None else bag_ptr.numel() - 1
-    out_dtype = _out_dtype(val, scale)
-    out = torch.zeros((num_out, dim), dtype=out_dtype, device=val.device)
+    out = _output(op, val, scale, ids, bag_ptr, mode, dim, zeroed=True)
+    num_out = out.shape[0]
     if num_out == 0 or dim == 0 or ids.numel() == 0 or val.numel() == 0:
         return out
     block_n, block_d, warps = _blocks(dim)
     has_bags = bag_ptr is not None
     grid = (num_out,) if has_bags else (triton.cdiv(num_out, block_n),)
-    _launch(kernel, grid, val.device, rowptr.contiguous(), mid.contiguous(), val.contiguous(),
-            scale, ids.contiguous(), bag_ptr, out, ids.numel(), dim, *extra,
-            HAS_SCALE=scale is not None, HAS_BAGS=has_bags, MEAN=mode == 1,
-            ACC_DTYPE=_acc_dtype(out_dtype), BLOCK_N=block_n, num_warps=warps,
-            **({"BLOCK_E": block_d} if kernel is _csr_kernel else {"BLOCK_D": block_d}))
+    launch(kernel, grid, val.device, rowptr.contiguous(), mid.contiguous(), val.contiguous(),
+           scale, ids.contiguous(), bag_ptr, out, ids.numel(), dim, *extra,
+           HAS_SCALE=scale is not None, HAS_BAGS=has_bags, MEAN=mode == 1,
+           ACC_DTYPE=acc_dtype(out.dtype), BLOCK_N=block_n, num_warps=warps,
+           **({"BLOCK_E": block_d} if kernel is _csr_kernel else {"BLOCK_D": block_d}))
     return out
 
 
@@ -297,17 +292,16 @@ def bitmask(rowptr, bits, val, scale, ids, bag_ptr, mode, dim):
 def backward(grad, mask, ids, num_rows):
     """Dense gradient of the masked gather: ``zeros(num_rows, d)``, then
     ``out[ids[i]] += grad[i] * mask[ids[i]]`` (atomic adds)."""
-    op = "embedding_backward"
-    _check(op, ids, None, 0, grad.device)
     grad = grad.contiguous()
     D = grad.shape[1]
-    out = torch.zeros((int(num_rows), D), dtype=grad.dtype, device=grad.device)
+    _check_ids("embedding_backward", grad.device, ids)
+    out = grad.new_zeros((int(num_rows), D))
     n = ids.numel()
     if n == 0 or D == 0:
         return out
     block_n, block_d, warps = _blocks(D)
     grid = (triton.cdiv(n, block_n), triton.cdiv(D, block_d))
-    _launch(_backward_kernel, grid, grad.device, grad,
-            mask.contiguous() if mask is not None else None, ids.contiguous(), out, n, D,
-            HAS_MASK=mask is not None, BLOCK_N=block_n, BLOCK_D=block_d, num_warps=warps)
+    launch(_backward_kernel, grid, grad.device, grad,
+           mask.contiguous() if mask is not None else None, ids.contiguous(), out, n, D,
+           HAS_MASK=mask is not None, BLOCK_N=block_n, BLOCK_D=block_d, num_warps=warps)
     return out

@@ -13,10 +13,9 @@ import triton.language as tl
 
 import torch
 
-__all__ = ["sddmm"]
+from ._common import FLOAT_DTYPES, INTERPRETED, acc_dtype, check_csr_index, check_device, launch
 
-_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-_INDEX_DTYPES = (torch.int32, torch.int64)
+__all__ = ["sddmm"]
 
 _INTERPRET_BLOCK_E = 32
 _INTERPRET_BLOCK_F = 32
@@ -60,31 +59,17 @@ def _configs():
 
 # The output is fully overwritten by every run, so autotuning needs no restore of outputs.
 _sddmm_kernel_tuned = triton.autotune(configs=_configs(), key=["F"])(_sddmm_kernel)
-_INTERPRETED = not isinstance(_sddmm_kernel, triton.runtime.JITFunction)
 
 
 def _check(rowptr, col, x, y):
     if x.dim() != 2 or y.dim() != 2 or x.shape[1] != y.shape[1]:
         raise ValueError(f"sddmm: x and y must be 2-D with the same number of columns, "
                          f"got shapes {tuple(x.shape)} and {tuple(y.shape)}")
-    if x.dtype not in _FLOAT_DTYPES or y.dtype != x.dtype:
-        raise TypeError(f"sddmm: x and y must share a dtype in {_FLOAT_DTYPES}, "
+    if x.dtype not in FLOAT_DTYPES or y.dtype != x.dtype:
+        raise TypeError(f"sddmm: x and y must share a dtype in {FLOAT_DTYPES}, "
                         f"got {x.dtype} and {y.dtype}")
-    if rowptr.dim() != 1 or col.dim() != 1:
-        raise ValueError(f"sddmm: rowptr and col must be 1-D, got shapes "
-                         f"{tuple(rowptr.shape)} and {tuple(col.shape)}")
-    if rowptr.dtype not in _INDEX_DTYPES or col.dtype != rowptr.dtype:
-        raise TypeError(f"sddmm: rowptr and col must both be int32 or both int64, "
-                        f"got {rowptr.dtype} and {col.dtype}")
-    if rowptr.numel() != x.shape[0] + 1:
-        raise ValueError(f"sddmm: rowptr.numel() must be x.shape[0] + 1 = {x.shape[0] + 1}, "
-                         f"got {rowptr.numel()}")
-    for name, t in (("rowptr", rowptr), ("col", col), ("y", y)):
-        if t.device != x.device:
-            raise ValueError(f"sddmm: {name} is on {t.device} but x is on {x.device}")
-    if x.device.type == "cpu" and not _INTERPRETED:
-        raise RuntimeError("sddmm: Triton needs GPU tensors, or TRITON_INTERPRET=1 set before "
-                           "triton is imported to run CPU tensors in the interpreter")
+    check_csr_index("sddmm", rowptr, col, x.shape[0])
+    check_device("sddmm", x.device, rowptr=rowptr, col=col, y=y)
 
 
 def sddmm(rowptr, col, x, y):
@@ -114,13 +99,11 @@ def sddmm(rowptr, col, x, y):
     out = torch.empty((nnz,), dtype=x.dtype, device=x.device)
     args = (row, col, x, y, out, nnz, F,
             x.stride(0), x.stride(1), y.stride(0), y.stride(1))
-    acc = tl.float64 if x.dtype == torch.float64 else tl.float32
-    if _INTERPRETED:
-        grid = (triton.cdiv(nnz, _INTERPRET_BLOCK_E),)
-        _sddmm_kernel[grid](*args, ACC_DTYPE=acc,
-                            BLOCK_E=_INTERPRET_BLOCK_E, BLOCK_F=_INTERPRET_BLOCK_F)
+    if INTERPRETED:
+        launch(_sddmm_kernel, (triton.cdiv(nnz, _INTERPRET_BLOCK_E),), x.device, *args,
+               ACC_DTYPE=acc_dtype(x.dtype), BLOCK_E=_INTERPRET_BLOCK_E,
+               BLOCK_F=_INTERPRET_BLOCK_F)
     else:
-        with torch.cuda.device(x.device):
-            grid = lambda meta: (triton.cdiv(nnz, meta["BLOCK_E"]),)  # noqa: E731
-            _sddmm_kernel_tuned[grid](*args, ACC_DTYPE=acc)
+        grid = lambda meta: (triton.cdiv(nnz, meta["BLOCK_E"]),)  # noqa: E731
+        launch(_sddmm_kernel_tuned, grid, x.device, *args, ACC_DTYPE=acc_dtype(x.dtype))
     return out

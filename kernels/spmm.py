@@ -14,10 +14,9 @@ import triton.language as tl
 
 import torch
 
-__all__ = ["spmm"]
+from ._common import FLOAT_DTYPES, INTERPRETED, acc_dtype, check_csr_index, check_device, launch
 
-_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-_INDEX_DTYPES = (torch.int32, torch.int64)
+__all__ = ["spmm"]
 
 # Interpreter tile: small enough that numpy per-program work stays cheap, large enough that
 # typical test shapes need one feature tile and few nnz chunks.
@@ -87,32 +86,16 @@ def _configs():
 
 # The output is fully overwritten by every run, so autotuning needs no restore of outputs.
 _spmm_kernel_tuned = triton.autotune(configs=_configs(), key=["F"])(_spmm_kernel)
-_INTERPRETED = not isinstance(_spmm_kernel, triton.runtime.JITFunction)
-
-
-def _acc_dtype(dtype):
-    return tl.float64 if dtype == torch.float64 else tl.float32
 
 
 def _check(rowptr, col, val, x, x_mask, row_scale, bias, num_rows):
     if x.dim() != 2:
         raise ValueError(f"spmm: x must be 2-D (n, F), got shape {tuple(x.shape)}")
-    if x.dtype not in _FLOAT_DTYPES:
-        raise TypeError(f"spmm: x.dtype must be one of {_FLOAT_DTYPES}, got {x.dtype}")
-    if rowptr.dim() != 1 or col.dim() != 1:
-        raise ValueError(f"spmm: rowptr and col must be 1-D, got shapes "
-                         f"{tuple(rowptr.shape)} and {tuple(col.shape)}")
-    if rowptr.dtype not in _INDEX_DTYPES or col.dtype != rowptr.dtype:
-        raise TypeError(f"spmm: rowptr and col must both be int32 or both int64, "
-                        f"got {rowptr.dtype} and {col.dtype}")
-    if num_rows < 0 or rowptr.numel() != num_rows + 1:
-        raise ValueError(f"spmm: rowptr.numel() must be num_rows + 1 = {num_rows + 1}, "
-                         f"got {rowptr.numel()}")
-    named = [("rowptr", rowptr), ("col", col), ("val", val), ("x_mask", x_mask),
-             ("row_scale", row_scale), ("bias", bias)]
-    for name, t in named:
-        if t is not None and t.device != x.device:
-            raise ValueError(f"spmm: {name} is on {t.device} but x is on {x.device}")
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"spmm: x.dtype must be one of {FLOAT_DTYPES}, got {x.dtype}")
+    check_csr_index("spmm", rowptr, col, num_rows)
+    check_device("spmm", x.device, rowptr=rowptr, col=col, val=val, x_mask=x_mask,
+                 row_scale=row_scale, bias=bias)
     if val is not None and (val.shape != col.shape or val.dtype != x.dtype):
         raise ValueError(f"spmm: val must be ({col.numel()},) {x.dtype}, "
                          f"got {tuple(val.shape)} {val.dtype}")
@@ -126,9 +109,6 @@ def _check(rowptr, col, val, x, x_mask, row_scale, bias, num_rows):
     if bias is not None and (bias.shape != (x.shape[1],) or bias.dtype != x.dtype):
         raise ValueError(f"spmm: bias must be ({x.shape[1]},) {x.dtype}, "
                          f"got {tuple(bias.shape)} {bias.dtype}")
-    if x.device.type == "cpu" and not _INTERPRETED:
-        raise RuntimeError("spmm: Triton needs GPU tensors, or TRITON_INTERPRET=1 set before "
-                           "triton is imported to run CPU tensors in the interpreter")
 
 
 def spmm(rowptr, col, val, x, x_mask, row_scale, bias, num_rows):
@@ -171,13 +151,11 @@ def spmm(rowptr, col, val, x, x_mask, row_scale, bias, num_rows):
             x.stride(0), x.stride(1), mask_strides[0], mask_strides[1], out.stride(0))
     flags = dict(HAS_VAL=val is not None, HAS_MASK=x_mask is not None,
                  HAS_SCALE=row_scale is not None, HAS_BIAS=bias is not None,
-                 ACC_DTYPE=_acc_dtype(x.dtype))
-    if _INTERPRETED:
-        grid = (num_rows, triton.cdiv(F, _INTERPRET_BLOCK_F))
-        _spmm_kernel[grid](*args, **flags,
-                           BLOCK_E=_INTERPRET_BLOCK_E, BLOCK_F=_INTERPRET_BLOCK_F)
+                 ACC_DTYPE=acc_dtype(x.dtype))
+    if INTERPRETED:
+        launch(_spmm_kernel, (num_rows, triton.cdiv(F, _INTERPRET_BLOCK_F)), x.device, *args,
+               **flags, BLOCK_E=_INTERPRET_BLOCK_E, BLOCK_F=_INTERPRET_BLOCK_F)
     else:
-        with torch.cuda.device(x.device):
-            grid = lambda meta: (num_rows, triton.cdiv(F, meta["BLOCK_F"]))  # noqa: E731
-            _spmm_kernel_tuned[grid](*args, **flags)
+        grid = lambda meta: (num_rows, triton.cdiv(F, meta["BLOCK_F"]))  # noqa: E731
+        launch(_spmm_kernel_tuned, grid, x.device, *args, **flags)
     return out

@@ -371,60 +371,42 @@ at::Tensor embedding_rows_cpu(const at::Tensor& table, const c10::optional<at::T
   });
 }
 
-// rowptr: (R + 1,) int32/int64 from 0 to nnz; col: (nnz,) int16/int32 in [0, dim); val: (nnz,)
-// float32/float64, or int8 with scale (R,).
-at::Tensor embedding_csr_cpu(const at::Tensor& rowptr, const at::Tensor& col,
-                             const at::Tensor& val, const c10::optional<at::Tensor>& scale,
-                             const at::Tensor& ids, const c10::optional<at::Tensor>& bag_ptr,
-                             int64_t mode, int64_t dim) {
-  constexpr const char* op = "embedding_csr";
+// A per-row sparse table: rowptr (R + 1,) int32/int64 from 0 to nnz; val (nnz,) float32/float64,
+// or int8 with scale (R,). CSR: index = col (nnz,) int16/int32 in [0, dim). BITMASK: index =
+// bits (R, ceil(dim / 8)) uint8, bit f % 8 of byte f / 8 set when feature f is stored (padding
+// bits zero, popcount of a row = its count).
+template <bool BITMASK>
+at::Tensor embedding_sparse_rows_cpu(const at::Tensor& rowptr, const at::Tensor& index,
+                                     const at::Tensor& val,
+                                     const c10::optional<at::Tensor>& scale,
+                                     const at::Tensor& ids,
+                                     const c10::optional<at::Tensor>& bag_ptr, int64_t mode,
+                                     int64_t dim) {
+  constexpr const char* op = BITMASK ? "embedding_bitmask" : "embedding_csr";
   int64_t R;
   const at::ScalarType out_type =
-      embedding::check_csr_table(op, rowptr, col, val, scale, dim, &R);
+      embedding::check_sparse_table<BITMASK>(op, rowptr, index, val, scale, dim, &R);
   require_cpu(op, "rowptr", rowptr);
-  require_cpu(op, "col", col);
+  require_cpu(op, BITMASK ? "bits" : "col", index);
   require_cpu(op, "val", val);
   require_cpu(op, "scale", scale);
   return gather(op, val, out_type, ids, bag_ptr, mode, R, dim,
                 [&](auto scalar_tag, auto value_tag, const auto& walk) {
     using scalar_t = decltype(scalar_tag);
     using value_t = decltype(value_tag);
-    embedding::dispatch_csr_index(rowptr, col, [&](auto ptr_tag, auto col_tag) {
+    embedding::dispatch_sparse_table<BITMASK>(rowptr, index, [&](auto ptr_tag, auto idx_tag) {
       using ptr_t = decltype(ptr_tag);
-      using col_t = decltype(col_tag);
-      check_rowptr_ends<ptr_t>(op, rowptr, col.numel(), R);
-      walk(CsrDecoder<scalar_t, value_t, ptr_t, col_t>{
-          rowptr.data_ptr<ptr_t>(), col.data_ptr<col_t>(),
-          static_cast<const value_t*>(val.data_ptr()), embedding::opt_ptr<scalar_t>(scale), dim});
-    });
-  });
-}
-
-// rowptr: (R + 1,) int32/int64 from 0 to nnz; bits: (R, ceil(dim / 8)) uint8, bit f % 8 of
-// byte f / 8 set when feature f is stored (padding bits zero, popcount of row = its count);
-// val: (nnz,) float32/float64, or int8 with scale (R,).
-at::Tensor embedding_bitmask_cpu(const at::Tensor& rowptr, const at::Tensor& bits,
-                                 const at::Tensor& val, const c10::optional<at::Tensor>& scale,
-                                 const at::Tensor& ids, const c10::optional<at::Tensor>& bag_ptr,
-                                 int64_t mode, int64_t dim) {
-  constexpr const char* op = "embedding_bitmask";
-  int64_t R;
-  const at::ScalarType out_type =
-      embedding::check_bitmask_table(op, rowptr, bits, val, scale, dim, &R);
-  require_cpu(op, "rowptr", rowptr);
-  require_cpu(op, "bits", bits);
-  require_cpu(op, "val", val);
-  require_cpu(op, "scale", scale);
-  return gather(op, val, out_type, ids, bag_ptr, mode, R, dim,
-                [&](auto scalar_tag, auto value_tag, const auto& walk) {
-    using scalar_t = decltype(scalar_tag);
-    using value_t = decltype(value_tag);
-    embedding::dispatch_rowptr(rowptr, [&](auto ptr_tag) {
-      using ptr_t = decltype(ptr_tag);
+      using idx_t = decltype(idx_tag);
       check_rowptr_ends<ptr_t>(op, rowptr, val.numel(), R);
-      walk(BitmaskDecoder<scalar_t, value_t, ptr_t>{
-          rowptr.data_ptr<ptr_t>(), bits.data_ptr<uint8_t>(), bits.size(1),
-          static_cast<const value_t*>(val.data_ptr()), embedding::opt_ptr<scalar_t>(scale), dim});
+      const ptr_t* rp = rowptr.data_ptr<ptr_t>();
+      const value_t* vp = static_cast<const value_t*>(val.data_ptr());
+      const scalar_t* sp = embedding::opt_ptr<scalar_t>(scale);
+      if constexpr (BITMASK)
+        walk(BitmaskDecoder<scalar_t, value_t, ptr_t>{rp, index.data_ptr<uint8_t>(),
+                                                      index.size(1), vp, sp, dim});
+      else
+        walk(CsrDecoder<scalar_t, value_t, ptr_t, idx_t>{rp, index.data_ptr<idx_t>(), vp, sp,
+                                                         dim});
     });
   });
 }
@@ -539,8 +521,8 @@ at::Tensor embedding_sparse_grad_cpu(const at::Tensor& grad, const at::Tensor& m
 
 TORCH_LIBRARY_IMPL(sparselth, CPU, m) {
   m.impl("embedding_rows_kernel", &embedding_rows_cpu);
-  m.impl("embedding_csr_kernel", &embedding_csr_cpu);
-  m.impl("embedding_bitmask_kernel", &embedding_bitmask_cpu);
+  m.impl("embedding_csr_kernel", &embedding_sparse_rows_cpu<false>);
+  m.impl("embedding_bitmask_kernel", &embedding_sparse_rows_cpu<true>);
   m.impl("embedding_backward_kernel", &embedding_backward_cpu);
   m.impl("embedding_sparse_grad_kernel", &embedding_sparse_grad_cpu);
 }

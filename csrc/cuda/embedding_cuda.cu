@@ -3,11 +3,9 @@
 // One warp per output row (an id, or a bag): lane l owns features l, l + 32, ... of the row,
 // so loads of a dense row are coalesced.
 //  * rows: lanes gather table[r, f] (times scale, mask) and add up the bag in registers.
-//  * bitmask and csr share one warp-row walker (walk_rows) over a per-format row decoder:
-//    bitmask lanes decode their own features (ballot + popc), csr spreads a row's entries over
-//    the lanes and scatters them into the zeroed output row, __syncwarp ordering the writes of
-//    consecutive ids of a bag (columns are distinct within a row, so the lanes of one id never
-//    collide).
+//  * bitmask and csr share one warp-row kernel (sparse_rows_kernel) with a per-format row
+//    decoder (put_row): bitmask lanes decode their own features (ballot + popc), csr spreads a
+//    row's entries over the lanes and scatters them into the zeroed output row.
 //  * gradients: a warp per id; the dense one atomicAdds into the zeroed gradient.
 
 #include "embedding_cuda.h"
@@ -42,23 +40,17 @@ __device__ __forceinline__ T mask_value(M m) {
   }
 }
 
-// The warp's output row o, its ids k0 .. k1 (one id without bags) and the calling lane.
-struct WarpRow {
-  int64_t o, k0, k1;
-  int lane;
-};
-
-// False when the warp has no output row.
-__device__ __forceinline__ bool warp_row(const int64_t* bag_ptr, int64_t num_out, WarpRow* w) {
-  w->o = (static_cast<int64_t>(blockIdx.x) * kBlock + threadIdx.x) / kWarp;
-  if (w->o >= num_out) return false;
-  w->lane = static_cast<int>(threadIdx.x) & (kWarp - 1);
+// The warp's output row and its range of ids; false when the warp has no row.
+__device__ __forceinline__ bool warp_row(const int64_t* bag_ptr, int64_t num_out, int64_t* o,
+                                         int64_t* k0, int64_t* k1) {
+  *o = (static_cast<int64_t>(blockIdx.x) * kBlock + threadIdx.x) / kWarp;
+  if (*o >= num_out) return false;
   if (bag_ptr != nullptr) {
-    w->k0 = bag_ptr[w->o];
-    w->k1 = bag_ptr[w->o + 1];
+    *k0 = bag_ptr[*o];
+    *k1 = bag_ptr[*o + 1];
   } else {
-    w->k0 = w->o;
-    w->k1 = w->o + 1;
+    *k0 = *o;
+    *k1 = *o + 1;
   }
   return true;
 }
@@ -68,58 +60,42 @@ __global__ void rows_kernel(const V* __restrict__ table, const int32_t* __restri
                             const T* __restrict__ scale, const M* __restrict__ mask,
                             const I* __restrict__ ids, const int64_t* __restrict__ bag_ptr,
                             T* __restrict__ out, int64_t num_out, int64_t dim, bool mean) {
-  WarpRow w;
-  if (!warp_row(bag_ptr, num_out, &w)) return;
-  for (int64_t f = w.lane; f < dim; f += kWarp) {
+  int64_t o, k0, k1;
+  if (!warp_row(bag_ptr, num_out, &o, &k0, &k1)) return;
+  const int lane = static_cast<int>(threadIdx.x) & (kWarp - 1);
+  for (int64_t f = lane; f < dim; f += kWarp) {
     T acc = T(0);
-    for (int64_t k = w.k0; k < w.k1; ++k) {
+    for (int64_t k = k0; k < k1; ++k) {
       const int64_t id = static_cast<int64_t>(ids[k]);
       const int64_t r = remap != nullptr ? static_cast<int64_t>(remap[id]) : id;
       if (r < 0) continue;  // all-pruned row
       T v = value_of<T>(table[r * dim + f]);
       if (scale != nullptr) v *= scale[r];
-      if constexpr (!std::is_void_v<M>) v *= mask_value<T>(mask[r * dim + f]);
+      if constexpr (!std::is_void_v<M>) {
+        if (mask != nullptr) v *= mask_value<T>(mask[r * dim + f]);
+      }
       acc += v;
     }
-    if (mean && w.k1 > w.k0) acc /= static_cast<T>(w.k1 - w.k0);
-    out[w.o * dim + f] = acc;
+    if (mean && k1 > k0) acc /= static_cast<T>(k1 - k0);
+    out[o * dim + f] = acc;
   }
 }
 
-// Per-row CSR: the entries rowptr[id] .. rowptr[id + 1] are spread over the lanes and added
-// at their columns; any lane may write any feature (kLaneOwned = false).
-template <typename T, typename V, typename P, typename C>
-struct CsrRows {
-  static constexpr bool kLaneOwned = false;
-  const P* rowptr;
-  const C* col;
-  const V* val;
-  const T* scale;
-
-  __device__ __forceinline__ void put(int64_t id, T* dst, int64_t /*dim*/, int lane,
-                                      bool /*add*/) const {
-    const int64_t e1 = static_cast<int64_t>(rowptr[id + 1]);
-    const T s = scale != nullptr ? scale[id] : T(1);
-    for (int64_t e = static_cast<int64_t>(rowptr[id]) + lane; e < e1; e += kWarp) {
-      dst[static_cast<int64_t>(col[e])] += value_of<T>(val[e]) * s;
-    }
-  }
-};
-
-// Per-row bitmask: per 32-feature chunk each lane tests its bit; __ballot_sync gives the
-// chunk's bits and __popc of the lanes below gives each set feature's position in the row's
-// values. Lane l writes features l, l + 32, ... only (kLaneOwned).
-template <typename T, typename V, typename P>
-struct BitmaskRows {
-  static constexpr bool kLaneOwned = true;
-  const P* rowptr;
-  const uint8_t* bits;
-  const V* val;
-  const T* scale;
-
-  __device__ __forceinline__ void put(int64_t id, T* dst, int64_t dim, int lane, bool add) const {
-    const unsigned below = (1u << lane) - 1u;  // lanes < this one
-    const uint8_t* b = bits + id * ((dim + 7) / 8);
+// Adds (or, `add` false, writes) row `id` of a per-row sparse table into the warp's output row
+// `dst`, lane `lane` of the warp calling it (a warp-uniform call: every lane reaches each ballot;
+// `below` masks the lanes below this one, `nb` = ceil(dim / 8) bytes per bitmask row).
+//  * CSR (index = col): the entries rowptr[id] .. rowptr[id + 1] are spread over the lanes and
+//    added at their columns, so any lane may write any feature (the caller zeroes the row first
+//    and syncs the warp between ids).
+//  * bitmask (index = bits, (rows, ceil(dim / 8))): per 32-feature chunk each lane tests its
+//    bit; __ballot_sync gives the chunk's bits and __popc of the lanes below gives each set
+//    feature's position in the row's values; lane l writes features l, l + 32, ... only.
+template <bool BITMASK, typename T, typename V, typename P, typename C>
+__device__ __forceinline__ void put_row(const P* rowptr, const C* index, const V* val,
+                                        const T* scale, int64_t id, T* dst, int64_t dim,
+                                        int lane, unsigned below, int64_t nb, bool add) {
+  if constexpr (BITMASK) {
+    const uint8_t* b = index + id * nb;
     int64_t base = static_cast<int64_t>(rowptr[id]);
     const T s = scale != nullptr ? scale[id] : T(1);
     for (int64_t f0 = 0; f0 < dim; f0 += kWarp) {
@@ -133,50 +109,45 @@ struct BitmaskRows {
       }
       base += __popc(ballot);
     }
+  } else {
+    const int64_t e1 = static_cast<int64_t>(rowptr[id + 1]);
+    const T s = scale != nullptr ? scale[id] : T(1);
+    for (int64_t e = static_cast<int64_t>(rowptr[id]) + lane; e < e1; e += kWarp) {
+      dst[static_cast<int64_t>(index[e])] += value_of<T>(val[e]) * s;
+    }
   }
-};
+}
 
-// One warp per output row of a per-row sparse table: zeroes the row where needed, lets `rows`
-// write (a lookup of a lane-owned format) or add each id's stored row, then divides a bag by
-// its size for `mean`. The loop over ids is warp-uniform, so every lane reaches each ballot and
-// __syncwarp (which orders the writes of consecutive ids where lanes share features).
-template <typename T, typename Rows, typename I>
-__device__ __forceinline__ void walk_rows(const Rows& rows, const I* ids, const int64_t* bag_ptr,
-                                          T* out, int64_t num_out, int64_t dim, bool mean) {
-  WarpRow w;
-  if (!warp_row(bag_ptr, num_out, &w)) return;
-  T* dst = out + w.o * dim;
+// One warp per output row of a per-row sparse table: zeroes the row where needed (CSR always,
+// bitmask for bags), puts each of its ids' stored rows, then divides a bag by its size for
+// `mean`. The loop over ids is warp-uniform; for CSR, __syncwarp orders the writes of
+// consecutive ids (columns are distinct within a row, so the lanes of one id never collide).
+template <bool BITMASK, typename T, typename V, typename P, typename C, typename I>
+__global__ void sparse_rows_kernel(const P* __restrict__ rowptr, const C* __restrict__ index,
+                                   const V* __restrict__ val, const T* __restrict__ scale,
+                                   const I* __restrict__ ids, const int64_t* __restrict__ bag_ptr,
+                                   T* __restrict__ out, int64_t num_out, int64_t dim, bool mean) {
+  int64_t o, k0, k1;
+  if (!warp_row(bag_ptr, num_out, &o, &k0, &k1)) return;
+  const int lane = static_cast<int>(threadIdx.x) & (kWarp - 1);
+  const unsigned below = (1u << lane) - 1u;  // lanes < this one (bitmask)
+  const int64_t nb = (dim + 7) / 8;          // bytes per bitmask row
+  T* dst = out + o * dim;
   const bool bags = bag_ptr != nullptr;
-  const bool add = !Rows::kLaneOwned || bags;
+  const bool add = !BITMASK || bags;
   if (add) {
-    for (int64_t f = w.lane; f < dim; f += kWarp) dst[f] = T(0);
+    for (int64_t f = lane; f < dim; f += kWarp) dst[f] = T(0);
   }
-  if constexpr (!Rows::kLaneOwned) __syncwarp();
-  for (int64_t k = w.k0; k < w.k1; ++k) {
-    rows.put(static_cast<int64_t>(ids[k]), dst, dim, w.lane, add);
-    if constexpr (!Rows::kLaneOwned) __syncwarp();
+  if constexpr (!BITMASK) __syncwarp();
+  for (int64_t k = k0; k < k1; ++k) {
+    put_row<BITMASK>(rowptr, index, val, scale, static_cast<int64_t>(ids[k]), dst, dim, lane,
+                     below, nb, add);
+    if constexpr (!BITMASK) __syncwarp();
   }
-  if (bags && mean && w.k1 > w.k0) {
-    const T count = static_cast<T>(w.k1 - w.k0);
-    for (int64_t f = w.lane; f < dim; f += kWarp) dst[f] /= count;
+  if (add && mean && k1 > k0) {  // (a CSR lookup divides by 1)
+    const T count = static_cast<T>(k1 - k0);
+    for (int64_t f = lane; f < dim; f += kWarp) dst[f] /= count;
   }
-}
-
-template <typename T, typename V, typename P, typename C, typename I>
-__global__ void csr_kernel(const P* __restrict__ rowptr, const C* __restrict__ col,
-                           const V* __restrict__ val, const T* __restrict__ scale,
-                           const I* __restrict__ ids, const int64_t* __restrict__ bag_ptr,
-                           T* __restrict__ out, int64_t num_out, int64_t dim, bool mean) {
-  walk_rows(CsrRows<T, V, P, C>{rowptr, col, val, scale}, ids, bag_ptr, out, num_out, dim, mean);
-}
-
-template <typename T, typename V, typename P, typename I>
-__global__ void bitmask_kernel(const P* __restrict__ rowptr, const uint8_t* __restrict__ bits,
-                               const V* __restrict__ val, const T* __restrict__ scale,
-                               const I* __restrict__ ids, const int64_t* __restrict__ bag_ptr,
-                               T* __restrict__ out, int64_t num_out, int64_t dim, bool mean) {
-  walk_rows(BitmaskRows<T, V, P>{rowptr, bits, val, scale}, ids, bag_ptr, out, num_out, dim,
-            mean);
 }
 
 // One warp per id i: g = grad[i] * mask[ids[i]] (M void: no mask); SCATTER adds g into
@@ -230,8 +201,8 @@ cudaError_t embedding_csr_launch(const P* rowptr, const C* col, const V* val, co
                                  const I* ids, const int64_t* bag_ptr, T* out, int64_t num_out,
                                  int64_t dim, bool mean, cudaStream_t stream) {
   if (dim <= 0) return cudaSuccess;
-  return launch_warps(csr_kernel<T, V, P, C, I>, num_out, stream, rowptr, col, val, scale, ids,
-                      bag_ptr, out, num_out, dim, mean);
+  return launch_warps(sparse_rows_kernel<false, T, V, P, C, I>, num_out, stream, rowptr, col, val,
+                      scale, ids, bag_ptr, out, num_out, dim, mean);
 }
 
 template <typename T, typename V, typename P, typename I>
@@ -240,8 +211,8 @@ cudaError_t embedding_bitmask_launch(const P* rowptr, const uint8_t* bits, const
                                      T* out, int64_t num_out, int64_t dim, bool mean,
                                      cudaStream_t stream) {
   if (dim <= 0) return cudaSuccess;
-  return launch_warps(bitmask_kernel<T, V, P, I>, num_out, stream, rowptr, bits, val, scale, ids,
-                      bag_ptr, out, num_out, dim, mean);
+  return launch_warps(sparse_rows_kernel<true, T, V, P, uint8_t, I>, num_out, stream, rowptr,
+                      bits, val, scale, ids, bag_ptr, out, num_out, dim, mean);
 }
 
 template <typename T, typename M, typename I>

@@ -69,74 +69,48 @@ at::Tensor embedding_rows_cuda(const at::Tensor& table_in,
   });
 }
 
-at::Tensor embedding_csr_cuda(const at::Tensor& rowptr_in, const at::Tensor& col_in,
-                              const at::Tensor& val_in,
-                              const std::optional<at::Tensor>& scale_in,
-                              const at::Tensor& ids_in,
-                              const std::optional<at::Tensor>& bag_ptr_in, int64_t mode,
-                              int64_t dim) {
-  constexpr const char* op = "embedding_csr";
+// A per-row sparse table: CSR (index = col) or, BITMASK, bitmask (index = bits).
+template <bool BITMASK>
+at::Tensor embedding_sparse_rows_cuda(const at::Tensor& rowptr_in, const at::Tensor& index_in,
+                                      const at::Tensor& val_in,
+                                      const std::optional<at::Tensor>& scale_in,
+                                      const at::Tensor& ids_in,
+                                      const std::optional<at::Tensor>& bag_ptr_in, int64_t mode,
+                                      int64_t dim) {
+  constexpr const char* op = BITMASK ? "embedding_bitmask" : "embedding_csr";
   cuda_op::check_cuda(op, "val", val_in);
   int64_t R;
   const auto out_type =
-      embedding::check_csr_table(op, rowptr_in, col_in, val_in, scale_in, dim, &R);
+      embedding::check_sparse_table<BITMASK>(op, rowptr_in, index_in, val_in, scale_in, dim, &R);
   const int64_t num_out =
       embedding::check_ids_and_bags(op, ids_in, bag_ptr_in, mode, val_in.device());
   const c10::cuda::CUDAGuard guard(val_in.device());
-  const at::Tensor rowptr = rowptr_in.contiguous(), col = col_in.contiguous(),
+  const at::Tensor rowptr = rowptr_in.contiguous(), index = index_in.contiguous(),
                    val = val_in.contiguous(), ids = ids_in.contiguous();
   const auto scale = contiguous(scale_in), bag_ptr = contiguous(bag_ptr_in);
   const cudaStream_t stream = cuda_op::current_stream();
+  const bool mean = mode == embedding::kModeMean;
   return gather(val, out_type, ids, num_out, dim,
-                [&](auto scalar_tag, auto value_tag, auto index_tag, at::Tensor& out) {
+                [&](auto scalar_tag, auto value_tag, auto id_tag, at::Tensor& out) {
     using scalar_t = decltype(scalar_tag);
     using value_t = decltype(value_tag);
-    using index_t = decltype(index_tag);
+    using id_t = decltype(id_tag);
     cudaError_t err = cudaSuccess;
-    embedding::dispatch_csr_index(rowptr, col, [&](auto ptr_tag, auto col_tag) {
+    embedding::dispatch_sparse_table<BITMASK>(rowptr, index, [&](auto ptr_tag, auto idx_tag) {
       using ptr_t = decltype(ptr_tag);
-      using col_t = decltype(col_tag);
-      err = gpu::embedding_csr_launch(
-          rowptr.data_ptr<ptr_t>(), col.data_ptr<col_t>(),
-          static_cast<const value_t*>(val.data_ptr()), opt_ptr<scalar_t>(scale),
-          ids.data_ptr<index_t>(), opt_ptr<int64_t>(bag_ptr), out.data_ptr<scalar_t>(), num_out,
-          dim, mode == embedding::kModeMean, stream);
-    });
-    return err;
-  });
-}
-
-at::Tensor embedding_bitmask_cuda(const at::Tensor& rowptr_in, const at::Tensor& bits_in,
-                                  const at::Tensor& val_in,
-                                  const std::optional<at::Tensor>& scale_in,
-                                  const at::Tensor& ids_in,
-                                  const std::optional<at::Tensor>& bag_ptr_in, int64_t mode,
-                                  int64_t dim) {
-  constexpr const char* op = "embedding_bitmask";
-  cuda_op::check_cuda(op, "val", val_in);
-  int64_t R;
-  const auto out_type =
-      embedding::check_bitmask_table(op, rowptr_in, bits_in, val_in, scale_in, dim, &R);
-  const int64_t num_out =
-      embedding::check_ids_and_bags(op, ids_in, bag_ptr_in, mode, val_in.device());
-  const c10::cuda::CUDAGuard guard(val_in.device());
-  const at::Tensor rowptr = rowptr_in.contiguous(), bits = bits_in.contiguous(),
-                   val = val_in.contiguous(), ids = ids_in.contiguous();
-  const auto scale = contiguous(scale_in), bag_ptr = contiguous(bag_ptr_in);
-  const cudaStream_t stream = cuda_op::current_stream();
-  return gather(val, out_type, ids, num_out, dim,
-                [&](auto scalar_tag, auto value_tag, auto index_tag, at::Tensor& out) {
-    using scalar_t = decltype(scalar_tag);
-    using value_t = decltype(value_tag);
-    using index_t = decltype(index_tag);
-    cudaError_t err = cudaSuccess;
-    embedding::dispatch_rowptr(rowptr, [&](auto ptr_tag) {
-      using ptr_t = decltype(ptr_tag);
-      err = gpu::embedding_bitmask_launch(
-          rowptr.data_ptr<ptr_t>(), bits.data_ptr<uint8_t>(),
-          static_cast<const value_t*>(val.data_ptr()), opt_ptr<scalar_t>(scale),
-          ids.data_ptr<index_t>(), opt_ptr<int64_t>(bag_ptr), out.data_ptr<scalar_t>(), num_out,
-          dim, mode == embedding::kModeMean, stream);
+      using idx_t = decltype(idx_tag);
+      const ptr_t* rp = rowptr.data_ptr<ptr_t>();
+      const idx_t* ip = index.data_ptr<idx_t>();
+      const value_t* vp = static_cast<const value_t*>(val.data_ptr());
+      const scalar_t* sp = opt_ptr<scalar_t>(scale);
+      const id_t* idp = ids.data_ptr<id_t>();
+      scalar_t* outp = out.data_ptr<scalar_t>();
+      if constexpr (BITMASK)
+        err = gpu::embedding_bitmask_launch(rp, ip, vp, sp, idp, opt_ptr<int64_t>(bag_ptr), outp,
+                                            num_out, dim, mean, stream);
+      else
+        err = gpu::embedding_csr_launch(rp, ip, vp, sp, idp, opt_ptr<int64_t>(bag_ptr), outp,
+                                        num_out, dim, mean, stream);
     });
     return err;
   });
@@ -194,8 +168,8 @@ at::Tensor embedding_sparse_grad_cuda(const at::Tensor& grad, const at::Tensor& 
 
 TORCH_LIBRARY_IMPL(sparselth, CUDA, m) {
   m.impl("embedding_rows_kernel", TORCH_FN(sparselth::embedding_rows_cuda));
-  m.impl("embedding_csr_kernel", TORCH_FN(sparselth::embedding_csr_cuda));
-  m.impl("embedding_bitmask_kernel", TORCH_FN(sparselth::embedding_bitmask_cuda));
+  m.impl("embedding_csr_kernel", TORCH_FN(sparselth::embedding_sparse_rows_cuda<false>));
+  m.impl("embedding_bitmask_kernel", TORCH_FN(sparselth::embedding_sparse_rows_cuda<true>));
   m.impl("embedding_backward_kernel", TORCH_FN(sparselth::embedding_backward_cuda));
   m.impl("embedding_sparse_grad_kernel", TORCH_FN(sparselth::embedding_sparse_grad_cuda));
 }

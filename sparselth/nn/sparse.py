@@ -27,7 +27,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..ops.sparse_conv import ConvPlan, ShiftedStructure, sparse_conv2d, sparse_conv_transpose2d
+from ..ops.shifted import ShiftedStructure
+from ..ops.sparse_conv import ConvPlan, sparse_conv2d, sparse_conv_transpose2d
 from ..ops.sparse_linear import sparse_linear
 from ..sparse.csr import CSR
 from ..sparse.weights import (BlockSparse, ChannelPruned, csr_from_weight, csr_to_weight,

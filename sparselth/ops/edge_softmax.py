@@ -15,7 +15,7 @@ from typing import Optional
 import torch
 
 from ..sparse.csr import CSR
-from ._common import check_csr
+from ._common import check_csr, check_mask
 
 Tensor = torch.Tensor
 
@@ -33,16 +33,9 @@ def _check(op: str, A, logits, keep) -> None:
                          f"(one row per stored entry of A), got {tuple(logits.shape)}")
     if logits.device != A.device:
         raise ValueError(f"{op}: logits is on {logits.device} but A is on {A.device}")
-    if keep is not None:
-        if not isinstance(keep, Tensor):
-            raise TypeError(f"{op}: keep must be a bool tensor or None, got {type(keep).__name__}")
-        if keep.dtype != torch.bool:
-            raise TypeError(f"{op}: keep must have dtype torch.bool, got {keep.dtype}")
-        if keep.shape != logits.shape and keep.shape != (A.nnz,):
-            raise ValueError(f"{op}: keep must have shape ({A.nnz},) or logits' shape "
-                             f"{tuple(logits.shape)}, got {tuple(keep.shape)}")
-        if keep.device != A.device:
-            raise ValueError(f"{op}: keep is on {keep.device} but A is on {A.device}")
+    check_mask(op, "keep", keep, [(A.nnz,), tuple(logits.shape)],
+               f"shape ({A.nnz},) or logits' shape {tuple(logits.shape)}", (torch.bool,),
+               "have dtype torch.bool", A.device, "A")
 
 
 def _forward(row: Tensor, num_rows: int, logits: Tensor, keep: Optional[Tensor]) -> Tensor:

@@ -227,7 +227,7 @@ def _resolve(op: str, backend: str, device: torch.device, dtype: torch.dtype) ->
     if name == "cuda" and dtype not in (torch.float32, torch.float64):
         if not fallback_ok:
             raise TypeError(f"{op}: backend 'cuda' supports float32/float64, got {dtype}")
-        name = "triton" if _backend.is_available("triton") else "reference"
+        name = "triton" if _backend.has_kernel("embedding_rows", device, "triton") else "reference"
     return name
 
 

@@ -56,11 +56,12 @@ def _window_chunks(blk: Tensor, koff: Optional[Tensor], src: Tensor,
 
 
 def _narrow_wide(out: Tensor, wide: int, cols: int) -> Tensor:
-    """``(N, R, q)`` on rows of ``wide`` -> ``(N, R, q // wide * cols)``, the first ``cols`` of each."""
+    """``(N, R, q)`` on rows of ``wide`` -> ``(N, R, q // wide * cols)``, the first ``cols`` of
+    each (contiguous, as the kernel's output is)."""
     if wide == cols:
         return out
     N, R, q = out.shape
-    return out.view(N, R, q // wide, wide)[..., :cols].reshape(N, R, q // wide * cols)
+    return out.view(N, R, q // wide, wide)[..., :cols].reshape(N, R, q // wide * cols).contiguous()
 
 
 def _widen(grad: Tensor, wide: int, cols: int) -> Tensor:

@@ -1,51 +1,36 @@
 """Triton SpMM / SDDMM kernels against a slow, obviously correct float64 torch reference.
 
-Runs on CPU tensors in the Triton interpreter (TRITON_INTERPRET=1, set here before Triton is
-imported), so sizes stay small. On a machine where Triton was already imported without the
-interpreter, the CUDA device is used instead when there is one.
+Runs on CPU tensors in the Triton interpreter (TRITON_INTERPRET=1, set by tests/conftest.py
+before Triton is imported), so sizes stay small; where Triton was imported in compiled mode,
+the GPU is used instead (and the module is skipped, saying why, where neither runs).
 """
-import os
+import subprocess
+import sys
+from pathlib import Path
 
-os.environ.setdefault("TRITON_INTERPRET", "1")  # must precede the first import of triton
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
 
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
+from sparselth.testing import (DTYPES, HALF_DTYPES, INDEX_DTYPES, requires_triton,
+                               tolerances, triton_device)
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-pytest.importorskip("triton", reason="Triton is not installed; the Triton kernels cannot run")
-
-from hypothesis import given, settings, strategies as st  # noqa: E402
-
+pytestmark = requires_triton
+DEVICE = triton_device() or "cpu"
 ROOT = Path(__file__).resolve().parents[2]
-try:
+
+
+def _launchers():
     from sparselth import kernels
-except ImportError:  # before the package is built: the source directory itself
-    sys.path.insert(0, str(ROOT))
-    import kernels
+    return kernels.spmm.spmm, kernels.sddmm.sddmm
 
-spmm = kernels.spmm.spmm
-sddmm = kernels.sddmm.sddmm
 
-if kernels.spmm._INTERPRETED:
-    DEVICE = "cpu"
-elif torch.cuda.is_available():
-    DEVICE = "cuda"
-else:
-    pytest.skip("Triton is in compiled mode (TRITON_INTERPRET was not 1 when triton was first "
-                "imported) and there is no GPU; run with TRITON_INTERPRET=1 in the environment",
-                allow_module_level=True)
+def spmm(*args):
+    return _launchers()[0](*args)
 
-DTYPES = [torch.float32, torch.float64]
-INDEX_DTYPES = [torch.int32, torch.int64]
-TOL = {  # compared in float64 against a float64 reference
-    torch.float64: dict(rtol=1e-12, atol=1e-12),
-    torch.float32: dict(rtol=1e-5, atol=1e-5),
-    torch.float16: dict(rtol=1e-2, atol=1e-2),
-    torch.bfloat16: dict(rtol=4e-2, atol=4e-2),
-}
+
+def sddmm(*args):
+    return _launchers()[1](*args)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -111,7 +96,7 @@ def check_spmm(row_lengths, n, F, dtype, index_dtype, seed=0, **flags):
     out = spmm(rowptr, col, val, x, x_mask, rs, b, m)
     assert out.shape == (m, F) and out.dtype == dtype and out.device == x.device
     torch.testing.assert_close(out.double().cpu(), ref_spmm(rowptr, col, val, x, x_mask, rs, b, m),
-                               **TOL[dtype])
+                               **tolerances(dtype))
 
 
 def check_sddmm(row_lengths, n, F, dtype, index_dtype, seed=0):
@@ -123,7 +108,7 @@ def check_sddmm(row_lengths, n, F, dtype, index_dtype, seed=0):
     rowptr, col = rowptr.to(DEVICE), col.to(DEVICE)
     out = sddmm(rowptr, col, x, y)
     assert out.shape == (col.numel(),) and out.dtype == dtype
-    torch.testing.assert_close(out.double().cpu(), ref_sddmm(rowptr, col, x, y), **TOL[dtype])
+    torch.testing.assert_close(out.double().cpu(), ref_sddmm(rowptr, col, x, y), **tolerances(dtype))
 
 
 ALL_ON = dict(val=True, mask="float", scale=True, bias=True)
@@ -187,7 +172,7 @@ def test_spmm_operands(val, mask, scale, bias, dtype, index_dtype):
                val=val, mask=mask, scale=scale, bias=bias)
 
 
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("dtype", HALF_DTYPES, ids=str)
 def test_spmm_half(dtype):
     check_spmm([3, 0, 20, 1], 24, 35, dtype, torch.int32, **ALL_ON)
 
@@ -208,7 +193,7 @@ def test_spmm_strided_inputs():
     x, x_mask, val, rowptr, col = (t.to(DEVICE) for t in (x, x_mask, val, rowptr, col))
     out = spmm(rowptr, col, val, x, x_mask, None, None, m)
     torch.testing.assert_close(out.cpu(), ref_spmm(rowptr, col, val, x, x_mask, None, None, m),
-                               **TOL[torch.float64])
+                               **tolerances(torch.float64))
 
 
 def test_spmm_empty_keeps_scale_and_bias():
@@ -258,7 +243,7 @@ def test_sddmm_shapes(shape, dtype, index_dtype):
     check_sddmm(row_lengths, n, F, dtype, index_dtype)
 
 
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("dtype", HALF_DTYPES, ids=str)
 def test_sddmm_half(dtype):
     check_sddmm([3, 0, 20, 1], 24, 35, dtype, torch.int64)
 
@@ -270,7 +255,7 @@ def test_sddmm_strided_inputs():
     y = torch.randn(6, 80, generator=gen, dtype=torch.float64)[:, ::2]  # stride 2 in F
     rowptr, col, x, y = (t.to(DEVICE) for t in (rowptr, col, x, y))
     out = sddmm(rowptr, col, x, y)
-    torch.testing.assert_close(out.cpu(), ref_sddmm(rowptr, col, x, y), **TOL[torch.float64])
+    torch.testing.assert_close(out.cpu(), ref_sddmm(rowptr, col, x, y), **tolerances(torch.float64))
 
 
 def test_sddmm_rejects_bad_inputs():
@@ -301,7 +286,8 @@ FUZZ = settings(max_examples=40, deadline=None, database=None, derandomize=True)
 
 
 @FUZZ
-@given(problem=problems(), dtype=st.sampled_from(DTYPES), index_dtype=st.sampled_from(INDEX_DTYPES),
+@given(problem=problems(), dtype=st.sampled_from(list(DTYPES)),
+       index_dtype=st.sampled_from(list(INDEX_DTYPES)),
        val=st.booleans(), mask=st.sampled_from([None, "bool", "float"]), scale=st.booleans(),
        bias=st.booleans(), seed=st.integers(0, 2**16))
 def test_spmm_fuzz(problem, dtype, index_dtype, val, mask, scale, bias, seed):
@@ -311,7 +297,8 @@ def test_spmm_fuzz(problem, dtype, index_dtype, val, mask, scale, bias, seed):
 
 
 @FUZZ
-@given(problem=problems(), dtype=st.sampled_from(DTYPES), index_dtype=st.sampled_from(INDEX_DTYPES),
+@given(problem=problems(), dtype=st.sampled_from(list(DTYPES)),
+       index_dtype=st.sampled_from(list(INDEX_DTYPES)),
        seed=st.integers(0, 2**16))
 def test_sddmm_fuzz(problem, dtype, index_dtype, seed):
     row_lengths, n, F = problem

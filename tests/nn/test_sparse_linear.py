@@ -4,15 +4,11 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
-import sparselth
 from sparselth import CSR
-from sparselth.ops.sparse_conv import ShiftedStructure, shifted_spmm_reference
+from sparselth.ops.shifted import ShiftedStructure
 from sparselth.ops.sparse_linear import sparse_linear
 from sparselth.sparse.weights import csr_from_weight
 from sparselth.testing import test_backends, tolerances
-
-HAS_CPP = "cpp" in sparselth.backends()
-
 
 def masked_weight(out_f, in_f, sparsity, seed, dtype=torch.float64, zero_rows=()):
     g = torch.Generator().manual_seed(seed)
@@ -149,60 +145,6 @@ class TestBadInput:
     def test_raises(self, call, exc, word):
         with pytest.raises(exc, match=word):
             call(self.A, self.x)
-
-
-@pytest.mark.skipif(not HAS_CPP, reason="the C++ extension is not built")
-class TestRawKernel:
-    def test_bounds_are_checked(self):
-        rowptr, blk = torch.tensor([0, 1]), torch.tensor([3])
-        src = torch.randn(1, 3, 4)
-        with pytest.raises(ValueError, match="blk must lie in"):
-            torch.ops.sparselth.shifted_spmm_kernel(rowptr, blk, None, None, src, None, 1, 4, 4, 4)
-        with pytest.raises(ValueError, match="koff must lie in"):
-            torch.ops.sparselth.shifted_spmm_kernel(rowptr, torch.tensor([0]), torch.tensor([1]), None,
-                                                    src, None, 1, 4, 4, 4)
-        with pytest.raises(ValueError, match="rowptr must start at 0"):
-            torch.ops.sparselth.shifted_spmm_kernel(torch.tensor([0, 2]), torch.tensor([0]), None, None,
-                                                    src, None, 1, 4, 4, 4)
-        with pytest.raises(ValueError, match="non-decreasing"):
-            torch.ops.sparselth.shifted_spmm_kernel(torch.tensor([0, 2, 1, 2]), torch.tensor([0, 1]),
-                                                    None, None, src, None, 3, 4, 4, 4)
-        with pytest.raises(ValueError, match="cols <= wide"):
-            torch.ops.sparselth.shifted_spmm_kernel(rowptr, torch.tensor([0]), None, None, src, None,
-                                                    1, 4, 3, 2)
-        with pytest.raises(TypeError, match="src must be float32 or float64"):
-            torch.ops.sparselth.shifted_spmm_kernel(rowptr, torch.tensor([0]), None, None, src.half(),
-                                                    None, 1, 4, 4, 4)
-        with pytest.raises(ValueError, match="same batch size"):
-            torch.ops.sparselth.shifted_sddmm_kernel(rowptr, torch.tensor([0]), None,
-                                                     torch.randn(2, 1, 4), src)
-
-    def test_matches_reference_with_shifts_and_narrowing(self):
-        g = torch.Generator().manual_seed(8)
-        for dtype, idx in ((torch.float32, torch.int32), (torch.float64, torch.int64)):
-            rowptr = torch.tensor([0, 3, 3, 7], dtype=idx)
-            blk = torch.tensor([0, 2, 2, 1, 0, 2, 1], dtype=idx)
-            koff = torch.tensor([0, 5, 1, 3, 7, 0, 2], dtype=idx)
-            val = torch.randn(7, generator=g, dtype=torch.float64).to(dtype)
-            bias = torch.randn(3, generator=g, dtype=torch.float64).to(dtype)
-            for q, wide, cols in ((40, 40, 40), (40, 8, 5), (3, 1, 1), (35, 7, 7), (37, 37, 1)):
-                src = torch.randn(2, 3, q + 8, generator=g, dtype=torch.float64).to(dtype)
-                got = torch.ops.sparselth.shifted_spmm_kernel(rowptr, blk, koff, val, src, bias, 3, q, wide, cols)
-                want = shifted_spmm_reference(rowptr, blk, koff, val, src, bias, 3, q, wide, cols)
-                torch.testing.assert_close(got, want, **tolerances(dtype))
-
-    @pytest.mark.parametrize("backend", ["cpp", "reference"])
-    def test_opcheck(self, backend):
-        A = csr_from_weight(*masked_weight(5, 4, 0.5, seed=9))
-        S = ShiftedStructure.from_csr(A)
-        src = torch.randn(2, 4, 3, dtype=torch.float64, requires_grad=True)
-        val = A.val.clone().requires_grad_(True)
-        args = (S.rowptr, S.blk, None, val, src, None, S.t_rowptr, S.t_blk, S.t_perm, S.t_iperm,
-                5, 3, 3, 3, 0, 0, backend)
-        torch.library.opcheck(torch.ops.sparselth.shifted_spmm.default, args)
-        a = torch.randn(2, 5, 3, dtype=torch.float64, requires_grad=True)
-        args = (S.rowptr, S.blk, None, a, src, S.t_rowptr, S.t_blk, S.t_perm, S.t_iperm, 0, 0, backend)
-        torch.library.opcheck(torch.ops.sparselth.shifted_sddmm.default, args)
 
 
 def test_torch_compile_matches_eager():

@@ -1,6 +1,7 @@
-"""The CUDA kernels (csrc/cuda): nvcc compiles every .cu file (always, when nvcc is on PATH),
-and on a GPU ``torch.ops.sparselth.spmm_kernel`` / ``sddmm_kernel`` match a pure-torch
-reference for every dtype, index dtype and optional input, on awkward shapes."""
+"""The CUDA kernels (csrc/cuda): nvcc compiles every .cu file and the host compiler checks
+every wrapper (always, when nvcc is on PATH), and on a GPU ``torch.ops.sparselth.spmm_kernel``
+/ ``sddmm_kernel`` match a pure-torch reference for every dtype, index dtype and optional
+input, on awkward shapes."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Optional
 
 import pytest
 import torch
+
+from sparselth.testing import GPU_DTYPES, INDEX_DTYPES, requires_kernel, tolerances
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # Compile check: no GPU needed.
 
 
+@pytest.mark.slow
 def test_cuda_sources_compile_with_nvcc():
     if shutil.which("nvcc") is None:
         pytest.skip("nvcc is not on PATH, so csrc/cuda/*.cu cannot be compiled here")
@@ -29,7 +32,7 @@ def test_cuda_sources_compile_with_nvcc():
     proc = subprocess.run(["bash", str(ROOT / ".ci" / "check_cuda.sh")], capture_output=True,
                           text=True, timeout=1800)
     assert proc.returncode == 0, f"check_cuda.sh failed:\n{proc.stdout}\n{proc.stderr}"
-    for name in ("spmm_cuda.cu", "sddmm_cuda.cu"):
+    for name in ("spmm_cuda.cu", "sddmm_cuda.cu", "embedding_cuda.cu"):
         assert f"ok   csrc/cuda/{name}" in proc.stdout, proc.stdout
 
 
@@ -37,34 +40,8 @@ def test_cuda_sources_compile_with_nvcc():
 # GPU tests: the registered CUDA implementations against a float64 torch reference.
 
 
-def _why_no_cuda_kernels() -> Optional[str]:
-    if not torch.cuda.is_available():
-        return "torch.cuda.is_available() is False: no GPU, or a CPU-only torch"
-    try:
-        import sparselth._C  # noqa: F401  (registers the ops and their CPU/CUDA kernels)
-    except ImportError as exc:  # pragma: no cover - depends on the build
-        return f"the sparselth._C extension is not importable: {exc}"
-    for op in ("sparselth::spmm_kernel", "sparselth::sddmm_kernel"):
-        try:
-            has = torch._C._dispatch_has_kernel_for_dispatch_key(op, "CUDA")
-        except RuntimeError:
-            has = False
-        if not has:
-            return f"{op} has no CUDA implementation: sparselth was built without CUDA"
-    return None
-
-
-_NO_CUDA = _why_no_cuda_kernels()
-requires_cuda_kernels = pytest.mark.skipif(_NO_CUDA is not None, reason=_NO_CUDA or "")
-
-DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
-INDEX_DTYPES = (torch.int32, torch.int64)
-TOL = {
-    torch.float64: dict(atol=1e-10, rtol=1e-10),
-    torch.float32: dict(atol=1e-4, rtol=1e-4),
-    torch.float16: dict(atol=2e-2, rtol=2e-2),
-    torch.bfloat16: dict(atol=1e-1, rtol=5e-2),
-}
+requires_spmm = requires_kernel("spmm", "cuda")
+requires_sddmm = requires_kernel("sddmm", "cuda")
 # Feature widths: 1, below/above a warp, not a multiple of any vector width, several passes.
 FEATURES = (1, 3, 8, 33, 64, 130, 264)
 
@@ -167,24 +144,8 @@ def spmm_inputs(rowptr, col, m, n, F, dtype, options, g, misalign=False):
     return (to(rowptr), to(col), to(val), to(x), to(x_mask), to(row_scale), to(bias), m)
 
 
-@requires_cuda_kernels
-@pytest.mark.parametrize("graph", GRAPHS)
-@pytest.mark.parametrize("index_dtype", INDEX_DTYPES)
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_spmm_kernel_exact_on_small_integers(dtype, index_dtype, graph):
-    rowptr, col, m, n = make_csr(graph, index_dtype)
-    g = torch.Generator().manual_seed(1)
-    for F, options in itertools.product(FEATURES, OPTIONS):
-        args = spmm_inputs(rowptr, col, m, n, F, dtype, options, g)
-        out = torch.ops.sparselth.spmm_kernel(*args)
-        assert out.shape == (m, F) and out.dtype == dtype and out.is_cuda
-        want = ref_spmm(*args).to(dtype)  # exact value, rounded once like the kernel
-        torch.testing.assert_close(out, want, atol=0, rtol=0,
-                                   msg=lambda s: f"F={F} options={options}: {s}")
-
-
-@requires_cuda_kernels
-@pytest.mark.parametrize("dtype", DTYPES)
+@requires_spmm
+@pytest.mark.parametrize("dtype", GPU_DTYPES)
 @pytest.mark.parametrize("F", (4, 8, 64, 128))
 def test_spmm_kernel_unaligned_and_noncontiguous(dtype, F):
     rowptr, col, m, n = make_csr("power_law", torch.int64)
@@ -199,8 +160,8 @@ def test_spmm_kernel_unaligned_and_noncontiguous(dtype, F):
     torch.testing.assert_close(out_t, out, atol=0, rtol=0)
 
 
-@requires_cuda_kernels
-@pytest.mark.parametrize("dtype", DTYPES)
+@requires_spmm
+@pytest.mark.parametrize("dtype", GPU_DTYPES)
 def test_spmm_kernel_random_values_and_determinism(dtype):
     rowptr, col, m, n = make_csr("power_law", torch.int32, seed=3)
     g = torch.Generator().manual_seed(3)
@@ -209,18 +170,22 @@ def test_spmm_kernel_random_values_and_determinism(dtype):
         val = torch.randn(col.numel(), generator=g).to(dtype).cuda()
         args = (rowptr.cuda(), col.cuda(), val, x, None, None, None, m)
         out = torch.ops.sparselth.spmm_kernel(*args)
-        torch.testing.assert_close(out.double(), ref_spmm(*args), **TOL[dtype])
+        torch.testing.assert_close(out.double(), ref_spmm(*args), **tolerances(dtype))
         again = torch.ops.sparselth.spmm_kernel(*args)
         assert torch.equal(out, again), "spmm_kernel is not deterministic"
 
 
-@requires_cuda_kernels
-@pytest.mark.parametrize("graph", GRAPHS)
-@pytest.mark.parametrize("index_dtype", INDEX_DTYPES)
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_sddmm_kernel_exact_on_small_integers(dtype, index_dtype, graph):
-    rowptr, col, m, n = make_csr(graph, index_dtype)
-    g = torch.Generator().manual_seed(4)
+def _spmm_exact(rowptr, col, m, n, dtype, g):
+    for F, options in itertools.product(FEATURES, OPTIONS):
+        args = spmm_inputs(rowptr, col, m, n, F, dtype, options, g)
+        out = torch.ops.sparselth.spmm_kernel(*args)
+        assert out.shape == (m, F) and out.dtype == dtype and out.is_cuda
+        want = ref_spmm(*args).to(dtype)  # exact value, rounded once like the kernel
+        torch.testing.assert_close(out, want, atol=0, rtol=0,
+                                   msg=lambda s: f"F={F} options={options}: {s}")
+
+
+def _sddmm_exact(rowptr, col, m, n, dtype, g):
     for F in FEATURES + (0,):
         x = small_ints((m, F), dtype, g).cuda()
         y = small_ints((n, F), dtype, g).cuda()
@@ -230,8 +195,19 @@ def test_sddmm_kernel_exact_on_small_integers(dtype, index_dtype, graph):
         torch.testing.assert_close(out, want, atol=0, rtol=0, msg=lambda s: f"F={F}: {s}")
 
 
-@requires_cuda_kernels
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("graph", GRAPHS)
+@pytest.mark.parametrize("index_dtype", INDEX_DTYPES)
+@pytest.mark.parametrize("dtype", GPU_DTYPES)
+@pytest.mark.parametrize("op, check", [
+    pytest.param("spmm", _spmm_exact, marks=requires_spmm, id="spmm"),
+    pytest.param("sddmm", _sddmm_exact, marks=requires_sddmm, id="sddmm")])
+def test_kernel_exact_on_small_integers(op, check, dtype, index_dtype, graph):
+    rowptr, col, m, n = make_csr(graph, index_dtype)
+    check(rowptr, col, m, n, dtype, torch.Generator().manual_seed(1))
+
+
+@requires_sddmm
+@pytest.mark.parametrize("dtype", GPU_DTYPES)
 def test_sddmm_kernel_random_unaligned(dtype):
     rowptr, col, m, n = make_csr("power_law", torch.int64, seed=5)
     g = torch.Generator().manual_seed(5)
@@ -240,22 +216,23 @@ def test_sddmm_kernel_random_unaligned(dtype):
         y = torch.randn(n, F, generator=g).to(dtype).cuda()
         out = torch.ops.sparselth.sddmm_kernel(rowptr.cuda(), col.cuda(), x, y)
         want = ref_sddmm(rowptr.cuda(), col.cuda(), x, y)
-        torch.testing.assert_close(out.double(), want, **TOL[dtype])
+        torch.testing.assert_close(out.double(), want, **tolerances(dtype))
 
 
-@requires_cuda_kernels
+@requires_spmm
+@requires_sddmm
 def test_cuda_kernels_reject_bad_inputs():
     rowptr, col, m, n = make_csr("empty_rows", torch.int64)
     rowptr, col = rowptr.cuda(), col.cuda()
     x = torch.randn(n, 8, device="cuda")
-    with pytest.raises(RuntimeError, match="spmm_kernel: rowptr"):
+    with pytest.raises(ValueError, match="spmm_kernel: rowptr"):
         torch.ops.sparselth.spmm_kernel(rowptr, col, None, x, None, None, None, m + 1)
-    with pytest.raises(RuntimeError, match="spmm_kernel: col must have rowptr's dtype"):
+    with pytest.raises(TypeError, match="spmm_kernel: col must have rowptr's dtype"):
         torch.ops.sparselth.spmm_kernel(rowptr, col.int(), None, x, None, None, None, m)
-    with pytest.raises(RuntimeError, match="spmm_kernel: bias"):
+    with pytest.raises(ValueError, match="spmm_kernel: bias"):
         torch.ops.sparselth.spmm_kernel(rowptr, col, None, x, None, None, x[0, :3], m)
-    with pytest.raises(RuntimeError, match="spmm_kernel: x_mask"):
+    with pytest.raises(ValueError, match="spmm_kernel: x_mask"):
         torch.ops.sparselth.spmm_kernel(rowptr, col, None, x, x[:, :3] > 0, None, None, m)
-    with pytest.raises(RuntimeError, match="sddmm_kernel: y"):
+    with pytest.raises(TypeError, match="sddmm_kernel: y"):
         torch.ops.sparselth.sddmm_kernel(rowptr, col, torch.randn(m, 8, device="cuda"),
                                          torch.randn(n, 8, device="cuda").double())

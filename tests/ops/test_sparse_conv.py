@@ -4,14 +4,12 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
-import sparselth
-from sparselth.ops.sparse_conv import (ConvPlan, shifted_spmm, shifted_spmm_t, sparse_conv2d,
-                                       sparse_conv_transpose2d)
+from sparselth.ops import has_kernel
+from sparselth.ops.sparse_conv import ConvPlan, sparse_conv2d, sparse_conv_transpose2d
 from sparselth.sparse.weights import csr_from_weight
-from sparselth.testing import test_backends, tolerances
+from sparselth.testing import requires_kernel, requires_triton, test_backends, tolerances
 
-HAS_CPP = "cpp" in sparselth.backends()
-DIRECT = [b for b in ("cpp", "reference") if b in sparselth.backends()]
+DIRECT = ["reference"] + (["cpp"] if has_kernel("shifted_spmm", "cpu") else [])
 ROUTES = [("direct", b) for b in DIRECT] + [("im2col", b) for b in test_backends() if b != "triton"]
 
 # (Cin, Cout, k, stride, padding, dilation, groups, H, W, N): every option the issue lists
@@ -115,9 +113,8 @@ def test_float32_and_sparsity_extremes(route, backend):
     run_conv_t(CONVT_CASES[1], route, backend, torch.float32)
 
 
+@requires_triton
 def test_triton_interpreter_on_a_tiny_conv():
-    if "triton" not in test_backends():
-        pytest.skip("triton is not available (needs TRITON_INTERPRET=1 on CPU)")
     run_conv((2, 3, 3, 1, 1, 1, 1, 4, 5, 1), "im2col", "triton")
     run_conv_t((2, 2, 3, 2, 1, 1, 1, 1, 3, 2, 1), "im2col", "triton")
 
@@ -133,69 +130,49 @@ def test_conv_transpose_output_size(route, backend):
                                 kernel_size=3, output_size=(20, 20), route=route, backend=backend)
 
 
+@pytest.mark.parametrize("backend", DIRECT)
 @given(Cin=st.integers(1, 4), Cout=st.integers(1, 4), k=st.integers(1, 4), s=st.integers(1, 3),
        p=st.integers(0, 2), d=st.integers(1, 2), g=st.sampled_from([1, 2]), H=st.integers(1, 9),
        W=st.integers(1, 9), N=st.integers(1, 2), sparsity=st.floats(0.0, 1.0),
        seed=st.integers(0, 10**6), transposed=st.booleans())
-def test_fuzz_direct_against_dense(Cin, Cout, k, s, p, d, g, H, W, N, sparsity, seed, transposed):
+def test_fuzz_direct_against_dense(backend, Cin, Cout, k, s, p, d, g, H, W, N, sparsity, seed,
+                                   transposed):
     Cin, Cout = Cin * g, Cout * g
     if transposed:
         op = (s - 1) if seed % 2 else 0
         if (H - 1) * s - 2 * p + d * (k - 1) + op + 1 < 1 or (W - 1) * s - 2 * p + d * (k - 1) + op + 1 < 1:
             return
-        for backend in DIRECT:
-            run_conv_t((Cin, Cout, k, s, p, op, d, g, H, W, N), "direct", backend, sparsity=sparsity, seed=seed)
-    else:
-        if H + 2 * p < d * (k - 1) + 1 or W + 2 * p < d * (k - 1) + 1:
-            return
-        for backend in DIRECT:
-            run_conv((Cin, Cout, k, s, p, d, g, H, W, N), "direct", backend, sparsity=sparsity, seed=seed)
+        run_conv_t((Cin, Cout, k, s, p, op, d, g, H, W, N), "direct", backend, sparsity=sparsity,
+                   seed=seed)
+    elif H + 2 * p >= d * (k - 1) + 1 and W + 2 * p >= d * (k - 1) + 1:
+        run_conv((Cin, Cout, k, s, p, d, g, H, W, N), "direct", backend, sparsity=sparsity,
+                 seed=seed)
 
 
-@pytest.mark.parametrize("backend", DIRECT)
-def test_shifted_ops_gradcheck(backend):
-    """The kernel's own adjoint and weight gradient, including second derivatives."""
-    W, mask = _weight((3, 2, 3, 3), 0.5, 1)
-    A = csr_from_weight(W, mask)
-    plan = ConvPlan(A, 2, 3, 2, 1, 1)
-    geo = plan.geometry(4, 3)
-    S = geo["S"]
-    src = torch.randn(1, S.num_blocks, geo["Ls"], dtype=torch.float64, requires_grad=True)
-    val = A.val.clone().requires_grad_(True)
-    b = torch.randn(3, dtype=torch.float64, requires_grad=True)
-    f = lambda v, s_, b_: shifted_spmm(S, v, s_, geo["Q"], b_, backend, geo["Wq"], geo["Wout"])
-    assert torch.autograd.gradcheck(f, (val, src, b))
-    if backend == "cpp":     # second derivatives go through the same ops; the reference is slow
-        assert torch.autograd.gradgradcheck(f, (val, src, b))
-    # <S x, y> == <x, S^T y>
-    y = torch.randn(1, 3, geo["Q"], dtype=torch.float64)
-    lhs = (shifted_spmm(S, val.detach(), src.detach(), geo["Q"], None, backend) * y).sum()
-    rhs = (src.detach() * shifted_spmm_t(S, val.detach(), y, geo["Ls"], backend)).sum()
-    torch.testing.assert_close(lhs, rhs)
-
-
-def test_routes_agree_and_plan_is_reused():
+@pytest.mark.parametrize("route, backend", ROUTES)
+def test_routes_agree_and_plan_is_reused(route, backend):
     W, mask = _weight((8, 4, 3, 3), 0.7, 2, torch.float32)
     A = csr_from_weight(W, mask)
     plan = ConvPlan(A, 4, 3, 1, 1)
     x = torch.randn(2, 4, 12, 12)
-    ref = F.conv2d(x, W * mask, None, 1, 1)
-    for route, backend in ROUTES:
-        for size in (12, 7, 12):
-            xs = x[..., :size, :size]
-            torch.testing.assert_close(sparse_conv2d(xs, A, plan=plan, route=route, backend=backend),
-                                       F.conv2d(xs, W * mask, None, 1, 1), **tolerances(torch.float32))
-    assert len(plan._geometry) == 2
-    torch.testing.assert_close(sparse_conv2d(x, A, plan=plan), ref, **tolerances(torch.float32))
+    for size in (12, 7, 12):
+        xs = x[..., :size, :size]
+        torch.testing.assert_close(sparse_conv2d(xs, A, plan=plan, route=route, backend=backend),
+                                   F.conv2d(xs, W * mask, None, 1, 1), **tolerances(torch.float32))
+    if route == "direct":
+        assert len(plan._geometry) == 2     # one layout per input size, reused
+    torch.testing.assert_close(sparse_conv2d(x, A, plan=plan), F.conv2d(x, W * mask, None, 1, 1),
+                               **tolerances(torch.float32))
 
 
-def test_non_contiguous_input_and_pattern_weight():
+@pytest.mark.parametrize("route, backend", ROUTES)
+def test_non_contiguous_input_and_pattern_weight(route, backend):
     W, mask = _weight((5, 3, 3, 3), 0.5, 3)
     A = csr_from_weight(W, mask).with_values(None)
     x = torch.randn(2, 6, 9, 8, dtype=torch.float64)[:, ::2].transpose(2, 3)
-    for route, backend in ROUTES:
-        torch.testing.assert_close(sparse_conv2d(x, A, None, 1, 1, kernel_size=3, route=route, backend=backend),
-                                   F.conv2d(x, mask.double(), None, 1, 1))
+    torch.testing.assert_close(sparse_conv2d(x, A, None, 1, 1, kernel_size=3, route=route,
+                                             backend=backend),
+                               F.conv2d(x, mask.double(), None, 1, 1))
 
 
 class TestBadInput:
@@ -228,14 +205,13 @@ class TestBadInput:
         with pytest.raises(exc, match=word):
             call(self.A, self.x)
 
+    @requires_triton
     def test_direct_route_rejects_spmm_only_backends(self):
-        if "triton" not in test_backends():
-            pytest.skip("triton is not available")
         with pytest.raises(ValueError, match="route 'direct'"):
             sparse_conv2d(self.x, self.A, kernel_size=3, route="direct", backend="triton")
 
 
-@pytest.mark.skipif(not HAS_CPP, reason="the C++ extension is not built")
+@requires_kernel("shifted_spmm", "cpu")
 def test_torch_compile_matches_eager():
     W, mask = _weight((6, 4, 3, 3), 0.6, 5, torch.float32)
     A = csr_from_weight(W, mask)

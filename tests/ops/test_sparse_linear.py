@@ -7,13 +7,11 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import sparselth
 from sparselth.ops.sparse_linear import _use_row_major, sparse_linear
 from sparselth.sparse.weights import csr_from_weight
-from sparselth.testing import tolerances
+from sparselth.testing import DTYPES, INDEX_DTYPES, requires_kernel, tolerances
 
-HAS_CPP = "cpp" in sparselth.backends()
-pytestmark = pytest.mark.skipif(not HAS_CPP, reason="the C++ extension is not built")
+pytestmark = requires_kernel("sparse_linear", "cpu")
 
 
 def kernel(A, x, bias=None, index_dtype=None, values=True):
@@ -41,8 +39,8 @@ def case(B, in_f, out_f, density, seed, dtype, zero_rows=(0,)):
 @pytest.mark.parametrize("B, in_f, out_f", [(1, 1, 1), (2, 3, 5), (15, 17, 33), (16, 16, 16),
                                             (33, 31, 7), (64, 500, 40), (130, 257, 19),
                                             (70, 3000, 9)])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("index_dtype", [torch.int32, torch.int64])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("index_dtype", INDEX_DTYPES)
 def test_matches_masked_dense(B, in_f, out_f, dtype, index_dtype):
     W, mask, x, b = case(B, in_f, out_f, 0.3, seed=B * 7 + in_f, dtype=dtype)
     A = csr_from_weight(W, mask)
@@ -122,3 +120,13 @@ class TestBadInput:
         col[-1] = 6
         with pytest.raises(ValueError, match="col entries must lie in"):
             self.call(col=col)
+
+
+def test_torch_compile_traces_the_row_major_kernel():
+    """Inference under torch.compile(fullgraph=True) goes through the kernel's fake."""
+    W, mask, x, b = case(12, 20, 9, 0.3, seed=11, dtype=torch.float32)
+    A = csr_from_weight(W, mask)
+    f = torch.compile(lambda x: sparse_linear(x, A, b, backend="cpp"), fullgraph=True,
+                      backend="aot_eager")
+    with torch.no_grad():
+        torch.testing.assert_close(f(x), F.linear(x, W * mask, b), **tolerances(torch.float32))
