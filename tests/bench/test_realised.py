@@ -178,6 +178,7 @@ def test_quick_run_measures_every_group(tmp_path):
     data = json.loads((tmp_path / "realised-t.json").read_text())
     assert (tmp_path / "realised-t.png").is_file()
     assert data["copy_bandwidth_gbs"] > 0 and data["gemm"]["gmacs"] > 0
+    assert data["copy"]["gbs"] > 0 and data["copy"]["clock"] == "cpu"
     assert data["machine"]["cpu"] and data["clock"] == "cpu"
     assert {r["group"] for r in data["results"]} == GROUPS
     for r in data["results"]:
