@@ -13,7 +13,10 @@ matter more than the weight route alone. For every graph layer the example input
    compacted graph) and must equal the masked dense layer's output (full graph, pruned edges
    weighted 0) within the tolerance;
 3. **time** the survivors and the dense layer together, keep the fastest candidate;
-4. **report** one row per graph layer: exact MACs of the unpruned layer (every weight and
+4. **fuse**: a model that can run a layer's transform inside the previous layer's
+   aggregation (``GCN.fuse``) is verified and timed end to end with and without; the
+   faster stays;
+5. **report** one row per graph layer: exact MACs of the unpruned layer (every weight and
    stored edge) and of the ticket, each in its order with fewer MACs (the promise does not
    depend on the route a timing picks), both latencies, measured and promised
    speed-up, the route (the order) and the implementation. The layer's ``lin`` row is marked
@@ -23,6 +26,7 @@ matter more than the weight route alone. For every graph layer the example input
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -35,7 +39,7 @@ from ..nn._graph_plan import ORDER_NAMES, is_plain_linear
 from ..nn.graph import GATConv, GCNConv, GINConv
 from ..sparse.csr import CSR
 from .report import LayerReport
-from .select import Selection, capture_calls, rel_error, summary_ms, time_calls
+from .select import Selection, call, capture_calls, rel_error, summary_ms, time_calls
 
 __all__ = ["GRAPH_LAYERS", "compile_graph_layers", "graph_layer_names"]
 
@@ -92,6 +96,9 @@ def compile_graph_layers(dense_model: nn.Module, compiled: nn.Module,
     if not names:
         return []
     compiled.eval()
+    fuse = getattr(compiled, "fuse", None)
+    if fuse is not None:    # layer by layer first: a fused pair does not call its layers
+        compiled.fuse = False
     got = capture_calls(compiled, inputs, names).calls
     ref = capture_calls(dense_model, inputs, names).calls
     by_name = {r.name: r for r in reports}
@@ -156,4 +163,40 @@ def compile_graph_layers(dense_model: nn.Module, compiled: nn.Module,
             lin_rec.route, lin_rec.impl = "csr", f"sparselth.nn.{type(best.lin).__name__}"
             lin_rec.bytes_stored = state_bytes(best.lin)
             lin_rec.note = f"runs inside {name} (sparse features times the kept weights)"
+    if fuse is not None and rows:
+        _choose_fusion(compiled, dense_model, inputs, sel, rows, bool(fuse))
     return rows
+
+
+def _choose_fusion(compiled: nn.Module, dense_model: nn.Module, inputs: Any, sel: Selection,
+                   rows: list[LayerReport], allowed: bool) -> None:
+    """A model that can fuse layers (``fuse``: a layer's transform run in the previous
+    layer's aggregation) is verified and timed end to end with and without; the faster stays.
+    The decision is noted on the graph layers' rows."""
+    with torch.no_grad():
+        want = call(dense_model, inputs)
+        compiled.fuse = True
+        err = rel_error(call(compiled, inputs), want) if allowed else math.inf
+    if not err <= sel.tolerance:
+        compiled.fuse = False
+        if allowed:
+            for rec in rows:
+                rec.note = (rec.note + "; " if rec.note else "") + \
+                    f"fused layers not exact (max relative error {err:.3g}): run unfused"
+        return
+
+    def run(flag: bool) -> Callable[[], Any]:
+        def fn() -> Any:
+            compiled.fuse = flag
+            return call(compiled, inputs)
+        return fn
+
+    timed = time_calls({"fused": run(True), "unfused": run(False)}, sel.budget_s, sel.device,
+                       sel.clock)
+    ms = {k: summary_ms(t, sel.clock)["ms"] for k, t in timed.timings.items()}
+    compiled.fuse = ms["fused"] < ms["unfused"]
+    text = (f"model {'fused' if compiled.fuse else 'unfused'}: {ms['fused']:.3g} ms with the "
+            f"next layer's transform in the aggregation's epilogue, {ms['unfused']:.3g} ms "
+            f"without")
+    for rec in rows:
+        rec.note = (rec.note + "; " if rec.note else "") + text

@@ -95,3 +95,15 @@ def test_report_round_trip_keeps_part_of(tmp_path):
     back = sparselth.deploy.CompileReport.load(path)
     assert back.layer("conv1.lin").part_of == "conv1"
     assert back.totals == report.totals
+
+
+def test_fused_gcn_layers_are_verified_timed_and_noted():
+    model, ticket, x = _graph_ticket(GCN, True)
+    compiled, report = sparselth.compile(model, ticket, example_inputs=(x,), **FAST)
+    rows = [report.layer("conv1"), report.layer("conv2")]   # both still reported
+    assert all("fused" in r.note for r in rows), [r.note for r in rows]
+    assert isinstance(compiled.fuse, bool)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), _masked(model, ticket)(x))
+        compiled.fuse = not compiled.fuse
+        torch.testing.assert_close(compiled(x), _masked(model, ticket)(x))
