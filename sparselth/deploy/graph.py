@@ -103,6 +103,7 @@ def compile_graph_layers(dense_model: nn.Module, compiled: nn.Module,
     ref = capture_calls(dense_model, inputs, names).calls
     by_name = {r.name: r for r in reports}
     rows = []
+    first: dict[str, dict[str, nn.Module]] = {}   # per layer: fastest transform-first candidates
     for name in names:
         if name not in got or name not in ref:
             continue
@@ -151,6 +152,12 @@ def compile_graph_layers(dense_model: nn.Module, compiled: nn.Module,
             rec.latency_wall_ms[key], rec.latency_cpu_ms[key] = s["wall_ms"], s["cpu_ms"]
         route, impl, best = min(cands, key=lambda c: rec.latency_ms[c[0]])
         replace(compiled, name, best)
+        first[name] = {}
+        for cand in sorted(cands, key=lambda c: rec.latency_ms[c[0]]):
+            if cand[2].order == "transform_first":
+                first[name].setdefault("sparse" if not is_plain_linear(cand[2].lin) else "dense",
+                                       cand)
+                first[name].setdefault("any", cand)
         rec.route, rec.impl = route, impl
         rec.variants_ms = {i: rec.latency_ms[r] for r, i, _ in cands}
         rec.macs_ticket = _conv_macs(best, args, kwargs, dense=False)
@@ -158,45 +165,72 @@ def compile_graph_layers(dense_model: nn.Module, compiled: nn.Module,
         rec.speedup = rec.latency_ms["dense"] / max(rec.latency_ms[route], 1e-12)
         half = [q[1] - q[0] for q in (rec.latency_iqr_ms["dense"], rec.latency_iqr_ms[route])]
         rec.noise_ms = 0.5 * sum(half)
-        rec.bytes_dense, rec.bytes_stored = state_bytes(dense_conv), state_bytes(best)
-        if lin_rec is not None and not is_plain_linear(best.lin) and lin_rec.route == "dense":
-            lin_rec.route, lin_rec.impl = "csr", f"sparselth.nn.{type(best.lin).__name__}"
-            lin_rec.bytes_stored = state_bytes(best.lin)
-            lin_rec.note = f"runs inside {name} (sparse features times the kept weights)"
+        rec.bytes_dense = state_bytes(dense_conv)
     if fuse is not None and rows:
-        _choose_fusion(compiled, dense_model, inputs, sel, rows, bool(fuse))
+        _choose_fusion(compiled, dense_model, inputs, sel, rows, bool(fuse), first, replace)
+    for rec in rows:            # the modules that run now
+        conv = compiled.get_submodule(rec.name)
+        rec.bytes_stored = state_bytes(conv)
+        lin_rec = by_name.get(f"{rec.name}.lin")
+        if lin_rec is not None and not is_plain_linear(conv.lin) and lin_rec.route == "dense":
+            lin_rec.route, lin_rec.impl = "csr", f"sparselth.nn.{type(conv.lin).__name__}"
+            lin_rec.bytes_stored = state_bytes(conv.lin)
+            lin_rec.note = f"chosen with {rec.name} as a whole"
     return rows
 
 
 def _choose_fusion(compiled: nn.Module, dense_model: nn.Module, inputs: Any, sel: Selection,
-                   rows: list[LayerReport], allowed: bool) -> None:
-    """A model that can fuse layers (``fuse``: a layer's transform run in the previous
-    layer's aggregation) is verified and timed end to end with and without; the faster stays.
-    The decision is noted on the graph layers' rows."""
-    with torch.no_grad():
-        want = call(dense_model, inputs)
-        compiled.fuse = True
-        err = rel_error(call(compiled, inputs), want) if allowed else math.inf
-    if not err <= sel.tolerance:
+                   rows: list[LayerReport], allowed: bool,
+                   first: Mapping[str, Mapping[str, nn.Module]],
+                   replace: Callable[[nn.Module, str, nn.Module], None]) -> None:
+    """A model that can fuse a pair of graph layers (``fuse``, ``fused_layers``: the
+    consumer's transform run in the producer's aggregation, which needs both to transform
+    first and the consumer's ``lin`` sparse) is verified and timed end to end as chosen layer
+    by layer (unfused) and fused, with the fastest fitting candidates of the pair; the faster
+    stays. The decision is noted on the graph layers' rows."""
+    producer, consumer = getattr(compiled, "fused_layers", (None, None))
+    picks = (first.get(producer, {}).get("any"), first.get(consumer, {}).get("sparse"))
+    fit = tuple(p[2] for p in picks if p is not None)
+    note = ""
+    if not allowed or len(fit) < 2:
         compiled.fuse = False
-        if allowed:
-            for rec in rows:
-                rec.note = (rec.note + "; " if rec.note else "") + \
-                    f"fused layers not exact (max relative error {err:.3g}): run unfused"
-        return
+        note = "" if not allowed else "layers not fused: no transform-first sparse candidate"
+    else:
+        chosen = (compiled.get_submodule(producer), compiled.get_submodule(consumer))
 
-    def run(flag: bool) -> Callable[[], Any]:
-        def fn() -> Any:
+        def use(mods: tuple, flag: bool) -> None:
+            replace(compiled, producer, mods[0])
+            replace(compiled, consumer, mods[1])
             compiled.fuse = flag
-            return call(compiled, inputs)
-        return fn
 
-    timed = time_calls({"fused": run(True), "unfused": run(False)}, sel.budget_s, sel.device,
-                       sel.clock)
-    ms = {k: summary_ms(t, sel.clock)["ms"] for k, t in timed.timings.items()}
-    compiled.fuse = ms["fused"] < ms["unfused"]
-    text = (f"model {'fused' if compiled.fuse else 'unfused'}: {ms['fused']:.3g} ms with the "
-            f"next layer's transform in the aggregation's epilogue, {ms['unfused']:.3g} ms "
-            f"without")
+        with torch.no_grad():
+            want = call(dense_model, inputs)
+            use(fit, True)
+            err = rel_error(call(compiled, inputs), want)
+        if not err <= sel.tolerance:
+            use(chosen, False)
+            note = f"fused layers not exact (max relative error {err:.3g}): run unfused"
+        else:
+            def run(mods: tuple, flag: bool) -> Callable[[], Any]:
+                def fn() -> Any:
+                    use(mods, flag)
+                    return call(compiled, inputs)
+                return fn
+
+            timed = time_calls({"fused": run(fit, True), "unfused": run(chosen, False)},
+                               sel.budget_s, sel.device, sel.clock)
+            ms = {k: summary_ms(t, sel.clock)["ms"] for k, t in timed.timings.items()}
+            fused = ms["fused"] < ms["unfused"]
+            use(fit if fused else chosen, fused)
+            note = (f"model {'fused' if fused else 'unfused'}: {ms['fused']:.3g} ms with "
+                    f"{consumer}'s transform in {producer}'s aggregation, {ms['unfused']:.3g} "
+                    f"ms without")
+            if fused:   # the pair's rows name the candidates that run
+                by_row = {r.name: r for r in rows}
+                for layer, (route, impl, _) in zip((producer, consumer), picks):
+                    rec = by_row[layer]
+                    rec.route, rec.impl = route, impl + " (fused pair)"
+                    rec.speedup = rec.latency_ms["dense"] / max(rec.latency_ms[route], 1e-12)
     for rec in rows:
-        rec.note = (rec.note + "; " if rec.note else "") + text
+        if note:
+            rec.note = (rec.note + "; " if rec.note else "") + note

@@ -174,6 +174,7 @@ class GCN(_GraphModel):
         #: compiled sparse layer and both layers transform first: the hidden (N, hidden)
         #: tensor is then never stored (:func:`sparselth.ops.spmm_linear`)
         self.fuse = True
+        self.fused_layers = ("conv1", "conv2")   # (producer, consumer) of the fused pair
         self._hidden_like: Optional[Tensor] = None
 
     def forward(self, x: Union[Tensor, CSR]) -> Tensor:
