@@ -138,12 +138,18 @@ def _module_tensors(module: nn.Module) -> tuple:
 
 def _same_tensors(held: tuple, module: nn.Module) -> bool:
     """Whether ``module`` still holds the tensors ``held`` (none replaced, added or removed)."""
-    now = _module_tensors(module)
-    if len(now) != len(held):
+    params, buffers = module._parameters, module._buffers
+    if len(params) + len(buffers) != len(held):
         return False
-    for a, b in zip(held, now):
-        if a is not b:
+    i = 0
+    for t in params.values():
+        if t is not held[i]:
             return False
+        i += 1
+    for t in buffers.values():
+        if t is not held[i]:
+            return False
+        i += 1
     return True
 
 
@@ -164,10 +170,7 @@ class _Watch:
         self.versions = tuple(t._version for t in self.tensors)
 
     def fresh(self) -> bool:
-        for t, v in zip(self.tensors, self.versions):
-            if t._version != v:
-                return False
-        return True
+        return tuple(t._version for t in self.tensors) == self.versions
 
 
 class TransposedWeight:
@@ -280,8 +283,9 @@ class Plan:
         """Whether this plan still fits: the same graph, edge weights, ``lin``, own tensors
         and order setting, none modified; features of the same structure; the same backend
         request."""
+        lin = conv._modules["lin"]
         if (adj is not self.adj or edge_weight is not self.edge_weight
-                or extra is not self.extra or conv.lin is not self.lin
+                or extra is not self.extra or lin is not self.lin
                 or conv.order != self.order_req or _requested_backend() != self.requested):
             return False
         if self.x_sparse:
@@ -289,11 +293,10 @@ class Plan:
                 return False
         elif not isinstance(x, Tensor) or x.shape != self.x_shape or x.dtype != self.dtype:
             return False
-        owned = conv._owned()
-        for a, b in zip(owned, self.owned):
+        for a, b in zip(conv._owned(), self.owned):
             if a is not b:
                 return False
-        return _same_tensors(self.held, conv.lin) and self.watch.fresh()
+        return _same_tensors(self.held, lin) and self.watch.fresh()
 
     def transform(self, conv: nn.Module, x: Any) -> Tensor:
         """``x W^T``, contiguous (transform first)."""

@@ -254,7 +254,7 @@ class _GraphConv(nn.Module):
 
     def _owned(self) -> Tuple[Optional[Tensor], ...]:
         """The layer's own tensors an inference plan reads (besides ``lin``'s)."""
-        return (self.bias,)
+        return (self._parameters.get("bias"),)
 
     def _plan_for(self, x: Any, adj: Adjacency, edge_weight: Optional[Tensor],
                   extra: Optional[Tensor] = None) -> Plan:
@@ -497,7 +497,7 @@ class GINConv(_GraphConv):
         return F.relu(out, inplace=not torch.is_grad_enabled()) if relu else out
 
     def _owned(self) -> Tuple[Optional[Tensor], ...]:
-        return (self.bias, self.eps)
+        return (self._parameters.get("bias"), self.eps)
 
     def _aggregation(self, adj, edge_weight, A, w, per_target, N, dtype, extra) -> CSR:
         """``diag(1/deg) A_w + (1 + eps) I``: the mean and the self term as one matrix."""
