@@ -48,8 +48,12 @@ def sparse_product(A: CSR, B: CSR) -> Tensor:
     Runs :func:`sparselth.ops.spgemm` when this build has it; otherwise a gather/scatter-add
     in torch with the same cost model."""
     from .. import ops
+    if A.col.dtype != B.col.dtype:   # one index dtype for both operands
+        B = B.index_as(A.col.dtype) if A.col.dtype == torch.int64 else A.index_as(B.col.dtype)
     spgemm = getattr(ops, "spgemm", None)
     if spgemm is not None:
+        if A.val is not None and B.val is not None and A.val.dtype != B.val.dtype:
+            A = A.with_values(A.val.to(B.val.dtype))
         return spgemm(A, B)
     m, n = A.shape[0], B.shape[1]
     dtype = B.dtype if B.val is not None else (A.dtype or torch.get_default_dtype())
@@ -193,6 +197,8 @@ class TransposedWeight:
             x = x.with_values(x.val.to(self.dtype))
         wt = self.wt
         if isinstance(wt, CSR):
+            if wt.col.dtype != x.col.dtype:   # converted once, kept for the next calls
+                wt = self.wt = wt.index_as(x.col.dtype)
             return sparse_product(x, wt)
         return spmm_impl(wt.device, self.dtype)(x.rowptr, x.col, x.val, wt, None, None, None,
                                                 x.shape[0], False)

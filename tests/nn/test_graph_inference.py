@@ -281,3 +281,12 @@ def test_gat_transform_caches_the_transposed_weight():
 
 def test_types_exported():
     assert issubclass(GCNConv, torch.nn.Module) and issubclass(GINConv, torch.nn.Module)
+
+
+def test_sparse_product_mixed_index_dtypes():
+    A = random_csr(9, 7, 0.4, dtype=torch.float64, index_dtype=torch.int32, seed=1)
+    B = random_csr(7, 5, 0.4, dtype=torch.float64, index_dtype=torch.int64, seed=2)
+    want = A.to_dense() @ B.to_dense()
+    torch.testing.assert_close(sparse_product(A, B), want)
+    torch.testing.assert_close(sparse_product(A.index_as(torch.int64), B.index_as(torch.int32)),
+                               want)
