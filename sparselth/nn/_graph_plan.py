@@ -48,8 +48,11 @@ def sparse_product(A: CSR, B: CSR) -> Tensor:
     Runs :func:`sparselth.ops.spgemm` when this build has it; otherwise a gather/scatter-add
     in torch with the same cost model."""
     from .. import ops
-    if A.col.dtype != B.col.dtype:   # one index dtype for both operands
-        B = B.index_as(A.col.dtype) if A.col.dtype == torch.int64 else A.index_as(B.col.dtype)
+    if A.col.dtype != B.col.dtype:   # one index dtype for both operands: the wider
+        if A.col.dtype == torch.int64:
+            B = B.index_as(torch.int64)
+        else:
+            A = A.index_as(torch.int64)
     spgemm = getattr(ops, "spgemm", None)
     if spgemm is not None:
         if A.val is not None and B.val is not None and A.val.dtype != B.val.dtype:
