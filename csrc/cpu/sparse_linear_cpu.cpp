@@ -169,13 +169,14 @@ void tile_product(const index_t* rp, const col_t* col, const scalar_t* val, int6
   for (int64_t s = 0; s < S; ++s) {
     const index_t* r = rp + s * H;
     for (int64_t h = h0; h < h1; ++h) {
+      int64_t e = r[h];
+      const int64_t e1 = r[h + 1];
+      if (e == e1 && s > 0) continue;  // nothing to add (common in a very sparse layer)
       scalar_t* o = ob + (h - h0) * T;
       vec_t acc[U][NV];
       for (int k = 0; k < NV; ++k) acc[0][k] = s == 0 ? vec_t{} : load_vec<vec_t>(o + k * L);
       for (int u = 1; u < U; ++u)
         for (int k = 0; k < NV; ++k) acc[u][k] = vec_t{};
-      int64_t e = r[h];
-      const int64_t e1 = r[h + 1];
       for (; e + U <= e1; e += U) {
         for (int u = 0; u < U; ++u) {
           const scalar_t* p = xb + static_cast<int64_t>(col[e + u]) * T;
