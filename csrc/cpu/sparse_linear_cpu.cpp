@@ -328,7 +328,7 @@ void tiles_launch(const index_t* rp, const col_t* col, const scalar_t* val, int6
   int64_t chunks = std::max<int64_t>(1, (H + kRowChunk - 1) / kRowChunk);
   if (threads > 1)
     chunks = std::max(chunks, std::min<int64_t>((H + 63) / 64,
-                                                (4 * threads + blocks.count - 1) / blocks.count));
+                                                (2 * threads + blocks.count - 1) / blocks.count));
   const int64_t items = blocks.count * chunks;
   const int64_t chunk_rows = (H + chunks - 1) / chunks;
   auto pack = [&](int64_t b) { job.with_lanes(b, [&](auto t) { job.template pack<decltype(t)::value>(b); }); };

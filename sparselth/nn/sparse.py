@@ -27,9 +27,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..ops import backend as _backend
 from ..ops.shifted import ShiftedStructure
 from ..ops.sparse_conv import ConvPlan, sparse_conv2d, sparse_conv_transpose2d
-from ..ops import backend as _backend
 from ..ops.sparse_linear import LinearPlan, linear_inference, sparse_linear
 from ..sparse.csr import CSR
 from ..sparse.weights import (BlockSparse, ChannelPruned, csr_from_weight, csr_to_weight,
@@ -158,6 +158,11 @@ _LINEAR_KERNEL: Optional[bool] = None
 
 class SparseLinear(_CSRWeight):
     """``y = x @ W^T + b`` with a CSR weight (see :func:`sparselth.ops.sparse_linear.sparse_linear`).
+
+    When no gradient is needed (``torch.no_grad``/``inference_mode``, or nothing requires grad)
+    and the backend is ``cpp``, it runs the inference kernel with a cached
+    :class:`~sparselth.ops.sparse_linear.LinearPlan` (int16 columns, the weight stacked by
+    column panels: about one more copy of the columns and values); otherwise the autograd route.
 
     Args:
         in_features, out_features: as ``nn.Linear``.

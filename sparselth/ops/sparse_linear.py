@@ -155,9 +155,9 @@ class LinearPlan:
         return rowptr, col, None if val is None else self._permuted(width, val, perm)
 
 
-def _use_row_major(batch: int, in_features: int, x: Tensor, val: Optional[Tensor]) -> bool:
+def _use_kernel(x: Tensor, val: Optional[Tensor]) -> bool:
     """The inference kernel (no autograd) for float32/float64 on ``cpp``, at any batch and
-    width: it beats the SpMM-over-x^T route at every size measured."""
+    width: it beat the SpMM-over-x^T routes at every size measured."""
     if x.dtype not in (torch.float32, torch.float64):
         return False
     if torch.is_grad_enabled() and (x.requires_grad or (val is not None and val.requires_grad)):
@@ -214,7 +214,7 @@ def sparse_linear(x: Tensor, weight: CSR, bias: Optional[Tensor] = None, *,
     lead = x.shape[:-1]
     name = _backend.resolve(backend, x.device, x.dtype, op)
     val = weight.val
-    if name == "cpp" and _use_row_major(x.numel() // max(in_f, 1), in_f, x, val):
+    if name == "cpp" and _use_kernel(x, val):
         if plan is not None and plan.matches(weight):
             return linear_inference(x, plan, val, bias)
         y = torch.ops.sparselth.sparse_linear_kernel(

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sparselth.ops.sparse_linear import (LinearPlan, _use_row_major, panel_width,
+from sparselth.ops.sparse_linear import (LinearPlan, _use_kernel, panel_width,
                                          sparse_linear, sparse_linear_reference, tile_lanes)
 from sparselth.sparse.weights import csr_from_weight
 from sparselth.testing import DTYPES, INDEX_DTYPES, requires_kernel, tolerances
@@ -161,10 +161,9 @@ def test_plan_caches_panels_and_follows_value_changes():
 def test_sparse_linear_routes_inference_to_the_kernel():
     W, mask, x, b = case(50, 30, 20, 0.3, seed=5, dtype=torch.float32)
     A = csr_from_weight(W, mask)
-    assert _use_row_major(50, 30, x, A.val)
-    assert _use_row_major(1, 30, x, A.val)                      # batch 1: the streaming SpMV
-    assert _use_row_major(50, 4096, x, A.val)                   # any width: panels
-    assert not _use_row_major(50, 30, x.requires_grad_(True), A.val)   # training needs autograd
+    assert _use_kernel(x, A.val) and _use_kernel(x[:1], A.val)  # any batch and width
+    assert not _use_kernel(x.half(), A.val)
+    assert not _use_kernel(x.requires_grad_(True), A.val)       # training needs autograd
     with torch.no_grad():
         torch.testing.assert_close(sparse_linear(x, A, b, backend="cpp"), F.linear(x, W * mask, b),
                                    **tolerances(torch.float32))
