@@ -37,8 +37,10 @@ TORCH_LIBRARY(sparselth, m) {
         "-> Tensor");
 
   // Row-major sparse linear layer (csrc/cpu/sparse_linear_cpu.cpp):
-  // out[n, h] = bias[h] + sum_{e in row h} val[e] * x[n, col[e]]: F.linear with a CSR weight
-  // (out_features, in_features); x (batch, in_features) and the result row-major.
+  // out[n, h] = bias[h] + sum_s sum_{e in row s * out_features + h} val[e] * x[n, col[e]]:
+  // F.linear with a CSR weight (out_features, in_features) given as S >= 1 stacked panels
+  // (rowptr: S * out_features + 1 entries, int32|int64; S = 1: the plain CSR); col: (nnz,)
+  // rowptr's dtype or int16; x (batch, in_features), any strides; the result row-major.
   m.def("sparse_linear_kernel(Tensor rowptr, Tensor col, Tensor? val, Tensor x, Tensor? bias, "
         "int out_features) -> Tensor");
 
