@@ -298,9 +298,72 @@ struct TileRun {
     return yi >= 0 && yi < g.H ? yi : -1;
   }
 
-  void stage(int64_t b, int64_t n0, int64_t y0, const RowCopies& rc, scalar_t* scr) const {
+  using lane_int = std::conditional_t<sizeof(scalar_t) == 4, int32_t, int64_t>;
+
+  // Whole-plane copies are possible: every window row is a whole input row (stride 1, the
+  // output as wide as the input), so a copy is one contiguous run of the input with the columns
+  // that a kx shift wraps into the neighbouring row cleared (`wrap`: per kx, lane masks over the
+  // window; empty when no column of kx wraps).
+  bool contiguous() const { return t.flat && g.sx == 1 && g.sy == 1 && g.Wo == g.W; }
+
+  void wrap_masks(std::vector<std::vector<lane_int>>* wrap) const {
+    const int64_t n = (t.TH + t.reach) * t.TW + t.V;
+    wrap->assign(g.KW, {});
+    for (int64_t kx = 0; kx < g.KW; ++kx) {
+      const int64_t shift = kx * g.dx - g.pl;
+      if (shift == 0) continue;
+      (*wrap)[kx].resize(n);
+      for (int64_t p = 0; p < n; ++p) {
+        const int64_t xi = p % t.TW + shift;
+        (*wrap)[kx][p] = xi >= 0 && xi < g.W ? lane_int(-1) : lane_int(0);
+      }
+    }
+  }
+
+  // dst[0, rows * TW) = the window of one (channel, kx) copy of one image, by whole planes.
+  void stage_plane(const scalar_t* plane, int64_t y0, int64_t kx, const lane_int* wrap,
+                   scalar_t* dst) const {
+    using vec = typename Simd<scalar_t, kVecBytes>::type;
+    using ivec = typename Simd<lane_int, kVecBytes>::type;
+    constexpr int64_t V = lanes<scalar_t>();
+    const int64_t rows = t.TH + t.reach, HW = g.H * g.W;
+    const int64_t ra = std::clamp<int64_t>(g.pt - y0, 0, rows);
+    const int64_t rb = std::clamp<int64_t>(g.H + g.pt - y0, ra, rows);
+    zero_row(dst, ra * t.TW);
+    const int64_t n = (rb - ra) * t.TW, s0 = (y0 + ra - g.pt) * g.W + kx * g.dx - g.pl;
+    const int64_t end = std::min(n, HW - s0);  // copy positions [0, n) read plane[s0 + p]
+    scalar_t* d = dst + ra * t.TW;
+    for (int64_t p = 0; p < n; p += V) {
+      const int64_t lo = std::clamp<int64_t>(-(s0 + p), 0, V);
+      const int64_t hi = std::clamp<int64_t>(end - p, lo, V);
+      vec v = lo == 0 && hi == V ? load_vec<vec>(plane + s0 + p)
+              : lo == hi         ? broadcast_vec<vec>(scalar_t(0))
+                                 : load_vec_range<vec>(plane + s0 + p, lo, hi);
+      if (wrap != nullptr) {
+        ivec bits;
+        std::memcpy(&bits, &v, sizeof(vec));
+        bits &= load_vec<ivec>(wrap + ra * t.TW + p);
+        std::memcpy(&v, &bits, sizeof(vec));
+      }
+      std::memcpy(d + p, &v, sizeof(vec));
+    }
+    zero_row(dst + rb * t.TW, (rows - rb) * t.TW);
+  }
+
+  void stage(int64_t b, int64_t n0, int64_t y0, const RowCopies& rc,
+             const std::vector<std::vector<lane_int>>& wrap, scalar_t* scr) const {
     const int64_t c0 = b * t.CB, c1 = std::min(g.C, c0 + t.CB);
     const int64_t rows = t.TH + t.reach;
+    if (contiguous()) {
+      for (int64_t c = c0; c < c1; ++c)
+        for (int64_t kx = 0; kx < g.KW; ++kx) {
+          scalar_t* copy = scr + ((c - c0) * g.KW + kx) * t.BS;
+          const lane_int* w = wrap[kx].empty() ? nullptr : wrap[kx].data();
+          for (int64_t i = 0; i < t.NI && n0 + i < g.N; ++i)
+            stage_plane(in + ((n0 + i) * g.C + c) * g.H * g.W, y0, kx, w, copy + i * t.IS);
+        }
+      return;
+    }
     for (int64_t c = c0; c < c1; ++c)
       for (int64_t kx = 0; kx < g.KW; ++kx)
         for (int64_t pi = 0; pi < t.PY; ++pi) {
@@ -375,11 +438,13 @@ struct TileRun {
     scalar_t* base = out + n0 * img_stride + y0 * g.Wo + x0;
     RowCopies rc;
     row_copies(x0, &rc);
+    std::vector<std::vector<lane_int>> wrap;
+    if (contiguous()) wrap_masks(&wrap);
     for (int64_t blk = 0; blk < t.nblk; ++blk) {
       const index_t* bp = blkptr + blk * R;
       // (block 0 also writes the bias of rows without entries)
       if (bp[r0] == bp[r1] && blk > 0) continue;
-      if (bp[r0] != bp[r1]) stage(blk, n0, y0, rc, scr);
+      if (bp[r0] != bp[r1]) stage(blk, n0, y0, rc, wrap, scr);
       if (blk + 1 < t.nblk) prefetch(blk + 1, n0, y0, rc);
       for (int64_t k = 0; k < ncalls; ++k) {
         const Call& c = calls[k];
