@@ -36,6 +36,19 @@ TORCH_LIBRARY(sparselth, m) {
   m.def("shifted_sddmm_kernel(Tensor rowptr, Tensor blk, Tensor? koff, Tensor a, Tensor src) "
         "-> Tensor");
 
+  // Register-tiled direct sparse convolution (csrc/cpu/sparse_conv_cpu.cpp), inference only:
+  // out[n, r, y, x] = bias[r] + sum_e val[e] * x[n, c(e), y * stride[0] + ky(e) * dilation[0] -
+  // padding[0], x * stride[1] + kx(e) * dilation[1] - padding[1]], zeros outside x; out is
+  // (N, out_channels, output_size[0], output_size[1]). x: (N, C, H, W) contiguous
+  // float32/float64. Entries grouped by (channel block b, row r) in blkptr
+  // ((ceil(C / channel_block) * out_channels + 1,) int32|int64); lo (nnz,) int32: each entry's
+  // offset in the scratch of tiles [rows, cols, images] = tile, encoding c - b * channel_block,
+  // ky and kx (layout in csrc/cpu/sparse_conv_tiles.h; range checked); val (nnz,);
+  // bias (out_channels,) or None.
+  m.def("sparse_conv2d_kernel(Tensor x, Tensor blkptr, Tensor lo, Tensor val, Tensor? bias, "
+        "int out_channels, int channel_block, int[] kernel_size, int[] stride, int[] dilation, "
+        "int[] padding, int[] output_size, int[] tile) -> Tensor");
+
   // Row-major sparse linear layer (csrc/cpu/sparse_linear_cpu.cpp):
   // out[n, h] = bias[h] + sum_s sum_{e in row s * out_features + h} val[e] * x[n, col[e]]:
   // F.linear with a CSR weight (out_features, in_features) given as S >= 1 stacked panels
