@@ -42,8 +42,8 @@ namespace sparselth {
 namespace {
 
 constexpr int64_t kSerialWork = 1 << 15;   // below this many MACs one thread beats the fork
-constexpr int64_t kNear = 6;               // A entries ahead whose B row data is prefetched
-constexpr int64_t kFar = 16;               // A entries ahead whose B row pointer is prefetched
+constexpr int64_t kNear = 12;              // A entries ahead whose B row data is prefetched
+constexpr int64_t kFar = 32;               // A entries ahead whose B row pointer is prefetched
 constexpr int64_t kPrefetchBytes = 1 << 20;  // B larger than this: prefetch its rows
 
 // Prefetch helpers must be inlined early: GCC 12 otherwise finds them free of side effects

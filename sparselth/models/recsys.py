@@ -15,8 +15,8 @@ with ``W * M``:
 - MF: final embedding ``e = (W * M)[row]``; score ``e_u . e_i``.
 - LightGCN: ``E_0 = W * M``, ``E_k = A E_{k-1}`` for ``k = 1..K`` over the normalised
   bipartite adjacency ``A`` (no self loops), final ``E = mean(E_0..E_K)``. ``E_1`` is
-  ``spmm(A, W, x_mask=M)``, which reads ``W * M`` on the fly, or, when the table is pruned
-  enough that reading only its kept entries pays (:meth:`LightGCN.propagation_route`),
+  ``spmm(A, W, x_mask=M)``, which reads ``W * M`` on the fly, or, when reading only the
+  table's kept entries pays (a cost model, :meth:`LightGCN.propagation_route`),
   ``spgemm(A, CSR(W * M))``, whose cost follows the kept entries; the CSR table is cached
   while ``W`` and ``M`` are unchanged, and in training its values are gathered from ``W`` so
   gradients reach the kept weights. ``E_0`` is gathered only for the rows a batch needs.
@@ -164,16 +164,14 @@ class MF(nn.Module):
         return f"users={self.num_users}, items={self.num_items}, dim={self.dim}"
 
 
-# First propagation layer on an element-masked table, as a fraction of the dense table's time:
-# spgemm(A, CSR(W * M)) costs about _SPGEMM_FIXED + _SPGEMM_PER_KEPT * keep (keep = kept
-# fraction of the table), spmm(A, W, x_mask=M) about _X_MASK. Measured with one thread on an
-# AVX-512 EPYC (d = 64, 150k rows, 3.2M edges; bench.lightgcn_propagation): spgemm 0.45-0.6 of
-# the dense table at 95 % pruned, ~1 at 80 %, 1.8 at 50 %; x_mask 2.5-3 everywhere. Training
-# adds the backward, the same SpMM (A^T @ grad) on both routes.
-_SPGEMM_FIXED = 0.40
-_SPGEMM_PER_KEPT = 2.6
-_X_MASK = 2.5
-_SPGEMM_MIN_ROWS = 1024  # below this the table is small and the dense route wins anyway
+# First propagation layer on an element-masked table, in units of the dense table's time, with
+# keep = the table's kept fraction (bench.lightgcn_propagation, one thread, AVX-512 EPYC,
+# d = 64, 150k rows, 3.2M edges: spgemm 1.56 / 1.12 / 0.71 of the dense table at 50 / 80 /
+# 95 % pruned, x_mask 2.2-3.3; forward + backward: spgemm 3.0 / 1.5 / 1.25, x_mask 2.0-2.4).
+# spgemm costs FIXED + PER_KEPT * keep; the x_mask route about X_MASK whatever the mask.
+_EVAL_COST = {"fixed": 0.6, "per_kept": 2.0, "x_mask": 2.5}
+_TRAIN_COST = {"fixed": 1.0, "per_kept": 4.0, "x_mask": 2.0}
+_SPGEMM_MIN_ROWS = 1024  # below this the table is small and the x_mask route wins anyway
 
 
 class LightGCN(MF):
@@ -247,10 +245,10 @@ class LightGCN(MF):
 
     def propagation_route(self) -> str:
         """The first layer's route now: ``"dense"`` (no mask), ``"x_mask"`` or ``"spgemm"``.
-        ``route="auto"`` picks spgemm when its estimated cost, ``0.40 + 2.6 * keep`` of the
-        dense table (``keep``: the table's kept fraction), is below the x_mask route's
-        (``2.5``) and the dense table's (1), i.e. below ~23 % kept; both costs include the
-        backward in training (the same A^T SpMM on both routes)."""
+        ``route="auto"`` compares estimated costs in units of the dense table's, ``keep``
+        being the table's kept fraction: spgemm ``0.6 + 2 * keep`` against x_mask's ``2.5``
+        without a gradient (spgemm below ~95 % kept), ``1 + 4 * keep`` against ``2`` with one
+        (forward and backward: spgemm below 25 % kept)."""
         m = self.embedding_mask()
         w = self.embedding.weight
         if self.route not in ("auto", "x_mask", "spgemm"):
@@ -260,10 +258,12 @@ class LightGCN(MF):
             return "dense"
         if self.route != "auto":
             return self.route
-        if w.shape[0] < _SPGEMM_MIN_ROWS or (m.requires_grad and torch.is_grad_enabled()):
+        training = torch.is_grad_enabled() and (w.requires_grad or m.requires_grad)
+        if w.shape[0] < _SPGEMM_MIN_ROWS or (m.requires_grad and training):
             return "x_mask"
+        cost = _TRAIN_COST if training else _EVAL_COST
         keep = self._mask_pattern(m)["keep"]
-        return "spgemm" if _SPGEMM_FIXED + _SPGEMM_PER_KEPT * keep < min(1.0, _X_MASK) else "x_mask"
+        return "spgemm" if cost["fixed"] + cost["per_kept"] * keep < cost["x_mask"] else "x_mask"
 
     def _masked_table_csr(self, w: Tensor, m: Tensor) -> CSR:
         """``CSR(W * M)`` on the table's kept entries. Its values are gathered from ``W`` (and

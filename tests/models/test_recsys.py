@@ -290,7 +290,13 @@ def test_spgemm_route_caches_the_table_until_weights_or_mask_change():
         assert model._table_cache["table"] is not table
     denser = _random_mask(model.embedding.weight.shape, keep=0.9, seed=3)
     prune.apply(model, {"embedding.weight": denser})                 # a new mask
-    assert model.propagation_route() == "x_mask"                     # 90 % kept: dense wins
+    assert model.propagation_route() == "x_mask"                     # 90 % kept: x_mask wins
+    half = _random_mask(model.embedding.weight.shape, keep=0.5, seed=4)
+    prune.apply(model, {"embedding.weight": half})
+    assert model.propagation_route() == "x_mask"      # training at 50 %: the backward dominates
+    with torch.no_grad():
+        assert model.propagation_route() == "spgemm"  # evaluation at 50 %: spgemm pays
+    prune.apply(model, {"embedding.weight": denser})
     ref = _dense_reference(model, d.adjacency(), model.embedding_mask())
     torch.testing.assert_close(torch.cat(model.all_embeddings()), ref, atol=1e-5, rtol=1e-4)
     model.route = "spgemm"
