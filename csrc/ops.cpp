@@ -20,6 +20,16 @@ TORCH_LIBRARY(sparselth, m) {
         "bool relu, Tensor w_rowptr, Tensor w_col, Tensor? w_val, int num_rows) -> Tensor");
   // out[e] = dot(x[row(e)], y[col[e]]) for every stored entry e of the CSR pattern.
   m.def("sddmm_kernel(Tensor rowptr, Tensor col, Tensor x, Tensor y) -> Tensor");
+  // Sparse x sparse -> dense (csrc/cpu/spgemm_cpu.cpp, csrc/cuda/spgemm_cuda.cu): out (m, k) =
+  // A (m, n) @ B (n, k), both CSR with one index dtype (int32|int64); a_val, b_val: (nnz,)
+  // `dtype` (float32|float64) or None (ones). A's columns lie in [0, n), B's in [0, num_cols)
+  // (checked). Gustavson: row i of out accumulates B's rows named by row i of A.
+  m.def("spgemm_kernel(Tensor a_rowptr, Tensor a_col, Tensor? a_val, Tensor b_rowptr, "
+        "Tensor b_col, Tensor? b_val, int num_cols, ScalarType dtype) -> Tensor");
+  // out[e] = sum_{f in B row a_col[e]} b_val[f] * grad[row(e), b_col[f]] for every stored e of
+  // A: spgemm's gradient with respect to A's values (on transposes: B's). grad (m, k); (nnz(A),).
+  m.def("spgemm_sampled_kernel(Tensor a_rowptr, Tensor a_col, Tensor b_rowptr, Tensor b_col, "
+        "Tensor? b_val, Tensor grad) -> Tensor");
 
   // Shifted-window products (csrc/cpu/shifted_cpu.cpp): the direct sparse convolution and, with
   // no shifts, the sparse linear layer.
