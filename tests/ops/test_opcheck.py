@@ -195,7 +195,8 @@ def spgemm_sampled(backend):
     return A.rowptr, A.col, B.rowptr, B.col, B.val, grad, backend
 
 
-KERNELS = [spmm_kernel, spmm_linear_kernel, spgemm_kernel, spgemm_sampled_kernel, sddmm_kernel, shifted_spmm_kernel, shifted_sddmm_kernel,
+KERNELS = [spmm_kernel, spmm_linear_kernel, spgemm_kernel, spgemm_sampled_kernel, sddmm_kernel,
+           shifted_spmm_kernel, shifted_sddmm_kernel,
            sparse_conv2d_kernel, sparse_linear_kernel, embedding_rows_kernel, embedding_csr_kernel,
            embedding_bitmask_kernel, embedding_backward_kernel, embedding_sparse_grad_kernel]
 # custom op -> (its backends, the kernel its case runs)
