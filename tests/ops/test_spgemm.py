@@ -243,3 +243,25 @@ def test_torch_compile_fullgraph_matches_eager():
     (g,) = torch.autograd.grad(out.sum(), [bv])
     (g_ref,) = torch.autograd.grad(f(bv).sum(), [bv])
     torch.testing.assert_close(g, g_ref)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU, or a CPU-only torch")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+@pytest.mark.parametrize("index_dtype", INDEX_DTYPES)
+def test_gpu_backends_match_oracle(dtype, index_dtype):
+    A, B = _pair(300, 200, 130, torch.float64, index_dtype, a_density=0.05, b_density=0.1,
+                 seed=21, power_law=True)
+    A, B = A.to("cuda", dtype), B.to("cuda", dtype)
+    expected = (A.to_dense(torch.float64) @ B.to_dense(torch.float64)).to(dtype)
+    for b in test_backends("cuda"):
+        torch.testing.assert_close(spgemm(A, B, backend=b), expected, **tolerances(dtype))
+        if dtype == torch.float64:
+            av = A.val.clone().requires_grad_(True)
+            bv = B.val.clone().requires_grad_(True)
+            out = spgemm(A.with_values(av), B.with_values(bv), backend=b)
+            gy = torch.randn_like(out)
+            ga, gb = torch.autograd.grad(out, [av, bv], gy)
+            ref_a, ref_b = torch.autograd.grad(spgemm(A.with_values(av), B.with_values(bv),
+                                                      backend="reference"), [av, bv], gy)
+            torch.testing.assert_close(ga, ref_a)
+            torch.testing.assert_close(gb, ref_b)
