@@ -16,12 +16,15 @@
 // T) slice of that buffer stays in L1 while every output row of a chunk adds its entries of the
 // panel; the chunk's partial sums wait in a small buffer (L2) between panels, and the last panel
 // hands them to a 16x16 register transpose that adds the bias and writes out.
-// Measured on a 2-core AMD EPYC (Zen 4; one thread): from L1 a random-row multiply-add runs at
-// 45-49 GMAC/s, from L2 at ~28 (half an L1 line per cycle), so without panels a 1024-wide layer
-// is L2-bound at 18-27 GMAC/s per kept MAC, with 32 KiB panels 30-40 (dense BLAS: 35-55).
+// Measured on a 2-core AMD EPYC (Zen 4; one thread): a multiply-add with its operand from L1
+// runs at 45-54 GMAC/s (one 64-byte load per cycle), from L2 at ~28 (half a line per cycle), so
+// without panels a 1024-wide layer is L2-bound at 18-27 GMAC/s per kept MAC; with 32 KiB panels
+// the product runs at 35-40 (dense BLAS: 35-47 per MAC on the same layers).
 //
-// Batch 1: a bandwidth problem (each stored weight is used once). val and col stream once, x
-// stays in L1; AVX-512 gathers 16 entries at a time, two accumulators per row.
+// Batch 1: each stored weight is used once, so the cost is bytes and instructions. val and col
+// (int16 when in_features < 32768: 6 bytes per weight) stream once, x stays in L1. Zen 4's
+// AVX-512 gather moves ~0.7 entries per cycle; four x values per 8-byte word of columns through
+// masked broadcasts move ~1.1 (4.3 G entries/s measured, against 2.2 for gathers).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -276,29 +279,15 @@ struct TileJob {
   const scalar_t* bias;
   Input<scalar_t> x;
   scalar_t* out;
-  scalar_t* xbuf;  // packed blocks, block b at b * F * main_T
   int64_t S, H, F, B;
   Blocks blocks;
 
   int64_t lanes(int64_t b) const {
     return (b < blocks.full ? blocks.main_nv : blocks.tail_nv) * kLanes<scalar_t>;
   }
-  scalar_t* packed(int64_t b) const {
-    return xbuf + b * F * blocks.main_nv * kLanes<scalar_t>;
-  }
+  int64_t first(int64_t b) const { return b * blocks.main_nv * kLanes<scalar_t>; }
 
-  template <int T>
-  void pack(int64_t b) const {
-    const int64_t n0 = b * blocks.main_nv * kLanes<scalar_t>;
-    pack_block<scalar_t, T>(x, F, n0, std::min<int64_t>(T, B - n0), packed(b));
-  }
-  template <int T>
-  void run(int64_t b, int64_t h0, int64_t h1, scalar_t* ob) const {
-    const int64_t n0 = b * blocks.main_nv * kLanes<scalar_t>;
-    tile_product<scalar_t, index_t, col_t, T>(rp, col, val, S, H, h0, h1, packed(b), ob);
-    store_rows<scalar_t, T>(ob, bias, H, h0, h1, n0, std::min<int64_t>(T, B - n0), out);
-  }
-  // f.template operator()<T>() with T the block's lanes.
+  // f(std::integral_constant<int, T>()) with T the lanes of block b.
   template <typename Fn>
   void with_lanes(int64_t b, const Fn& f) const {
     constexpr int L = kLanes<scalar_t>;
@@ -308,55 +297,82 @@ struct TileJob {
       default: f(std::integral_constant<int, 4 * L>()); break;
     }
   }
+  // Block b packed into xb (F * lanes(b) elements).
+  void pack(int64_t b, scalar_t* xb) const {
+    with_lanes(b, [&](auto t) {
+      constexpr int T = decltype(t)::value;
+      pack_block<scalar_t, T>(x, F, first(b), std::min<int64_t>(T, B - first(b)), xb);
+    });
+  }
+  // Rows [h0, h1) of block b from its packed xb, partial sums in ob.
+  void run(int64_t b, const scalar_t* xb, int64_t h0, int64_t h1, scalar_t* ob) const {
+    with_lanes(b, [&](auto t) {
+      constexpr int T = decltype(t)::value;
+      tile_product<scalar_t, index_t, col_t, T>(rp, col, val, S, H, h0, h1, xb, ob);
+      store_rows<scalar_t, T>(ob, bias, H, h0, h1, first(b), std::min<int64_t>(T, B - first(b)),
+                              out);
+    });
+  }
 };
 
+// A block is packed right before its rows run, so its panels come from L2, not L3: one thread
+// goes block by block; with at least as many blocks as threads each work item is a whole
+// block; otherwise (few blocks) all are packed first and the rows are split between threads.
 template <typename scalar_t, typename index_t, typename col_t>
 void tiles_launch(const index_t* rp, const col_t* col, const scalar_t* val, int64_t S,
                   Input<scalar_t> x, int64_t B, int64_t F, const scalar_t* bias, int64_t H,
                   int64_t nnz, at::Tensor& out) {
   constexpr int L = kLanes<scalar_t>;
   const Blocks blocks = plan_blocks(B, L);
-  const int64_t main_T = blocks.main_nv * L;
-  // The packed blocks, in this thread's scratch (read by every worker).
-  Scratch& packed = scratch(0);
-  auto* xbuf = static_cast<scalar_t*>(
-      packed.get(sizeof(scalar_t) * std::max<int64_t>(1, blocks.count * F * main_T)));
-  TileJob<scalar_t, index_t, col_t> job{rp, col, val, bias, x, out.data_ptr<scalar_t>(), xbuf,
-                                        S, H, F, B, blocks};
+  const int64_t block_size = F * blocks.main_nv * L;   // elements of a packed block
+  const TileJob<scalar_t, index_t, col_t> job{rp, col, val, bias, x, out.data_ptr<scalar_t>(),
+                                              S, H, F, B, blocks};
   const int64_t threads = (nnz + H) * B < kSerialWork ? 1 : at::get_num_threads();
-  // Row chunks: at most kRowChunk rows, and enough items for every thread to have some.
-  int64_t chunks = std::max<int64_t>(1, (H + kRowChunk - 1) / kRowChunk);
-  if (threads > 1)
-    chunks = std::max(chunks, std::min<int64_t>((H + 63) / 64,
-                                                (2 * threads + blocks.count - 1) / blocks.count));
-  const int64_t items = blocks.count * chunks;
-  const int64_t chunk_rows = (H + chunks - 1) / chunks;
-  auto pack = [&](int64_t b) { job.with_lanes(b, [&](auto t) { job.template pack<decltype(t)::value>(b); }); };
-  // Partial sums of a chunk of rows, in the worker's scratch.
-  auto body = [&](int64_t i0, int64_t i1) {
-    Scratch& sums = scratch(1);
-    auto* ob = static_cast<scalar_t*>(sums.get(sizeof(scalar_t) * std::max<int64_t>(1, chunk_rows * main_T)));
-    for (int64_t i = i0; i < i1; ++i) {
-      const int64_t b = i / chunks, c = i % chunks;
-      const int64_t h0 = std::min(H, c * chunk_rows), h1 = std::min(H, h0 + chunk_rows);
-      if (h0 >= h1) continue;
-      job.with_lanes(b, [&](auto t) { job.template run<decltype(t)::value>(b, h0, h1, ob); });
-    }
+  const int64_t sums_size = std::min(H, kRowChunk) * blocks.main_nv * L;
+  auto buffer = [](int slot, int64_t elements) {
+    return static_cast<scalar_t*>(
+        scratch(slot).get(sizeof(scalar_t) * static_cast<size_t>(std::max<int64_t>(1, elements))));
   };
-  if (threads <= 1 || items <= 1) {
-    for (int64_t b = 0; b < blocks.count; ++b) pack(b);
-    body(0, items);
-    packed.trim();
+  // Whole blocks, each packed into the worker's scratch, rows in chunks of kRowChunk.
+  auto whole_blocks = [&](int64_t b0, int64_t b1) {
+    scalar_t* xb = buffer(0, block_size);
+    scalar_t* ob = buffer(1, sums_size);
+    for (int64_t b = b0; b < b1; ++b) {
+      job.pack(b, xb);
+      for (int64_t h0 = 0; h0 < H; h0 += kRowChunk)
+        job.run(b, xb, h0, std::min(H, h0 + kRowChunk), ob);
+    }
+    scratch(0).trim();
+  };
+  if (threads <= 1) {
+    whole_blocks(0, blocks.count);
     return;
   }
-  at::parallel_for(0, blocks.count, 1, [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) pack(b);
-  });
+  if (blocks.count >= threads) {
+    std::atomic<int64_t> next{0};
+    at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
+      for (int64_t b; (b = next.fetch_add(1, std::memory_order_relaxed)) < blocks.count;)
+        whole_blocks(b, b + 1);
+    });
+    return;
+  }
+  // Fewer blocks than threads: pack them all (this thread's scratch), then two row chunks per
+  // thread, handed out dynamically.
+  scalar_t* xbuf = buffer(0, blocks.count * block_size);
+  for (int64_t b = 0; b < blocks.count; ++b) job.pack(b, xbuf + b * block_size);
+  const int64_t chunks = std::max<int64_t>(
+      (H + kRowChunk - 1) / kRowChunk,
+      std::min<int64_t>((H + 63) / 64, (2 * threads + blocks.count - 1) / blocks.count));
+  const int64_t chunk_rows = (H + chunks - 1) / chunks, items = blocks.count * chunks;
   std::atomic<int64_t> next{0};
   at::parallel_for(0, std::min(threads, items), 1, [&](int64_t, int64_t) {
-    for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < items;) body(i, i + 1);
+    scalar_t* ob = buffer(1, chunk_rows * blocks.main_nv * L);
+    for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < items;) {
+      const int64_t b = i / chunks, h0 = std::min(H, (i % chunks) * chunk_rows);
+      job.run(b, xbuf + b * block_size, h0, std::min(H, h0 + chunk_rows), ob);
+    }
   });
-  packed.trim();
+  scratch(0).trim();
 }
 
 // ------------------------------------------------------------------------------- batch 1
