@@ -406,13 +406,36 @@ inline __m128 gather4(const float* x, const col_t* c) {
   return _mm_mask_broadcastss_ps(v, 8, _mm_load_ss(x + c3));
 }
 
+// Lanes of 16 columns at or above f (negative ones too: an unsigned compare).
+inline __mmask16 out_of_range16(const int16_t* c, __m512i f) {
+  return _mm512_cmpge_epu32_mask(_mm512_cvtepu16_epi32(_mm256_loadu_si256(
+                                     reinterpret_cast<const __m256i*>(c))), f);
+}
+inline __mmask16 out_of_range16(const int32_t* c, __m512i f) {
+  return _mm512_cmpge_epu32_mask(_mm512_loadu_si512(c), f);
+}
+inline __mmask8 out_of_range4(const int16_t* c, __m128i f) {
+  return _mm_cmpge_epu32_mask(_mm_cvtepu16_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(c))), f);
+}
+inline __mmask8 out_of_range4(const int32_t* c, __m128i f) {
+  return _mm_cmpge_epu32_mask(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c)), f);
+}
+
 // sum_{e in [e0, e1)} val[e] * x[col[e]] for float32 with int16/int32 columns, 16 at a time.
+// The columns are checked against in_features as they stream (a group with one out of range
+// is skipped and sets *bad), so no separate pass over them is needed.
 template <typename col_t>
 inline float gather_dot_f32(const col_t* col, const float* val, int64_t e0, int64_t e1,
-                            const float* x) {
+                            const float* x, int64_t F, bool* bad) {
+  using ucol_t = std::make_unsigned_t<col_t>;
+  const __m512i f = _mm512_set1_epi32(static_cast<int32_t>(std::min<int64_t>(F, INT32_MAX)));
   __m512 acc = _mm512_setzero_ps();
   int64_t e = e0;
   for (; e + 16 <= e1; e += 16) {
+    if (out_of_range16(col + e, f) != 0) {
+      *bad = true;
+      continue;
+    }
     const __m256 lo = _mm256_insertf128_ps(_mm256_castps128_ps256(gather4(x, col + e)),
                                            gather4(x, col + e + 4), 1);
     const __m256 hi = _mm256_insertf128_ps(_mm256_castps128_ps256(gather4(x, col + e + 8)),
@@ -422,21 +445,39 @@ inline float gather_dot_f32(const col_t* col, const float* val, int64_t e0, int6
     acc = _mm512_fmadd_ps(_mm512_loadu_ps(val + e), g, acc);
   }
   __m128 part = _mm_setzero_ps();
-  for (; e + 4 <= e1; e += 4) part = _mm_fmadd_ps(_mm_loadu_ps(val + e), gather4(x, col + e), part);
+  for (; e + 4 <= e1; e += 4) {
+    if (out_of_range4(col + e, _mm512_castsi512_si128(f)) != 0) {
+      *bad = true;
+      continue;
+    }
+    part = _mm_fmadd_ps(_mm_loadu_ps(val + e), gather4(x, col + e), part);
+  }
+  acc = _mm512_add_ps(acc, _mm512_zextps128_ps512(part));
   float rest = 0.f;
-  for (; e < e1; ++e) rest += val[e] * x[static_cast<int64_t>(col[e])];
-  return _mm512_reduce_add_ps(_mm512_add_ps(acc, _mm512_zextps128_ps512(part))) + rest;
+  for (; e < e1; ++e) {
+    if (static_cast<int64_t>(static_cast<ucol_t>(col[e])) >= F) {
+      *bad = true;
+      continue;
+    }
+    rest += val[e] * x[static_cast<int64_t>(col[e])];
+  }
+  return _mm512_reduce_add_ps(acc) + rest;
 }
+#endif
+
+// Whether batch 1 checks its columns as it streams them (float32, int16/int32 columns).
+template <typename scalar_t, typename col_t>
+constexpr bool kStreamChecked =
+#if defined(__AVX512F__) && defined(__AVX512VL__) && defined(__AVX512BW__)
+    std::is_same_v<scalar_t, float> && sizeof(col_t) <= 4;
+#else
+    false;
 #endif
 
 // sum_{e in [e0, e1)} val[e] * x[col[e]], four independent partial sums.
 template <typename scalar_t, typename col_t>
 inline scalar_t gather_dot(const col_t* col, const scalar_t* val, int64_t e0, int64_t e1,
                            const scalar_t* x) {
-#if defined(__AVX512F__) && defined(__AVX512VL__)
-  if constexpr (std::is_same_v<scalar_t, float> && sizeof(col_t) <= 4)
-    return gather_dot_f32(col, val, e0, e1, x);
-#endif
   scalar_t a[4] = {0, 0, 0, 0};
   int64_t e = e0;
   for (; e + 4 <= e1; e += 4)
@@ -445,23 +486,36 @@ inline scalar_t gather_dot(const col_t* col, const scalar_t* val, int64_t e0, in
   return (a[0] + a[1]) + (a[2] + a[3]);
 }
 
+// out[h] = bias[h] + sum over row h's entries; returns whether a column was out of range
+// (only looked for where kStreamChecked, else the caller has checked them).
 template <typename scalar_t, typename index_t, typename col_t>
-void spmv_launch(const index_t* rp, const col_t* col, const scalar_t* val, int64_t S,
-                 const scalar_t* x, const scalar_t* bias, int64_t H, int64_t nnz,
+bool spmv_launch(const index_t* rp, const col_t* col, const scalar_t* val, int64_t S,
+                 const scalar_t* x, int64_t F, const scalar_t* bias, int64_t H, int64_t nnz,
                  scalar_t* out) {
+  std::atomic<bool> any_bad{false};
   auto rows = [&](int64_t h0, int64_t h1) {
+    bool bad = false;
     for (int64_t h = h0; h < h1; ++h) {
       scalar_t acc = bias != nullptr ? bias[h] : scalar_t(0);
-      for (int64_t s = 0; s < S; ++s)
-        acc += gather_dot<scalar_t, col_t>(col, val, rp[s * H + h], rp[s * H + h + 1], x);
+      for (int64_t s = 0; s < S; ++s) {
+        const int64_t e0 = rp[s * H + h], e1 = rp[s * H + h + 1];
+#if defined(__AVX512F__) && defined(__AVX512VL__) && defined(__AVX512BW__)
+        if constexpr (kStreamChecked<scalar_t, col_t>) {
+          acc += gather_dot_f32(col, val, e0, e1, x, F, &bad);
+          continue;
+        }
+#endif
+        acc += gather_dot<scalar_t, col_t>(col, val, e0, e1, x);
+      }
       out[h] = acc;
     }
+    if (bad) any_bad.store(true, std::memory_order_relaxed);
   };
-  if (nnz < kSerialSpmv || at::get_num_threads() <= 1) {
+  if (nnz < kSerialSpmv || at::get_num_threads() <= 1)
     rows(0, H);
-    return;
-  }
-  at::parallel_for(0, H, 256, rows);
+  else
+    at::parallel_for(0, H, 256, rows);
+  return any_bad.load();
 }
 
 // ------------------------------------------------------------------------------- checks
@@ -506,8 +560,9 @@ void linear_dispatch(const at::Tensor& rowptr, const at::Tensor& col, const at::
   const int64_t B = x.size(0), F = x.size(1);
   if (B == 1) {
     const at::Tensor xc = x.contiguous();
-    spmv_launch<scalar_t, index_t, col_t>(rp, cp, vp, S, xc.data_ptr<scalar_t>(), bp, H,
-                                          col.numel(), out.data_ptr<scalar_t>());
+    if (spmv_launch<scalar_t, index_t, col_t>(rp, cp, vp, S, xc.data_ptr<scalar_t>(), F, bp, H,
+                                              col.numel(), out.data_ptr<scalar_t>()))
+      check_columns<col_t>("sparse_linear_kernel", col, F);   // raises with the range found
     return;
   }
   const Input<scalar_t> in{x.data_ptr<scalar_t>(), x.stride(0), x.stride(1)};
@@ -562,10 +617,16 @@ at::Tensor sparse_linear_cpu(const at::Tensor& rowptr, const at::Tensor& col,
     check_rowptr_ends<index_t>(op, rp, cl.numel(), S * H);
     check_rowptr_sorted<index_t>(op, rp);
     const bool short_col = cl.scalar_type() == at::kShort;
-    if (short_col)
-      check_columns<int16_t>(op, cl, xc.size(1));
-    else
-      check_columns<index_t>(op, cl, xc.size(1));
+    // batch 1 in float32 with int16/int32 columns checks them as it streams them
+    const bool streamed = xc.size(0) == 1 && H > 0 && xc.scalar_type() == at::kFloat &&
+                          (short_col ? kStreamChecked<float, int16_t>
+                                     : kStreamChecked<float, index_t>);
+    if (!streamed) {
+      if (short_col)
+        check_columns<int16_t>(op, cl, xc.size(1));
+      else
+        check_columns<index_t>(op, cl, xc.size(1));
+    }
     if (out.numel() == 0) return;
     AT_DISPATCH_FLOATING_TYPES(xc.scalar_type(), "sparse_linear_cpu", [&] {
       if (short_col)
