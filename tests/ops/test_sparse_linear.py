@@ -223,6 +223,16 @@ class TestBadInput:
             torch.ops.sparselth.sparse_linear_kernel(
                 A.rowptr, col if col_dtype is None else col.to(col_dtype), A.val, x, None, 5)
 
+    @pytest.mark.parametrize("where", [3, 17, 33, 36])        # 16-group, 16-group, 4-group, tail
+    @pytest.mark.parametrize("col_dtype", [torch.int16, torch.int32])
+    def test_batch_one_checks_columns_as_they_stream(self, where, col_dtype):
+        rowptr = torch.tensor([0, 37], dtype=torch.int32)
+        col = torch.arange(37, dtype=col_dtype)
+        col[where] = 40 if where % 2 else -3
+        with pytest.raises(ValueError, match="col entries must lie in"):
+            torch.ops.sparselth.sparse_linear_kernel(rowptr, col, torch.ones(37),
+                                                     torch.randn(1, 40 - 3), None, 1)
+
     def test_rowptr_must_be_sorted_and_end_at_nnz(self):
         rp = self.A.rowptr.clone()
         rp[2] = int(rp[3]) + 1                # above rp[3], below nnz
