@@ -16,12 +16,15 @@
 // T) slice of that buffer stays in L1 while every output row of a chunk adds its entries of the
 // panel; the chunk's partial sums wait in a small buffer (L2) between panels, and the last panel
 // hands them to a 16x16 register transpose that adds the bias and writes out.
-// Measured on a 2-core AMD EPYC (Zen 4; one thread): from L1 a random-row multiply-add runs at
-// 45-49 GMAC/s, from L2 at ~28 (half an L1 line per cycle), so without panels a 1024-wide layer
-// is L2-bound at 18-27 GMAC/s per kept MAC, with 32 KiB panels 30-40 (dense BLAS: 35-55).
+// Measured on a 2-core AMD EPYC (Zen 4; one thread): a multiply-add with its operand from L1
+// runs at 45-54 GMAC/s (one 64-byte load per cycle), from L2 at ~28 (half a line per cycle), so
+// without panels a 1024-wide layer is L2-bound at 18-27 GMAC/s per kept MAC; with 32 KiB panels
+// the product runs at 35-40 (dense BLAS: 35-47 per MAC on the same layers).
 //
-// Batch 1: a bandwidth problem (each stored weight is used once). val and col stream once, x
-// stays in L1; AVX-512 gathers 16 entries at a time, two accumulators per row.
+// Batch 1: each stored weight is used once, so the cost is bytes and instructions. val and col
+// (int16 when in_features < 32768: 6 bytes per weight) stream once, x stays in L1. Zen 4's
+// AVX-512 gather moves ~0.7 entries per cycle; four x values per 8-byte word of columns through
+// masked broadcasts move ~1.1 (4.3 G entries/s measured, against 2.2 for gathers).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -276,29 +279,15 @@ struct TileJob {
   const scalar_t* bias;
   Input<scalar_t> x;
   scalar_t* out;
-  scalar_t* xbuf;  // packed blocks, block b at b * F * main_T
   int64_t S, H, F, B;
   Blocks blocks;
 
   int64_t lanes(int64_t b) const {
     return (b < blocks.full ? blocks.main_nv : blocks.tail_nv) * kLanes<scalar_t>;
   }
-  scalar_t* packed(int64_t b) const {
-    return xbuf + b * F * blocks.main_nv * kLanes<scalar_t>;
-  }
+  int64_t first(int64_t b) const { return b * blocks.main_nv * kLanes<scalar_t>; }
 
-  template <int T>
-  void pack(int64_t b) const {
-    const int64_t n0 = b * blocks.main_nv * kLanes<scalar_t>;
-    pack_block<scalar_t, T>(x, F, n0, std::min<int64_t>(T, B - n0), packed(b));
-  }
-  template <int T>
-  void run(int64_t b, int64_t h0, int64_t h1, scalar_t* ob) const {
-    const int64_t n0 = b * blocks.main_nv * kLanes<scalar_t>;
-    tile_product<scalar_t, index_t, col_t, T>(rp, col, val, S, H, h0, h1, packed(b), ob);
-    store_rows<scalar_t, T>(ob, bias, H, h0, h1, n0, std::min<int64_t>(T, B - n0), out);
-  }
-  // f.template operator()<T>() with T the block's lanes.
+  // f(std::integral_constant<int, T>()) with T the lanes of block b.
   template <typename Fn>
   void with_lanes(int64_t b, const Fn& f) const {
     constexpr int L = kLanes<scalar_t>;
@@ -308,55 +297,82 @@ struct TileJob {
       default: f(std::integral_constant<int, 4 * L>()); break;
     }
   }
+  // Block b packed into xb (F * lanes(b) elements).
+  void pack(int64_t b, scalar_t* xb) const {
+    with_lanes(b, [&](auto t) {
+      constexpr int T = decltype(t)::value;
+      pack_block<scalar_t, T>(x, F, first(b), std::min<int64_t>(T, B - first(b)), xb);
+    });
+  }
+  // Rows [h0, h1) of block b from its packed xb, partial sums in ob.
+  void run(int64_t b, const scalar_t* xb, int64_t h0, int64_t h1, scalar_t* ob) const {
+    with_lanes(b, [&](auto t) {
+      constexpr int T = decltype(t)::value;
+      tile_product<scalar_t, index_t, col_t, T>(rp, col, val, S, H, h0, h1, xb, ob);
+      store_rows<scalar_t, T>(ob, bias, H, h0, h1, first(b), std::min<int64_t>(T, B - first(b)),
+                              out);
+    });
+  }
 };
 
+// A block is packed right before its rows run, so its panels come from L2, not L3: one thread
+// goes block by block; with at least as many blocks as threads each work item is a whole
+// block; otherwise (few blocks) all are packed first and the rows are split between threads.
 template <typename scalar_t, typename index_t, typename col_t>
 void tiles_launch(const index_t* rp, const col_t* col, const scalar_t* val, int64_t S,
                   Input<scalar_t> x, int64_t B, int64_t F, const scalar_t* bias, int64_t H,
                   int64_t nnz, at::Tensor& out) {
   constexpr int L = kLanes<scalar_t>;
   const Blocks blocks = plan_blocks(B, L);
-  const int64_t main_T = blocks.main_nv * L;
-  // The packed blocks, in this thread's scratch (read by every worker).
-  Scratch& packed = scratch(0);
-  auto* xbuf = static_cast<scalar_t*>(
-      packed.get(sizeof(scalar_t) * std::max<int64_t>(1, blocks.count * F * main_T)));
-  TileJob<scalar_t, index_t, col_t> job{rp, col, val, bias, x, out.data_ptr<scalar_t>(), xbuf,
-                                        S, H, F, B, blocks};
+  const int64_t block_size = F * blocks.main_nv * L;   // elements of a packed block
+  const TileJob<scalar_t, index_t, col_t> job{rp, col, val, bias, x, out.data_ptr<scalar_t>(),
+                                              S, H, F, B, blocks};
   const int64_t threads = (nnz + H) * B < kSerialWork ? 1 : at::get_num_threads();
-  // Row chunks: at most kRowChunk rows, and enough items for every thread to have some.
-  int64_t chunks = std::max<int64_t>(1, (H + kRowChunk - 1) / kRowChunk);
-  if (threads > 1)
-    chunks = std::max(chunks, std::min<int64_t>((H + 63) / 64,
-                                                (2 * threads + blocks.count - 1) / blocks.count));
-  const int64_t items = blocks.count * chunks;
-  const int64_t chunk_rows = (H + chunks - 1) / chunks;
-  auto pack = [&](int64_t b) { job.with_lanes(b, [&](auto t) { job.template pack<decltype(t)::value>(b); }); };
-  // Partial sums of a chunk of rows, in the worker's scratch.
-  auto body = [&](int64_t i0, int64_t i1) {
-    Scratch& sums = scratch(1);
-    auto* ob = static_cast<scalar_t*>(sums.get(sizeof(scalar_t) * std::max<int64_t>(1, chunk_rows * main_T)));
-    for (int64_t i = i0; i < i1; ++i) {
-      const int64_t b = i / chunks, c = i % chunks;
-      const int64_t h0 = std::min(H, c * chunk_rows), h1 = std::min(H, h0 + chunk_rows);
-      if (h0 >= h1) continue;
-      job.with_lanes(b, [&](auto t) { job.template run<decltype(t)::value>(b, h0, h1, ob); });
-    }
+  const int64_t sums_size = std::min(H, kRowChunk) * blocks.main_nv * L;
+  auto buffer = [](int slot, int64_t elements) {
+    return static_cast<scalar_t*>(
+        scratch(slot).get(sizeof(scalar_t) * static_cast<size_t>(std::max<int64_t>(1, elements))));
   };
-  if (threads <= 1 || items <= 1) {
-    for (int64_t b = 0; b < blocks.count; ++b) pack(b);
-    body(0, items);
-    packed.trim();
+  // Whole blocks, each packed into the worker's scratch, rows in chunks of kRowChunk.
+  auto whole_blocks = [&](int64_t b0, int64_t b1) {
+    scalar_t* xb = buffer(0, block_size);
+    scalar_t* ob = buffer(1, sums_size);
+    for (int64_t b = b0; b < b1; ++b) {
+      job.pack(b, xb);
+      for (int64_t h0 = 0; h0 < H; h0 += kRowChunk)
+        job.run(b, xb, h0, std::min(H, h0 + kRowChunk), ob);
+    }
+    scratch(0).trim();
+  };
+  if (threads <= 1) {
+    whole_blocks(0, blocks.count);
     return;
   }
-  at::parallel_for(0, blocks.count, 1, [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) pack(b);
-  });
+  if (blocks.count >= threads) {
+    std::atomic<int64_t> next{0};
+    at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
+      for (int64_t b; (b = next.fetch_add(1, std::memory_order_relaxed)) < blocks.count;)
+        whole_blocks(b, b + 1);
+    });
+    return;
+  }
+  // Fewer blocks than threads: pack them all (this thread's scratch), then two row chunks per
+  // thread, handed out dynamically.
+  scalar_t* xbuf = buffer(0, blocks.count * block_size);
+  for (int64_t b = 0; b < blocks.count; ++b) job.pack(b, xbuf + b * block_size);
+  const int64_t chunks = std::max<int64_t>(
+      (H + kRowChunk - 1) / kRowChunk,
+      std::min<int64_t>((H + 63) / 64, (2 * threads + blocks.count - 1) / blocks.count));
+  const int64_t chunk_rows = (H + chunks - 1) / chunks, items = blocks.count * chunks;
   std::atomic<int64_t> next{0};
   at::parallel_for(0, std::min(threads, items), 1, [&](int64_t, int64_t) {
-    for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < items;) body(i, i + 1);
+    scalar_t* ob = buffer(1, chunk_rows * blocks.main_nv * L);
+    for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < items;) {
+      const int64_t b = i / chunks, h0 = std::min(H, (i % chunks) * chunk_rows);
+      job.run(b, xbuf + b * block_size, h0, std::min(H, h0 + chunk_rows), ob);
+    }
   });
-  packed.trim();
+  scratch(0).trim();
 }
 
 // ------------------------------------------------------------------------------- batch 1
@@ -390,13 +406,36 @@ inline __m128 gather4(const float* x, const col_t* c) {
   return _mm_mask_broadcastss_ps(v, 8, _mm_load_ss(x + c3));
 }
 
+// Lanes of 16 columns at or above f (negative ones too: an unsigned compare).
+inline __mmask16 out_of_range16(const int16_t* c, __m512i f) {
+  return _mm512_cmpge_epu32_mask(_mm512_cvtepu16_epi32(_mm256_loadu_si256(
+                                     reinterpret_cast<const __m256i*>(c))), f);
+}
+inline __mmask16 out_of_range16(const int32_t* c, __m512i f) {
+  return _mm512_cmpge_epu32_mask(_mm512_loadu_si512(c), f);
+}
+inline __mmask8 out_of_range4(const int16_t* c, __m128i f) {
+  return _mm_cmpge_epu32_mask(_mm_cvtepu16_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(c))), f);
+}
+inline __mmask8 out_of_range4(const int32_t* c, __m128i f) {
+  return _mm_cmpge_epu32_mask(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c)), f);
+}
+
 // sum_{e in [e0, e1)} val[e] * x[col[e]] for float32 with int16/int32 columns, 16 at a time.
+// The columns are checked against in_features as they stream (a group with one out of range
+// is skipped and sets *bad), so no separate pass over them is needed.
 template <typename col_t>
 inline float gather_dot_f32(const col_t* col, const float* val, int64_t e0, int64_t e1,
-                            const float* x) {
+                            const float* x, int64_t F, bool* bad) {
+  using ucol_t = std::make_unsigned_t<col_t>;
+  const __m512i f = _mm512_set1_epi32(static_cast<int32_t>(std::min<int64_t>(F, INT32_MAX)));
   __m512 acc = _mm512_setzero_ps();
   int64_t e = e0;
   for (; e + 16 <= e1; e += 16) {
+    if (out_of_range16(col + e, f) != 0) {
+      *bad = true;
+      continue;
+    }
     const __m256 lo = _mm256_insertf128_ps(_mm256_castps128_ps256(gather4(x, col + e)),
                                            gather4(x, col + e + 4), 1);
     const __m256 hi = _mm256_insertf128_ps(_mm256_castps128_ps256(gather4(x, col + e + 8)),
@@ -406,21 +445,39 @@ inline float gather_dot_f32(const col_t* col, const float* val, int64_t e0, int6
     acc = _mm512_fmadd_ps(_mm512_loadu_ps(val + e), g, acc);
   }
   __m128 part = _mm_setzero_ps();
-  for (; e + 4 <= e1; e += 4) part = _mm_fmadd_ps(_mm_loadu_ps(val + e), gather4(x, col + e), part);
+  for (; e + 4 <= e1; e += 4) {
+    if (out_of_range4(col + e, _mm512_castsi512_si128(f)) != 0) {
+      *bad = true;
+      continue;
+    }
+    part = _mm_fmadd_ps(_mm_loadu_ps(val + e), gather4(x, col + e), part);
+  }
+  acc = _mm512_add_ps(acc, _mm512_zextps128_ps512(part));
   float rest = 0.f;
-  for (; e < e1; ++e) rest += val[e] * x[static_cast<int64_t>(col[e])];
-  return _mm512_reduce_add_ps(_mm512_add_ps(acc, _mm512_zextps128_ps512(part))) + rest;
+  for (; e < e1; ++e) {
+    if (static_cast<int64_t>(static_cast<ucol_t>(col[e])) >= F) {
+      *bad = true;
+      continue;
+    }
+    rest += val[e] * x[static_cast<int64_t>(col[e])];
+  }
+  return _mm512_reduce_add_ps(acc) + rest;
 }
+#endif
+
+// Whether batch 1 checks its columns as it streams them (float32, int16/int32 columns).
+template <typename scalar_t, typename col_t>
+constexpr bool kStreamChecked =
+#if defined(__AVX512F__) && defined(__AVX512VL__) && defined(__AVX512BW__)
+    std::is_same_v<scalar_t, float> && sizeof(col_t) <= 4;
+#else
+    false;
 #endif
 
 // sum_{e in [e0, e1)} val[e] * x[col[e]], four independent partial sums.
 template <typename scalar_t, typename col_t>
 inline scalar_t gather_dot(const col_t* col, const scalar_t* val, int64_t e0, int64_t e1,
                            const scalar_t* x) {
-#if defined(__AVX512F__) && defined(__AVX512VL__)
-  if constexpr (std::is_same_v<scalar_t, float> && sizeof(col_t) <= 4)
-    return gather_dot_f32(col, val, e0, e1, x);
-#endif
   scalar_t a[4] = {0, 0, 0, 0};
   int64_t e = e0;
   for (; e + 4 <= e1; e += 4)
@@ -429,23 +486,36 @@ inline scalar_t gather_dot(const col_t* col, const scalar_t* val, int64_t e0, in
   return (a[0] + a[1]) + (a[2] + a[3]);
 }
 
+// out[h] = bias[h] + sum over row h's entries; returns whether a column was out of range
+// (only looked for where kStreamChecked, else the caller has checked them).
 template <typename scalar_t, typename index_t, typename col_t>
-void spmv_launch(const index_t* rp, const col_t* col, const scalar_t* val, int64_t S,
-                 const scalar_t* x, const scalar_t* bias, int64_t H, int64_t nnz,
+bool spmv_launch(const index_t* rp, const col_t* col, const scalar_t* val, int64_t S,
+                 const scalar_t* x, int64_t F, const scalar_t* bias, int64_t H, int64_t nnz,
                  scalar_t* out) {
+  std::atomic<bool> any_bad{false};
   auto rows = [&](int64_t h0, int64_t h1) {
+    bool bad = false;
     for (int64_t h = h0; h < h1; ++h) {
       scalar_t acc = bias != nullptr ? bias[h] : scalar_t(0);
-      for (int64_t s = 0; s < S; ++s)
-        acc += gather_dot<scalar_t, col_t>(col, val, rp[s * H + h], rp[s * H + h + 1], x);
+      for (int64_t s = 0; s < S; ++s) {
+        const int64_t e0 = rp[s * H + h], e1 = rp[s * H + h + 1];
+#if defined(__AVX512F__) && defined(__AVX512VL__) && defined(__AVX512BW__)
+        if constexpr (kStreamChecked<scalar_t, col_t>) {
+          acc += gather_dot_f32(col, val, e0, e1, x, F, &bad);
+          continue;
+        }
+#endif
+        acc += gather_dot<scalar_t, col_t>(col, val, e0, e1, x);
+      }
       out[h] = acc;
     }
+    if (bad) any_bad.store(true, std::memory_order_relaxed);
   };
-  if (nnz < kSerialSpmv || at::get_num_threads() <= 1) {
+  if (nnz < kSerialSpmv || at::get_num_threads() <= 1)
     rows(0, H);
-    return;
-  }
-  at::parallel_for(0, H, 256, rows);
+  else
+    at::parallel_for(0, H, 256, rows);
+  return any_bad.load();
 }
 
 // ------------------------------------------------------------------------------- checks
@@ -490,8 +560,9 @@ void linear_dispatch(const at::Tensor& rowptr, const at::Tensor& col, const at::
   const int64_t B = x.size(0), F = x.size(1);
   if (B == 1) {
     const at::Tensor xc = x.contiguous();
-    spmv_launch<scalar_t, index_t, col_t>(rp, cp, vp, S, xc.data_ptr<scalar_t>(), bp, H,
-                                          col.numel(), out.data_ptr<scalar_t>());
+    if (spmv_launch<scalar_t, index_t, col_t>(rp, cp, vp, S, xc.data_ptr<scalar_t>(), F, bp, H,
+                                              col.numel(), out.data_ptr<scalar_t>()))
+      check_columns<col_t>("sparse_linear_kernel", col, F);   // raises with the range found
     return;
   }
   const Input<scalar_t> in{x.data_ptr<scalar_t>(), x.stride(0), x.stride(1)};
@@ -546,10 +617,16 @@ at::Tensor sparse_linear_cpu(const at::Tensor& rowptr, const at::Tensor& col,
     check_rowptr_ends<index_t>(op, rp, cl.numel(), S * H);
     check_rowptr_sorted<index_t>(op, rp);
     const bool short_col = cl.scalar_type() == at::kShort;
-    if (short_col)
-      check_columns<int16_t>(op, cl, xc.size(1));
-    else
-      check_columns<index_t>(op, cl, xc.size(1));
+    // batch 1 in float32 with int16/int32 columns checks them as it streams them
+    const bool streamed = xc.size(0) == 1 && H > 0 && xc.scalar_type() == at::kFloat &&
+                          (short_col ? kStreamChecked<float, int16_t>
+                                     : kStreamChecked<float, index_t>);
+    if (!streamed) {
+      if (short_col)
+        check_columns<int16_t>(op, cl, xc.size(1));
+      else
+        check_columns<index_t>(op, cl, xc.size(1));
+    }
     if (out.numel() == 0) return;
     AT_DISPATCH_FLOATING_TYPES(xc.scalar_type(), "sparse_linear_cpu", [&] {
       if (short_col)

@@ -82,11 +82,13 @@ def panel_width(batch: int, dtype: torch.dtype) -> int:
 class LinearPlan:
     """The layouts of one CSR weight pattern that the inference kernel reads, built once.
 
-    ``col16`` holds the columns as int16 when ``in_features <= 32767`` (else the CSR's own);
-    :meth:`kernel_args` adds, per panel width, the weight stacked by column panels (``rowptr``
-    of ``S * out_features + 1`` entries, segment ``s * out_features + h`` = the entries of row
-    ``h`` in columns ``[s * width, (s + 1) * width)``) and the values in that order, cached
-    against the values tensor and its version counter.
+    Built on first use: :attr:`col16`, the columns as int16 when ``in_features <= 32767`` (else
+    the CSR's own), for batch 1; per panel width, the weight stacked by column panels
+    (``rowptr`` of ``S * out_features + 1`` entries, segment ``s * out_features + h`` = the
+    entries of row ``h`` in columns ``[s * width, (s + 1) * width)``, int16 columns, the
+    permutation from CSR order) and the values in that order, cached against the values tensor
+    and its version counter. Memory: 2 bytes per stored weight for batch 1, 10 per panel width
+    used (columns, values, permutation), beside the CSR's own.
 
     Example::
 
@@ -99,9 +101,17 @@ class LinearPlan:
         check_csr("LinearPlan", "weight", weight)
         self.shape = tuple(weight.shape)
         self.rowptr, self.col = weight.rowptr, weight.col
-        self.col16 = weight.col.to(torch.int16) if self.shape[1] <= _INT16_MAX else weight.col
+        self._col16: Optional[Tensor] = None
         self._panels: Dict[int, Tuple[Tensor, Tensor, Tensor]] = {}
         self._values: Dict[int, tuple] = {}
+
+    @property
+    def col16(self) -> Tensor:
+        """The columns as int16 when ``in_features <= 32767``, else the CSR's own."""
+        if self._col16 is None:
+            self._col16 = (self.col.to(torch.int16) if self.shape[1] <= _INT16_MAX
+                           else self.col)
+        return self._col16
 
     def matches(self, weight: CSR) -> bool:
         """Whether this plan was built for ``weight``'s pattern (the same index tensors)."""
@@ -119,7 +129,10 @@ class LinearPlan:
             perm = torch.sort(key, stable=True).indices
             rowptr = torch.zeros(panels * out_f + 1, dtype=torch.long, device=self.col.device)
             torch.cumsum(torch.bincount(key, minlength=panels * out_f), 0, out=rowptr[1:])
-            hit = (rowptr.to(self.rowptr.dtype), self.col16[perm], perm)
+            col = self.col[perm]
+            if in_f <= _INT16_MAX:
+                col = col.to(torch.int16)
+            hit = (rowptr.to(self.rowptr.dtype), col, perm.to(self.rowptr.dtype))
             self._panels[width] = hit
         return hit
 

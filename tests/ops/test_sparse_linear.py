@@ -80,6 +80,23 @@ def test_panels_every_tile_and_tail(B, dtype, col_dtype):
                                    **tolerances(dtype))
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("B", [1, 64, 100, 200])
+def test_threads_split_blocks_and_rows(threads, B):
+    """Large enough to fork: one block split by rows (B = 64), whole blocks per thread
+    (B = 100: a full and a tail block; B = 200), and the SpMV by rows (B = 1)."""
+    W, mask, x, b = case(B, 700, 600, 0.3, seed=B, dtype=torch.float32, zero_cols=(5,))
+    A = csr_from_weight(W, mask)
+    rowptr, col, val = LinearPlan(A).kernel_args(A.val, B, torch.float32)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = torch.ops.sparselth.sparse_linear_kernel(rowptr, col, val, x, b, 600)
+    finally:
+        torch.set_num_threads(before)
+    torch.testing.assert_close(got, F.linear(x, W * mask, b), **tolerances(torch.float32))
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_batch_one_streams_every_column_type(dtype):
     """Batch 1 (rows of 0 to ~200 entries, so every remainder of the 16- and 4-entry steps)."""
@@ -205,6 +222,16 @@ class TestBadInput:
         with pytest.raises(ValueError, match="col entries must lie in"):
             torch.ops.sparselth.sparse_linear_kernel(
                 A.rowptr, col if col_dtype is None else col.to(col_dtype), A.val, x, None, 5)
+
+    @pytest.mark.parametrize("where", [3, 17, 33, 36])        # 16-group, 16-group, 4-group, tail
+    @pytest.mark.parametrize("col_dtype", [torch.int16, torch.int32])
+    def test_batch_one_checks_columns_as_they_stream(self, where, col_dtype):
+        rowptr = torch.tensor([0, 37], dtype=torch.int32)
+        col = torch.arange(37, dtype=col_dtype)
+        col[where] = 40 if where % 2 else -3
+        with pytest.raises(ValueError, match="col entries must lie in"):
+            torch.ops.sparselth.sparse_linear_kernel(rowptr, col, torch.ones(37),
+                                                     torch.randn(1, 40 - 3), None, 1)
 
     def test_rowptr_must_be_sorted_and_end_at_nnz(self):
         rp = self.A.rowptr.clone()
