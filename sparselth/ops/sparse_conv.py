@@ -280,6 +280,40 @@ def _use_tiles(backend: str, plan: "ConvPlan", x: Tensor, *operands) -> bool:
         t is not None and t.requires_grad for t in (x,) + operands))
 
 
+def tiled_inference(x, plan: "ConvPlan", val: Tensor, bias: Optional[Tensor], route: str,
+                    backend: str, transposed: bool = False,
+                    output_padding: Tuple[int, int] = (0, 0)) -> Optional[Tensor]:
+    """The direct route's tiled inference for a module that keeps ``plan``, ``val`` and
+    ``bias`` consistent (so only ``x`` is checked): the result, or None where the full
+    :func:`sparse_conv2d` / :func:`sparse_conv_transpose2d` path must run (another route or
+    backend, a gradient wanted, an input that needs its checks and errors)."""
+    if (route == "im2col" or not isinstance(x, Tensor) or x.dim() != 4 or x.dtype != val.dtype
+            or x.device != val.device or torch.compiler.is_compiling()):
+        return None
+    channels = plan.out_channels if transposed else plan.in_channels
+    if x.shape[1] != channels or x.layout != torch.strided:
+        return None
+    if not _use_tiles(_backend.resolve(backend, x.device, x.dtype, "sparse_conv2d"), plan, x,
+                      val, bias):
+        return None
+    H, W = x.shape[2], x.shape[3]
+    if not transposed:
+        Ho, Wo = plan.out_size(H, W)
+        if Ho < 1 or Wo < 1:
+            return None
+        return plan.tiled()(x, val, bias, plan.padding, (Ho, Wo))
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (plan.kernel_size, plan.stride, plan.padding,
+                                              plan.dilation)
+    if any(o >= s and o >= d for o, s, d in zip(output_padding, (sh, sw), (dh, dw))):
+        return None
+    Hy = conv_transpose_out_size(H, kh, sh, ph, dh, output_padding[0])
+    Wy = conv_transpose_out_size(W, kw, sw, pw, dw, output_padding[1])
+    if Hy < 1 or Wy < 1:
+        return None
+    return conv_transpose_tiles(plan.tiled_transposed(), x, val, bias, plan.in_channels,
+                                plan.stride, (Hy, Wy))
+
+
 def resolve_route(op: str, route: str, backend: str, device: torch.device,
                   dtype: torch.dtype) -> Tuple[str, str]:
     """``(route, backend)`` for a sparse conv: ``direct`` on ``cpp``/``reference``, ``im2col``

@@ -48,6 +48,7 @@ def auto_tile(Ho: int, Wo: int, N: int, itemsize: int) -> Tuple[int, int, int]:
     Ho, Wo, N = max(Ho, 1), max(Wo, 1), max(N, 1)
     if Wo <= P:
         TH = max(1, min(Ho, P // Wo))
+        TH = -(-Ho // -(-Ho // TH))          # as many row tiles, evened out (14 rows: 7 + 7)
         NI = 1
         if TH == Ho:
             vi = -(-TH * Wo // V)
@@ -155,7 +156,8 @@ class TiledConv:
         self.density = row.numel() / max(1, out_channels * fan_in * KH * KW)
         self._orders: Dict[int, Tuple[Tensor, Tensor]] = {}
         self._layouts: Dict[tuple, tuple] = {}
-        self._values: Dict[int, tuple] = {}
+        self._by_call: Dict[tuple, tuple] = {}      # (Ho, Wo, N, itemsize) -> layout
+        self._values: Dict[object, tuple] = {}
 
     @staticmethod
     def applies(kernel_size: Tuple[int, int]) -> bool:
@@ -229,7 +231,13 @@ class TiledConv:
         """``(N, R, Ho, Wo)``: reads ``x[n, c, y * sy + ky * dy - padding[0], ...]``."""
         N = x.shape[0]
         Ho, Wo = output_size
-        tile, CB, perm, blkptr, lo = self.layout(Ho, Wo, N, x.element_size())
+        key = (Ho, Wo, N, x.element_size())
+        hit = self._by_call.get(key)
+        if hit is None:
+            if len(self._by_call) > 64:
+                self._by_call.clear()
+            hit = self._by_call[key] = self.layout(Ho, Wo, N, x.element_size())
+        tile, CB, perm, blkptr, lo = hit
         return torch.ops.sparselth.sparse_conv2d_kernel(
             x.contiguous(), blkptr, lo, self._gathered(val, perm), bias, self.R, CB,
             list(self.kernel_size), list(self.stride), list(self.dilation), list(padding),
