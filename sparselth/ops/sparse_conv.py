@@ -43,8 +43,8 @@ from ._common import check_csr, check_vector, check_weight_input
 from .shifted import BACKENDS as DIRECT_BACKENDS
 from .shifted import (ShiftedStructure, shifted_sddmm_reference, shifted_spmm,  # noqa: F401
                       shifted_spmm_reference, shifted_spmm_t)
-from .sparse_conv_tiles import (TiledConv, conv_transpose_tiles, has_tiles_kernel,
-                                transposed_phases)
+from .sparse_conv_tiles import (TiledConv, conv_transpose_merged, conv_transpose_tiles,
+                                has_tiles_kernel, transposed_merged, transposed_phases)
 from .spmm import spmm
 
 Tensor = torch.Tensor
@@ -141,7 +141,7 @@ class ConvPlan:
         self._entries = (row, cin, k // kw, k % kw)
         self._index_dtype = idx
         self._tiled: Optional[TiledConv] = None
-        self._tiled_t: Optional[list] = None
+        self._tiled_t = None               # TiledConv (phases merged) or per-phase list
 
     def tiled(self) -> TiledConv:
         """The convolution's entries laid out for the tiled inference kernel (built once)."""
@@ -157,11 +157,22 @@ class ConvPlan:
         phase (:func:`~sparselth.ops.sparse_conv_tiles.transposed_phases`; built once)."""
         if self._tiled_t is None:
             row, cin, ky, kx = self._entries
-            self._tiled_t = transposed_phases(
-                cin, row, ky, kx, self.in_channels, self.out_channels, self.kernel_size,
-                self.stride, self.padding, self.dilation, self.out_channels // self.groups,
-                self._index_dtype)
+            args = (cin, row, ky, kx, self.in_channels, self.out_channels, self.kernel_size,
+                    self.stride, self.padding, self.dilation, self.out_channels // self.groups,
+                    self._index_dtype)
+            merged = transposed_merged(*args) if self.stride != (1, 1) else None
+            self._tiled_t = merged if merged is not None else transposed_phases(*args)
         return self._tiled_t
+
+    def conv_transpose_tiled(self, x: Tensor, val: Tensor, bias: Optional[Tensor],
+                             output_size: Tuple[int, int]) -> Tensor:
+        """The adjoint on the tiled kernel: ``(N, out_channels, H, W)`` -> ``(N, in_channels,
+        *output_size)`` (inference)."""
+        t = self.tiled_transposed()
+        if isinstance(t, TiledConv):
+            return conv_transpose_merged(t, x, val, bias, self.in_channels, self.stride,
+                                         output_size)
+        return conv_transpose_tiles(t, x, val, bias, self.in_channels, self.stride, output_size)
 
     def out_size(self, H: int, W: int) -> Tuple[int, int]:
         (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (self.kernel_size, self.stride, self.padding,
@@ -310,8 +321,7 @@ def tiled_inference(x, plan: "ConvPlan", val: Tensor, bias: Optional[Tensor], ro
     Wy = conv_transpose_out_size(W, kw, sw, pw, dw, output_padding[1])
     if Hy < 1 or Wy < 1:
         return None
-    return conv_transpose_tiles(plan.tiled_transposed(), x, val, bias, plan.in_channels,
-                                plan.stride, (Hy, Wy))
+    return plan.conv_transpose_tiled(x, val, bias, (Hy, Wy))
 
 
 def resolve_route(op: str, route: str, backend: str, device: torch.device,
@@ -486,8 +496,7 @@ def sparse_conv_transpose2d(x: Tensor, weight: CSR, bias: Optional[Tensor] = Non
     route, name = resolve_route(op, route, backend, x.device, x.dtype)
     val = _values(weight, x)
     if route == "direct" and _use_tiles(name, plan, x, val, bias):
-        return conv_transpose_tiles(plan.tiled_transposed(), x, val, bias, plan.in_channels,
-                                    plan.stride, (Hy, Wy))
+        return plan.conv_transpose_tiled(x, val, bias, (Hy, Wy))
     if route == "direct":
         y = _conv_t_direct(x, plan, val, Hy, Wy, name)
     else:
