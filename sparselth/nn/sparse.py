@@ -267,6 +267,9 @@ class SparseConv2d(_CSRConv):
             ``conv.weight.reshape(out_channels, -1)``.
         bias: optional ``(out_channels,)``.
         route: ``"auto"``, ``"direct"`` (no im2col) or ``"im2col"``; backend: ``"auto"`` etc.
+            Without a gradient wanted (``torch.no_grad``, frozen values) the direct route on
+            the ``cpp`` backend runs the register-tiled inference kernel
+            (:mod:`sparselth.ops.sparse_conv_tiles`); training runs the shifted kernels.
 
     Example::
 
