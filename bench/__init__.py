@@ -3,7 +3,8 @@
 Each suite is a module with ``main(argv=None)`` that checks every contender against an oracle,
 times it with :mod:`sparselth.utils.timing` and writes JSON, Markdown and usually a PNG:
 ``spmm`` (SpMM against the peers and the bandwidth limit), ``sparse_weights`` (pruned linear
-and conv layers), ``embedding`` (pruned embedding tables), ``lightgcn_propagation``,
+and conv layers), ``sparse_conv`` (sparse convolutions per kept MAC), ``embedding`` (pruned
+embedding tables), ``lightgcn_propagation``,
 ``realised`` (compiled tickets end to end), ``ugs`` (graph lottery tickets) and ``lth_rec``
 (recommender lottery tickets). From a checkout run ``python -m bench.<suite> --help``;
 installed, ``python -m sparselth.bench.<suite>``.
@@ -13,5 +14,5 @@ Results made with a suite's published protocol (its ``PUBLISHED`` arguments) go 
 otherwise (see :func:`bench.common.result_path`).
 """
 
-SUITES = ("spmm", "sparse_weights", "embedding", "lightgcn_propagation", "realised", "ugs",
-          "lth_rec", "timing_stability", "sparse_linear_tiles")
+SUITES = ("spmm", "sparse_weights", "sparse_conv", "embedding", "lightgcn_propagation",
+          "realised", "ugs", "lth_rec", "timing_stability", "sparse_linear_tiles", "spgemm")

@@ -100,3 +100,57 @@ inline vec_t load_vec_range(const scalar_t* p, int64_t lo, int64_t hi) {
 }
 
 }  // namespace sparselth
+
+namespace sparselth {
+
+// Lanes 0, 2, 4, ... of the concatenation (a, b): a stride-2 gather of two loaded vectors.
+template <typename vec_t, typename scalar_t>
+inline vec_t even_lanes(vec_t a, vec_t b) {
+  constexpr int n = static_cast<int>(sizeof(vec_t) / sizeof(scalar_t));
+#if defined(__AVX512F__)
+  if constexpr (sizeof(vec_t) == 64 && std::is_same_v<scalar_t, float>) {
+    const __m512i idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
+                                          28, 30);
+    return reinterpret_cast<vec_t>(_mm512_permutex2var_ps(reinterpret_cast<__m512>(a), idx,
+                                                          reinterpret_cast<__m512>(b)));
+  }
+  if constexpr (sizeof(vec_t) == 64 && std::is_same_v<scalar_t, double>) {
+    const __m512i idx = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
+    return reinterpret_cast<vec_t>(_mm512_permutex2var_pd(reinterpret_cast<__m512d>(a), idx,
+                                                          reinterpret_cast<__m512d>(b)));
+  }
+#endif
+  vec_t v;
+  for (int i = 0; i < n / 2; ++i) {
+    v[i] = a[2 * i];
+    v[n / 2 + i] = b[2 * i];
+  }
+  return v;
+}
+
+}  // namespace sparselth
+
+namespace sparselth {
+
+// p[0, m) = lanes [0, m) of v (0 <= m <= lanes); memory past p + m is not written.
+template <typename vec_t, typename scalar_t>
+inline void store_vec_prefix(scalar_t* p, vec_t v, int64_t m) {
+  constexpr int n = static_cast<int>(sizeof(vec_t) / sizeof(scalar_t));
+  if (m == n) {
+    std::memcpy(p, &v, sizeof(vec_t));
+    return;
+  }
+#if defined(__AVX512F__)
+  if constexpr (sizeof(vec_t) == 64 && std::is_same_v<scalar_t, float>) {
+    _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << m) - 1), reinterpret_cast<__m512>(v));
+    return;
+  }
+  if constexpr (sizeof(vec_t) == 64 && std::is_same_v<scalar_t, double>) {
+    _mm512_mask_storeu_pd(p, static_cast<__mmask8>((1u << m) - 1), reinterpret_cast<__m512d>(v));
+    return;
+  }
+#endif
+  for (int64_t i = 0; i < m; ++i) p[i] = v[i];
+}
+
+}  // namespace sparselth

@@ -161,6 +161,22 @@ inline void stage_row(const scalar_t* in_row, const RowCopies& rc, int64_t kx, i
     }
     return;
   }
+  if (sx == 2) {  // two loads and a lane permutation per vector
+    for (int64_t xx = 0, q = 0; xx < TW; xx += V, ++q) {
+      const int64_t lo = rc.lo[kx][q], hi = rc.hi[kx][q];
+      vec v = broadcast_vec<vec>(scalar_t(0));
+      if (lo < hi) {  // source elements [2 lo, 2 hi - 1) of the two vectors at src + 2 xx
+        const int64_t a_lo = std::min(2 * lo, V), a_hi = std::clamp(2 * hi - 1, a_lo, V);
+        const int64_t b_lo = std::clamp<int64_t>(2 * lo - V, 0, V);
+        const int64_t b_hi = std::clamp(2 * hi - 1 - V, b_lo, V);
+        const vec a = a_lo < a_hi ? load_vec_range<vec>(src + 2 * xx, a_lo, a_hi) : v;
+        const vec b = b_lo < b_hi ? load_vec_range<vec>(src + 2 * xx + V, b_lo, b_hi) : v;
+        v = even_lanes<vec, scalar_t>(a, b);
+      }
+      std::memcpy(dst + xx, &v, sizeof(vec));
+    }
+    return;
+  }
   const int64_t xa = rc.xa[kx], xb = rc.xb[kx];
   for (int64_t xx = 0; xx < xa; ++xx) dst[xx] = scalar_t(0);
   for (int64_t xx = xa; xx < xb; ++xx) dst[xx] = src[xx * sx];
@@ -212,9 +228,7 @@ __attribute__((noinline)) void visit_rows(const index_t* bp, int64_t r0, int64_t
         } else if (FULL || m[j] == V) {
           a = load_vec<vec>(src);
         } else {
-          vec part = broadcast_vec<vec>(scalar_t(0));  // a copy: acc's address is never taken
-          std::memcpy(&part, src, m[j] * sizeof(scalar_t));
-          a = part;
+          a = m[j] > 0 ? load_vec_range<vec>(src, 0, m[j]) : broadcast_vec<vec>(scalar_t(0));
         }
       }
     for (int64_t e = e0; e < e1; ++e) {
@@ -230,10 +244,9 @@ __attribute__((noinline)) void visit_rows(const index_t* bp, int64_t r0, int64_t
       if (!FULL && i >= nvalid) continue;
 #pragma GCC unroll 8
       for (int j = 0; j < VI; ++j) {
-        const vec a = acc[i * VI + j];
         scalar_t* to = d + i * img_stride + ooff[j];
-        if (FULL || m[j] == V) std::memcpy(to, &a, sizeof(vec));
-        else std::memcpy(to, &a, m[j] * sizeof(scalar_t));
+        if (FULL) std::memcpy(to, &acc[i * VI + j], sizeof(vec));
+        else store_vec_prefix(to, acc[i * VI + j], m[j]);
       }
     }
   }
@@ -350,8 +363,48 @@ struct TileRun {
     zero_row(dst + rb * t.TW, (rows - rb) * t.TW);
   }
 
+  // One vector of a channel's staged window (offsets relative to the channel's plane of image
+  // n0 and to its scratch copies): source lanes [a_lo, a_hi) (stride 2: and [b_lo, b_hi) of the
+  // next vector, even lanes kept), zeros when empty.
+  struct StageJob {
+    int64_t src, dst;
+    int8_t a_lo, a_hi, b_lo, b_hi;
+  };
+
+  // The jobs that stage one channel of a tile (stride 1 or 2; the same for every channel).
+  void stage_jobs(int64_t n0, int64_t y0, const RowCopies& rc, std::vector<StageJob>* jobs) const {
+    const int64_t V = t.V, rows = t.TH + t.reach, plane = g.C * g.H * g.W;
+    jobs->clear();
+    for (int64_t kx = 0; kx < g.KW; ++kx)
+      for (int64_t pi = 0; pi < t.PY; ++pi)
+        for (int64_t i = 0; i < t.NI && n0 + i < g.N; ++i)  // (images past N: never stored)
+          for (int64_t rr = 0; rr < rows; ++rr) {
+            const int64_t yi = input_row(y0, pi, rr);
+            const int64_t dst = (kx * t.PY + pi) * t.BS + i * t.IS + rr * t.TW;
+            for (int64_t xx = 0, q = 0; xx < t.TW; xx += V, ++q) {
+              StageJob j{i * plane + yi * g.W + rc.xin0[kx] + xx * g.sx, dst + xx, 0, 0, 0, 0};
+              const int64_t lo = rc.lo[kx][q], hi = rc.hi[kx][q];
+              if (yi >= 0 && lo < hi) {
+                if (g.sx == 1) {
+                  j.a_lo = static_cast<int8_t>(lo);
+                  j.a_hi = static_cast<int8_t>(hi);
+                } else {  // source elements [2 lo, 2 hi - 1) of the vectors at src, src + V
+                  const int64_t a_lo = std::min(2 * lo, V), a_hi = std::clamp(2 * hi - 1, a_lo, V);
+                  const int64_t b_lo = std::clamp<int64_t>(2 * lo - V, 0, V);
+                  j.a_lo = static_cast<int8_t>(a_lo);
+                  j.a_hi = static_cast<int8_t>(a_hi);
+                  j.b_lo = static_cast<int8_t>(b_lo);
+                  j.b_hi = static_cast<int8_t>(std::clamp(2 * hi - 1 - V, b_lo, V));
+                }
+              }
+              jobs->push_back(j);
+            }
+          }
+  }
+
   void stage(int64_t b, int64_t n0, int64_t y0, const RowCopies& rc,
-             const std::vector<std::vector<lane_int>>& wrap, scalar_t* scr) const {
+             const std::vector<std::vector<lane_int>>& wrap, const std::vector<StageJob>& jobs,
+             scalar_t* scr) const {
     const int64_t c0 = b * t.CB, c1 = std::min(g.C, c0 + t.CB);
     const int64_t rows = t.TH + t.reach;
     if (contiguous()) {
@@ -362,6 +415,32 @@ struct TileRun {
           for (int64_t i = 0; i < t.NI && n0 + i < g.N; ++i)
             stage_plane(in + ((n0 + i) * g.C + c) * g.H * g.W, y0, kx, w, copy + i * t.IS);
         }
+      return;
+    }
+    if (!jobs.empty()) {
+      using vec = typename Simd<scalar_t, kVecBytes>::type;
+      const vec zero = broadcast_vec<vec>(scalar_t(0));
+      for (int64_t c = c0; c < c1; ++c) {
+        const scalar_t* plane = in + (n0 * g.C + c) * g.H * g.W;
+        scalar_t* base = scr + (c - c0) * g.KW * t.PY * t.BS;
+        for (const StageJob& j : jobs) {
+          vec v = zero;
+          if (j.a_lo < j.a_hi || j.b_lo < j.b_hi) {
+            const vec a = j.a_lo == 0 && j.a_hi == t.V ? load_vec<vec>(plane + j.src)
+                          : j.a_lo < j.a_hi ? load_vec_range<vec>(plane + j.src, j.a_lo, j.a_hi)
+                                            : zero;
+            if (g.sx == 1) {
+              v = a;
+            } else {
+              const vec b = j.b_lo < j.b_hi
+                                ? load_vec_range<vec>(plane + j.src + t.V, j.b_lo, j.b_hi)
+                                : zero;
+              v = even_lanes<vec, scalar_t>(a, b);
+            }
+          }
+          std::memcpy(base + j.dst, &v, sizeof(vec));
+        }
+      }
       return;
     }
     for (int64_t c = c0; c < c1; ++c)
@@ -381,6 +460,9 @@ struct TileRun {
   }
 
   // Asks for block b's input rows to be in cache by the time it is staged.
+  // (LOCALITY 3: into L1, for the next block; 2: into L2, for the next tile's first block while
+  // the current scratch is in use.)
+  template <int LOCALITY>
   void prefetch(int64_t b, int64_t n0, int64_t y0, const RowCopies& rc) const {
     const int64_t c0 = b * t.CB, c1 = std::min(g.C, c0 + t.CB);
     const int64_t rows = t.TH + t.reach;
@@ -396,8 +478,8 @@ struct TileRun {
             if (yi < 0) continue;
             const char* p0 = reinterpret_cast<const char*>(plane + yi * g.W + x_lo);
             const char* p1 = reinterpret_cast<const char*>(plane + yi * g.W + x_hi);
-            for (const char* p = p0; p < p1; p += 64) __builtin_prefetch(p, 0, 3);
-            __builtin_prefetch(p1 - 1, 0, 3);
+            for (const char* p = p0; p < p1; p += 64) __builtin_prefetch(p, 0, LOCALITY);
+            __builtin_prefetch(p1 - 1, 0, LOCALITY);
           }
       }
   }
@@ -439,13 +521,26 @@ struct TileRun {
     RowCopies rc;
     row_copies(x0, &rc);
     std::vector<std::vector<lane_int>> wrap;
+    std::vector<StageJob> jobs;
     if (contiguous()) wrap_masks(&wrap);
+    else if (g.sx <= 2) stage_jobs(n0, y0, rc, &jobs);
     for (int64_t blk = 0; blk < t.nblk; ++blk) {
       const index_t* bp = blkptr + blk * R;
       // (block 0 also writes the bias of rows without entries)
       if (bp[r0] == bp[r1] && blk > 0) continue;
-      if (bp[r0] != bp[r1]) stage(blk, n0, y0, rc, wrap, scr);
-      if (blk + 1 < t.nblk) prefetch(blk + 1, n0, y0, rc);
+      if (bp[r0] != bp[r1]) stage(blk, n0, y0, rc, wrap, jobs, scr);
+      if (blk + 1 < t.nblk) {
+        prefetch<3>(blk + 1, n0, y0, rc);
+      } else {  // the next tile in the caller's order (columns, rows, images)
+        int64_t nn = n0, ny = ty, nx = tx + 1;
+        if (nx == t.tiles_x) nx = 0, ny += 1;
+        if (ny == t.tiles_y) ny = 0, nn += t.NI;
+        if (nn < g.N) {
+          RowCopies next;
+          row_copies(nx * t.TW, &next);
+          prefetch<2>(0, nn, ny * t.TH, next);
+        }
+      }
       for (int64_t k = 0; k < ncalls; ++k) {
         const Call& c = calls[k];
         c.fn(bp, r0, r1, blk, t.nblk, first, bias, lo, val, scr + c.scr_off, t.IS, base + c.dst_off, HWo,

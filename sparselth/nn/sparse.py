@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from ..ops import backend as _backend
 from ..ops.shifted import ShiftedStructure
-from ..ops.sparse_conv import ConvPlan, sparse_conv2d, sparse_conv_transpose2d
+from ..ops.sparse_conv import ConvPlan, sparse_conv2d, sparse_conv_transpose2d, tiled_inference
 from ..ops.sparse_linear import LinearPlan, linear_inference, sparse_linear
 from ..sparse.csr import CSR
 from ..sparse.weights import (BlockSparse, ChannelPruned, csr_from_weight, csr_to_weight,
@@ -308,6 +308,9 @@ class SparseConv2d(_CSRConv):
             ``conv.weight.reshape(out_channels, -1)``.
         bias: optional ``(out_channels,)``.
         route: ``"auto"``, ``"direct"`` (no im2col) or ``"im2col"``; backend: ``"auto"`` etc.
+            Without a gradient wanted (``torch.no_grad``, frozen values) the direct route on
+            the ``cpp`` backend runs the register-tiled inference kernel
+            (:mod:`sparselth.ops.sparse_conv_tiles`); training runs the shifted kernels.
 
     Example::
 
@@ -342,10 +345,13 @@ class SparseConv2d(_CSRConv):
                    module.padding_mode, route=route, backend=backend)
 
     def forward(self, x: Tensor) -> Tensor:
-        A = self.weight_csr(with_transpose=False)     # the plan holds the structures it needs
         plan = self.plan()
         if self._pre_pad is not None:
             x = F.pad(x, self._pre_pad, mode=self._pre_mode)
+        y = tiled_inference(x, plan, self.values, self.bias, self.route, self.backend)
+        if y is not None:                             # inference: no per-call re-validation
+            return y
+        A = self.weight_csr(with_transpose=False)     # the plan holds the structures it needs
         return sparse_conv2d(x, A, self.bias, plan=plan, route=self.route, backend=self.backend)
 
     def extra_repr(self) -> str:
@@ -397,6 +403,11 @@ class SparseConvTranspose2d(_CSRConv):
                    module.dilation, route=route, backend=backend)
 
     def forward(self, x: Tensor, output_size: Optional[Sequence[int]] = None) -> Tensor:
+        if output_size is None:
+            y = tiled_inference(x, self.plan(), self.values, self.bias, self.route, self.backend,
+                                transposed=True, output_padding=self.output_padding)
+            if y is not None:                         # inference: no per-call re-validation
+                return y
         A = self.weight_csr(with_transpose=False)
         return sparse_conv_transpose2d(x, A, self.bias, self.stride, self.padding,
                                        self.output_padding, self.groups, self.dilation,

@@ -43,8 +43,8 @@ from ._common import check_csr, check_vector, check_weight_input
 from .shifted import BACKENDS as DIRECT_BACKENDS
 from .shifted import (ShiftedStructure, shifted_sddmm_reference, shifted_spmm,  # noqa: F401
                       shifted_spmm_reference, shifted_spmm_t)
-from .sparse_conv_tiles import (TiledConv, conv_transpose_tiles, has_tiles_kernel,
-                                transposed_phases)
+from .sparse_conv_tiles import (TiledConv, conv_transpose_merged, conv_transpose_tiles,
+                                has_tiles_kernel, transposed_merged, transposed_phases)
 from .spmm import spmm
 
 Tensor = torch.Tensor
@@ -141,7 +141,7 @@ class ConvPlan:
         self._entries = (row, cin, k // kw, k % kw)
         self._index_dtype = idx
         self._tiled: Optional[TiledConv] = None
-        self._tiled_t: Optional[list] = None
+        self._tiled_t = None               # TiledConv (phases merged) or per-phase list
 
     def tiled(self) -> TiledConv:
         """The convolution's entries laid out for the tiled inference kernel (built once)."""
@@ -157,11 +157,22 @@ class ConvPlan:
         phase (:func:`~sparselth.ops.sparse_conv_tiles.transposed_phases`; built once)."""
         if self._tiled_t is None:
             row, cin, ky, kx = self._entries
-            self._tiled_t = transposed_phases(
-                cin, row, ky, kx, self.in_channels, self.out_channels, self.kernel_size,
-                self.stride, self.padding, self.dilation, self.out_channels // self.groups,
-                self._index_dtype)
+            args = (cin, row, ky, kx, self.in_channels, self.out_channels, self.kernel_size,
+                    self.stride, self.padding, self.dilation, self.out_channels // self.groups,
+                    self._index_dtype)
+            merged = transposed_merged(*args) if self.stride != (1, 1) else None
+            self._tiled_t = merged if merged is not None else transposed_phases(*args)
         return self._tiled_t
+
+    def conv_transpose_tiled(self, x: Tensor, val: Tensor, bias: Optional[Tensor],
+                             output_size: Tuple[int, int]) -> Tensor:
+        """The adjoint on the tiled kernel: ``(N, out_channels, H, W)`` -> ``(N, in_channels,
+        *output_size)`` (inference)."""
+        t = self.tiled_transposed()
+        if isinstance(t, TiledConv):
+            return conv_transpose_merged(t, x, val, bias, self.in_channels, self.stride,
+                                         output_size)
+        return conv_transpose_tiles(t, x, val, bias, self.in_channels, self.stride, output_size)
 
     def out_size(self, H: int, W: int) -> Tuple[int, int]:
         (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (self.kernel_size, self.stride, self.padding,
@@ -278,6 +289,39 @@ def _use_tiles(backend: str, plan: "ConvPlan", x: Tensor, *operands) -> bool:
         return False
     return not (torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (x,) + operands))
+
+
+def tiled_inference(x, plan: "ConvPlan", val: Tensor, bias: Optional[Tensor], route: str,
+                    backend: str, transposed: bool = False,
+                    output_padding: Tuple[int, int] = (0, 0)) -> Optional[Tensor]:
+    """The direct route's tiled inference for a module that keeps ``plan``, ``val`` and
+    ``bias`` consistent (so only ``x`` is checked): the result, or None where the full
+    :func:`sparse_conv2d` / :func:`sparse_conv_transpose2d` path must run (another route or
+    backend, a gradient wanted, an input that needs its checks and errors)."""
+    if (route == "im2col" or not isinstance(x, Tensor) or x.dim() != 4 or x.dtype != val.dtype
+            or x.device != val.device or torch.compiler.is_compiling()):
+        return None
+    channels = plan.out_channels if transposed else plan.in_channels
+    if x.shape[1] != channels or x.layout != torch.strided:
+        return None
+    if not _use_tiles(_backend.resolve(backend, x.device, x.dtype, "sparse_conv2d"), plan, x,
+                      val, bias):
+        return None
+    H, W = x.shape[2], x.shape[3]
+    if not transposed:
+        Ho, Wo = plan.out_size(H, W)
+        if Ho < 1 or Wo < 1:
+            return None
+        return plan.tiled()(x, val, bias, plan.padding, (Ho, Wo))
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (plan.kernel_size, plan.stride, plan.padding,
+                                              plan.dilation)
+    if any(o >= s and o >= d for o, s, d in zip(output_padding, (sh, sw), (dh, dw))):
+        return None
+    Hy = conv_transpose_out_size(H, kh, sh, ph, dh, output_padding[0])
+    Wy = conv_transpose_out_size(W, kw, sw, pw, dw, output_padding[1])
+    if Hy < 1 or Wy < 1:
+        return None
+    return plan.conv_transpose_tiled(x, val, bias, (Hy, Wy))
 
 
 def resolve_route(op: str, route: str, backend: str, device: torch.device,
@@ -452,8 +496,7 @@ def sparse_conv_transpose2d(x: Tensor, weight: CSR, bias: Optional[Tensor] = Non
     route, name = resolve_route(op, route, backend, x.device, x.dtype)
     val = _values(weight, x)
     if route == "direct" and _use_tiles(name, plan, x, val, bias):
-        return conv_transpose_tiles(plan.tiled_transposed(), x, val, bias, plan.in_channels,
-                                    plan.stride, (Hy, Wy))
+        return plan.conv_transpose_tiled(x, val, bias, (Hy, Wy))
     if route == "direct":
         y = _conv_t_direct(x, plan, val, Hy, Wy, name)
     else:

@@ -48,6 +48,7 @@ def auto_tile(Ho: int, Wo: int, N: int, itemsize: int) -> Tuple[int, int, int]:
     Ho, Wo, N = max(Ho, 1), max(Wo, 1), max(N, 1)
     if Wo <= P:
         TH = max(1, min(Ho, P // Wo))
+        TH = -(-Ho // -(-Ho // TH))          # as many row tiles, evened out (14 rows: 7 + 7)
         NI = 1
         if TH == Ho:
             vi = -(-TH * Wo // V)
@@ -155,7 +156,8 @@ class TiledConv:
         self.density = row.numel() / max(1, out_channels * fan_in * KH * KW)
         self._orders: Dict[int, Tuple[Tensor, Tensor]] = {}
         self._layouts: Dict[tuple, tuple] = {}
-        self._values: Dict[int, tuple] = {}
+        self._by_call: Dict[tuple, tuple] = {}      # (Ho, Wo, N, itemsize) -> layout
+        self._values: Dict[object, tuple] = {}
 
     @staticmethod
     def applies(kernel_size: Tuple[int, int]) -> bool:
@@ -229,7 +231,13 @@ class TiledConv:
         """``(N, R, Ho, Wo)``: reads ``x[n, c, y * sy + ky * dy - padding[0], ...]``."""
         N = x.shape[0]
         Ho, Wo = output_size
-        tile, CB, perm, blkptr, lo = self.layout(Ho, Wo, N, x.element_size())
+        key = (Ho, Wo, N, x.element_size())
+        hit = self._by_call.get(key)
+        if hit is None:
+            if len(self._by_call) > 64:
+                self._by_call.clear()
+            hit = self._by_call[key] = self.layout(Ho, Wo, N, x.element_size())
+        tile, CB, perm, blkptr, lo = hit
         return torch.ops.sparselth.sparse_conv2d_kernel(
             x.contiguous(), blkptr, lo, self._gathered(val, perm), bias, self.R, CB,
             list(self.kernel_size), list(self.stride), list(self.dilation), list(padding),
@@ -277,6 +285,64 @@ def transposed_phases(row: Tensor, chan: Tensor, ky: Tensor, kx: Tensor, out_cha
                              index_dtype)
             out.append((phy, phx, conv, (pty, ptx), keep))
     return out
+
+
+def _merged_taps(K: int, s: int, p: int, d: int) -> Optional[Tuple[List[int], List[int], int, int]]:
+    """Every phase of one dimension in one window: per tap ``k``, its output phase and its
+    row in a common stride-1 kernel (input offset ``a(k) = (phase + p - k * d) / s`` from the
+    phase row), the window's dilation and padding; None when the phases' offsets do not lie on
+    one grid (some dilations)."""
+    step = d // math.gcd(s, d)
+    phase = [(k * d - p) % s for k in range(K)]
+    a = [(phase[k] + p - k * d) // s for k in range(K)]
+    if len({v % step for v in a}) > 1:
+        return None
+    lo = min(a)
+    return phase, [(v - lo) // step for v in a], step, -lo
+
+
+def transposed_merged(row: Tensor, chan: Tensor, ky: Tensor, kx: Tensor, out_channels: int,
+                      in_channels: int, kernel_size: Tuple[int, int], stride: Tuple[int, int],
+                      padding: Tuple[int, int], dilation: Tuple[int, int], fan_in: int,
+                      index_dtype: torch.dtype) -> Optional[TiledConv]:
+    """A stride-``s`` transposed convolution as ONE stride-1 :class:`TiledConv` whose output
+    rows are (output phase, channel) pairs, ``row' = (phy * sx + phx) * out_channels + row``,
+    over the union of the phases' windows: the input is staged once for all ``sy * sx``
+    phases (per phase it would be staged ``sy * sx`` times). Its ``padding`` attribute is the
+    window's. None where :func:`_merged_taps` finds no common grid."""
+    (KH, KW), (sy, sx), (py, px), (dy, dx) = kernel_size, stride, padding, dilation
+    my, mx = _merged_taps(KH, sy, py, dy), _merged_taps(KW, sx, px, dx)
+    if my is None or mx is None:
+        return None
+    dev = row.device
+    (phy, jy, sdy, pdy), (phx, jx, sdx, pdx) = my, mx
+    t = lambda v: torch.tensor(v, dtype=torch.long, device=dev)  # noqa: E731
+    phase = t(phy)[ky] * sx + t(phx)[kx]
+    conv = TiledConv(phase * out_channels + row, chan, t(jy)[ky], t(jx)[kx],
+                     sy * sx * out_channels, in_channels, (max(jy) + 1, max(jx) + 1), (1, 1),
+                     (sdy, sdx), fan_in, index_dtype)
+    conv.padding = (pdy, pdx)
+    return conv
+
+
+def conv_transpose_merged(conv: TiledConv, x: Tensor, val: Tensor, bias: Optional[Tensor],
+                          out_channels: int, stride: Tuple[int, int],
+                          output_size: Tuple[int, int]) -> Tensor:
+    """Runs :func:`transposed_merged` and interleaves its phases into ``(N, R, Hy, Wy)``."""
+    N = x.shape[0]
+    Hy, Wy = output_size
+    sy, sx = stride
+    Hm, Wm = -(-Hy // sy), -(-Wy // sx)
+    b = None if bias is None else bias.repeat(sy * sx)
+    z = conv(x, val, b, conv.padding, (Hm, Wm))
+    y = x.new_empty(N, out_channels, Hy, Wy)
+    for phy in range(sy):
+        for phx in range(sx):
+            Hp, Wp = -(-(Hy - phy) // sy), -(-(Wy - phx) // sx)
+            if Hp > 0 and Wp > 0:
+                c0 = (phy * sx + phx) * out_channels
+                y[:, :, phy::sy, phx::sx] = z[:, c0:c0 + out_channels, :Hp, :Wp]
+    return y
 
 
 def conv_transpose_tiles(phases: List[tuple], x: Tensor, val: Tensor, bias: Optional[Tensor],

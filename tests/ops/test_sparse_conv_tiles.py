@@ -318,3 +318,30 @@ def test_channel_block_and_tile_choice():
     assert 16 <= cb <= 64
     IS, BS = tiles.scratch_sizes(4, 32, 1, 2)
     assert cb * 3 * BS * 4 <= tiles.SCRATCH_BYTES or cb == 16
+
+
+@pytest.mark.parametrize("N, H", [(1, 8), (3, 9), (16, 8)])
+def test_threads_split_tiles_and_output_channels(N, H):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(2, threads))
+    try:           # few tiles for the threads: output channels are split too
+        run_kernel(48, 64, (3, 3), (1, 1), (1, 1), (1, 1), 1, H, H, N, torch.float32,
+                   torch.int32, sparsity=0.5)
+        run_kernel(48, 64, (3, 3), (2, 2), (1, 1), (1, 1), 2, H, H, N, torch.float64,
+                   torch.int64, sparsity=0.8)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("k, s, p, d, merged", [(4, 2, 1, 1, True), (3, 2, 1, 2, True),
+                                                (4, 3, 0, 2, False), (1, 2, 0, 1, True)])
+def test_transposed_phases_merged_or_split(k, s, p, d, merged):
+    W, mask = _weight((6, 4, k, k), 0.5, 8, torch.float64)
+    A = csr_from_weight(W, mask)
+    plan = ConvPlan(A, 4, k, s, p, d)
+    assert isinstance(plan.tiled_transposed(), tiles.TiledConv) == merged
+    x = torch.randn(3, 6, 5, 4, dtype=torch.float64)
+    b = torch.randn(4, dtype=torch.float64)
+    with torch.no_grad():
+        out = sparse_conv_transpose2d(x, A, b, plan=plan, backend="cpp")
+    torch.testing.assert_close(out, F.conv_transpose2d(x, W * mask, b, s, p, 0, 1, d))
