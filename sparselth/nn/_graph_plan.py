@@ -28,11 +28,12 @@ import torch
 from torch import Tensor, nn
 
 from ..ops import backend as _backend
+from ..ops.sparse_linear import sparse_linear
 from ..ops.spmm import spmm_impl
 from ..ops.spmm_linear import spmm_linear_impl
 from ..sparse.csr import CSR
 
-__all__ = ["ORDERS", "ORDER_NAMES", "Plan", "TransposedWeight", "order_costs",
+__all__ = ["ORDERS", "ORDER_NAMES", "LiveChannels", "Plan", "TransposedWeight", "order_costs",
            "sparse_product"]
 
 #: ``order`` values of a graph layer: by MACs, transform first ``A(XW)``, aggregate first ``(AX)W``
@@ -346,3 +347,68 @@ class Plan:
         if self.bias is not None:
             out = out.add_(self.bias)
         return out.relu_() if relu else out
+
+
+class LiveChannels:
+    """A fused pair of layers (:meth:`Plan.run_fused`) computing only the producer's output
+    channels the consumer reads: a hidden channel whose column of the consumer's weight is
+    all pruned never reaches the output (ReLU and dropout in eval act per channel), so the
+    producer's transform, aggregation and epilogue skip it. Exact; built from the two layers'
+    plans and valid while both are (the same plan objects).
+
+    Attributes:
+        live: the channels read (sorted, int64); ``None`` when all are.
+        next_lin: the consumer's weight as a CSR over the live channels.
+    """
+
+    __slots__ = ("p1", "p2", "live", "next_lin", "bias", "wt", "weight", "w_csr", "out_dim",
+                 "hidden")
+
+    def __init__(self, conv1: nn.Module, p1: "Plan", p2: "Plan"):
+        self.p1, self.p2 = p1, p2
+        W2 = p2.lin_csr
+        self.out_dim, self.hidden = W2.shape
+        live = torch.unique(W2.col.long())
+        self.live = None if live.numel() == self.hidden else live
+        self.wt = self.weight = self.w_csr = None
+        self.bias, self.next_lin = p1.bias, W2
+        if self.live is None or live.numel() == 0:
+            return
+        remap = torch.full((self.hidden,), -1, dtype=torch.long, device=live.device)
+        remap[live] = torch.arange(live.numel(), device=live.device)
+        self.next_lin = CSR(W2.rowptr, remap[W2.col.long()].to(W2.col.dtype), W2.val,
+                            (self.out_dim, live.numel()), validate=False)
+        self.bias = None if p1.bias is None else p1.bias[live].contiguous()
+        W1 = conv1._weight().detach().to(p1.dtype)[live]          # (live, in)
+        plain = is_plain_linear(conv1.lin)
+        if p1.x_sparse:
+            self.wt = W1.t().contiguous() if plain else CSR.from_dense(W1).t()
+        elif plain:
+            self.weight = W1.contiguous()
+        else:
+            self.w_csr = CSR.from_dense(W1)
+
+    def run(self, conv1: nn.Module, x: Any) -> Tensor:
+        """``relu(agg @ (x W1^T) + b1)[:, live] @ W2[:, live]^T``, ``(N, out)``."""
+        p1 = self.p1
+        if self.live is None:
+            return p1.run_fused(conv1, x, True, self.next_lin)
+        if self.live.numel() == 0:
+            return torch.zeros((p1.n, self.out_dim), dtype=p1.dtype, device=p1.agg.device)
+        if self.wt is not None:
+            if x.val is not None and x.val.dtype != p1.dtype:
+                x = x.with_values(x.val.to(p1.dtype))
+            if isinstance(self.wt, CSR):
+                h = sparse_product(x, self.wt)
+            else:
+                h = p1.spmm(x.rowptr, x.col, x.val, self.wt, None, None, None, x.shape[0], False)
+        elif self.weight is not None:
+            h = torch.nn.functional.linear(x, self.weight)
+        else:
+            h = sparse_linear(x, self.w_csr)
+        if not h.is_contiguous():
+            h = h.contiguous()
+        a, w = p1.agg, self.next_lin
+        return p1.spmm_linear(a.rowptr, a.col, a.val, h, self.bias, True, w.rowptr, w.col,
+                              w.val, p1.n)
+
