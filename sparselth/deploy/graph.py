@@ -26,7 +26,6 @@ matter more than the weight route alone. For every graph layer the example input
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Callable, Mapping
 from typing import Any
 

@@ -155,6 +155,13 @@ class GCN(_GraphModel):
     """UGS's two-layer GCN: ``conv2(dropout(relu(conv1(x))))``, both :class:`GCNConv` without
     bias, self loops in the normaliser (never pruned), dropout 0.5 between the layers.
 
+    At inference (eval mode, no autograd) each layer runs its cached plan
+    (:mod:`sparselth.nn.graph`); when ``conv2.lin`` is a compiled sparse layer
+    (``sparselth.compile``) and both layers transform first, conv2's transform runs inside
+    conv1's aggregation (:attr:`fuse`, :func:`sparselth.ops.spmm_linear`) over only the hidden
+    channels conv2's kept weights read (:attr:`skip_dead_channels`): the hidden
+    ``(N, hidden)`` tensor is never stored. The output is the same.
+
     Args:
         adj: the graph, a square CSR (rows = targets) or a PyG ``edge_index`` ``[2, E]``
             (values are ignored: only the pattern is stored).

@@ -265,7 +265,8 @@ class Plan:
         self.x_sparse = isinstance(x, CSR)
         self.x_rowptr, self.x_col = (x.rowptr, x.col) if self.x_sparse else (None, None)
         self.x_shape = None if self.x_sparse else x.shape
-        self.dtype, self.requested, self.n, self.agg = dtype, _requested_backend(), agg.shape[0], agg
+        self.dtype, self.requested = dtype, _requested_backend()
+        self.n, self.agg = agg.shape[0], agg
         # what it runs
         W = conv._weight().detach()
         if is_plain_linear(lin):   # a dense layer computes every entry
