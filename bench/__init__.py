@@ -14,4 +14,4 @@ otherwise (see :func:`bench.common.result_path`).
 """
 
 SUITES = ("spmm", "sparse_weights", "embedding", "lightgcn_propagation", "realised", "ugs",
-          "lth_rec", "timing_stability")
+          "lth_rec", "timing_stability", "sparse_linear_tiles")

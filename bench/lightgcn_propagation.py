@@ -8,11 +8,14 @@ interleaved, for each table sparsity:
 - ``materialised``: ``spmm(A, W * M)``, the product formed first (what the reference does);
 - ``x_mask``: ``spmm(A, W, x_mask=M)``, the mask read on the fly (no product materialised);
 - ``rows dropped``: for row-granularity masks, ``A`` restricted to the columns of kept rows
-  (``spmm(A[:, kept], W)``), so pruned rows are never read: this is the route whose time
-  follows the kept entries.
+  (``spmm(A[:, kept], W)``), so pruned rows are never read;
+- ``spgemm``: ``spgemm(A, CSR(W * M))``, the table's kept entries only, the CSR built once
+  (what an evaluated or deployed ``LightGCN`` caches while its weights and mask are
+  unchanged); its time follows the kept entries at any granularity.
 
-Element-granularity masks leave every row partly alive, so no route can skip rows: their
-time stays that of the dense table (the mask only saves bytes, see ``bench.embedding``).
+With ``--train`` the same routes are also timed forward and backward (the gradient reaching
+``W``), as a trained LightGCN runs them: ``dense train``, ``x_mask train`` and ``spgemm train``
+(the CSR's values gathered from ``W`` each step, the pattern cached).
 Layers 2..K propagate dense activations and cost the same at any table sparsity.
 Timings: :mod:`sparselth.utils.timing`, ratios on the headline clock (CPU time with one thread,
 the default, wall time with more). Writes ``lightgcn-propagation-<tag>.{json,md,png}`` in
@@ -34,7 +37,8 @@ from sparselth.utils.timing import headline_clock
 
 from . import common
 
-ROUTES = ("dense", "materialised", "x_mask", "rows dropped")
+ROUTES = ("dense", "materialised", "x_mask", "rows dropped", "spgemm")
+TRAIN_ROUTES = ("dense train", "x_mask train", "spgemm train")
 # the arguments of the results committed in bench/results/ (see bench.common.result_path)
 PUBLISHED = {"lightgcn-propagation-cpu": "--users 100000 --items 50000"}
 
@@ -49,9 +53,46 @@ def _drop_columns(A, keep_rows: torch.Tensor):
     return CSR.from_coo(rows, A.col[keep].long(), vals, A.shape)
 
 
+def _train_contenders(A, W, M, E) -> Dict[str, Any]:
+    """Forward and backward of layer 1 with the gradient reaching ``W``, per route; the
+    spgemm route gathers the CSR's values from ``W`` each step (pattern and index cached)."""
+    from sparselth.ops import spgemm, spmm
+
+    Wg = W.clone().requires_grad_(True)
+    n, d = W.shape
+    flat = (E.row() * d + E.col.long())
+    pattern = E.with_values(None)
+    pattern.t()
+    A.t()
+    grad = torch.randn(n, d)
+
+    def dense():
+        spmm(A, Wg).backward(grad)
+        Wg.grad = None
+
+    def x_mask():
+        spmm(A, Wg, x_mask=M).backward(grad)
+        Wg.grad = None
+
+    def sparse():
+        spgemm(A, pattern.with_values(Wg.reshape(-1)[flat])).backward(grad)
+        Wg.grad = None
+
+    # the spgemm route's gradient equals the masked dense route's
+    spgemm(A, pattern.with_values(Wg.reshape(-1)[flat])).backward(grad)
+    g_sparse, Wg.grad = Wg.grad, None
+    spmm(A, Wg, x_mask=M).backward(grad)
+    bad = common.wrong_result("spgemm train", g_sparse, Wg.grad)
+    Wg.grad = None
+    if bad:
+        raise RuntimeError(f"bench.lightgcn_propagation: {bad}")
+    return {"dense train": dense, "x_mask train": x_mask, "spgemm train": sparse}
+
+
 def run(args: argparse.Namespace, info: Dict[str, Any]) -> Dict[str, Any]:
+    from sparselth import CSR
     from sparselth.data import synthetic_interactions
-    from sparselth.ops import spmm
+    from sparselth.ops import spgemm, spmm
 
     proto = run_protocol(args)
     torch.manual_seed(args.seed)
@@ -77,15 +118,24 @@ def run(args: argparse.Namespace, info: Dict[str, Any]) -> Dict[str, Any]:
                 "materialised": lambda: spmm(A, W * M),
                 "x_mask": lambda: spmm(A, W, x_mask=M),
             }
+            E = CSR.from_dense(W * M).index_as(A.index_dtype)
+            fns["spgemm"] = lambda: spgemm(A, E)
+            expected = spmm(A, W * M)
+            checks = {"spgemm": spgemm(A, E)}
             if keep_rows is not None:
                 Ak = _drop_columns(A, keep_rows)
                 fns["rows dropped"] = lambda: spmm(Ak, W)
-                bad = common.wrong_result("rows dropped", spmm(Ak, W), spmm(A, W * M))
+                checks["rows dropped"] = spmm(Ak, W)
+            if proto["train"]:
+                fns.update(_train_contenders(A, W, M, E))
+            for name, got in checks.items():
+                bad = common.wrong_result(name, got, expected)
                 if bad:
                     raise RuntimeError(f"bench.lightgcn_propagation: {bad}")
             m = common.time_contenders(fns, {"budget_s": proto["budget_s"]}, clock=clock)
             rec = {"granularity": granularity, "sparsity": sp, "nnz": A.nnz,
                    "nnz_rows_dropped": None if keep_rows is None else int(Ak.nnz),
+                   "nnz_table": E.nnz,
                    "timings": {k: t.summary() for k, t in m.timings.items()}}
             for k, t in rec["timings"].items():
                 rec[f"{k}_ms"] = t[key]
@@ -95,26 +145,39 @@ def run(args: argparse.Namespace, info: Dict[str, Any]) -> Dict[str, Any]:
             "graph": {"nodes": n, "nnz": A.nnz}, "machine": info, "rows": rows}
 
 
+def _ratio(r: Dict[str, Any], base: str, route: str) -> str:
+    b, t = r.get(f"{base}_ms"), r.get(f"{route}_ms")
+    return format_number(b / t) if b and t else "-"
+
+
 def markdown(res: Dict[str, Any], tag: str) -> str:
-    table = []
+    table, train = [], []
     for r in res["rows"]:
         table.append([r["granularity"], f"{100 * r['sparsity']:.0f}%"]
                      + [format_number(r.get(f"{k}_ms")) for k in ROUTES]
-                     + [format_number(r["dense_ms"] / r["rows dropped_ms"])
-                        if r.get("rows dropped_ms") else "-",
-                        format_number(1 / (1 - r["sparsity"]))
-                        if r["granularity"] == "row" else "-"])
+                     + [_ratio(r, "dense", "rows dropped"), _ratio(r, "dense", "spgemm"),
+                        format_number(1 / (1 - r["sparsity"]))])
+        if r.get("spgemm train_ms"):
+            train.append([r["granularity"], f"{100 * r['sparsity']:.0f}%"]
+                         + [format_number(r.get(f"{k}_ms")) for k in TRAIN_ROUTES]
+                         + [_ratio(r, "dense train", "spgemm train"),
+                            _ratio(r, "x_mask train", "spgemm train")])
     g = res["graph"]
-    return "\n".join([
+    lines = [
         f"# LightGCN propagation on a pruned table ({tag})", "",
         f"First layer `A_norm @ (W * M)`: synthetic user-item graph, {g['nodes']:,} nodes, "
         f"{g['nnz']:,} stored entries, d = {res['config']['dim']}; median ms, interleaved. "
-        "Element masks keep every row partly alive, so only row masks can skip work. "
+        "`spgemm` reads only the table's kept entries (CSR built once, as an evaluated model "
+        "caches it); speed-ups are against the dense table. "
         + common.clock_sentence(res["clock"], res["threads"]), "",
         markdown_table(["mask", "sparsity"] + [f"{k} ms" for k in ROUTES]
-                       + ["rows dropped speed-up", "kept-rows promise"], table), "",
-        *common.machine_section(res["machine"]),
-    ])
+                       + ["rows dropped speed-up", "spgemm speed-up", "kept promise"], table), "",
+    ]
+    if train:
+        lines += ["Forward and backward (gradient reaching `W`), median ms:", "",
+                  markdown_table(["mask", "sparsity"] + [f"{k} ms" for k in TRAIN_ROUTES]
+                                 + ["spgemm vs dense", "spgemm vs x_mask"], train), ""]
+    return "\n".join(lines + common.machine_section(res["machine"]))
 
 
 def plot(res: Dict[str, Any]):
@@ -147,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="timing budget per case in seconds (default 1, quick 0.05)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train", action="store_true",
+                   help="also time forward + backward of each route (gradient reaching W)")
     p.add_argument("--tag", default=None, help="file tag (default cpu, cpu-quick with --quick)")
     common.add_output_args(p)
     return p
@@ -166,7 +231,7 @@ def run_protocol(args: argparse.Namespace) -> dict:
         avg=args.avg, dim=args.dim,
         sparsity=args.sparsity or ([0.0, 0.9] if q else [0.0, 0.5, 0.8, 0.9, 0.95]),
         budget_s=args.budget if args.budget is not None else (0.05 if q else 1.0),
-        threads=args.threads, seed=args.seed,
+        threads=args.threads, seed=args.seed, train=args.train,
     )
 
 

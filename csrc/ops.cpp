@@ -20,6 +20,16 @@ TORCH_LIBRARY(sparselth, m) {
         "bool relu, Tensor w_rowptr, Tensor w_col, Tensor? w_val, int num_rows) -> Tensor");
   // out[e] = dot(x[row(e)], y[col[e]]) for every stored entry e of the CSR pattern.
   m.def("sddmm_kernel(Tensor rowptr, Tensor col, Tensor x, Tensor y) -> Tensor");
+  // Sparse x sparse -> dense (csrc/cpu/spgemm_cpu.cpp, csrc/cuda/spgemm_cuda.cu): out (m, k) =
+  // A (m, n) @ B (n, k), both CSR with one index dtype (int32|int64); a_val, b_val: (nnz,)
+  // `dtype` (float32|float64) or None (ones). A's columns lie in [0, n), B's in [0, num_cols)
+  // (checked). Gustavson: row i of out accumulates B's rows named by row i of A.
+  m.def("spgemm_kernel(Tensor a_rowptr, Tensor a_col, Tensor? a_val, Tensor b_rowptr, "
+        "Tensor b_col, Tensor? b_val, int num_cols, ScalarType dtype) -> Tensor");
+  // out[e] = sum_{f in B row a_col[e]} b_val[f] * grad[row(e), b_col[f]] for every stored e of
+  // A: spgemm's gradient with respect to A's values (on transposes: B's). grad (m, k); (nnz(A),).
+  m.def("spgemm_sampled_kernel(Tensor a_rowptr, Tensor a_col, Tensor b_rowptr, Tensor b_col, "
+        "Tensor? b_val, Tensor grad) -> Tensor");
 
   // Shifted-window products (csrc/cpu/shifted_cpu.cpp): the direct sparse convolution and, with
   // no shifts, the sparse linear layer.
@@ -36,9 +46,24 @@ TORCH_LIBRARY(sparselth, m) {
   m.def("shifted_sddmm_kernel(Tensor rowptr, Tensor blk, Tensor? koff, Tensor a, Tensor src) "
         "-> Tensor");
 
+  // Register-tiled direct sparse convolution (csrc/cpu/sparse_conv_cpu.cpp), inference only:
+  // out[n, r, y, x] = bias[r] + sum_e val[e] * x[n, c(e), y * stride[0] + ky(e) * dilation[0] -
+  // padding[0], x * stride[1] + kx(e) * dilation[1] - padding[1]], zeros outside x; out is
+  // (N, out_channels, output_size[0], output_size[1]). x: (N, C, H, W) contiguous
+  // float32/float64. Entries grouped by (channel block b, row r) in blkptr
+  // ((ceil(C / channel_block) * out_channels + 1,) int32|int64); lo (nnz,) int32: each entry's
+  // offset in the scratch of tiles [rows, cols, images] = tile, encoding c - b * channel_block,
+  // ky and kx (layout in csrc/cpu/sparse_conv_tiles.h; range checked); val (nnz,);
+  // bias (out_channels,) or None.
+  m.def("sparse_conv2d_kernel(Tensor x, Tensor blkptr, Tensor lo, Tensor val, Tensor? bias, "
+        "int out_channels, int channel_block, int[] kernel_size, int[] stride, int[] dilation, "
+        "int[] padding, int[] output_size, int[] tile) -> Tensor");
+
   // Row-major sparse linear layer (csrc/cpu/sparse_linear_cpu.cpp):
-  // out[n, h] = bias[h] + sum_{e in row h} val[e] * x[n, col[e]]: F.linear with a CSR weight
-  // (out_features, in_features); x (batch, in_features) and the result row-major.
+  // out[n, h] = bias[h] + sum_s sum_{e in row s * out_features + h} val[e] * x[n, col[e]]:
+  // F.linear with a CSR weight (out_features, in_features) given as S >= 1 stacked panels
+  // (rowptr: S * out_features + 1 entries, int32|int64; S = 1: the plain CSR); col: (nnz,)
+  // rowptr's dtype or int16; x (batch, in_features), any strides; the result row-major.
   m.def("sparse_linear_kernel(Tensor rowptr, Tensor col, Tensor? val, Tensor x, Tensor? bias, "
         "int out_features) -> Tensor");
 

@@ -27,14 +27,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..ops import backend as _backend
 from ..ops.shifted import ShiftedStructure
 from ..ops.sparse_conv import ConvPlan, sparse_conv2d, sparse_conv_transpose2d
-from ..ops.sparse_linear import sparse_linear
+from ..ops.sparse_linear import LinearPlan, linear_inference, sparse_linear
 from ..sparse.csr import CSR
 from ..sparse.weights import (BlockSparse, ChannelPruned, csr_from_weight, csr_to_weight,
                               to_semi_structured)
 
 Tensor = torch.Tensor
+_KERNEL_DTYPES = (torch.float32, torch.float64)
 
 __all__ = ["SparseLinear", "SparseConv2d", "SparseConvTranspose2d", "ChannelPrunedLinear",
            "ChannelPrunedConv2d", "ChannelPrunedConvTranspose2d", "BlockSparseLinear",
@@ -143,8 +145,24 @@ class _CSRWeight(nn.Module):
 
 
 
+def _linear_kernel_built() -> bool:
+    """Whether the C++ sparse linear kernel is built (asked once)."""
+    global _LINEAR_KERNEL
+    if _LINEAR_KERNEL is None:
+        _LINEAR_KERNEL = _backend.has_kernel("sparse_linear", "cpu", "cpp")
+    return _LINEAR_KERNEL
+
+
+_LINEAR_KERNEL: Optional[bool] = None
+
+
 class SparseLinear(_CSRWeight):
     """``y = x @ W^T + b`` with a CSR weight (see :func:`sparselth.ops.sparse_linear.sparse_linear`).
+
+    When no gradient is needed (``torch.no_grad``/``inference_mode``, or nothing requires grad)
+    and the backend is ``cpp``, it runs the inference kernel with a cached
+    :class:`~sparselth.ops.sparse_linear.LinearPlan` (int16 columns, the weight stacked by
+    column panels: about one more copy of the columns and values); otherwise the autograd route.
 
     Args:
         in_features, out_features: as ``nn.Linear``.
@@ -165,6 +183,7 @@ class SparseLinear(_CSRWeight):
         self._init_csr(weight, (out_features, in_features), bias)
         self.backend = backend
         self._structure = None
+        self._plan = None
 
     @classmethod
     def from_dense(cls, module: nn.Linear, mask: Optional[Tensor] = None, *,
@@ -178,8 +197,30 @@ class SparseLinear(_CSRWeight):
     def _clear_cache(self) -> None:
         super()._clear_cache()
         self._structure = None
+        self._plan = None
+
+    def _inference(self, x: Tensor) -> Optional[Tensor]:
+        """The inference kernel with the cached :class:`LinearPlan` when no gradient is needed
+        and the backend is ``cpp`` (a few microseconds of Python); None otherwise."""
+        # parameters and buffers straight from their dicts: nn.Module.__getattr__ costs ~1 us each
+        params, buffers = self._parameters, self._buffers
+        v = params["values"]
+        if (not isinstance(x, Tensor) or not x.is_cpu or x.dtype != v.dtype
+                or x.dtype not in _KERNEL_DTYPES or x.dim() < 1
+                or x.shape[-1] != self.in_features or not v.is_cpu
+                or (torch.is_grad_enabled() and (v.requires_grad or x.requires_grad))
+                or _backend.resolve(self.backend, x.device, x.dtype, "sparse_linear") != "cpp"
+                or not _linear_kernel_built()):
+            return None
+        plan = self._plan
+        if plan is None or plan.rowptr is not buffers["rowptr"] or plan.col is not buffers["col"]:
+            plan = self._plan = LinearPlan(self._pattern())
+        return linear_inference(x, plan, v, params["bias"] if "bias" in params else self.bias)
 
     def forward(self, x: Tensor) -> Tensor:
+        y = self._inference(x)
+        if y is not None:
+            return y
         A = self.weight_csr()
         if self._structure is None or self._structure.rowptr is not A.rowptr:
             self._structure = ShiftedStructure.from_csr(self._pattern())

@@ -14,6 +14,11 @@ Two routes compute the same thing:
   (entries grouped by input block, negated shifts), the weight gradient a windowed dot product
   per stored weight (``shifted_sddmm``). A 3x3 conv with 256 channels on 32x32 images at
   batch 64 needs ~70 MB for the buffer where im2col needs 600 MB.
+  For inference (no gradient wanted) on the ``cpp`` backend, the direct route runs the
+  register-tiled kernel instead (:mod:`sparselth.ops.sparse_conv_tiles`): each stored weight
+  reused across a register tile of output positions, the input window staged in L1 per block of
+  input channels, transposed convolutions split by output phase; training keeps the shifted
+  kernels and their gradients.
 * ``"im2col"`` (any :func:`sparselth.ops.spmm` backend, GPUs included): ``F.unfold`` then
   ``spmm(W, cols)``; transposed convolution as ``F.fold(W^T @ x)``.
 
@@ -38,6 +43,8 @@ from ._common import check_csr, check_vector, check_weight_input
 from .shifted import BACKENDS as DIRECT_BACKENDS
 from .shifted import (ShiftedStructure, shifted_sddmm_reference, shifted_spmm,  # noqa: F401
                       shifted_spmm_reference, shifted_spmm_t)
+from .sparse_conv_tiles import (TiledConv, conv_transpose_tiles, has_tiles_kernel,
+                                transposed_phases)
 from .spmm import spmm
 
 Tensor = torch.Tensor
@@ -130,6 +137,31 @@ class ConvPlan:
         self.im2col_pattern = CSR(weight.rowptr, (cin * kk + k).to(idx), None,
                                   (R, in_channels * kk), validate=False)
         self._geometry: Dict[Tuple[int, int], dict] = {}
+        # tiled (inference) kernel: every entry's output row, input channel and tap
+        self._entries = (row, cin, k // kw, k % kw)
+        self._index_dtype = idx
+        self._tiled: Optional[TiledConv] = None
+        self._tiled_t: Optional[list] = None
+
+    def tiled(self) -> TiledConv:
+        """The convolution's entries laid out for the tiled inference kernel (built once)."""
+        if self._tiled is None:
+            row, cin, ky, kx = self._entries
+            self._tiled = TiledConv(row, cin, ky, kx, self.out_channels, self.in_channels,
+                                    self.kernel_size, self.stride, self.dilation,
+                                    self.in_channels // self.groups, self._index_dtype)
+        return self._tiled
+
+    def tiled_transposed(self) -> list:
+        """The adjoint (transposed convolution) as one tiled stride-1 convolution per output
+        phase (:func:`~sparselth.ops.sparse_conv_tiles.transposed_phases`; built once)."""
+        if self._tiled_t is None:
+            row, cin, ky, kx = self._entries
+            self._tiled_t = transposed_phases(
+                cin, row, ky, kx, self.in_channels, self.out_channels, self.kernel_size,
+                self.stride, self.padding, self.dilation, self.out_channels // self.groups,
+                self._index_dtype)
+        return self._tiled_t
 
     def out_size(self, H: int, W: int) -> Tuple[int, int]:
         (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (self.kernel_size, self.stride, self.padding,
@@ -237,6 +269,17 @@ def _has_direct_kernel(device: torch.device) -> bool:
     return _backend.has_kernel("shifted_spmm", device, "cpp")
 
 
+def _use_tiles(backend: str, plan: "ConvPlan", x: Tensor, *operands) -> bool:
+    """Whether the direct route runs the tiled inference kernel: the cpp backend, float32 or
+    float64, a kernel at most 16 columns wide, and no gradient wanted."""
+    if backend != "cpp" or x.dtype not in (torch.float32, torch.float64):
+        return False
+    if not (TiledConv.applies(plan.kernel_size) and has_tiles_kernel(x.device)):
+        return False
+    return not (torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (x,) + operands))
+
+
 def resolve_route(op: str, route: str, backend: str, device: torch.device,
                   dtype: torch.dtype) -> Tuple[str, str]:
     """``(route, backend)`` for a sparse conv: ``direct`` on ``cpp``/``reference``, ``im2col``
@@ -311,6 +354,8 @@ def sparse_conv2d(x: Tensor, weight: CSR, bias: Optional[Tensor] = None, stride:
 
 def _conv2d_direct(x, plan: ConvPlan, val, bias, backend):
     N, C, H, W = x.shape
+    if _use_tiles(backend, plan, x, val, bias):
+        return plan.tiled()(x, val, bias, plan.padding, plan.out_size(H, W))
     g = plan.geometry(H, W)
     src = plan.build(x, g)
     out = shifted_spmm(g["S"], val, src, g["Q"], bias, backend, g["Wq"], g["Wout"])
@@ -406,6 +451,9 @@ def sparse_conv_transpose2d(x: Tensor, weight: CSR, bias: Optional[Tensor] = Non
         raise ValueError(f"{op}: the output size {(Hy, Wy)} must be positive")
     route, name = resolve_route(op, route, backend, x.device, x.dtype)
     val = _values(weight, x)
+    if route == "direct" and _use_tiles(name, plan, x, val, bias):
+        return conv_transpose_tiles(plan.tiled_transposed(), x, val, bias, plan.in_channels,
+                                    plan.stride, (Hy, Wy))
     if route == "direct":
         y = _conv_t_direct(x, plan, val, Hy, Wy, name)
     else:

@@ -245,3 +245,83 @@ def test_lightgcn_fuzz(U, I, dim, layers, seed):
     ref = _dense_reference(model, adj, mask)
     ue, ie = model.all_embeddings()
     torch.testing.assert_close(torch.cat([ue, ie]), ref, **tolerances(torch.float64))
+
+
+# ---------------------------------------------------------------- the spgemm route of layer 1
+@pytest.mark.parametrize("layers", [1, 3])
+@pytest.mark.parametrize("soft", [False, True])
+def test_spgemm_route_matches_dense_reference_values_and_gradients(layers, soft):
+    """``route="spgemm"`` (layer 1 as spgemm(A, CSR(W * M))) equals the dense reference in
+    value and gradient; pruned entries of W get no gradient; bool and float 0/1 masks, and a
+    mask that leaves pruned values in W (set_mask)."""
+    d = _tiny(seed=5)
+    torch.manual_seed(2)
+    model = LightGCN.from_interactions(d, dim=6, layers=layers).double()
+    mask = _random_mask(model.embedding.weight.shape, keep=0.3, seed=4)
+    model.embedding.set_mask(mask.double() if soft else mask)
+    model.route = "spgemm"
+    assert model.propagation_route() == "spgemm"
+    ref = _dense_reference(model, d.adjacency(), mask)
+    ue, ie = model.all_embeddings()
+    torch.testing.assert_close(torch.cat([ue, ie]), ref, **tolerances(torch.float64))
+    U = d.num_users
+    users, pos, neg = torch.arange(U), torch.arange(U) % d.num_items, (torch.arange(U) + 1) % d.num_items
+    (grad,) = torch.autograd.grad(model.bpr_loss(users, pos, neg, reg=0.0), model.embedding.weight)
+    model.route = "x_mask"
+    (grad_x,) = torch.autograd.grad(model.bpr_loss(users, pos, neg, reg=0.0), model.embedding.weight)
+    torch.testing.assert_close(grad, grad_x, **tolerances(torch.float64))
+    assert float((grad * ~mask).abs().max()) == 0.0
+
+
+def test_spgemm_route_caches_the_table_until_weights_or_mask_change():
+    d = synthetic_interactions(900, 400, avg_interactions=5, seed=1)
+    torch.manual_seed(0)
+    model = LightGCN.from_interactions(d, dim=16, layers=2)
+    mask = _random_mask(model.embedding.weight.shape, keep=0.08, seed=2)
+    prune.apply(model, {"embedding.weight": mask})
+    assert model.propagation_route() == "spgemm"   # 1300 rows, 8 % kept: reading kept entries pays
+    with torch.no_grad():
+        first = model.propagate()
+        table = model._table_cache["table"]
+        torch.testing.assert_close(model.propagate(), first)
+        assert model._table_cache["table"] is table                 # cached
+        model.embedding.weight.mul_(2.0)                             # an optimizer step, in place
+        torch.testing.assert_close(model.propagate(), 2 * first)
+        assert model._table_cache["table"] is not table
+    denser = _random_mask(model.embedding.weight.shape, keep=0.9, seed=3)
+    prune.apply(model, {"embedding.weight": denser})                 # a new mask
+    assert model.propagation_route() == "x_mask"                     # 90 % kept: x_mask wins
+    half = _random_mask(model.embedding.weight.shape, keep=0.5, seed=4)
+    prune.apply(model, {"embedding.weight": half})
+    assert model.propagation_route() == "x_mask"      # training at 50 %: the backward dominates
+    with torch.no_grad():
+        assert model.propagation_route() == "spgemm"  # evaluation at 50 %: spgemm pays
+    prune.apply(model, {"embedding.weight": denser})
+    ref = _dense_reference(model, d.adjacency(), model.embedding_mask())
+    torch.testing.assert_close(torch.cat(model.all_embeddings()), ref, atol=1e-5, rtol=1e-4)
+    model.route = "spgemm"
+    torch.testing.assert_close(torch.cat(model.all_embeddings()), ref, atol=1e-5, rtol=1e-4)
+    model.route = "mkl"
+    with pytest.raises(ValueError, match="route"):
+        model.propagate()
+
+
+def test_spgemm_route_trains_the_kept_weights():
+    d = _tiny(seed=7)
+    torch.manual_seed(3)
+    model = LightGCN.from_interactions(d, dim=4, layers=2).double()
+    mask = _random_mask(model.embedding.weight.shape, keep=0.4, seed=1)
+    prune.apply(model, {"embedding.weight": mask})
+    model.route = "spgemm"
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    users = torch.arange(d.num_users)
+    pos, neg = users % d.num_items, (users + 3) % d.num_items
+    before = model.bpr_loss(users, pos, neg).item()
+    for _ in range(5):
+        opt.zero_grad()
+        model.bpr_loss(users, pos, neg).backward()
+        opt.step()
+        ref = _dense_reference(model, d.adjacency(), mask)
+        torch.testing.assert_close(torch.cat(model.all_embeddings()), ref)
+    assert model.bpr_loss(users, pos, neg).item() < before
+    assert float(model.embedding.weight.detach()[~mask].abs().max()) == 0.0

@@ -74,6 +74,20 @@ def test_sparse_conv_equals_masked_dense(kw, backend, route):
         torch.testing.assert_close(layer(x), ref, **TOL32)
 
 
+@pytest.mark.parametrize("kw", CONVS)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sparse_conv_inference_equals_masked_dense(kw, backend):
+    # no gradient wanted: the direct route's inference kernel (tiled on cpp)
+    conv = nn.Conv2d(**kw)
+    for x in (torch.randn(2, 4, 9, 10), torch.randn(16, 4, 8, 8), torch.randn(1, 4, 5, 33)):
+        for mask in (_mask(conv.weight.shape, 0.9, 3), _channel_mask(conv.weight.shape, 4)):
+            layer = snn.SparseConv2d.from_dense(conv, mask, backend=backend).eval()
+            with torch.no_grad():
+                ref = conv._conv_forward(x, conv.weight * mask, conv.bias)
+                torch.testing.assert_close(layer(x), ref, **TOL32)
+                torch.testing.assert_close(layer.double()(x.double()), ref.double(), **TOL32)
+
+
 @pytest.mark.parametrize("kw", [kw for kw in CONVS if kw.get("groups", 1) == 1])
 def test_channel_pruned_conv_equals_masked_dense(kw):
     conv = nn.Conv2d(**kw)
@@ -108,6 +122,21 @@ def test_sparse_conv_transpose_equals_masked_dense(kw, backend, route):
     torch.testing.assert_close(layer(x), masked(x), **TOL32)
     torch.testing.assert_close(layer(x, output_size=osz), masked(x, output_size=osz), **TOL32)
     torch.testing.assert_close(masked.to_sparse().dense_weight(), deconv.weight.detach() * mask)
+
+
+@pytest.mark.parametrize("kw", DECONVS + [dict(in_channels=6, out_channels=4, kernel_size=3,
+                                                padding=1)])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sparse_conv_transpose_inference_equals_masked_dense(kw, backend):
+    deconv, x, osz = _deconv_case(kw)
+    for mask in (_mask(deconv.weight.shape, 0.9, 5), _channel_mask(deconv.weight.shape, 6)):
+        layer = snn.SparseConvTranspose2d.from_dense(deconv, mask, backend=backend).eval()
+        masked = snn.MaskedConvTranspose2d.from_dense(deconv, mask)
+        with torch.no_grad():
+            torch.testing.assert_close(layer(x), masked(x), **TOL32)
+            if deconv.stride != (1, 1):
+                torch.testing.assert_close(layer(x, output_size=osz), masked(x, output_size=osz),
+                                           **TOL32)
 
 
 @pytest.mark.parametrize("kw", [kw for kw in DECONVS if kw.get("groups", 1) == 1])

@@ -164,3 +164,74 @@ def test_torch_compile_matches_eager():
     ex, ev = torch.autograd.grad(f(x, val).sum(), (x, val))
     torch.testing.assert_close(gx, ex)
     torch.testing.assert_close(gv, ev)
+
+
+# ------------------------------------------------------------------ SparseLinear's inference path
+def _layer(in_f, out_f, sparsity, seed, dtype=torch.float32):
+    from sparselth.nn.sparse import SparseLinear
+    torch.manual_seed(seed)
+    lin = torch.nn.Linear(in_f, out_f).to(dtype)
+    mask = torch.rand(out_f, in_f) >= sparsity
+    return SparseLinear.from_dense(lin, mask).eval(), lin, mask
+
+
+@pytest.mark.parametrize("B", [1, 7, 16, 64, 130])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_sparse_linear_inference_matches_training_path(B, dtype):
+    """Without gradients SparseLinear runs the kernel with its cached plan (panels from batch 2
+    on): the same result as the masked dense layer and as its autograd path."""
+    layer, lin, mask = _layer(300, 45, 0.8, seed=B, dtype=dtype)
+    x = torch.randn(B, 300, dtype=dtype)
+    want = F.linear(x, lin.weight * mask, lin.bias).detach()
+    tol = tolerances(dtype)
+    with torch.no_grad():
+        got = layer(x)
+    assert layer._plan is not None and got.is_contiguous()
+    torch.testing.assert_close(got, want, **tol)
+    trained = layer(x)                                  # grad enabled: the autograd route
+    assert trained.grad_fn is not None
+    torch.testing.assert_close(trained.detach(), want, **tol)
+    with torch.inference_mode():
+        torch.testing.assert_close(layer(x), want, **tol)
+        torch.testing.assert_close(layer(x[0]), want[0], **tol)            # 1-D input
+        torch.testing.assert_close(layer(x.reshape(1, B, 300)), want.reshape(1, B, 45), **tol)
+
+
+def test_sparse_linear_inference_follows_changes():
+    """The plan's permuted values follow in-place updates, a new pattern and a dtype change."""
+    layer, lin, mask = _layer(200, 30, 0.7, seed=1)
+    x = torch.randn(64, 200)
+    with torch.no_grad():
+        layer(x)
+        layer.values.mul_(-1.5)
+        torch.testing.assert_close(layer(x), F.linear(x, -1.5 * lin.weight * mask, lin.bias),
+                                   **tolerances(torch.float32))
+        other, lin2, mask2 = _layer(200, 30, 0.4, seed=2)
+        layer.load_state_dict(other.state_dict())
+        torch.testing.assert_close(layer(x), F.linear(x, lin2.weight * mask2, lin2.bias),
+                                   **tolerances(torch.float32))
+        layer.double()
+        torch.testing.assert_close(layer(x.double()),
+                                   F.linear(x.double(), (lin2.weight * mask2).double(),
+                                            lin2.bias.double()), **tolerances(torch.float64))
+
+
+def test_sparse_linear_inference_under_torch_compile():
+    layer, lin, mask = _layer(40, 12, 0.6, seed=3)
+    x = torch.randn(20, 40)
+    compiled = torch.compile(layer, backend="aot_eager")
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), F.linear(x, lin.weight * mask, lin.bias),
+                                   **tolerances(torch.float32))
+
+
+def test_sparse_linear_inference_without_bias():
+    from sparselth.nn.sparse import SparseLinear
+    lin = torch.nn.Linear(33, 17, bias=False)
+    mask = torch.rand(17, 33) >= 0.5
+    layer = SparseLinear.from_dense(lin, mask).eval()
+    for B in (1, 5, 50):
+        x = torch.randn(B, 33)
+        with torch.no_grad():
+            torch.testing.assert_close(layer(x), F.linear(x, lin.weight * mask),
+                                       **tolerances(torch.float32))

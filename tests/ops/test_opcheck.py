@@ -83,6 +83,18 @@ def shifted_sddmm_kernel(_):
     return S.rowptr, S.blk, S.koff, torch.randn(2, 5, 4, dtype=F64), src
 
 
+def sparse_conv2d_kernel(_):
+    from sparselth.ops.sparse_conv_tiles import TiledConv
+    g = torch.Generator().manual_seed(2)
+    keep = torch.rand(5, 3, 3, 3, generator=g) < 0.4
+    r, c, ky, kx = keep.nonzero(as_tuple=True)
+    conv = TiledConv(r, c, ky, kx, 5, 3, (3, 3), (1, 1), (1, 1), 3, torch.long)
+    tile, cb, perm, blkptr, lo = conv.layout(4, 6, 2, 8)
+    return (torch.randn(2, 3, 4, 6, dtype=F64, generator=g), blkptr, lo,
+            torch.randn(r.numel(), dtype=F64, generator=g), torch.randn(5, dtype=F64), 5, cb,
+            [3, 3], [1, 1], [1, 1], [1, 1], [4, 6], list(tile))
+
+
 def sparse_linear_kernel(_):
     A, *_t = _csr()
     return A.rowptr, A.col, A.val, torch.randn(4, 5, dtype=F64), torch.randn(7, dtype=F64), 7
@@ -154,8 +166,38 @@ def embedding_dense_grad(backend):
     return torch.randn(5, 6), M, ids, 9, backend
 
 
-KERNELS = [spmm_kernel, spmm_linear_kernel, sddmm_kernel, shifted_spmm_kernel, shifted_sddmm_kernel,
-           sparse_linear_kernel, embedding_rows_kernel, embedding_csr_kernel,
+
+def _spgemm_operands():
+    A = random_csr(8, 6, 0.4, dtype=F64, power_law=True, seed=1)
+    B = random_csr(6, 5, 0.4, dtype=F64, seed=2)
+    return A, B, torch.randn(8, 5, dtype=F64)
+
+
+def spgemm_kernel(_):
+    A, B, _g = _spgemm_operands()
+    return A.rowptr, A.col, A.val, B.rowptr, B.col, None, 5, F64
+
+
+def spgemm_sampled_kernel(_):
+    A, B, grad = _spgemm_operands()
+    return A.rowptr, A.col, B.rowptr, B.col, B.val, grad
+
+
+def spgemm(backend):
+    A, B, _g = _spgemm_operands()
+    At, Bt = A.t(), B.t()
+    return (A.rowptr, A.col, _grad(A.val), B.rowptr, B.col, _grad(B.val), At.rowptr, At.col,
+            A.csr_to_csc_perm(), Bt.rowptr, Bt.col, B.csr_to_csc_perm(), 5, F64, backend)
+
+
+def spgemm_sampled(backend):
+    A, B, grad = _spgemm_operands()
+    return A.rowptr, A.col, B.rowptr, B.col, B.val, grad, backend
+
+
+KERNELS = [spmm_kernel, spmm_linear_kernel, spgemm_kernel, spgemm_sampled_kernel, sddmm_kernel,
+           shifted_spmm_kernel, shifted_sddmm_kernel,
+           sparse_conv2d_kernel, sparse_linear_kernel, embedding_rows_kernel, embedding_csr_kernel,
            embedding_bitmask_kernel, embedding_backward_kernel, embedding_sparse_grad_kernel]
 # custom op -> (its backends, the kernel its case runs)
 CUSTOM_OPS = {spmm: (test_backends(), "spmm"), sddmm: (test_backends(), "sddmm"),
@@ -163,7 +205,9 @@ CUSTOM_OPS = {spmm: (test_backends(), "spmm"), sddmm: (test_backends(), "sddmm")
               shifted_sddmm: (SHIFTED_BACKENDS, "shifted_sddmm"),
               embedding_gather: (test_backends(), "embedding_bitmask"),
               masked_embedding: (test_backends(), "embedding_rows"),
-              embedding_dense_grad: (test_backends(), "embedding_backward")}
+              embedding_dense_grad: (test_backends(), "embedding_backward"),
+              spgemm: (test_backends(), "spgemm"),
+              spgemm_sampled: (test_backends(), "spgemm_sampled")}
 
 
 def _cases():
