@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from ..ops import backend as _backend
-from ..ops.sparse_linear import sparse_linear
+from ..ops.sparse_linear import LinearPlan, sparse_linear
 from ..ops.spgemm import spgemm
 from ..ops.spmm import spmm_impl
 from ..ops.spmm_linear import spmm_linear_impl
@@ -357,7 +357,7 @@ class LiveChannels:
     """
 
     __slots__ = ("p1", "p2", "live", "width", "next_lin", "bias", "wt", "weight", "w_csr",
-                 "out_dim", "hidden")
+                 "w_plan", "out_dim", "hidden")
 
     def __init__(self, conv1: nn.Module, p1: "Plan", p2: "Plan"):
         self.p1, self.p2 = p1, p2
@@ -365,7 +365,7 @@ class LiveChannels:
         self.out_dim, self.hidden = W2.shape
         live = torch.unique(W2.col.long())
         self.live = None if live.numel() == self.hidden else live
-        self.wt = self.weight = self.w_csr = None
+        self.wt = self.weight = self.w_csr = self.w_plan = None
         self.bias, self.next_lin, self.width = p1.bias, W2, self.hidden
         if self.live is None or live.numel() == 0:
             return
@@ -389,6 +389,7 @@ class LiveChannels:
             self.weight = W1
         else:
             self.w_csr = CSR.from_dense(W1)
+            self.w_plan = LinearPlan(self.w_csr)   # the layouts the inference kernel reads
 
     def run(self, conv1: nn.Module, x: Any) -> Tensor:
         """``relu(agg @ (x W1^T) + b1)[:, live] @ W2[:, live]^T``, ``(N, out)``."""
@@ -407,7 +408,7 @@ class LiveChannels:
         elif self.weight is not None:
             h = torch.nn.functional.linear(x, self.weight)
         else:
-            h = sparse_linear(x, self.w_csr)
+            h = sparse_linear(x, self.w_csr, plan=self.w_plan)
         if not h.is_contiguous():
             h = h.contiguous()
         a, w = p1.agg, self.next_lin
