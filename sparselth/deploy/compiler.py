@@ -138,19 +138,22 @@ def compile(
     reports += compile_embeddings(dense_model, compiled, masks, inputs, sel, _set_module)
     compiled.eval()
 
-    promised = _promised_speedup(macs, reports, graph_rows)
+    macs_totals = _macs_totals(macs, reports, graph_rows)
+    promised = macs_totals[0] / macs_totals[1] if macs_totals[1] else None
     end_to_end = _verify_and_time(compiled, dense_model, inputs, captured, reports,
                                   noncontiguous, sel, e2e_budget_s, promised)
+    _executed_promise(end_to_end, macs_totals, graph_rows)
     memory = forward_memory({"dense": dense_model, "compiled": compiled},
                             lambda m: call(m, inputs), device)
     meta = _meta(device, dtype, backend, inputs, ticket, sel)
     return compiled, CompileReport(reports, layer_totals(reports), end_to_end, memory, meta)
 
 
-def _promised_speedup(macs: Mapping[str, Any], reports: list[LayerReport],
-                      graph_rows: list[LayerReport]) -> float | None:
-    """MACs dense / MACs ticket of the whole model: the counted layers, with the layers inside
-    a graph layer replaced by the graph layer's exact count (transform and aggregation)."""
+def _macs_totals(macs: Mapping[str, Any], reports: list[LayerReport],
+                 graph_rows: list[LayerReport]) -> tuple[int, int]:
+    """``(MACs dense, MACs ticket)`` of the whole model: the counted layers, with the layers
+    inside a graph layer replaced by the graph layer's exact count (transform and
+    aggregation)."""
     dense, ticket = macs["total"]["macs_dense"], macs["total"]["macs"]
     for rec in reports:
         if rec.part_of:
@@ -159,7 +162,23 @@ def _promised_speedup(macs: Mapping[str, Any], reports: list[LayerReport],
             ticket -= int(layer.get("macs", 0))
     dense += sum(r.macs_dense for r in graph_rows)
     ticket += sum(r.macs_ticket for r in graph_rows)
-    return dense / ticket if ticket else None
+    return dense, ticket
+
+
+def _executed_promise(end_to_end: dict[str, Any], macs_totals: tuple[int, int],
+                      graph_rows: list[LayerReport]) -> None:
+    """Where compiled layers execute fewer MACs than the ticket counts (a fused pair skipping
+    hidden channels no kept weight reads), the promise by the executed MACs beside the
+    counted one, and the measured speed-up against it."""
+    skipped = sum(r.macs_ticket - r.macs_executed for r in graph_rows
+                  if r.macs_executed is not None)
+    dense, ticket = macs_totals
+    if not skipped or ticket - skipped <= 0:
+        return
+    executed = dense / (ticket - skipped)
+    speedup = end_to_end.get("speedup")
+    end_to_end.update(macs_skipped=skipped, promised_speedup_executed=executed,
+                      realised_savings_executed=None if speedup is None else speedup / executed)
 
 
 def _check_arguments(model: Any, ticket: Any, example_inputs: Any, backend: Any) -> Ticket:

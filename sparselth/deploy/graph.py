@@ -26,7 +26,6 @@ matter more than the weight route alone. For every graph layer the example input
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -167,7 +166,8 @@ def compile_graph_layers(dense_model: nn.Module, compiled: nn.Module,
         rec.noise_ms = 0.5 * sum(half)
         rec.bytes_dense = state_bytes(dense_conv)
     if fuse is not None and rows:
-        _choose_fusion(compiled, dense_model, inputs, sel, rows, bool(fuse), first, replace)
+        _choose_fusion(compiled, dense_model, inputs, sel, rows, bool(fuse), first, replace,
+                       got)
     for rec in rows:            # the modules that run now
         conv = compiled.get_submodule(rec.name)
         rec.bytes_stored = state_bytes(conv)
@@ -182,7 +182,8 @@ def compile_graph_layers(dense_model: nn.Module, compiled: nn.Module,
 def _choose_fusion(compiled: nn.Module, dense_model: nn.Module, inputs: Any, sel: Selection,
                    rows: list[LayerReport], allowed: bool,
                    first: Mapping[str, Mapping[str, nn.Module]],
-                   replace: Callable[[nn.Module, str, nn.Module], None]) -> None:
+                   replace: Callable[[nn.Module, str, nn.Module], None],
+                   calls: Mapping[str, tuple]) -> None:
     """A model that can fuse a pair of graph layers (``fuse``, ``fused_layers``: the
     consumer's transform run in the producer's aggregation, which needs both to transform
     first and the consumer's ``lin`` sparse) is verified and timed end to end as chosen layer
@@ -231,6 +232,40 @@ def _choose_fusion(compiled: nn.Module, dense_model: nn.Module, inputs: Any, sel
                     rec = by_row[layer]
                     rec.route, rec.impl = route, impl + " (fused pair)"
                     rec.speedup = rec.latency_ms["dense"] / max(rec.latency_ms[route], 1e-12)
+                _note_live_channels(compiled, inputs, by_row[producer], calls[producer])
     for rec in rows:
         if note:
             rec.note = (rec.note + "; " if rec.note else "") + note
+
+
+def _note_live_channels(compiled: nn.Module, inputs: Any, rec: LayerReport,
+                        call_args: tuple) -> None:
+    """The producer of a fused pair that skips hidden channels no kept weight of the consumer
+    reads: its executed MACs (``rec.macs_executed``) and a note."""
+    live_fn = getattr(compiled, "live_channels", None)
+    if not callable(live_fn):
+        return
+    with torch.no_grad():
+        call(compiled, inputs)
+    n_live = live_fn()
+    live = getattr(getattr(compiled, "_live", None), "live", None)
+    conv = compiled.get_submodule(rec.name)
+    W = conv._weight().detach()
+    if n_live is None or live is None or n_live >= W.shape[0]:
+        return
+    args, kwargs = call_args
+    rest = {k: v for k, v in kwargs.items() if k != "relu"}
+    with torch.no_grad():
+        full = conv.macs(*args, **rest, order="transform_first")
+    kept = (W[live] != 0)
+    x = args[0]
+    if isinstance(x, CSR):
+        counts = torch.bincount(x.col.long(), minlength=W.shape[1])
+        transform = int((counts * kept.sum(0)).sum())
+    else:
+        transform = int(x.shape[0]) * int(kept.sum())
+    rec.macs_executed = transform + (full["aggregate"] + full["self"]) * n_live // W.shape[0]
+    rec.note = (rec.note + "; " if rec.note else "") + (
+        f"computes {n_live} of {W.shape[0]} output channels (the others are read by no kept "
+        f"weight of the next layer): {rec.macs_executed} MACs executed of {rec.macs_ticket} "
+        f"counted")

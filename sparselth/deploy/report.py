@@ -45,7 +45,9 @@ class LayerReport:
     A graph layer (``GCNConv``, ...) is one row whose MACs cover its transform and aggregation
     and whose routes are its orders (``A(XW)``, ``(AX)W``); the ``lin`` inside it keeps its
     own row with ``part_of`` naming the graph layer, left out of the totals (its MACs and
-    time are the graph layer's).
+    time are the graph layer's). ``macs_executed`` is set where the compiled layer executes
+    fewer MACs than the ticket counts (hidden channels that no kept weight of the next layer
+    reads are skipped); the promise stays the ticket's count.
     """
 
     name: str
@@ -70,6 +72,7 @@ class LayerReport:
     latency_cpu_ms: dict[str, float] = field(default_factory=dict)
     noise_ms: float | None = None
     part_of: str = ""
+    macs_executed: int | None = None
 
     @classmethod
     def for_layer(cls, name: str, module: Any, keep_fraction: float, macs_dense: int,
@@ -233,6 +236,11 @@ class CompileReport:
             f"{format_number(e.get('speedup_wall'))}x, CPU {format_number(e.get('speedup_cpu'))}x",
             f"memory ({m.get('method')}): dense {format_si(m.get('dense_bytes'))}B, compiled "
             f"{format_si(m.get('compiled_bytes'))}B{note}",
+            *([f"executed MACs: {format_si(e['macs_skipped'])} of the ticket's MACs skipped "
+               f"(hidden channels no kept weight reads); by executed MACs the promise is "
+               f"{format_number(e.get('promised_speedup_executed'))}x, realised "
+               f"{format_number(e.get('realised_savings_executed'))}"]
+              if e.get("macs_skipped") else []),
             f"verified: max relative error {format_number(e.get('max_rel_error'))} "
             f"(tolerance {format_number(meta.get('tolerance'))}){forced}",
         ]

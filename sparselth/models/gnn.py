@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..nn._graph_plan import LiveChannels
 from ..nn.graph import GATConv, GCNConv, GINConv
 from ..sparse.csr import CSR
 
@@ -154,6 +155,13 @@ class GCN(_GraphModel):
     """UGS's two-layer GCN: ``conv2(dropout(relu(conv1(x))))``, both :class:`GCNConv` without
     bias, self loops in the normaliser (never pruned), dropout 0.5 between the layers.
 
+    At inference (eval mode, no autograd) each layer runs its cached plan
+    (:mod:`sparselth.nn.graph`); when ``conv2.lin`` is a compiled sparse layer
+    (``sparselth.compile``) and both layers transform first, conv2's transform runs inside
+    conv1's aggregation (:attr:`fuse`, :func:`sparselth.ops.spmm_linear`) over only the hidden
+    channels conv2's kept weights read (:attr:`skip_dead_channels`): the hidden
+    ``(N, hidden)`` tensor is never stored. The output is the same.
+
     Args:
         adj: the graph, a square CSR (rows = targets) or a PyG ``edge_index`` ``[2, E]``
             (values are ignored: only the pattern is stored).
@@ -175,7 +183,11 @@ class GCN(_GraphModel):
         #: tensor is then never stored (:func:`sparselth.ops.spmm_linear`)
         self.fuse = True
         self.fused_layers = ("conv1", "conv2")   # (producer, consumer) of the fused pair
+        #: with :attr:`fuse`: conv1 computes only the hidden channels conv2's kept weights
+        #: read (a channel whose column of conv2's weight is all pruned cannot reach the output)
+        self.skip_dead_channels = True
         self._hidden_like: Optional[Tensor] = None
+        self._live: Optional[LiveChannels] = None
 
     def forward(self, x: Union[Tensor, CSR]) -> Tensor:
         A, w = self.adjacency(), self.edge_mask
@@ -204,7 +216,20 @@ class GCN(_GraphModel):
         p2 = c2._plan_for(like, A, w)
         if p2.order != "transform_first" or p2.lin_csr is None:
             return None
-        return p2.aggregate(p1.run_fused(c1, x, True, p2.lin_csr), False)
+        if not self.skip_dead_channels:
+            return p2.aggregate(p1.run_fused(c1, x, True, p2.lin_csr), False)
+        live = self._live
+        if live is None or live.p1 is not p1 or live.p2 is not p2:
+            live = self._live = LiveChannels(c1, p1, p2)
+        return p2.aggregate(live.run(c1, x), False)
+
+    def live_channels(self) -> Optional[int]:
+        """Hidden channels the fused inference path computes (conv2's kept weights read
+        them), or None before an inference call built it or when it does not apply."""
+        live = self._live
+        if live is None or not self.skip_dead_channels:
+            return None
+        return live.hidden if live.live is None else int(live.live.numel())
 
     def ugs_weight_names(self) -> List[str]:
         return ["conv1.lin.weight", "conv2.lin.weight"]

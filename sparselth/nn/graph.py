@@ -38,12 +38,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..ops import backend as _backend
 from ..ops.edge_softmax import edge_softmax
-from ..ops.spmm import spmm, spmm_impl
+from ..ops.spmm import spmm
 from ..sparse.csr import CSR
-from ._graph_plan import (Plan, TransposedWeight, kept_per_col, order_costs, resolve_order,
-                          sparse_product)
+from ._graph_plan import Plan, TransposedWeight, kept_per_col, order_costs, resolve_order
 
 __all__ = ["GCNConv", "GINConv", "GATConv"]
 

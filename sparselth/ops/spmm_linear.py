@@ -77,7 +77,7 @@ def spmm_linear(A: CSR, X: Tensor, W: CSR, *, bias: Optional[Tensor] = None,
 
     Example::
 
-        >>> z = spmm_linear(A_hat, X @ W1.t(), W2_csr, bias=b1, relu=True)  # relu(Â X W1ᵀ + b1) W2ᵀ
+        >>> z = spmm_linear(A_hat, X @ W1.t(), W2_csr, bias=b1, relu=True)  # relu(ÂXW1ᵀ+b1)W2ᵀ
     """
     op = "spmm_linear"
     check_csr(op, "A", A)

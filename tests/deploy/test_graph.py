@@ -107,3 +107,23 @@ def test_fused_gcn_layers_are_verified_timed_and_noted():
         torch.testing.assert_close(compiled(x), _masked(model, ticket)(x))
         compiled.fuse = not compiled.fuse
         torch.testing.assert_close(compiled(x), _masked(model, ticket)(x))
+
+
+def test_dead_hidden_channels_are_reported_beside_the_counted_promise():
+    model, ticket, x = _graph_ticket(GCN, False)
+    # conv2 reads 3 of the 16 hidden channels
+    keep = torch.zeros(3, 16, dtype=torch.bool)
+    keep[:, :3] = True
+    ticket.masks["conv2.lin.weight"] = keep
+    compiled, report = sparselth.compile(model, ticket, example_inputs=(x,), **FAST)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), _masked(model, ticket)(x))
+    rec = report.layer("conv1")
+    e = report.end_to_end
+    if compiled.fuse and compiled.live_channels() == 3:
+        assert rec.macs_executed < rec.macs_ticket and "3 of 16" in rec.note
+        assert e["macs_skipped"] == rec.macs_ticket - rec.macs_executed
+        assert e["promised_speedup_executed"] > e["promised_speedup"]
+        assert "executed MACs" in str(report)
+    else:
+        assert rec.macs_executed is None and "macs_skipped" not in e

@@ -279,35 +279,52 @@ def test_deepcopy_and_functional_call(name):
 
 
 @pytest.mark.parametrize("sparse_x", [False, True])
-def test_gcn_fuses_conv2_transform_into_conv1_at_inference(sparse_x, monkeypatch):
+@pytest.mark.parametrize("skip_dead", [True, False])
+@pytest.mark.parametrize("kept", [0.3, 0.0, 1.0])
+@pytest.mark.parametrize("sparse_lin1", [False, True])
+def test_gcn_fuses_conv2_transform_into_conv1_at_inference(sparse_x, skip_dead, kept, sparse_lin1,
+                                                          monkeypatch):
+    """conv2's transform runs in conv1's aggregation (the fused kernel), over the hidden
+    channels conv2 reads only (or all); equal to the unfused and the masked dense model."""
     from sparselth.nn import SparseLinear
     from sparselth.nn import _graph_plan
 
     torch.manual_seed(0)
     m = GCN(graph(), F_IN, C, hidden=8).double().eval()     # hidden < F_IN: transform first
+    with torch.no_grad():
+        m.conv1.bias = torch.nn.Parameter(torch.randn(8, dtype=torch.float64))
     x = features(torch.float64)
     x = CSR.from_dense(x * (x > 0.5)) if sparse_x else x
-    mask = torch.rand(m.conv2.lin.weight.shape, generator=torch.Generator().manual_seed(0)) < 0.3
+    g = torch.Generator().manual_seed(0)
+    mask2 = torch.rand(m.conv2.lin.weight.shape, generator=g) < kept
+    mask2[:, 0] = kept > 0                                        # a live channel, or none
+    mask1 = torch.rand(m.conv1.lin.weight.shape, generator=g) < 0.5
     with torch.no_grad():
-        m.conv2.lin.weight.mul_(mask)
+        m.conv2.lin.weight.mul_(mask2)
+        m.conv1.lin.weight.mul_(mask1)
         m.edge_mask[::4] = 0
         want = m(x)
-    m.conv2.lin = SparseLinear.from_dense(m.conv2.lin, mask)
+    m.conv2.lin = SparseLinear.from_dense(m.conv2.lin, mask2)
+    if sparse_lin1:
+        m.conv1.lin = SparseLinear.from_dense(m.conv1.lin, mask1)
+    m.skip_dead_channels = skip_dead
     calls = []
-    real = _graph_plan.Plan.run_fused
+    real = _graph_plan.LiveChannels.run if skip_dead else _graph_plan.Plan.run_fused
 
     def spy(self, *a, **k):
         calls.append(1)
         return real(self, *a, **k)
 
-    monkeypatch.setattr(_graph_plan.Plan, "run_fused", spy)
+    monkeypatch.setattr(_graph_plan.LiveChannels if skip_dead else _graph_plan.Plan,
+                        "run" if skip_dead else "run_fused", spy)
     with torch.no_grad():
         got = m(x)
+        live = m.live_channels()
         m.fuse = False
         unfused = m(x)
     fusable = m.conv1._plan.order == "transform_first" and "cpp" in sparselth.backends()
     assert len(calls) == int(fusable)
-    if sparse_x:   # sparse features: conv1 transforms first, so the layers fuse where built
-        assert m.conv1._plan.order == "transform_first"
+    if fusable and skip_dead:
+        assert live == int(mask2.any(0).sum())
     torch.testing.assert_close(got, want)
     torch.testing.assert_close(unfused, want)
