@@ -82,10 +82,6 @@ def _recorded(suite: str, rep: dict) -> dict:
                     max_im2col_mb=a["max_im2col_mb"])
     if suite == "realised":  # write_result records the resolved protocol
         return rep["run_protocol"]
-    if suite == "lightgcn_propagation":
-        c = rep["config"]
-        return dict({k: c[k] for k in ("users", "items", "avg", "dim", "sparsity", "threads",
-                                       "seed")}, budget_s=c["budget"])
     if suite == "lth_rec":  # the file records its command line
         args = bench_lth_rec.build_parser().parse_args(rep["config"]["argv"])
         return bench_lth_rec.run_protocol(args)
@@ -94,7 +90,7 @@ def _recorded(suite: str, rep: dict) -> dict:
         recorded = bench_ugs.run_protocol(bench_ugs.build_parser().parse_args(argv))
         assert {k: recorded[k] for k in rep["config"]} == rep["config"]
         return recorded
-    if suite in ("timing_stability", "sparse_conv"):  # write_result records the protocol
+    if suite in ("timing_stability", "sparse_conv", "lightgcn_propagation"):  # write_result records the protocol
         return rep["run_protocol"]
     raise AssertionError(suite)
 
