@@ -59,6 +59,11 @@ TORCH_LIBRARY(sparselth, m) {
         "int out_channels, int channel_block, int[] kernel_size, int[] stride, int[] dilation, "
         "int[] padding, int[] output_size, int[] tile) -> Tensor");
 
+  // Phase interleave (csrc/cpu/phase_interleave_cpu.cpp): out[n, r, i * sy + py, j * sx + px]
+  // = z[n, (py * sx + px) * R + r, i, j]; z (N, sy * sx * R, Hm, Wm) float32/float64, out
+  // (N, R, output_size[0], output_size[1]): a strided transposed convolution's phases, merged.
+  m.def("phase_interleave_kernel(Tensor z, int[] stride, int[] output_size) -> Tensor");
+
   // Row-major sparse linear layer (csrc/cpu/sparse_linear_cpu.cpp):
   // out[n, h] = bias[h] + sum_s sum_{e in row s * out_features + h} val[e] * x[n, col[e]]:
   // F.linear with a CSR weight (out_features, in_features) given as S >= 1 stacked panels

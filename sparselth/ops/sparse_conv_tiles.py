@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from . import backend as _backend
 from ._common import register_kernel_fake
+from .phase_interleave import phase_interleave
 
 Tensor = torch.Tensor
 
@@ -329,20 +330,12 @@ def conv_transpose_merged(conv: TiledConv, x: Tensor, val: Tensor, bias: Optiona
                           out_channels: int, stride: Tuple[int, int],
                           output_size: Tuple[int, int]) -> Tensor:
     """Runs :func:`transposed_merged` and interleaves its phases into ``(N, R, Hy, Wy)``."""
-    N = x.shape[0]
     Hy, Wy = output_size
     sy, sx = stride
     Hm, Wm = -(-Hy // sy), -(-Wy // sx)
     b = None if bias is None else bias.repeat(sy * sx)
     z = conv(x, val, b, conv.padding, (Hm, Wm))
-    y = x.new_empty(N, out_channels, Hy, Wy)
-    for phy in range(sy):
-        for phx in range(sx):
-            Hp, Wp = -(-(Hy - phy) // sy), -(-(Wy - phx) // sx)
-            if Hp > 0 and Wp > 0:
-                c0 = (phy * sx + phx) * out_channels
-                y[:, :, phy::sy, phx::sx] = z[:, c0:c0 + out_channels, :Hp, :Wp]
-    return y
+    return phase_interleave(z, (sy, sx), (Hy, Wy))
 
 
 def conv_transpose_tiles(phases: List[tuple], x: Tensor, val: Tensor, bias: Optional[Tensor],

@@ -166,6 +166,9 @@ def embedding_dense_grad(backend):
     return torch.randn(5, 6), M, ids, 9, backend
 
 
+def phase_interleave_kernel(_):
+    return torch.randn(2, 4 * 3, 3, 4, dtype=F64), [2, 2], [5, 7]
+
 
 def _spgemm_operands():
     A = random_csr(8, 6, 0.4, dtype=F64, power_law=True, seed=1)
@@ -198,7 +201,8 @@ def spgemm_sampled(backend):
 KERNELS = [spmm_kernel, spmm_linear_kernel, spgemm_kernel, spgemm_sampled_kernel, sddmm_kernel,
            shifted_spmm_kernel, shifted_sddmm_kernel,
            sparse_conv2d_kernel, sparse_linear_kernel, embedding_rows_kernel, embedding_csr_kernel,
-           embedding_bitmask_kernel, embedding_backward_kernel, embedding_sparse_grad_kernel]
+           embedding_bitmask_kernel, embedding_backward_kernel, embedding_sparse_grad_kernel,
+           phase_interleave_kernel]
 # custom op -> (its backends, the kernel its case runs)
 CUSTOM_OPS = {spmm: (test_backends(), "spmm"), sddmm: (test_backends(), "sddmm"),
               shifted_spmm: (SHIFTED_BACKENDS, "shifted_spmm"),
