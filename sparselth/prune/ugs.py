@@ -31,6 +31,12 @@ survivors of round k-1 and removes more at random until ``round((1 - 0.95^k) n_g
 and, in *each* weight matrix separately, ``round((1 - 0.8^k) n_W)`` weights are pruned
 (``p_g``/``p_θ`` from the config), then one fix-mask training.
 
+GCN normalisation: the driver sets every :class:`~sparselth.nn.GCNConv` of the model to
+``config.gcn_degree``, by default ``"sender"`` as the reference (``D^-1/2 A_m^T D^-1/2``: a
+masked message counts in its sender's degree); ``"receiver"`` (the usual GCN) is the
+documented deviation. Run folders written before the option existed were made with receiver
+degrees and resume only with ``gcn_degree="receiver"``.
+
 The model must follow the contract of :mod:`sparselth.models.gnn`: an ``edge_mask``
 parameter (one value per stored graph entry, the edge weight of every layer),
 ``ugs_weight_names()``, ``compact_graph()`` and ``macs(x)``. Training goes through a *task*
