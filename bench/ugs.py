@@ -88,6 +88,10 @@ PUBLISHED = {
                     "--epochs 50 --threads 1",
     "ugs-gcn-cora-link": "--model gcn --dataset cora --task link --rounds 5 --prune-graph 0.2 "
                          "--prune-weight 0.4 --epochs 100 --threads 1",
+    "ugs-gcn-cora-3seeds": "--model gcn --dataset cora --rounds 20 --seeds 0 1 2 --threads 1 "
+                           "--no-latency",
+    "ugs-gcn-cora-3seeds-random": "--model gcn --dataset cora --baseline random --rounds 20 "
+                                  "--seeds 0 1 2 --threads 1 --no-latency",
 }
 
 # UGS paper, values read off its teaser figure: round -> (graph %, weight %,
@@ -538,7 +542,7 @@ def run_protocol(args: argparse.Namespace) -> dict:
     out = dict(cfg.to_dict(), model=args.model, dataset=args.dataset, hidden=args.hidden,
                features=args.features, threads=args.threads, latency=not args.no_latency)
     if args.seeds:
-        out["seed"] = list(args.seeds)
+        out["seeds"] = list(args.seeds)
     if not args.no_latency:
         out.update(latency_budget=args.latency_budget, compile_budget=args.compile_budget)
     if args.dataset == "csbm":
