@@ -22,6 +22,14 @@ else in ``bench/results/local/``, or in ``--out``:
   random-pruning curve when ``...-random.json`` exists in the same folder with the same
   protocol), and promised (MAC ratio) vs measured speed-up per round.
 
+``--seeds 0 1 2`` runs the whole procedure once per seed (θ0, mask-search noise, random masks;
+the same seeds for UGS and random pruning, so the two are paired) and reports per round the
+mean ± std of the test metric over the seeds (``test_<metric>_std``, ``per_seed``), in
+``ugs-<model>-<dataset>[-link]-<n>seeds[-random]``; sparsities and MACs are the first seed's
+(the schedule prunes the same counts for every seed), latencies too.
+``--gcn-degree`` picks the GCN's degree normalisation (default ``sender``, the reference's:
+see :class:`sparselth.nn.GCNConv`).
+
 ``--baseline random`` runs the random-pruning baseline of the UGS paper, ``--task link`` the
 link-prediction variant (GCN encoder [F, 512, 16], GAE-style loss instead of the paper's GIC:
 see :mod:`sparselth.train.graph`). ``--dataset csbm`` uses a synthetic contextual SBM.
@@ -32,6 +40,7 @@ fewer than 10 % of their entries are non-zero.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import warnings
@@ -79,6 +88,10 @@ PUBLISHED = {
                     "--epochs 50 --threads 1",
     "ugs-gcn-cora-link": "--model gcn --dataset cora --task link --rounds 5 --prune-graph 0.2 "
                          "--prune-weight 0.4 --epochs 100 --threads 1",
+    "ugs-gcn-cora-3seeds": "--model gcn --dataset cora --rounds 20 --seeds 0 1 2 --threads 1 "
+                           "--no-latency",
+    "ugs-gcn-cora-3seeds-random": "--model gcn --dataset cora --baseline random --rounds 20 "
+                                  "--seeds 0 1 2 --threads 1 --no-latency",
 }
 
 # UGS paper, values read off its teaser figure: round -> (graph %, weight %,
@@ -92,12 +105,12 @@ PAPER_POINTS = {
                             17: (58.19, 97.75, 70.3, 44.1, 146)}},
 }
 
+RECEIVER_DEVIATION = (
+    "GCN normalisation (--gcn-degree receiver): every row uses its own (receiver) degree on "
+    "both sides (D^-1/2 (A_w + I) D^-1/2 with the pruned, possibly asymmetric A_w); the "
+    "reference aggregates along A^T with row (sender) degrees. Identical while the graph is "
+    "unpruned.")
 DEVIATIONS = [  # (model or None, dataset or None, text)
-    ("gcn", None,
-     "GCN normalisation: every row uses its own degree on both sides (D^-1/2 (A_w + I) "
-     "D^-1/2 with the pruned, possibly asymmetric A_w); the reference aggregates along A^T "
-     "with row degrees (a quirk of the UGS reference code). Identical while the graph is "
-     "unpruned."),
     (None, "citeseer",
      "Planetoid loader: CiteSeer's 124 raw self loops are dropped (the reference keeps them "
      "in the graph mask)."),
@@ -117,8 +130,10 @@ LINK_DEVIATION = (
     "objective; the split is seeded (the reference's is not). AUCs are not the paper's.")
 
 
-def result_name(model: str, dataset: str, task: str, baseline: str) -> str:
+def result_name(model: str, dataset: str, task: str, baseline: str, seeds: int = 1) -> str:
+    """``ugs-<model>-<dataset>[-link][-<seeds>seeds][-random]``."""
     return ("ugs-" + f"{model}-{dataset}" + ("-link" if task == "link" else "")
+            + (f"-{seeds}seeds" if seeds > 1 else "")
             + ("-random" if baseline == "random" else ""))
 
 
@@ -140,7 +155,8 @@ def load_data(dataset: str, root: str | None, csbm_nodes: int):
     return data
 
 
-def model_builder(name: str, adj, in_dim: int, num_classes: int, hidden: int, task: str):
+def model_builder(name: str, adj, in_dim: int, num_classes: int, hidden: int, task: str,
+                  gcn_degree: str = "sender"):
     from sparselth.models import GAT, GCN, GIN
     from sparselth.train import GCNLinkEncoder
 
@@ -148,8 +164,10 @@ def model_builder(name: str, adj, in_dim: int, num_classes: int, hidden: int, ta
         if name != "gcn":
             raise SystemExit("bench.ugs: --task link supports --model gcn only")
         return lambda: GCNLinkEncoder(adj, in_dim, out_dim=16, hidden=hidden,
-                                      num_nodes=adj.shape[0])
-    cls = {"gcn": GCN, "gin": GIN, "gat": GAT}[name]
+                                      num_nodes=adj.shape[0], degree=gcn_degree)
+    if name == "gcn":
+        return lambda: GCN(adj, in_dim, num_classes, hidden=hidden, degree=gcn_degree)
+    cls = {"gin": GIN, "gat": GAT}[name]
     return lambda: cls(adj, in_dim, num_classes, hidden=hidden)
 
 
@@ -220,6 +238,16 @@ def _pct(v):
     return None if v is None else 100.0 * v
 
 
+def _metric_cell(r: Mapping[str, Any] | None, metric: str, part: str = "test"):
+    """The record's metric in %, as ``"mean ± std"`` when it is a mean over seeds."""
+    if r is None:
+        return None
+    std = r.get(f"{part}_{metric}_std")
+    if std is None:
+        return _pct(r[f"{part}_{metric}"])
+    return f"{100 * r[f'{part}_{metric}']:.1f} ± {100 * std:.1f}"
+
+
 def markdown(rep: dict[str, Any], other: dict[str, Any] | None,
              notes: list[str] | None = None) -> str:
     """The report of ``rep``, with ``other`` (the UGS or random-pruning run of the same
@@ -235,15 +263,18 @@ def markdown(rep: dict[str, Any], other: dict[str, Any] | None,
     for r in [dense] + rep["rounds"]:
         o = other_by_round.get(r["round"]) if r["round"] else None
         row = [r["round"], _pct(r["graph_sparsity"]), _pct(r["weight_sparsity"]),
-               _pct(r[f"test_{metric}"]), _pct(r[f"val_{metric}"])]
+               _metric_cell(r, metric), _metric_cell(r, metric, "val")]
         if other:
-            row.append(_pct(o[f"test_{metric}"]) if o else None)
+            row.append(_metric_cell(o, metric))
         row += [r["macs_total"] / 1e6 if r.get("macs_total") else None,
                 r["macs_paper"] / 1e6 if r.get("macs_paper") else None,
                 r.get("promised_speedup"), r.get("measured_speedup"),
                 r.get("latency_ms_dense"), r.get("latency_ms_ticket"), r.get("seconds")]
         rows.append(row)
-    headers = ["round", "graph sp. %", "weight sp. %", f"test {name} %", f"val {name} %"]
+    seeds = rep.get("seeds")
+    over = f" (mean ± std, {len(seeds)} seeds)" if seeds else ""
+    headers = ["round", "graph sp. %", "weight sp. %", f"test {name} %{over}",
+               f"val {name} %{over}"]
     if other:
         headers.append(f"{other_label} test %")
     headers += ["MACs (M, exact)", "MACs (M, paper formula)", "promised speed-up",
@@ -257,7 +288,9 @@ def markdown(rep: dict[str, Any], other: dict[str, Any] | None,
         (f"Config: rounds {cfg['rounds']}, p_g {cfg['prune_graph']}, p_θ {cfg['prune_weight']}, "
          f"s1 {cfg['s1']}, s2 {cfg['s2']}, lr {cfg['lr']}, weight decay {cfg['weight_decay']}, "
          f"mask epochs {cfg['mask_epochs']}, fix epochs {cfg['fix_epochs']}, noise "
-         f"{cfg['mask_noise']}, seed {cfg['seed']} ({rep['hyperparameters']}). "
+         f"{cfg['mask_noise']}, seed {seeds if seeds else cfg['seed']} "
+         f"({rep['hyperparameters']}); GCN degree normalisation "
+         f"{cfg.get('gcn_degree', 'receiver')}. "
          f"Hidden {rep['hidden']}; features as {rep['data']['features_as']} (density "
          f"{100 * rep['data']['feature_density']:.2f} %)."),
         "",
@@ -279,14 +312,14 @@ def markdown(rep: dict[str, Any], other: dict[str, Any] | None,
         rnd_rep = rep if rep["baseline"] == "random" else other
         ugs_by = {r["round"]: r for r in (ugs_rep or {}).get("rounds", [])}
         rnd_by = {r["round"]: r for r in (rnd_rep or {}).get("rounds", [])}
-        prow = [["dense", "0 / 0", paper["dense_acc"], _pct(dense[f"test_{metric}"]), None, None,
+        prow = [["dense", "0 / 0", paper["dense_acc"], _metric_cell(dense, metric), None, None,
                  paper["dense_macs_m"],
                  dense["macs_paper"] / 1e6 if dense.get("macs_paper") else None]]
         for k, (g, w, acc, racc, mm) in paper["rounds"].items():
             u, rr = ugs_by.get(k), rnd_by.get(k)
             mine = u or by_round.get(k)
-            prow.append([k, f"{g} / {w}", acc, _pct(u[f"test_{metric}"]) if u else None, racc,
-                         _pct(rr[f"test_{metric}"]) if rr else None, mm,
+            prow.append([k, f"{g} / {w}", acc, _metric_cell(u, metric), racc,
+                         _metric_cell(rr, metric), mm,
                          mine["macs_paper"] / 1e6 if mine and mine.get("macs_paper") else None])
         lines += [
             "", "## Beside the paper (UGS, read off its teaser figure, ±0.2 %)", "",
@@ -329,7 +362,8 @@ def markdown(rep: dict[str, Any], other: dict[str, Any] | None,
     for n in [n for n in own if n] + (notes or []):
         lines.append(f"- {n}")
     lines += ["", *common.machine_section(rep["machine"]), common.protocol_line(
-        rep, result_name(rep["model"], rep["dataset"], rep["task"], rep["baseline"]))]
+        rep, result_name(rep["model"], rep["dataset"], rep["task"], rep["baseline"],
+                         len(rep.get("seeds") or [1])))]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -346,8 +380,10 @@ def plot(reports: dict[str, dict[str, Any]]):
         style, label = styles[key]
         recs = rep["rounds"]
         acc = [100 * r[f"test_{metric}"] for r in recs]
-        axes[0].plot([100 * r["graph_sparsity"] for r in recs], acc, style, label=label, ms=4)
-        axes[1].plot([100 * r["weight_sparsity"] for r in recs], acc, style, label=label, ms=4)
+        err = [100 * (r.get(f"test_{metric}_std") or 0.0) for r in recs]
+        for ax, what in ((axes[0], "graph_sparsity"), (axes[1], "weight_sparsity")):
+            ax.errorbar([100 * r[what] for r in recs], acc, yerr=err, fmt=style, label=label,
+                        ms=4, capsize=2)
     dense = 100 * main["dense"][f"test_{metric}"]
     for ax, what in ((axes[0], "graph"), (axes[1], "weight")):
         ax.axhline(dense, color="k", ls=":", lw=1, label="dense")
@@ -387,16 +423,19 @@ def comparable(report: Mapping[str, Any]) -> dict[str, Any]:
     """What must agree between a UGS run and its random baseline to share a table: everything
     but the baseline and the seed (each has the reference's own seed)."""
     cfg = {k: v for k, v in report["config"].items() if k not in ("baseline", "seed")}
+    cfg.setdefault("gcn_degree", "receiver")   # results written before the option existed
     return {"model": report["model"], "dataset": report["dataset"], "task": report["task"],
-            "hidden": report["hidden"], "features_as": report["data"].get("features_as"), **cfg}
+            "hidden": report["hidden"], "features_as": report["data"].get("features_as"),
+            "seeds": report.get("seeds"), **cfg}
 
 
-def render(out: Path, model: str, dataset: str, task: str, plot_png: bool = True) -> list[Path]:
-    """Markdown for each existing JSON of (model, dataset, task) in ``out`` (the other
-    baseline beside it when made with the same protocol) and one PNG with both."""
+def render(out: Path, model: str, dataset: str, task: str, plot_png: bool = True,
+           seeds: int = 1) -> list[Path]:
+    """Markdown for each existing JSON of (model, dataset, task, number of seeds) in ``out``
+    (the other baseline beside it when made with the same protocol) and one PNG with both."""
     reps = {}
     for baseline in ("ugs", "random"):
-        p = out / f"{result_name(model, dataset, task, baseline)}.json"
+        p = out / f"{result_name(model, dataset, task, baseline, seeds)}.json"
         if p.exists():
             reps[baseline] = json.loads(p.read_text())
     written = []
@@ -404,15 +443,35 @@ def render(out: Path, model: str, dataset: str, task: str, plot_png: bool = True
         others = {_RUN_LABEL[b]: r for b, r in reps.items() if b != baseline}
         kept, notes = common.same_protocol(rep, others, comparable)
         other = next(iter(kept.values()), None)
-        p = out / f"{result_name(model, dataset, task, baseline)}.md"
+        p = out / f"{result_name(model, dataset, task, baseline, seeds)}.md"
         written.append(write_markdown(p, markdown(rep, other, notes)))
     if plot_png and reps:
         main = "ugs" if "ugs" in reps else "random"
         kept, _ = common.same_protocol(reps[main], {b: r for b, r in reps.items() if b != main},
                                        comparable)
         fig = plot({main: reps[main], **kept})
-        written.append(save_png(fig, out / f"{result_name(model, dataset, task, main)}.png"))
+        written.append(save_png(fig, out / f"{result_name(model, dataset, task, main, seeds)}.png"))
     return written
+
+
+def seed_means(per_seed: list[list[dict[str, Any]]], metric: str) -> list[dict[str, Any]]:
+    """One record per round: the first seed's record with ``test_<metric>`` and
+    ``val_<metric>`` replaced by their means over the seeds, plus ``..._std`` (sample
+    std, ``ddof=1``) and ``..._per_seed``. Only rounds every seed finished are kept."""
+    n = min(len(recs) for recs in per_seed)
+    out = []
+    for k in range(n):
+        r = dict(per_seed[0][k])
+        for part in ("test", "val"):
+            key = f"{part}_{metric}"
+            vals = [recs[k][key] for recs in per_seed]
+            mean = sum(vals) / len(vals)
+            r[key] = mean
+            ddof = 1 if len(vals) > 1 else 0
+            r[f"{key}_std"] = (sum((v - mean) ** 2 for v in vals) / (len(vals) - ddof)) ** 0.5
+            r[f"{key}_per_seed"] = vals
+        out.append(r)
+    return out
 
 
 # --------------------------------------------------------------------------- main
@@ -442,6 +501,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="node features as a dense tensor or a CSR (auto: CSR when <= 10%% are "
                         "non-zero); dense matches the reference and the paper's MAC formula")
     p.add_argument("--seed", type=int, default=None, help="default: the paper's seed")
+    p.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="run once per seed (overrides --seed) and report mean ± std per round")
+    p.add_argument("--gcn-degree", choices=["sender", "receiver"], default="sender",
+                   help="GCN degree normalisation: sender (the reference's D^-1/2 A_m^T "
+                   "D^-1/2) or receiver (the usual GCN); see sparselth.nn.GCNConv")
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--weight-decay", type=float, default=None)
     p.add_argument("--s1", type=float, default=None)
@@ -464,8 +528,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def output_name(args: argparse.Namespace) -> str:
-    """``ugs-<model>-<dataset>[-link][-random]``."""
-    return result_name(args.model, args.dataset, args.task, args.baseline)
+    """``ugs-<model>-<dataset>[-link][-<n>seeds][-random]``."""
+    return result_name(args.model, args.dataset, args.task, args.baseline, _num_seeds(args))
+
+
+def _num_seeds(args: argparse.Namespace) -> int:
+    return len(args.seeds) if args.seeds else 1
 
 
 def run_protocol(args: argparse.Namespace) -> dict:
@@ -473,6 +541,8 @@ def run_protocol(args: argparse.Namespace) -> dict:
     cfg, _ = config_from_args(args)
     out = dict(cfg.to_dict(), model=args.model, dataset=args.dataset, hidden=args.hidden,
                features=args.features, threads=args.threads, latency=not args.no_latency)
+    if args.seeds:
+        out["seeds"] = list(args.seeds)
     if not args.no_latency:
         out.update(latency_budget=args.latency_budget, compile_budget=args.compile_budget)
     if args.dataset == "csbm":
@@ -500,10 +570,13 @@ def config_from_args(args) -> tuple[Any, str]:
             hp[key] = v
             source += f", {key} overridden"
     epochs = args.epochs if args.epochs is not None else 200
+    if args.seeds:
+        hp["seed"] = args.seeds[0]
+        source += f", seeds {list(args.seeds)}"
     cfg = UGSConfig(rounds=args.rounds, prune_graph=args.prune_graph,
                     prune_weight=args.prune_weight,
                     mask_epochs=args.mask_epochs or epochs, fix_epochs=args.fix_epochs or epochs,
-                    baseline=args.baseline, task=args.task, **hp)
+                    baseline=args.baseline, task=args.task, gcn_degree=args.gcn_degree, **hp)
     return cfg, source
 
 
@@ -513,7 +586,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     name = output_name(args)
     if args.report_only:
         for p in render(args.out or common.RESULTS_DIR, args.model, args.dataset, args.task,
-                        not args.no_plot):
+                        not args.no_plot, _num_seeds(args)):
             print(f"written: {p}", file=sys.stderr)
         return None
     dest = common.result_path(name, args, PUBLISHED, parser=parser, protocol=run_protocol)
@@ -549,17 +622,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         adj = CSR.from_edge_index(data.edge_index.flip(0), num_nodes=data.num_nodes)
         task = NodeClassificationTask(data, x)
     build = model_builder(args.model, adj, data.num_features, data.num_classes, args.hidden,
-                          args.task)
+                          args.task, args.gcn_degree)
     # build the timing models from their own seed so the UGS run's θ0 does not depend on it
     with torch.random.fork_rng():
         torch.manual_seed(0)
         measure = Latency(build, task.inputs(), args.latency_budget, args.compile_budget,
                           enabled=not args.no_latency)
     runs = args.runs or common.RUNS_DIR / ("" if dest.published else "local") / "ugs"
-    ugs = UGS(build, task, cfg, root=runs / name, measure=measure,
-              progress=not args.no_progress)
     elapsed = stopwatch()
-    records = [dict(r) for r in ugs.run()]
+    per_seed, run_dirs = [], []
+    for seed in (args.seeds or [cfg.seed]):
+        ugs = UGS(build, task, dataclasses.replace(cfg, seed=seed), root=runs / name,
+                  measure=measure, progress=not args.no_progress)
+        per_seed.append([dict(r) for r in ugs.run()])
+        run_dirs.append(str(ugs.run_dir))
+    records = seed_means(per_seed, cfg.metric) if args.seeds else per_seed[0]
     dense_macs, dense_paper = records[0].get("macs_total"), records[0].get("macs_paper")
     for r in records:
         r["promised_speedup"] = (dense_macs / r["macs_total"]
@@ -569,6 +646,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     notes = common.finish_machine(machine)
     deviations = [text for m, d, text in DEVIATIONS
                   if m in (None, args.model) and d in (None, args.dataset)]
+    if args.model == "gcn" and args.gcn_degree == "receiver":
+        deviations.insert(0, RECEIVER_DEVIATION)
     if args.task == "link":
         deviations.append(LINK_DEVIATION)
     rep = {
@@ -587,14 +666,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         "rounds": records[1:],
         "per_round_seconds": [r.get("seconds") for r in records[1:]],
         "deviations": deviations,
-        "run_dir": str(ugs.run_dir),
+        "run_dir": run_dirs[0] if len(run_dirs) == 1 else run_dirs,
         "wall_s_this_invocation": elapsed(),
         "machine": machine,
         "notes": notes,
         "command": "python -m bench.ugs " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
+    if args.seeds:
+        rep["seeds"] = list(args.seeds)
+        rep["per_seed"] = [{"seed": s, "dense": recs[0], "rounds": recs[1:]}
+                           for s, recs in zip(args.seeds, per_seed)]
     common.write_result(dest, rep)  # the JSON; the Markdown and PNG also read the other run
-    written = render(dest.folder, args.model, args.dataset, args.task, not args.no_plot)
+    written = render(dest.folder, args.model, args.dataset, args.task, not args.no_plot,
+                     _num_seeds(args))
     print(dest.file(".md").read_text())
     for p in written:
         print(f"written: {p}", file=sys.stderr)

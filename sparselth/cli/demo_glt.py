@@ -15,8 +15,10 @@ sparselth's kernels, end to end in about 1.5 minutes of CPU time on one thread.
    unpruned model with :func:`sparselth.utils.timing.measure` (interleaved, medians on the
    headline clock: CPU time with one thread, else wall time); the last round's ticket is
    saved (``<out>/demo-glt-ticket/``), loaded back and compiled, and its report printed;
-5. a table per round (sparsities, test accuracy, MACs, latency dense vs ticket), a JSON
-   summary (``demo-glt.json``) and a PNG (``demo-glt.png``: accuracy vs sparsity, latency).
+5. a table per round (sparsities, test accuracy, MACs, latency dense vs ticket), a line that
+   says plainly at which rounds UGS is at or above random pruning and at which it is below
+   (one seed; whatever the outcome on the chosen graph), a JSON summary (``demo-glt.json``)
+   and a PNG (``demo-glt.png``: accuracy vs sparsity, latency).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from .common import (add_command, default_out_dir, fail, fraction_arg, int_at_le
                      text_table)
 
 __all__ = ["CSBM", "GLTRow", "add_subcommand", "format_glt_table", "load_demo_data",
-           "run_glt_demo", "save_glt_plot"]
+           "run_glt_demo", "save_glt_plot", "ugs_vs_random"]
 
 GLT_PLOT_NAME = "demo-glt.png"
 GLT_JSON_NAME = "demo-glt.json"
@@ -225,6 +227,29 @@ def _summary_line(rows: list[GLTRow]) -> str:
                    f"{last.speedup:.2f}x over the unpruned model")
 
 
+def ugs_vs_random(rows: list[GLTRow]) -> tuple[str, dict[str, list[int]]] | None:
+    """The verdict the demo prints: at which pruning rounds UGS's test accuracy is at or above
+    random pruning's and at which it is below (``{"at_or_above": [...], "below": [...]}``),
+    or None without the baseline."""
+    pairs = [r for r in rows[1:] if r.random_test_acc is not None]
+    if not pairs:
+        return None
+    above = [r.round for r in pairs if r.test_acc >= r.random_test_acc]
+    below = [r for r in pairs if r.test_acc < r.random_test_acc]
+    if not below:
+        text = (f"UGS vs random pruning (one seed): UGS is at or above random pruning at every "
+                f"round ({', '.join(map(str, above))}).")
+    else:
+        worse = ", ".join(f"{r.round} ({100 * r.test_acc:.1f} % vs {100 * r.random_test_acc:.1f} %)"
+                          for r in below)
+        text = (f"UGS vs random pruning (one seed): UGS is BELOW random pruning at round"
+                f"{'s' if len(below) > 1 else ''} {worse}"
+                + (f"; at or above at {', '.join(map(str, above))}" if above else "")
+                + ". On this graph and schedule this ticket does not beat random pruning at "
+                "every round.")
+    return text, {"at_or_above": above, "below": [r.round for r in below]}
+
+
 def run_glt_demo(
     data_root: Path | None = None,
     dataset: str = "csbm",
@@ -337,6 +362,9 @@ def run_glt_demo(
           "forward pass):", file=stream)
     print(format_glt_table(rows), file=stream)
     print(_summary_line(rows), file=stream)
+    verdict = ugs_vs_random(rows)
+    if verdict is not None:
+        print(verdict[0], file=stream)
     if isinstance(x, CSR):
         notes.append("the features are stored as a CSR, so the first layer computes "
                      "spmm(X, W^T) with W dense: its weight sparsity (counted in the MACs) "
@@ -365,6 +393,7 @@ def run_glt_demo(
         "random_records": [{k: rr[k] for k in ("round", "graph_sparsity", "weight_sparsity",
                                                  "test_acc")} for rr in random_records]
         if random_records else None,
+        "ugs_vs_random": None if verdict is None else {"text": verdict[0], **verdict[1]},
         "compile_report": report.to_dict(),
         "ticket": str(ticket_dir),
         "notes": notes,

@@ -169,14 +169,19 @@ class GCN(_GraphModel):
         dropout: dropout probability between the layers.
         learn_edge_mask: whether ``edge_mask`` requires grad (the UGS mask search).
         num_nodes: node count for an ``edge_index`` (default: its largest index + 1).
+        degree: the degree normalisation of both layers (:class:`GCNConv`): ``"sender"``
+            (default), the UGS reference's ``D^-1/2 A_m^T D^-1/2`` where a masked message
+            counts in its sender's degree; ``"receiver"``, the usual GCN (a deviation from the
+            reference once the pruned mask is asymmetric). Settable later on ``conv1.degree``
+            and ``conv2.degree``.
     """
 
     def __init__(self, adj: Union[CSR, Tensor], in_dim: int, num_classes: int, hidden: int = 512,
                  dropout: float = 0.5, learn_edge_mask: bool = True,
-                 num_nodes: Optional[int] = None):
+                 num_nodes: Optional[int] = None, degree: str = "sender"):
         super().__init__(adj, learn_edge_mask, num_nodes)
-        self.conv1 = GCNConv(in_dim, hidden)
-        self.conv2 = GCNConv(hidden, num_classes)
+        self.conv1 = GCNConv(in_dim, hidden, degree=degree)
+        self.conv2 = GCNConv(hidden, num_classes, degree=degree)
         self.dropout = float(dropout)
         #: at inference, run conv2's transform inside conv1's aggregation when conv2.lin is a
         #: compiled sparse layer and both layers transform first: the hidden (N, hidden)

@@ -323,28 +323,57 @@ class GCNConv(_GraphConv):
     """Kipf & Welling's graph convolution with learnable edge weights.
 
     ``y = Â (x W^T) + b`` with ``Â = D^-1/2 (A_w + I) D^-1/2``, ``A_w`` the graph's pattern with
-    values ``edge_weight`` (1 if None) and ``D_i = 1 + sum_j A_w[i, j]``. As in UGS the self
-    loops are added after the edge weights, so they cannot be pruned; they are applied as an
-    elementwise ``x_i / D_i`` term, not stored entries. Differentiable with respect to
-    ``edge_weight``, also through the degrees. The transform runs first when
-    ``out_dim <= in_dim`` (or ``x`` is sparse), else the aggregation (fewer MACs either way).
-    The normalised values are cached while ``adj`` and ``edge_weight`` are the same,
-    unmodified tensors and need no gradient (the retraining phase of UGS).
+    values ``edge_weight`` (1 if None). As in UGS the self loops are added after the edge
+    weights, so they cannot be pruned; they are applied as an elementwise ``x_i / D_i`` term,
+    not stored entries. Differentiable with respect to ``edge_weight``, also through the
+    degrees. The transform runs first when ``out_dim <= in_dim`` (or ``x`` is sparse), else
+    the aggregation (fewer MACs either way). The normalised values are cached while ``adj``
+    and ``edge_weight`` are the same, unmodified tensors and need no gradient (the retraining
+    phase of UGS).
 
-    Rows are normalised by their own (target) degree on both sides, the usual GCN; for a
-    pruned, asymmetric mask this differs from the UGS reference, which aggregates along
-    ``A^T`` with row degrees (UGS paper, Sec. 'the algorithm').
+    ``degree`` says whose weights make up ``D`` (rows of ``A_w`` are targets, so ``w_ij`` is
+    the message ``j -> i``):
+
+    * ``"receiver"`` (default): ``D_i = 1 + sum_j w_ij``, the weights of the messages node
+      ``i`` *receives* (the usual GCN, PyG's ``gcn_norm``);
+    * ``"sender"``: ``D_j = 1 + sum_i w_ij``, the weights of the messages node ``j`` *sends*.
+      This is the UGS reference (``torch_normalize_adj``: ``D^-1/2 A_m^T D^-1/2`` with ``D``
+      the row sums of the masked ``A_m``, whose rows are senders), and the default of
+      :class:`sparselth.models.GCN`.
+
+    Both agree while ``A_w`` is symmetric (an unpruned graph); a pruned, asymmetric edge mask
+    makes them differ. Zero-weight edges count in neither, so dropping them
+    (``compact_graph``) leaves the output unchanged in both modes.
 
     Example::
 
-        >>> conv = GCNConv(16, 8)
+        >>> conv = GCNConv(16, 8, degree="sender")
         >>> y = conv(x, edge_index, edge_weight=mask)          # mask: (E,), requires_grad
     """
 
-    def __init__(self, in_dim: int, out_dim: int, bias: bool = False):
+    degrees = ("receiver", "sender")
+
+    def __init__(self, in_dim: int, out_dim: int, bias: bool = False, degree: str = "receiver"):
         super().__init__(in_dim, out_dim, out_dim, bias)
         self.out_dim = out_dim
         self._norm_cache: Optional[tuple] = None
+        self._degree = "receiver"
+        self.degree = degree
+
+    @property
+    def degree(self) -> str:
+        """``"receiver"`` or ``"sender"``: whose edge weights make up the degree (see above)."""
+        return self._degree
+
+    @degree.setter
+    def degree(self, value: str) -> None:
+        if value not in self.degrees:
+            raise ValueError(f"GCNConv: degree must be 'receiver' or 'sender', got {value!r}")
+        if value != self._degree:   # the cached normalisation and plan no longer hold
+            self._norm_cache = None
+            self._plan = None
+            self._loop_cache = None
+        self._degree = value
 
     def _normalise(self, adj: Adjacency, edge_weight: Optional[Tensor], A: CSR,
                    w: Optional[Tensor], dtype: torch.dtype) -> Tuple[Tensor, Tensor]:
@@ -352,13 +381,14 @@ class GCNConv(_GraphConv):
         cacheable = not torch.compiler.is_compiling() and not (
             torch.is_grad_enabled() and w is not None and w.requires_grad)
         key = (adj, _version(adj.val) if isinstance(adj, CSR) else adj._version, edge_weight,
-               _version(edge_weight), dtype, A.device)
+               _version(edge_weight), dtype, A.device, self._degree)
         if cacheable and self._norm_cache is not None and _same(key, self._norm_cache[0]):
             return self._norm_cache[1]
         N = A.shape[0]
         row, col = A.row(), A.col.long()
         wv = torch.ones(A.nnz, dtype=dtype, device=A.device) if w is None else w
-        deg = torch.ones(N, dtype=dtype, device=A.device).index_add(0, row, wv)
+        by = col if self._degree == "sender" else row
+        deg = torch.ones(N, dtype=dtype, device=A.device).index_add(0, by, wv)
         pos = deg > 0
         dis = torch.where(pos, torch.where(pos, deg, torch.ones_like(deg)).pow(-0.5),
                           torch.zeros_like(deg))
@@ -429,7 +459,8 @@ class GCNConv(_GraphConv):
         return out
 
     def extra_repr(self) -> str:
-        return f"{self.in_dim}, {self.out_dim}, bias={self.bias is not None}"
+        return (f"{self.in_dim}, {self.out_dim}, bias={self.bias is not None}, "
+                f"degree={self.degree!r}")
 
 
 class GINConv(_GraphConv):

@@ -11,9 +11,16 @@ The loop (round 0 is the dense network; ``rounds`` = R pruning rounds, R + 1 tra
         save round r; if r < R: m_{r+1} = strategy(model, m_r, fraction_r, config)
         commit the round (progress.json), then go on
 
-After round r the remaining fraction of the selected weights is exactly
-``round(total * (1 - fraction) ** r) / total`` for ``"element"`` granularity (the driver
-passes the strategy the fraction of the survivors that reaches this count).
+IMP continues from the masks it is given: a model whose selected weights already carry
+masks (``prune.apply``) starts with those survivors, and with ``start_from="current"`` (the
+default) round r keeps exactly ``round(start * (1 - fraction) ** r)`` of them for
+``"element"`` granularity, ``start`` = the survivors at round 0 (all selected weights for an
+unmasked model): every round prunes ``fraction`` of the current survivors. With
+``start_from="dense"`` the target is ``round(total * (1 - fraction) ** r)`` of *all* selected
+weights, so rounds whose target the given masks already meet would prune nothing. The driver
+passes the strategy the fraction of the survivors that reaches the target. A round with
+``fraction > 0`` that prunes nothing raises ``ValueError`` (a target already met, a strategy
+that removed nothing, or a model too small for the fraction to remove one entry).
 
 Late rewinding (``rewind="late"``): during round 0 the training function calls
 ``imp.capture_rewind_point(model, step=it)`` (e.g. every iteration); the state at
@@ -107,6 +114,10 @@ class IMPConfig(Config):
     seed: int | None = help_field(
         "seed for torch, numpy and python RNGs at the start of the run (None: leave them as "
         "they are)", 0)
+    start_from: str = help_field(
+        "what (1 - fraction)^r is measured from: 'current' (the survivors of the masks the "
+        "model has at the start, so every round prunes fraction of the current survivors) or "
+        "'dense' (all selected weights)", "current")
 
     def __post_init__(self) -> None:
         for name in ("include", "exclude"):
@@ -124,6 +135,9 @@ class IMPConfig(Config):
             raise ValueError(f"IMPConfig.rounds must be an int >= 0, got {self.rounds!r}")
         if not (isinstance(self.fraction, (int, float)) and 0.0 <= self.fraction < 1.0):
             raise ValueError(f"IMPConfig.fraction must be in [0, 1), got {self.fraction!r}")
+        if self.start_from not in ("current", "dense"):
+            raise ValueError(
+                f"IMPConfig.start_from must be 'current' or 'dense', got {self.start_from!r}")
         if self.rewind not in ("init", "late", "none"):
             raise ValueError(
                 f"IMPConfig.rewind must be 'init', 'late' or 'none', got {self.rewind!r}"
@@ -226,6 +240,7 @@ class IMP:
         self.masks: Masks | None = None
         self._init_state: dict[str, Tensor] | None = None
         self._total = 0
+        self._start_nnz = 0   # survivors of the masks at round 0
 
     # -- late rewinding
     def progress_bar(self, iterable: Any = None, **kwargs: Any):
@@ -259,7 +274,8 @@ class IMP:
     # -- setup / resume
     def _commit(self, next_round: int, rng_file: str) -> None:
         self.folder.commit(next_round, self.records, rng_file, rounds=self.config.rounds,
-                           total=self._total, rewind_step=self.rewind_step)
+                           total=self._total, start=self._start_nnz,
+                           rewind_step=self.rewind_step)
 
     def _start(self) -> int:
         cfg = self.config
@@ -285,6 +301,7 @@ class IMP:
                 masks[k] = masks[k] & existing[k].to(masks[k].device)
         self.masks = masks
         self._total = masks.numel()
+        self._start_nnz = masks.nnz()
         self.folder.save("round_000/masks.safetensors", masks.state_dict())
         self._commit(0, "rng_start.safetensors")
         return 0
@@ -298,6 +315,10 @@ class IMP:
         f, cfg = self.folder, self.config
         self._total = int(prog["total"])
         self.records = list(prog["records"])
+        if "start" in prog:
+            self._start_nnz = int(prog["start"])
+        else:   # folders written before: the survivors of round 0's masks
+            self._start_nnz = Masks.from_state_dict(f.load("round_000/masks.safetensors")).nnz()
         self.rewind_step = prog.get("rewind_step")
         nxt = int(prog["next_round"])
         self._init_state = f.load("init.safetensors")
@@ -413,7 +434,8 @@ class IMP:
         round r + 1."""
         cfg = self.config
         alive = self.masks.nnz()
-        target = _round_half_up(self._total * (1.0 - cfg.fraction) ** (r + 1))
+        base = self._total if cfg.start_from == "dense" else self._start_nnz
+        target = _round_half_up(base * (1.0 - cfg.fraction) ** (r + 1))
         frac = 0.0 if alive == 0 else min(1.0, max(0.0, 1.0 - target / alive))
         new = self._strategy_fn(self.model, self.masks, frac, cfg)
         if not isinstance(new, Mapping):
@@ -425,6 +447,21 @@ class IMP:
                 raise ValueError(f"strategy dropped the mask of {k!r}")
             if bool((new[k].to(m.device) & ~m).any()):
                 raise ValueError(f"strategy revived pruned entries of {k!r}")
+        if cfg.fraction > 0 and new.nnz() >= alive:
+            if alive == 0:
+                why = "every selected weight is already pruned"
+            elif target >= alive:
+                why = (f"the target of round {r + 1}, round({base} * (1 - {cfg.fraction})^"
+                       f"{r + 1}) = {target} survivors, is already met by the {alive} "
+                       "survivors" + (" (start_from='dense' measures it from all "
+                                      f"{self._total} selected weights; start_from='current' "
+                                      "continues from the masks given)"
+                                      if cfg.start_from == "dense" else
+                                      "; the model is too small for this fraction"))
+            else:
+                why = (f"strategy {self._strategy_name!r} was asked to prune {frac:.4g} of the "
+                       f"{alive} survivors and removed none")
+            raise ValueError(f"IMP: round {r + 1} would prune nothing: {why}")
         self.folder.save(f"round_{r + 1:03d}/masks.safetensors", new.state_dict())
         return new
 

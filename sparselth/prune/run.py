@@ -91,6 +91,10 @@ class Config:
 
     run_prefix: ClassVar[str] = "run"
     name_ignores: ClassVar[tuple[str, ...]] = ()
+    #: fields added after run folders were written, with the value those older runs used: a
+    #: saved config without the field is read with this value (not the new default), so an
+    #: old run is not resumed under a setting it was not made with
+    legacy_values: ClassVar[Mapping[str, Any]] = {}
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as JSON values (tuples become lists)."""
@@ -387,6 +391,7 @@ def _read_json(run_dir: Path, label: str) -> tuple[dict[str, Any], dict[str, Any
 
 
 def _normal_config(cls: type, saved: Mapping[str, Any]) -> dict[str, Any]:
+    saved = {**getattr(cls, "legacy_values", {}), **saved}
     try:
         return cls.from_dict(saved).to_dict()
     except (TypeError, ValueError):

@@ -31,6 +31,12 @@ survivors of round k-1 and removes more at random until ``round((1 - 0.95^k) n_g
 and, in *each* weight matrix separately, ``round((1 - 0.8^k) n_W)`` weights are pruned
 (``p_g``/``p_θ`` from the config), then one fix-mask training.
 
+GCN normalisation: the driver sets every :class:`~sparselth.nn.GCNConv` of the model to
+``config.gcn_degree``, by default ``"sender"`` as the reference (``D^-1/2 A_m^T D^-1/2``: a
+masked message counts in its sender's degree); ``"receiver"`` (the usual GCN) is the
+documented deviation. Run folders written before the option existed were made with receiver
+degrees and resume only with ``gcn_degree="receiver"``.
+
 The model must follow the contract of :mod:`sparselth.models.gnn`: an ``edge_mask``
 parameter (one value per stored graph entry, the edge weight of every layer),
 ``ugs_weight_names()``, ``compact_graph()`` and ``macs(x)``. Training goes through a *task*
@@ -74,6 +80,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..nn.graph import GCNConv
 from ..utils.timing import stopwatch
 from . import criteria
 from .masks import Masks, apply, remove, state_without_masks
@@ -103,6 +110,8 @@ class UGSConfig(Config):
 
     run_prefix = "ugs"
     name_ignores = ("rounds",)
+    # run folders written before gcn_degree existed normalised GCNs by receiver degree
+    legacy_values = {"gcn_degree": "receiver"}
 
     rounds: int = help_field("pruning rounds R (the run trains R + 1 times; round 0 is dense)", 20)
     prune_graph: float = help_field("p_g: fraction of the surviving edges pruned per round", 0.05)
@@ -126,6 +135,11 @@ class UGSConfig(Config):
         "'ugs' (mask search) or 'random' (random pruning, same schedule)", "ugs")
     task: str = help_field(
         "'node' (accuracy) or 'link' (ROC-AUC): names the metric in records", "node")
+    gcn_degree: str = help_field(
+        "degree normalisation set on every GCNConv of the model: 'sender' (the reference, "
+        "D^-1/2 A_m^T D^-1/2: a masked message counts in its sender's degree) or 'receiver' "
+        "(the usual GCN; a deviation once the mask is asymmetric); other layers ignore it",
+        "sender")
 
     def __post_init__(self) -> None:
         for name in ("rounds", "mask_epochs", "fix_epochs"):
@@ -147,6 +161,9 @@ class UGSConfig(Config):
             raise ValueError(f"UGSConfig.baseline must be 'ugs' or 'random', got {self.baseline!r}")
         if self.task not in ("node", "link"):
             raise ValueError(f"UGSConfig.task must be 'node' or 'link', got {self.task!r}")
+        if self.gcn_degree not in GCNConv.degrees:
+            raise ValueError(f"UGSConfig.gcn_degree must be 'sender' or 'receiver', got "
+                             f"{self.gcn_degree!r}")
         if self.seed is not None and (not isinstance(self.seed, int)
                                       or isinstance(self.seed, bool)):
             raise ValueError(f"UGSConfig.seed must be an int or None, got {self.seed!r}")
@@ -358,6 +375,9 @@ class UGS:
         if self.model is None:
             self.model = self._model_fn()
             self.weight_names = _check_model(self.model)
+        for m in self.model.modules():   # the config, not the model, decides (run identity)
+            if isinstance(m, GCNConv):
+                m.degree = self.config.gcn_degree
 
     def _commit(self, next_round: int, rng_file: str) -> None:
         self.folder.commit(next_round, self.records, rng_file, rounds=self.config.rounds,

@@ -344,7 +344,8 @@ class LinkPredictionTask(GraphTask):
 class GCNLinkEncoder(GCN):
     """The UGS link-prediction encoder (``net_gcn_baseline``): two :class:`~sparselth.nn.GCNConv`
     layers ``[in_dim, hidden, out_dim]`` (default ``[F, 512, 16]``), each ``Â (x W^T)``, no
-    nonlinearity and no dropout between them, PReLU at the end, Xavier-uniform weights.
+    nonlinearity and no dropout between them, PReLU at the end, Xavier-uniform weights;
+    ``degree`` as :class:`~sparselth.models.GCN` (default ``"sender"``, the reference's).
 
     Same UGS contract as :class:`~sparselth.models.GCN` (graph buffers, ``edge_mask``,
     ``ugs_weight_names``, ``compact_graph``, ``macs``); build it on the *training* graph of a
@@ -352,9 +353,10 @@ class GCNLinkEncoder(GCN):
     """
 
     def __init__(self, adj: CSR | Tensor, in_dim: int, out_dim: int = 16, hidden: int = 512,
-                 learn_edge_mask: bool = True, num_nodes: int | None = None):
+                 learn_edge_mask: bool = True, num_nodes: int | None = None,
+                 degree: str = "sender"):
         super().__init__(adj, in_dim, out_dim, hidden=hidden, dropout=0.0,
-                         learn_edge_mask=learn_edge_mask, num_nodes=num_nodes)
+                         learn_edge_mask=learn_edge_mask, num_nodes=num_nodes, degree=degree)
         self.act = nn.PReLU()
         for conv in (self.conv1, self.conv2):
             nn.init.xavier_uniform_(conv.lin.weight)

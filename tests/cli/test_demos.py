@@ -11,7 +11,7 @@ import torch
 
 import sparselth
 from sparselth import CSR, cli
-from sparselth.cli.demo_glt import CSBM, load_demo_data
+from sparselth.cli.demo_glt import CSBM, GLTRow, load_demo_data, ugs_vs_random
 from sparselth.models import GCN
 from sparselth.prune.ugs import ugs_schedule
 from sparselth.train import NodeClassificationTask, node_features
@@ -58,6 +58,12 @@ def test_tiny_demo_writes_ticket_plot_json_and_table(tmp_path, capsys):
     assert rows[0]["macs"] > rows[1]["macs"] > rows[2]["macs"]
     assert rows[0]["random_test_acc"] == rows[0]["test_acc"]  # round 0 is the same dense run
     assert [r["round"] for r in summary["random_records"]] == [0, 1, 2]
+    # the verdict says plainly where UGS is below random pruning, whatever the outcome
+    verdict = summary["ugs_vs_random"]
+    below = [r["round"] for r in rows[1:] if r["test_acc"] < r["random_test_acc"]]
+    assert verdict["below"] == below and sorted(verdict["at_or_above"] + below) == [1, 2]
+    assert verdict["text"] in out
+    assert ("BELOW random pruning" in out) == bool(below)
     # one thread: the medians are CPU time per forward pass, and the output says so
     assert summary["clock"] == "cpu" and "cpu time per forward pass" in out
     assert all(r["timing"]["clock"] == "cpu" and r["timing"]["threads"] == 1 for r in rows)
@@ -73,6 +79,24 @@ def test_tiny_demo_writes_ticket_plot_json_and_table(tmp_path, capsys):
     acc = NodeClassificationTask(data, node_features(data.x)).evaluate(model)
     assert acc["test"] == rows[-1]["test_acc"]
     assert summary["compile_report"]["end_to_end"]["max_rel_error"] <= 1e-4
+
+
+def _row(r, acc, rnd):
+    return GLTRow(round=r, graph_sparsity=0.1 * r, weight_sparsity=0.2 * r, edges_kept=10,
+                  weights_kept=10, test_acc=acc, val_acc=acc, macs=1, latency_ms_dense=1.0,
+                  latency_ms_ticket=1.0, random_test_acc=rnd)
+
+
+def test_ugs_vs_random_verdict_names_every_round_below():
+    rows = [_row(0, 0.9, 0.9), _row(1, 0.85, 0.86), _row(2, 0.84, 0.84), _row(3, 0.80, 0.83)]
+    text, where = ugs_vs_random(rows)
+    assert where == {"at_or_above": [2], "below": [1, 3]}
+    assert "BELOW random pruning at rounds 1 (85.0 % vs 86.0 %), 3 (80.0 % vs 83.0 %)" in text
+    assert "does not beat random pruning at every round" in text
+    text, where = ugs_vs_random([_row(0, 0.9, 0.9), _row(1, 0.88, 0.87)])
+    assert where == {"at_or_above": [1], "below": []}
+    assert "at or above random pruning at every round (1)" in text and "BELOW" not in text
+    assert ugs_vs_random([_row(0, 0.9, None), _row(1, 0.8, None)]) is None
 
 
 @pytest.mark.slow

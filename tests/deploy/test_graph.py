@@ -39,7 +39,8 @@ def _masked(model, ticket):
 
 
 @pytest.mark.parametrize("sparse_x", [False, True])
-@pytest.mark.parametrize("model_cls, kw", [(GCN, {}), (GIN, {}), (GAT, {"heads": 2})])
+@pytest.mark.parametrize("model_cls, kw", [(GCN, {}), (GCN, {"degree": "receiver"}), (GIN, {}),
+                                          (GAT, {"heads": 2})])
 def test_graph_model_compiled_equals_masked_dense(model_cls, kw, sparse_x):
     model, ticket, x = _graph_ticket(model_cls, sparse_x, **kw)
     compiled, report = sparselth.compile(model, ticket, example_inputs=(x,), **FAST)

@@ -132,6 +132,77 @@ def test_compact_graph_keeps_output(name, dtype):
     assert m.edge_mask.grad.shape == (kept,)
 
 
+def _gcn_oracle(m, x, w):
+    """The UGS reference GCN in dense float64: rows of the mask matrix are senders,
+    ``Â = D^-1/2 (A_m + I)^T D^-1/2`` with ``D`` its row sums (``"sender"``), or the usual
+    ``D^-1/2 (A_w + I) D^-1/2`` over targets (``"receiver"``)."""
+    A = m.adjacency()
+    n = A.shape[0]
+    Aw = torch.zeros(n, n, dtype=torch.float64).index_put(
+        (A.row(), A.col.long()), w.detach().double(), accumulate=True)   # rows = targets
+    out = x.double()
+    for i, conv in enumerate((m.conv1, m.conv2)):
+        if conv.degree == "sender":
+            M = Aw.t() + torch.eye(n, dtype=torch.float64)                  # rows = senders
+            d = torch.diag(M.sum(1).pow(-0.5))
+            ahat = (M @ d).t() @ d
+        else:
+            M = Aw + torch.eye(n, dtype=torch.float64)
+            d = torch.diag(M.sum(1).pow(-0.5))
+            ahat = d @ M @ d
+        out = ahat @ (out @ conv._weight().detach().double().t())
+        if i == 0:
+            out = torch.relu(out)
+    return out
+
+
+@pytest.mark.parametrize("sparse_x", [False, True])
+@pytest.mark.parametrize("degree", ["sender", "receiver"])
+def test_gcn_degree_every_path_equals_the_oracle(degree, sparse_x):
+    """Training path, cached inference plan (fused), compacted graph and a compiled sparse
+    conv2 all give the dense oracle's output, with an asymmetric pruned soft mask."""
+    from sparselth.nn import SparseLinear
+
+    torch.manual_seed(0)
+    kw = {} if degree == "sender" else {"degree": "receiver"}
+    m = GCN(graph(), F_IN, C, hidden=8, dropout=0.0, **kw).double()
+    assert m.conv1.degree == m.conv2.degree == degree
+    x = features()
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        m.edge_mask.mul_(torch.rand(m.edge_mask.shape, generator=g, dtype=torch.float64) + 0.5)
+        m.edge_mask[torch.rand(m.edge_mask.shape, generator=g) < 0.3] = 0
+    xin = CSR.from_dense(x) if sparse_x else x
+    want = _gcn_oracle(m, x, m.edge_mask)
+    m.train()
+    train = m(xin)
+    torch.testing.assert_close(train, want)
+    train.sum().backward()
+    assert m.edge_mask.grad.abs().sum() > 0
+    m.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(m(xin), want)                 # cached plan
+        m.compact_graph()
+        torch.testing.assert_close(m(xin), want)                 # pruned edges dropped
+        mask2 = torch.rand(m.conv2.lin.weight.shape, generator=g) < 0.5
+        m.conv2.lin.weight.mul_(mask2)
+        want = _gcn_oracle(m, x, m.edge_mask)
+        m.conv2.lin = SparseLinear.from_dense(m.conv2.lin, mask2)
+        torch.testing.assert_close(m(xin), want)                 # fused with a sparse conv2
+        m.fuse = False
+        torch.testing.assert_close(m(xin), want)
+    # the two forms differ on this asymmetric mask
+    other = "receiver" if degree == "sender" else "sender"
+    m.conv1.degree = m.conv2.degree = other
+    with torch.no_grad():
+        assert (m(xin) - want).abs().max() > 1e-6
+
+
+def test_gcn_bad_degree():
+    with pytest.raises(ValueError, match="degree must be 'receiver' or 'sender'"):
+        GCN(graph(), F_IN, C, degree="in")
+
+
 def test_gat_quirk_refuses_compaction():
     m = build("gat", graph(), zero_logit_quirk=True)
     with torch.no_grad():

@@ -19,9 +19,11 @@ def dense_weights(A, w):
 
 
 def gcn_dense(conv, x, Aw):
+    """Rows of ``Aw`` are targets: receiver degrees are its row sums, sender degrees its
+    column sums."""
     N = Aw.shape[0]
     Ahat = Aw + torch.eye(N, dtype=Aw.dtype)
-    d = Ahat.sum(1).pow(-0.5)
+    d = (Ahat.sum(0) if conv.degree == "sender" else Ahat.sum(1)).pow(-0.5)
     Ahat = d[:, None] * Ahat * d[None, :]
     y = Ahat @ (x @ conv.lin.weight.t())
     return y if conv.bias is None else y + conv.bias
@@ -93,7 +95,8 @@ def dense_out(kind, conv, x, A, w, quirk=False):
     return gat_dense(conv, x, dense_pattern(A), Aw, quirk)
 
 
-KINDS = [("gcn", {}), ("gcn", {"bias": True}), ("gin", {}), ("gin", {"bias": True}),
+KINDS = [("gcn", {}), ("gcn", {"bias": True}), ("gcn", {"degree": "sender"}),
+         ("gcn", {"degree": "sender", "bias": True}), ("gin", {}), ("gin", {"bias": True}),
          ("gat", {"heads": 3}), ("gat", {"heads": 2, "concat": False, "bias": True})]
 
 
@@ -335,6 +338,105 @@ def test_gcn_gradient_flows_through_degrees():
     y[0, 0].backward()
     d = -1 / 4 + 3 * (1 / 2 ** 0.5 - 0.5 / 2 ** 1.5)
     torch.testing.assert_close(w.grad, torch.tensor([d], dtype=torch.float64))
+
+
+def _reference_ugs_gcn(x, W, edges, mask, N):
+    """The UGS reference's GCN layer (``torch_normalize_adj`` + ``net_gcn``), written from its
+    code: a dense adjacency whose rows are *senders* (``adj[s, t]`` = message s -> t) times the
+    mask, ``+ I``, ``d`` = row sums, ``Â = (A D^-1/2)^T D^-1/2``, then ``Â (x W^T)``."""
+    adj = torch.zeros(N, N, dtype=torch.float64)
+    for (s, t), m in zip(edges, mask):
+        adj[s, t] += m
+    adj = adj + torch.eye(N, dtype=torch.float64)
+    r_inv_sqrt = torch.diag(adj.sum(1).pow(-0.5))
+    ahat = (adj @ r_inv_sqrt).t() @ r_inv_sqrt
+    return ahat @ (x @ W.t())
+
+
+def test_gcn_sender_degree_equals_the_ugs_reference():
+    g = torch.Generator().manual_seed(5)
+    N = 7
+    edges = [(1, 0), (2, 0), (0, 1), (2, 1), (0, 2), (4, 2), (1, 4), (2, 4), (0, 5), (5, 2),
+             (3, 1), (6, 6)]                            # (source, target); 6 -> 6 a stored loop
+    ei = torch.tensor(edges).t()
+    mask = torch.rand(len(edges), generator=g, dtype=torch.float64) + 0.25
+    mask[3] = 0.0                                       # a pruned edge
+    x = torch.randn(N, 4, generator=g, dtype=torch.float64)
+    sender = make_conv("gcn", 4, 3, torch.float64, degree="sender")
+    receiver = make_conv("gcn", 4, 3, torch.float64)
+    ref = _reference_ugs_gcn(x, sender.lin.weight.detach(), edges, mask, N)
+    torch.testing.assert_close(sender(x, ei, mask), ref, rtol=1e-12, atol=1e-12)
+    A = CSR.from_edge_index(ei.flip(0), num_nodes=N, values=mask)
+    torch.testing.assert_close(sender(x, A.with_values(None), A.val), ref, rtol=1e-12,
+                               atol=1e-12)
+    # the asymmetric mask makes the receiver form differ from the reference
+    assert (receiver(x, ei, mask) - ref).abs().max() > 1e-3
+    # a symmetric mask on a symmetric graph: both forms are the reference
+    sym = [(0, 1), (1, 0), (1, 2), (2, 1), (2, 5), (5, 2)]
+    ms = torch.tensor([0.3, 0.3, 1.2, 1.2, 0.7, 0.7], dtype=torch.float64)
+    eis = torch.tensor(sym).t()
+    ref = _reference_ugs_gcn(x, sender.lin.weight.detach(), sym, ms, N)
+    torch.testing.assert_close(sender(x, eis, ms), ref)
+    torch.testing.assert_close(receiver(x, eis, ms), ref)
+
+
+def test_gcn_sender_gradient_flows_through_degrees():
+    # a single edge 1 -> 0 with weight w; sender degrees: D_1 = 1 + w (node 1 sends), D_0 = 1
+    # y_0 = x_0 + w x_1 / sqrt(1 + w), y_1 = x_1 / (1 + w)   (W = 1x1 identity)
+    A = CSR(torch.tensor([0, 1, 1]), torch.tensor([1]), None, (2, 2))
+    conv = GCNConv(1, 1, degree="sender").double()
+    with torch.no_grad():
+        conv.lin.weight.fill_(1.0)
+    x = torch.tensor([[1.0], [3.0]], dtype=torch.float64)
+    w = torch.tensor([1.0], dtype=torch.float64, requires_grad=True)
+    y = conv(x, A, w)
+    torch.testing.assert_close(y[:, 0], torch.tensor([1 + 3 / 2 ** 0.5, 1.5],
+                                                     dtype=torch.float64))
+    (y[0, 0] + y[1, 0]).backward()
+    # d/dw [3 w (1 + w)^-1/2] = 3 (1 + w)^-1/2 - 1.5 w (1 + w)^-3/2; d/dw [3 / (1 + w)] = -3/4
+    d = 3 / 2 ** 0.5 - 1.5 / 2 ** 1.5 - 0.75
+    torch.testing.assert_close(w.grad, torch.tensor([d], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("degree", ["receiver", "sender"])
+def test_gcn_all_pruned_edges_leave_the_identity(degree):
+    A = small_graph()
+    conv = make_conv("gcn", 4, 3, torch.float64, degree=degree)
+    x = torch.randn(7, 4, dtype=torch.float64)
+    w = torch.zeros(A.nnz, dtype=torch.float64, requires_grad=True)
+    out = conv(x, A, w)
+    torch.testing.assert_close(out, conv.lin(x))
+    R = torch.randn(out.shape, dtype=torch.float64)
+    (got,) = grads(out, [w], R)
+    (want,) = grads(dense_out("gcn", conv, x, A, w), [w], R)
+    torch.testing.assert_close(got, want)
+    assert got.abs().sum() > 0                           # pruned edges still get a gradient
+
+
+def test_gcn_degree_modes_differ_on_the_asymmetric_test_graph():
+    A = small_graph()
+    x = torch.randn(7, 4, dtype=torch.float64)
+    w = torch.rand(A.nnz, dtype=torch.float64) + 0.5
+    a = make_conv("gcn", 4, 3, torch.float64)(x, A, w)
+    b = make_conv("gcn", 4, 3, torch.float64, degree="sender")(x, A, w)
+    assert (a - b).abs().max() > 1e-3
+
+
+def test_gcn_degree_switch_drops_the_cached_normalisation():
+    A = small_graph()
+    conv = make_conv("gcn", 4, 3, torch.float64)
+    x = torch.randn(7, 4, dtype=torch.float64)
+    w = torch.rand(A.nnz, dtype=torch.float64) + 0.5
+    conv(x, A, w)
+    assert conv._norm_cache is not None
+    conv.degree = "sender"
+    torch.testing.assert_close(conv(x, A, w), gcn_dense(conv, x, dense_weights(A, w)))
+    assert "degree='sender'" in repr(conv)
+    with pytest.raises(ValueError, match="^GCNConv: degree must be 'receiver' or 'sender'"):
+        conv.degree = "in"
+    with pytest.raises(ValueError, match="^GCNConv: degree must be"):
+        GCNConv(4, 3, degree="source")
+    assert conv.degree == "sender"
 
 
 @pytest.mark.parametrize("kind, kw", KINDS)

@@ -42,7 +42,9 @@ def _reference(kind, conv, x, A, w, relu):
 @pytest.mark.parametrize("sparse_x", [False, True])
 @pytest.mark.parametrize("order", ORDERS)
 @pytest.mark.parametrize("relu", [False, True])
-@pytest.mark.parametrize("kind, kw", [("gcn", {}), ("gcn", {"bias": True}), ("gin", {}),
+@pytest.mark.parametrize("kind, kw", [("gcn", {}), ("gcn", {"bias": True}),
+                                      ("gcn", {"degree": "sender"}),
+                                      ("gcn", {"degree": "sender", "bias": True}), ("gin", {}),
                                       ("gin", {"bias": True})])
 @pytest.mark.parametrize("dims", [(5, 3), (3, 6)])
 def test_plan_equals_dense_formula(kind, kw, dims, relu, order, sparse_x, dtype):
@@ -63,7 +65,7 @@ def test_plan_equals_dense_formula(kind, kw, dims, relu, order, sparse_x, dtype)
 
 @pytest.mark.parametrize("sparse_x", [False, True])
 @pytest.mark.parametrize("order", ORDERS)
-@pytest.mark.parametrize("kind", ["gcn", "gin", "gat"])
+@pytest.mark.parametrize("kind", ["gcn", "gcn-sender", "gin", "gat"])
 @pytest.mark.parametrize("lin_cls", [SparseLinear, ChannelPrunedLinear])
 def test_compiled_sparse_lin_equals_masked_dense(lin_cls, kind, order, sparse_x):
     """A deploy-time ``lin`` (CSR or channel-pruned weight) with sparse features runs the
@@ -71,6 +73,8 @@ def test_compiled_sparse_lin_equals_masked_dense(lin_cls, kind, order, sparse_x)
     dtype = torch.float64
     A = small_graph()
     kw = {"heads": 2} if kind == "gat" else {"bias": True}
+    if kind == "gcn-sender":
+        kind, kw = "gcn", {"bias": True, "degree": "sender"}
     conv = make_conv(kind, 6, 4, dtype, **kw)
     mask = torch.rand(conv.lin.weight.shape, generator=torch.Generator().manual_seed(4)) < 0.4
     mask[:, 1] = False                                           # an all-pruned input column
@@ -129,6 +133,9 @@ def test_plan_rebuilt_when_inputs_change(kind):
     if kind == "gin":
         with torch.no_grad():
             conv.eps.fill_(-0.5)
+        check()
+    else:
+        conv.degree = "sender"                                   # another normalisation
         check()
     conv.lin = torch.nn.Linear(5, 3, bias=False).to(dtype)       # a new module
     check()

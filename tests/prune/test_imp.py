@@ -340,3 +340,89 @@ def test_revived_weights_are_zeroed_with_a_warning(tmp_path):
         assert bool((rd["trained_state"][k][~m] == 0).all()) and bool(
             (rd["trained_state"][k][m] == 1).all()
         )
+
+
+def _readme_example(tmp_path, **cfg):
+    """The README's example: 90 % global magnitude pruning (biases and the last layer
+    excluded), applied, then IMP rounds of 20 %."""
+    model = make_mlp()
+    masks = prune.magnitude(model, 0.9, scope="global", granularity="element",
+                            exclude=["*bias", "@last"])
+    prune.apply(model, masks)
+    imp = prune.IMP(model, Trainer(), None,
+                    prune.IMPConfig(rounds=5, fraction=0.2, rewind="init", **cfg),
+                    run_dir=tmp_path / "mlp", progress=False)
+    return model, masks, imp
+
+
+def test_readme_example_prunes_in_every_round(tmp_path):
+    model, given, imp = _readme_example(tmp_path)
+    records = imp.run()
+    total = 10 * 24 + 24 * 16 + 16 * 3
+    start = total - sum(int((~m).sum()) for m in given.values())    # the last layer is dense
+    assert start < 0.2 * total
+    zeros = [rec["zeros"] for rec in records]
+    assert zeros[0] == total - start
+    assert all(b > a for a, b in zip(zeros, zeros[1:]))               # every round prunes
+    for r, rec in enumerate(records):                                 # 20 % of the survivors
+        assert total - rec["zeros"] == int(start * 0.8 ** r + 0.5)
+    prev = None
+    for r in range(6):
+        m = load_round(imp.run_dir, r)["masks"]
+        for k, g in given.items():                                    # the given masks stay
+            assert not bool((m[k] & ~g).any())
+        if prev is not None:
+            for k in m:
+                assert not bool((m[k] & ~prev[k]).any())
+        prev = m
+
+
+def test_start_from_dense_refuses_a_round_that_prunes_nothing(tmp_path):
+    _, _, imp = _readme_example(tmp_path, start_from="dense")
+    with pytest.raises(ValueError, match=r"^IMP: round 1 would prune nothing: the target of "
+                                         r"round 1, .*start_from='dense'"):
+        imp.run()
+    # from a dense model both settings are the same run
+    a = IMP(make_mlp(), Trainer(), config=IMPConfig(rounds=2, fraction=0.3),
+            run_dir=tmp_path / "a", progress=False).run()
+    b = IMP(make_mlp(), Trainer(), config=IMPConfig(rounds=2, fraction=0.3, start_from="dense"),
+            run_dir=tmp_path / "b", progress=False).run()
+    assert _strip(a) == _strip(b)
+    with pytest.raises(ValueError, match="^IMPConfig.start_from must be 'current' or 'dense'"):
+        IMPConfig(start_from="masks")
+
+
+def test_a_strategy_that_prunes_nothing_is_an_error(tmp_path):
+    keep = lambda model, masks, fraction, config: masks.clone()  # noqa: E731
+    imp = IMP(make_mlp(), Trainer(), config=IMPConfig(rounds=2), strategy=keep,
+              run_dir=tmp_path / "s", progress=False)
+    with pytest.raises(ValueError, match=r"^IMP: round 1 would prune nothing: strategy .* "
+                                         r"removed none"):
+        imp.run()
+    tiny = nn.Sequential(nn.Linear(2, 2))                          # 4 weights: 0.9 * 4 -> 4
+    with pytest.raises(ValueError, match="too small for this fraction"):
+        IMP(tiny, lambda m, r: None, lambda m: {"x": 0.0}, IMPConfig(rounds=1, fraction=0.1),
+            run_dir=tmp_path / "t", progress=False).run()
+    # fraction 0 asks for nothing: no error
+    recs = IMP(make_mlp(), Trainer(), config=IMPConfig(rounds=1, fraction=0.0),
+               run_dir=tmp_path / "z", progress=False).run()
+    assert recs[1]["zeros"] == 0
+
+
+def test_folders_without_the_start_count_extend_from_round_zero_masks(tmp_path):
+    """Progress files written before the start count was saved: it is read from round 0's
+    masks, so an extended run continues as an uninterrupted one."""
+    _, _, full = _readme_example(tmp_path / "full")
+    want = full.run()
+    model = make_mlp()
+    masks = prune.magnitude(model, 0.9, scope="global", granularity="element",
+                            exclude=["*bias", "@last"])
+    prune.apply(model, masks)
+    cfg = prune.IMPConfig(rounds=2, fraction=0.2, rewind="init")
+    IMP(model, Trainer(), None, cfg, run_dir=tmp_path / "old", progress=False).run()
+    prog = json.loads((tmp_path / "old" / "progress.json").read_text())
+    del prog["start"]
+    (tmp_path / "old" / "progress.json").write_text(json.dumps(prog))
+    got = IMP(model, Trainer(), None, prune.IMPConfig(rounds=5, fraction=0.2, rewind="init"),
+              run_dir=tmp_path / "old", progress=False).run()
+    assert [r["zeros"] for r in got] == [r["zeros"] for r in want]

@@ -41,6 +41,10 @@ PINNED = [
     (UGSConfig(seed=2377), "ugs_533044133e05"),
     (UGSConfig(baseline="random", task="link", s1=0.5, lr=0.01, mask_epochs=4, fix_epochs=3,
                seed=1, rounds=3), "ugs_1605d3791531"),
+    # fields added later enter the name only when not at their default, so the names above
+    # stay; run folders written before gcn_degree resume as "receiver" (UGSConfig.legacy_values)
+    (UGSConfig(gcn_degree="receiver"), "ugs_be0f5ba4f02c"),
+    (IMPConfig(start_from="dense"), "imp_077584da4c9c"),
     (BPRConfig(), "bpr_44136fa355b3"),
     (BPRConfig(epochs=200, patience=10), "bpr_9d70ceaeef98"),
 ]

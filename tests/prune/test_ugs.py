@@ -405,3 +405,95 @@ def test_bench_ugs_smoke(tmp_path):
     assert (tmp_path / "ugs-gcn-csbm.png").stat().st_size > 0
     assert (tmp_path / "ugs-gcn-csbm-random.md").exists()
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_gcn_degree_config_sets_every_gcn_layer(data, adj, tmp_path):
+    """``UGSConfig.gcn_degree`` decides the GCN normalisation of the run (default: sender,
+    the reference's); the two choices give different runs with different names."""
+    assert UGSConfig().gcn_degree == "sender"
+    with pytest.raises(ValueError, match="^UGSConfig.gcn_degree must be 'sender' or 'receiver'"):
+        UGSConfig(gcn_degree="target")
+    assert UGSConfig(gcn_degree="receiver").run_name() != UGSConfig().run_name()
+    built = []
+
+    def build():
+        built.append(GCN(adj, data.num_features, data.num_classes, hidden=16,
+                         degree="receiver"))
+        return built[-1]
+
+    cfg = _cfg(rounds=1)
+    sender = UGS(build, NodeClassificationTask(data), cfg, run_dir=tmp_path / "s",
+                 progress=False)
+    rec_s = sender.run()
+    assert sender.model.conv1.degree == sender.model.conv2.degree == "sender"
+    receiver = UGS(_gcn(data, adj), NodeClassificationTask(data),
+                   _cfg(rounds=1, gcn_degree="receiver"), run_dir=tmp_path / "r", progress=False)
+    rec_r = receiver.run()
+    assert receiver.model.conv1.degree == "receiver"
+    assert rec_s[0]["test_acc"] == rec_r[0]["test_acc"]     # round 0: symmetric, all ones
+    assert _strip(rec_s) != _strip(rec_r)                   # the searches differ
+    # a model passed as a module is set too
+    m = GCN(adj, data.num_features, data.num_classes, hidden=16, degree="receiver")
+    UGS(m, NodeClassificationTask(data), cfg, run_dir=tmp_path / "m", progress=False)._build_model()
+    assert m.conv1.degree == "sender"
+
+
+def test_run_folders_from_before_gcn_degree_resume_as_receiver(data, adj, tmp_path):
+    """A folder written before ``gcn_degree`` existed was made with receiver degrees: resuming
+    it with the new default is refused, with ``gcn_degree="receiver"`` it resumes."""
+    import json
+
+    cfg = _cfg(rounds=1, gcn_degree="receiver")
+    UGS(_gcn(data, adj), NodeClassificationTask(data), cfg, run_dir=tmp_path,
+        progress=False).run()
+    saved = json.loads((tmp_path / "config.json").read_text())
+    del saved["config"]["gcn_degree"]                        # as written before the field
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match=r"different config: gcn_degree: 'receiver' -> 'sender'"):
+        UGS(_gcn(data, adj), NodeClassificationTask(data), _cfg(rounds=2), run_dir=tmp_path,
+            progress=False).run()
+    recs = UGS(_gcn(data, adj), NodeClassificationTask(data), _cfg(rounds=2, gcn_degree="receiver"),
+               run_dir=tmp_path, progress=False).run()
+    assert [r["round"] for r in recs] == [0, 1, 2]
+
+
+def test_bench_ugs_seeds_report_mean_and_std(tmp_path):
+    """``--seeds``: one run per seed, per round the mean ± std of the test metric, the
+    per-seed records kept, a name of its own."""
+    import json
+
+    from bench import ugs as bench_ugs
+
+    common = ["--model", "gcn", "--dataset", "csbm", "--csbm-nodes", "120", "--rounds", "1",
+              "--epochs", "2", "--hidden", "8", "--out", str(tmp_path), "--runs",
+              str(tmp_path / "runs"), "--no-progress", "--no-latency", "--seeds", "3", "4"]
+    rep = bench_ugs.main(common)
+    bench_ugs.main(common + ["--baseline", "random"])
+    assert rep["seeds"] == [3, 4] and len(rep["per_seed"]) == 2
+    assert len(rep["run_dir"]) == 2 and rep["config"]["gcn_degree"] == "sender"
+    for k, r in enumerate([rep["dense"]] + rep["rounds"]):
+        accs = [s["dense"] if k == 0 else s["rounds"][k - 1] for s in rep["per_seed"]]
+        accs = [a["test_acc"] for a in accs]
+        assert r["test_acc"] == pytest.approx(sum(accs) / 2)
+        assert r["test_acc_std"] == pytest.approx(abs(accs[0] - accs[1]) / 2 ** 0.5)
+        assert r["test_acc_per_seed"] == accs
+    assert json.loads((tmp_path / "ugs-gcn-csbm-2seeds.json").read_text())["seeds"] == [3, 4]
+    md = (tmp_path / "ugs-gcn-csbm-2seeds.md").read_text()
+    assert "mean ± std, 2 seeds" in md and "random test %" in md and " ± " in md
+    assert "GCN degree normalisation sender" in md
+    assert (tmp_path / "ugs-gcn-csbm-2seeds.png").stat().st_size > 0
+    assert bench_ugs.result_name("gcn", "cora", "node", "random", 3) == "ugs-gcn-cora-3seeds-random"
+    assert bench_ugs.result_name("gcn", "cora", "node", "ugs") == "ugs-gcn-cora"
+
+
+def test_bench_seed_means():
+    from bench.ugs import seed_means
+
+    a = [{"round": 0, "test_acc": 0.5, "val_acc": 0.4, "x": 1},
+         {"round": 1, "test_acc": 0.7, "val_acc": 0.6, "x": 2}]
+    b = [{"round": 0, "test_acc": 0.7, "val_acc": 0.4, "x": 9}]
+    (r,) = seed_means([a, b], "acc")                        # only rounds both seeds finished
+    assert r["test_acc"] == pytest.approx(0.6) and r["x"] == 1
+    assert r["test_acc_std"] == pytest.approx(0.2 / 2 ** 0.5) and r["val_acc_std"] == 0.0
+    (one,) = seed_means([b], "acc")
+    assert one["test_acc_std"] == 0.0
