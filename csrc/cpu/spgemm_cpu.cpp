@@ -38,6 +38,7 @@
 #define SPARSELTH_SPGEMM_AVX512 0
 #endif
 
+#include "alloc.h"
 #include "check.h"
 
 namespace sparselth {
@@ -457,7 +458,7 @@ at::Tensor spgemm_cpu(const at::Tensor& a_rowptr, const at::Tensor& a_col,
   check_values(op, "a_val", a_val, a_col, dtype);
   check_values(op, "b_val", b_val, b_col, dtype);
   const int64_t m = a_rowptr.numel() - 1, n = b_rowptr.numel() - 1, k = num_cols;
-  at::Tensor out = at::empty({m, k}, at::TensorOptions().dtype(dtype));
+  at::Tensor out = empty_large({m, k}, dtype);
   if (m == 0 || k == 0) return out;
   const bool prefetch = b_beyond_cache(b_col, b_val);
   AT_DISPATCH_FLOATING_TYPES(dtype, "spgemm_cpu", [&] {

@@ -117,6 +117,27 @@ def test_large_enough_to_run_threaded():
         torch.set_num_threads(before)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_outputs_beyond_two_huge_pages(dtype):
+    # >= 4 MiB outputs come from huge-page memory of their own (csrc/cpu/alloc.h): same values,
+    # an ordinary tensor (in-place ops, views, autograd), freed with it.
+    A, B = _pair(9000, 300, 130, dtype, a_density=0.01, b_density=0.1, seed=4)
+    want = dense_oracle(A, B).to(dtype)
+    for b in test_backends(max_work=10**9):
+        out = spgemm(A, B, backend=b)
+        assert out.numel() * out.element_size() >= 4 << 20 and out.is_contiguous()
+        torch.testing.assert_close(out, want, **tolerances(dtype))
+        out.add_(1).mul_(2)
+        torch.testing.assert_close(out[::7], (want[::7] + 1) * 2, **tolerances(dtype))
+    Bv = B.val.clone().requires_grad_(True)
+    out = spgemm(A, CSR(B.rowptr, B.col, Bv, B.shape))
+    out.sum().backward()
+    # d sum(A @ B) / d B[j, c] = sum_i A[i, j]
+    b_row = torch.repeat_interleave(torch.arange(B.shape[0]), (B.rowptr[1:] - B.rowptr[:-1]).long())
+    want_grad = A.to_dense(torch.float64).sum(0)[b_row].to(dtype)
+    torch.testing.assert_close(Bv.grad, want_grad, **tolerances(dtype))
+
+
 @pytest.mark.parametrize("route", ["sampled", "dense"])
 @pytest.mark.parametrize("backend", test_backends())
 def test_gradients_match_dense_autograd(backend, route, monkeypatch):
