@@ -163,7 +163,9 @@ struct Avx<float> {
   static inline vec expand(bits m, vec v) { return _mm512_maskz_expand_ps(m, v); }
   // The popcount(m) floats at p expanded to the lanes set in m (reads nothing more); on Zen 4
   // one expanding load beats a masked load plus a register expand.
-  static inline vec expand_load(bits m, const float* p) { return _mm512_maskz_expandloadu_ps(m, p); }
+  static inline vec expand_load(bits m, const float* p) {
+    return _mm512_maskz_expandloadu_ps(m, p);
+  }
   static inline vec set1(float s) { return _mm512_set1_ps(s); }
   static inline vec mul(vec a, vec b) { return _mm512_mul_ps(a, b); }
   static inline vec add(vec a, vec b) { return _mm512_add_ps(a, b); }
