@@ -138,6 +138,37 @@ def test_outputs_beyond_two_huge_pages(dtype):
     torch.testing.assert_close(Bv.grad, want_grad, **tolerances(dtype))
 
 
+def test_repeated_products_follow_changes_of_b():
+    # the CPU kernel reuses the per-row header of the last B it saw while B's index tensors
+    # come back unchanged; every change must be seen
+    A, B = _pair(40, 30, 64, torch.float32, a_density=0.2, b_density=0.15, seed=5)
+    A2, B2 = _pair(40, 30, 64, torch.float32, a_density=0.2, b_density=0.15, seed=6)
+    tol = tolerances(torch.float32)
+    for b in test_backends():
+        for _ in range(2):   # alternating tables
+            torch.testing.assert_close(spgemm(A, B, backend=b), dense_oracle(A, B).float(), **tol)
+            torch.testing.assert_close(spgemm(A, B2, backend=b), dense_oracle(A, B2).float(),
+                                       **tol)
+        val, col = B.val.clone(), B.col.clone()
+        Bc = CSR(B.rowptr, col, val, B.shape)
+        spgemm(A, Bc, backend=b)
+        val.mul_(3)   # values are read at every call
+        torch.testing.assert_close(spgemm(A, Bc, backend=b), dense_oracle(A, Bc).float(), **tol)
+        ends = B.rowptr[1:].tolist()   # the last entry of a row whose last column < 63
+        e = next(x - 1 for i, x in enumerate(ends) if x > B.rowptr[i] and col[x - 1] < 63)
+        col[e] = 63   # still sorted and unique in its row
+        torch.testing.assert_close(spgemm(A, Bc, backend=b), dense_oracle(A, Bc).float(), **tol)
+        if b == "cpp":
+            col[e] = 64   # out of range for 64 columns: checked again after the change
+            with pytest.raises(ValueError, match="B's columns"):
+                spgemm(A, Bc, backend=b)
+            col[e] = 3
+    with torch.inference_mode():
+        Bi = CSR(B.rowptr.clone(), B.col.clone(), B.val.clone(), B.shape)
+        for _ in range(2):
+            torch.testing.assert_close(spgemm(A, Bi), dense_oracle(A, Bi).float(), **tol)
+
+
 @pytest.mark.parametrize("route", ["sampled", "dense"])
 @pytest.mark.parametrize("backend", test_backends())
 def test_gradients_match_dense_autograd(backend, route, monkeypatch):
