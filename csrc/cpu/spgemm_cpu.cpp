@@ -15,9 +15,10 @@
 // - expand (AVX-512): a header gives each row of B its start and a bitmask of its columns
 //   (built on a call, kept for the next while B's index tensors are unchanged); an A entry
 //   adds B's row one 16-lane group (8 for float64) at a time, the group's stored values
-//   expanded from memory to their lanes, into register accumulators (chunks of 8 groups). Branch-free, ~6.5 cycles a group: pays for narrow
-//   outputs (LightGCN tables, k = 64), where the scatter below loses a mispredicted loop exit
-//   and memory-ordering stalls per entry.
+//   expanded from memory to their lanes, into register accumulators (chunks of 8 groups).
+//   Branch-free, ~6.5 cycles a group whether B's rows are in L1 or not (the expanding loads
+//   bound it): pays for narrow outputs (LightGCN tables, k = 64), where the scatter below
+//   loses a mispredicted loop exit and memory-ordering stalls per entry.
 // - scatter: out[i, B.col[f]] += ..., one stored entry at a time: pays for wide, very sparse
 //   B rows (features times a 98 %-pruned weight, k = 512).
 // Both prefetch the B row that an entry a few steps ahead names: its row pointer (or header)
