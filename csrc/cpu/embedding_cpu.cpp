@@ -33,8 +33,11 @@ namespace sparselth {
 namespace {
 
 constexpr int64_t kSerialWork = 1 << 15;  // output elements below which one thread is faster
-constexpr int64_t kNear = 4;              // ids ahead whose row data is prefetched
-constexpr int64_t kFar = 12;              // ids ahead whose index entries are prefetched
+// Prefetch distances, measured on a Zen 4 EPYC (300k x 64 float32 table, 4096 random ids,
+// one thread): 24 / 8 against 12 / 4 takes the bitmask lookup from 126 to 72 us and a dense
+// 256-byte row copy from 139 to 120 us.
+constexpr int64_t kNear = 8;              // ids ahead whose row data is prefetched
+constexpr int64_t kFar = 24;              // ids ahead whose index entries are prefetched
 using embedding::kModeMean;
 
 inline void prefetch_bytes(const void* p, int64_t bytes) {
@@ -158,6 +161,11 @@ struct Avx<float> {
     return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q));
   }
   static inline vec expand(bits m, vec v) { return _mm512_maskz_expand_ps(m, v); }
+  // The popcount(m) floats at p expanded to the lanes set in m (reads nothing more); on Zen 4
+  // one expanding load beats a masked load plus a register expand.
+  static inline vec expand_load(bits m, const float* p) {
+    return _mm512_maskz_expandloadu_ps(m, p);
+  }
   static inline vec set1(float s) { return _mm512_set1_ps(s); }
   static inline vec mul(vec a, vec b) { return _mm512_mul_ps(a, b); }
   static inline vec add(vec a, vec b) { return _mm512_add_ps(a, b); }
@@ -178,6 +186,9 @@ struct Avx<double> {
     return _mm512_cvtepi64_pd(_mm512_cvtepi8_epi64(q));
   }
   static inline vec expand(bits m, vec v) { return _mm512_maskz_expand_pd(m, v); }
+  static inline vec expand_load(bits m, const double* p) {
+    return _mm512_maskz_expandloadu_pd(m, p);
+  }
   static inline vec set1(double s) { return _mm512_set1_pd(s); }
   static inline vec mul(vec a, vec b) { return _mm512_mul_pd(a, b); }
   static inline vec add(vec a, vec b) { return _mm512_add_pd(a, b); }
@@ -196,14 +207,17 @@ struct BitmaskDecoder {
   const value_t* val;
   const scalar_t* scale;
   int64_t d;
+  int64_t data_lines;  // lines prefetched from a row's first value (data_lines_for)
 
   inline void prefetch_index(int64_t id) const {
     __builtin_prefetch(rowptr + id, 0, 1);
     prefetch_bytes(bits + id * nb, nb);
   }
+  // A fixed number of lines for every row, not the row's own length: a loop whose trip count
+  // changes from row to row mispredicts its exit (measured: 131 against 72 us a 4096-id batch).
   inline void prefetch_data(int64_t id) const {
-    const int64_t e0 = rowptr[id], e1 = rowptr[id + 1];
-    prefetch_bytes(val + e0, (e1 - e0) * static_cast<int64_t>(sizeof(value_t)));
+    const char* c = reinterpret_cast<const char*>(val + rowptr[id]);
+    for (int64_t l = 0; l < data_lines; ++l) __builtin_prefetch(c + 64 * l, 0, 1);
   }
   template <bool ADD>
   inline void emit(int64_t id, scalar_t* __restrict__ out) const {
@@ -218,7 +232,9 @@ struct BitmaskDecoder {
     for (; f + L <= d; f += L) {
       const typename A::bits m = A::load_bits(b + f / 8);
       const int k = __builtin_popcount(static_cast<unsigned>(m));
-      typename A::vec r = A::expand(m, A::load_first(v, k));
+      typename A::vec r;
+      if constexpr (std::is_same<value_t, scalar_t>::value) r = A::expand_load(m, v);
+      else r = A::expand(m, A::load_first(v, k));
       if (scale != nullptr) r = A::mul(r, sv);
       if (ADD) r = A::add(r, A::loadu(out + f));
       A::storeu(out + f, r);
@@ -239,6 +255,14 @@ struct BitmaskDecoder {
     }
   }
 };
+
+// Lines to prefetch from the first value of a bitmask row: those of an average row, plus one
+// for a row that straddles a line boundary, never more than a full row can span.
+inline int64_t data_lines_for(int64_t nnz, int64_t rows, int64_t dim, int64_t value_bytes) {
+  const int64_t avg = rows > 0 ? nnz * value_bytes / rows : 0;
+  const int64_t full = dim * value_bytes;
+  return std::min((avg + 63) / 64, (full + 63) / 64) + 1;
+}
 
 // ----------------------------------------------------------------------------- driver
 
@@ -402,8 +426,9 @@ at::Tensor embedding_sparse_rows_cpu(const at::Tensor& rowptr, const at::Tensor&
       const value_t* vp = static_cast<const value_t*>(val.data_ptr());
       const scalar_t* sp = embedding::opt_ptr<scalar_t>(scale);
       if constexpr (BITMASK)
-        walk(BitmaskDecoder<scalar_t, value_t, ptr_t>{rp, index.data_ptr<uint8_t>(),
-                                                      index.size(1), vp, sp, dim});
+        walk(BitmaskDecoder<scalar_t, value_t, ptr_t>{
+            rp, index.data_ptr<uint8_t>(), index.size(1), vp, sp, dim,
+            data_lines_for(val.numel(), R, dim, static_cast<int64_t>(sizeof(value_t)))});
       else
         walk(CsrDecoder<scalar_t, value_t, ptr_t, idx_t>{rp, index.data_ptr<idx_t>(), vp, sp,
                                                          dim});

@@ -12,12 +12,13 @@
 //
 // Rows of A are split across threads by their work (power-law rows balance). Two ways to add
 // a B row into the accumulator, chosen per call by their cost (expand_pays):
-// - expand (AVX-512): a per-call header gives each row of B its start and a bitmask of its
-//   columns; an A entry adds B's row one 16-lane group (8 for float64) at a time, the group's
-//   stored values loaded contiguously and expanded to their lanes, into register
-//   accumulators (chunks of 8 groups). Branch-free, ~6.5 cycles a group: pays for narrow
-//   outputs (LightGCN tables, k = 64), where the scatter below loses a mispredicted loop exit
-//   and memory-ordering stalls per entry.
+// - expand (AVX-512): a header gives each row of B its start and a bitmask of its columns
+//   (built on a call, kept for the next while B's index tensors are unchanged); an A entry
+//   adds B's row one 16-lane group (8 for float64) at a time, the group's stored values
+//   expanded from memory to their lanes, into register accumulators (chunks of 8 groups).
+//   Branch-free, ~6.5 cycles a group whether B's rows are in L1 or not (the expanding loads
+//   bound it): pays for narrow outputs (LightGCN tables, k = 64), where the scatter below
+//   loses a mispredicted loop exit and memory-ordering stalls per entry.
 // - scatter: out[i, B.col[f]] += ..., one stored entry at a time: pays for wide, very sparse
 //   B rows (features times a 98 %-pruned weight, k = 512).
 // Both prefetch the B row that an entry a few steps ahead names: its row pointer (or header)
@@ -28,6 +29,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
+#include <mutex>
 #include <type_traits>
 #include <vector>
 
@@ -38,6 +41,7 @@
 #define SPARSELTH_SPGEMM_AVX512 0
 #endif
 
+#include "alloc.h"
 #include "check.h"
 
 namespace sparselth {
@@ -265,6 +269,55 @@ Header build_header(const index_t* b_rowptr, const index_t* b_col, int64_t n, in
   return h;
 }
 
+// The header of the last B whose product took the expand path, kept while the same index
+// tensors come back unchanged (same data, same version counter: an in-place write bumps it)
+// with the same k and chunking: LightGCN multiplies by one table at every call, and building
+// the header (O(n + nnz(B))) and checking B's indices cost 2.5-5 ms a call on a 150k x 64
+// table, a tenth of the product. One entry; it holds B's index tensors (never its values),
+// so their memory cannot be reused by other tensors while the entry names them.
+struct HeaderCacheEntry {
+  at::Tensor rowptr, col;
+  int64_t rowptr_version = -1, col_version = -1, k = -1, lanes = 0;
+  int ng = 0;
+  std::shared_ptr<const Header> header;
+};
+
+std::mutex g_header_mutex;
+// Never destroyed: no tensor outlives the allocator at exit.
+HeaderCacheEntry& g_header_cache = *new HeaderCacheEntry();
+
+// Inference tensors keep no version counter: their headers are not cached.
+bool cacheable(const at::Tensor& b_rowptr, const at::Tensor& b_col) {
+  return !b_rowptr.is_inference() && !b_col.is_inference();
+}
+
+bool same_unchanged(const at::Tensor& t, const at::Tensor& held, int64_t version) {
+  return held.defined() && t.data_ptr() == held.data_ptr() && t.numel() == held.numel() &&
+         t.scalar_type() == held.scalar_type() && t._version() == version;
+}
+
+// The cached header of (b_rowptr, b_col) for k columns, or nullptr. ng = 0, lanes = 0: any
+// chunking (B's indices were checked against k when the entry was made).
+std::shared_ptr<const Header> cached_header(const at::Tensor& b_rowptr, const at::Tensor& b_col,
+                                            int64_t k, int ng, int64_t lanes) {
+  if (!cacheable(b_rowptr, b_col)) return nullptr;
+  std::lock_guard<std::mutex> lock(g_header_mutex);
+  const HeaderCacheEntry& c = g_header_cache;
+  if (c.header == nullptr || c.k != k || (ng != 0 && (c.ng != ng || c.lanes != lanes)) ||
+      !same_unchanged(b_rowptr, c.rowptr, c.rowptr_version) ||
+      !same_unchanged(b_col, c.col, c.col_version))
+    return nullptr;
+  return c.header;
+}
+
+void cache_header(const at::Tensor& b_rowptr, const at::Tensor& b_col, int64_t k, int ng,
+                  int64_t lanes, std::shared_ptr<const Header> header) {
+  if (!cacheable(b_rowptr, b_col)) return;
+  std::lock_guard<std::mutex> lock(g_header_mutex);
+  g_header_cache = HeaderCacheEntry{b_rowptr, b_col, b_rowptr._version(), b_col._version(),
+                                    k, lanes, ng, std::move(header)};
+}
+
 // The column bits of group g (lanes g * L .. g * L + L - 1) of a bitmap: L = 16 or 8 bits,
 // read as one 2- or 1-byte word (little endian).
 template <int L>
@@ -365,13 +418,20 @@ inline bool expand_pays(int64_t k, int64_t n, int64_t b_nnz) {
 }
 
 template <typename scalar_t, typename index_t, bool HA, bool HB>
-void spgemm_expand(const Operands<scalar_t, index_t>& p, int64_t m, int64_t n, int64_t k,
-                   int64_t b_nnz, scalar_t* out) {
+void spgemm_expand(const Operands<scalar_t, index_t>& p, const at::Tensor& b_rowptr,
+                   const at::Tensor& b_col, int64_t m, int64_t n, int64_t k, int64_t b_nnz,
+                   scalar_t* out) {
   constexpr int L = Vec512<scalar_t>::L;
   const int64_t groups = (k + L - 1) / L;
   static_assert(kMaxChunkGroups == 8, "the dispatch below covers 1, 2, 4 and 8 groups");
   const int ng = groups <= 1 ? 1 : groups <= 2 ? 2 : groups <= 4 ? 4 : 8;
-  const Header h = build_header<index_t, L>(p.b_rowptr, p.b_col, n, k, ng);
+  std::shared_ptr<const Header> cached = cached_header(b_rowptr, b_col, k, ng, L);
+  if (cached == nullptr) {
+    cached = std::make_shared<const Header>(build_header<index_t, L>(p.b_rowptr, p.b_col, n, k,
+                                                                     ng));
+    cache_header(b_rowptr, b_col, k, ng, L, cached);
+  }
+  const Header& h = *cached;
   auto run = [&](auto ng_c) {
     constexpr int NG = decltype(ng_c)::value;
     for_row_chunks(p.a_rowptr, p.a_col, p.b_rowptr, m, n, p.a_nnz, b_nnz,
@@ -389,7 +449,8 @@ void spgemm_expand(const Operands<scalar_t, index_t>& p, int64_t m, int64_t n, i
 // Cheap checks of the CSR pair plus the O(nnz) index ranges: A's columns name rows of B, B's
 // columns lie in [0, num_cols). Both index arrays share one dtype.
 void check_pair(const char* op, const at::Tensor& a_rowptr, const at::Tensor& a_col,
-                const at::Tensor& b_rowptr, const at::Tensor& b_col, int64_t num_cols) {
+                const at::Tensor& b_rowptr, const at::Tensor& b_col, int64_t num_cols,
+                bool b_validated = false) {
   TORCH_CHECK_VALUE(a_rowptr.dim() == 1 && a_rowptr.numel() >= 1, op,
                     ": a_rowptr must be 1-D with at least one entry, got ", a_rowptr.sizes());
   TORCH_CHECK_VALUE(b_rowptr.dim() == 1 && b_rowptr.numel() >= 1, op,
@@ -405,12 +466,13 @@ void check_pair(const char* op, const at::Tensor& a_rowptr, const at::Tensor& a_
   const int64_t m = a_rowptr.numel() - 1, n = b_rowptr.numel() - 1;
   AT_DISPATCH_INDEX_TYPES(a_col.scalar_type(), "spgemm_check", [&] {
     check_rowptr_ends<index_t>(op, a_rowptr, a_col.numel(), m);
-    check_rowptr_ends<index_t>(op, b_rowptr, b_col.numel(), n);
     index_t lo, hi;
     min_max(a_col.data_ptr<index_t>(), a_col.numel(), &lo, &hi);
     TORCH_CHECK_VALUE(a_col.numel() == 0 || (lo >= 0 && hi < n), op,
                       ": A's columns must name rows of B, in [0, ", n, "), got min ",
                       static_cast<int64_t>(lo), " max ", static_cast<int64_t>(hi));
+    if (b_validated) return;
+    check_rowptr_ends<index_t>(op, b_rowptr, b_col.numel(), n);
     min_max(b_col.data_ptr<index_t>(), b_col.numel(), &lo, &hi);
     TORCH_CHECK_VALUE(b_col.numel() == 0 || (lo >= 0 && hi < num_cols), op,
                       ": B's columns must lie in [0, num_cols = ", num_cols, "), got min ",
@@ -453,11 +515,16 @@ at::Tensor spgemm_cpu(const at::Tensor& a_rowptr, const at::Tensor& a_col,
   constexpr const char* op = "spgemm";
   TORCH_CHECK_TYPE(dtype == at::kFloat || dtype == at::kDouble, op,
                    ": dtype must be float32 or float64 on CPU, got ", dtype);
-  check_pair(op, a_rowptr, a_col, b_rowptr, b_col, num_cols);
+  // B's indices were checked when its cached header was made
+  bool b_validated = false;
+#if SPARSELTH_SPGEMM_AVX512
+  b_validated = cached_header(b_rowptr, b_col, num_cols, 0, 0) != nullptr;
+#endif
+  check_pair(op, a_rowptr, a_col, b_rowptr, b_col, num_cols, b_validated);
   check_values(op, "a_val", a_val, a_col, dtype);
   check_values(op, "b_val", b_val, b_col, dtype);
   const int64_t m = a_rowptr.numel() - 1, n = b_rowptr.numel() - 1, k = num_cols;
-  at::Tensor out = at::empty({m, k}, at::TensorOptions().dtype(dtype));
+  at::Tensor out = empty_large({m, k}, dtype);
   if (m == 0 || k == 0) return out;
   const bool prefetch = b_beyond_cache(b_col, b_val);
   AT_DISPATCH_FLOATING_TYPES(dtype, "spgemm_cpu", [&] {
@@ -469,7 +536,8 @@ at::Tensor spgemm_cpu(const at::Tensor& a_rowptr, const at::Tensor& a_col,
                        PF = decltype(pf)::value;
 #if SPARSELTH_SPGEMM_AVX512
         if (expand_pays<scalar_t>(k, n, b_col.numel())) {
-          spgemm_expand<scalar_t, index_t, HA, HB>(p, m, n, k, b_col.numel(), o);
+          spgemm_expand<scalar_t, index_t, HA, HB>(p, b_rowptr, b_col, m, n, k, b_col.numel(),
+                                                   o);
           return;
         }
 #endif

@@ -117,6 +117,58 @@ def test_large_enough_to_run_threaded():
         torch.set_num_threads(before)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_outputs_beyond_two_huge_pages(dtype):
+    # >= 4 MiB outputs come from huge-page memory of their own (csrc/cpu/alloc.h): same values,
+    # an ordinary tensor (in-place ops, views, autograd), freed with it.
+    A, B = _pair(9000, 300, 130, dtype, a_density=0.01, b_density=0.1, seed=4)
+    want = dense_oracle(A, B).to(dtype)
+    for b in test_backends(max_work=10**9):
+        out = spgemm(A, B, backend=b)
+        assert out.numel() * out.element_size() >= 4 << 20 and out.is_contiguous()
+        torch.testing.assert_close(out, want, **tolerances(dtype))
+        out.add_(1).mul_(2)
+        torch.testing.assert_close(out[::7], (want[::7] + 1) * 2, **tolerances(dtype))
+    Bv = B.val.clone().requires_grad_(True)
+    out = spgemm(A, CSR(B.rowptr, B.col, Bv, B.shape))
+    out.sum().backward()
+    # d sum(A @ B) / d B[j, c] = sum_i A[i, j]
+    b_row = torch.repeat_interleave(torch.arange(B.shape[0]), (B.rowptr[1:] - B.rowptr[:-1]).long())
+    want_grad = A.to_dense(torch.float64).sum(0)[b_row].to(dtype)
+    torch.testing.assert_close(Bv.grad, want_grad, **tolerances(dtype))
+
+
+def test_repeated_products_follow_changes_of_b():
+    # the CPU kernel reuses the per-row header of the last B it saw while B's index tensors
+    # come back unchanged; every change must be seen
+    A, B = _pair(40, 30, 64, torch.float32, a_density=0.2, b_density=0.15, seed=5)
+    A2, B2 = _pair(40, 30, 64, torch.float32, a_density=0.2, b_density=0.15, seed=6)
+    tol = tolerances(torch.float32)
+    for b in test_backends():
+        for _ in range(2):   # alternating tables
+            torch.testing.assert_close(spgemm(A, B, backend=b), dense_oracle(A, B).float(), **tol)
+            torch.testing.assert_close(spgemm(A, B2, backend=b), dense_oracle(A, B2).float(),
+                                       **tol)
+        val, col = B.val.clone(), B.col.clone()
+        Bc = CSR(B.rowptr, col, val, B.shape)
+        spgemm(A, Bc, backend=b)
+        val.mul_(3)   # values are read at every call
+        torch.testing.assert_close(spgemm(A, Bc, backend=b), dense_oracle(A, Bc).float(), **tol)
+        ends = B.rowptr[1:].tolist()   # the last entry of a row whose last column < 63
+        e = next(x - 1 for i, x in enumerate(ends) if x > B.rowptr[i] and col[x - 1] < 63)
+        col[e] = 63   # still sorted and unique in its row
+        torch.testing.assert_close(spgemm(A, Bc, backend=b), dense_oracle(A, Bc).float(), **tol)
+        if b == "cpp":
+            col[e] = 64   # out of range for 64 columns: checked again after the change
+            with pytest.raises(ValueError, match="B's columns"):
+                spgemm(A, Bc, backend=b)
+            col[e] = 3
+    with torch.inference_mode():
+        Bi = CSR(B.rowptr.clone(), B.col.clone(), B.val.clone(), B.shape)
+        for _ in range(2):
+            torch.testing.assert_close(spgemm(A, Bi), dense_oracle(A, Bi).float(), **tol)
+
+
 @pytest.mark.parametrize("route", ["sampled", "dense"])
 @pytest.mark.parametrize("backend", test_backends())
 def test_gradients_match_dense_autograd(backend, route, monkeypatch):
