@@ -103,6 +103,8 @@ class GraphCLGIN(nn.Module):
             raise ValueError(f"GraphCLGIN: batch has {batch.num_features} features, the model "
                              f"expects {self.convs[0].in_dim}")
         w = self.convs[0].lin1.weight
+        if torch.is_grad_enabled():
+            batch.adj.t()  # the backward's cached transpose, built here (eager, O(nnz))
         return self.encode(batch.x.to(w.dtype), batch.adj, batch.ptr)
 
     def forward(self, batch: GraphBatch) -> Tensor:

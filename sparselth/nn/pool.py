@@ -26,10 +26,21 @@ _REDUCE = ("sum", "mean", "max")
 
 
 def pooling_matrix(ptr: Tensor, num_nodes: int) -> CSR:
-    """The ``(B, N)`` pattern with row ``g`` = columns ``ptr[g]:ptr[g+1]`` (int32 indices)."""
+    """The ``(B, N)`` pattern with row ``g`` = columns ``ptr[g]:ptr[g+1]`` (int32 indices), with
+    its transpose (one entry per row: the node's graph) filled in from the structure, so the
+    backward never sorts and ``torch.compile`` sees no data-dependent sizes."""
     idx = torch.int32 if num_nodes < 2**31 - 1 else torch.int64
+    B = ptr.numel() - 1
     col = torch.arange(num_nodes, device=ptr.device, dtype=idx)
-    return CSR(ptr.to(idx), col, None, (ptr.numel() - 1, num_nodes), validate=False)
+    P = CSR(ptr.to(idx), col, None, (B, num_nodes), validate=False)
+    counts = (ptr[1:] - ptr[:-1]).long()
+    graph_of = torch.repeat_interleave(torch.arange(B, device=ptr.device), counts,
+                                       output_size=num_nodes)
+    t_rowptr = torch.arange(num_nodes + 1, device=ptr.device, dtype=idx)
+    Pt = CSR(t_rowptr, graph_of.to(idx), None, (num_nodes, B), validate=False)
+    ident = torch.arange(num_nodes, device=ptr.device)
+    P._t, P._perm, Pt._t, Pt._perm = Pt, ident, P, ident
+    return P
 
 
 def _check(fn: str, x: Tensor, ptr: Tensor) -> None:
