@@ -340,9 +340,10 @@ def _gin_folds(folder: Path, B: int) -> Optional[List[Tuple[torch.Tensor, torch.
 
 def download_tu(name: str, root, *, url: Optional[str] = None, sha256: Optional[str] = None,
                 timeout: float = 60.0) -> Path:
-    """Fetch ``<url>/<name>.zip`` (``url`` defaults to :data:`TU_URL`), check its sha256 (``sha256`` or :data:`TU_SHA256`; a warning
-    when neither knows it), and unpack its ``.txt`` files into ``root/tu/<name>/`` with atomic
-    writes. Nothing is written when the checksum or the archive is bad. Returns the folder."""
+    """Fetch ``<url>/<name>.zip`` (``url`` defaults to :data:`TU_URL`), check its sha256
+    (``sha256`` or :data:`TU_SHA256`; a warning when neither knows it), and unpack its ``.txt``
+    files into ``root/tu/<name>/`` with atomic writes (the ``<name>_A.txt`` that marks a complete
+    folder last). Nothing is written when the checksum or the archive is bad. Returns the folder."""
     fn = "download_tu"
     if not isinstance(name, str) or not name or "/" in name or "\\" in name or name in (".", ".."):
         raise ValueError(f"{fn}: name must be a dataset name such as 'MUTAG', got {name!r}")

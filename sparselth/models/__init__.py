@@ -3,7 +3,8 @@
 built by name with :func:`build_model`. The UGS graph networks :class:`GCN`, :class:`GIN` and
 :class:`GAT` (one fixed graph, learnable edge mask) live in :mod:`sparselth.models.gnn`.
 GraphCL's GIN encoder with its projection head, :class:`GraphCLGIN`, runs on a batch of graphs
-(:mod:`sparselth.models.graphcl`). The recommenders :class:`MF` and :class:`LightGCN` live in :mod:`sparselth.models.recsys`.
+(:mod:`sparselth.models.graphcl`). The recommenders :class:`MF` and :class:`LightGCN` live in
+:mod:`sparselth.models.recsys`.
 
 The image data sets (``synthetic_images``, ``load_digits``, ``make_dataset``, ``DATASETS``)
 moved to :mod:`sparselth.data.images`; their old names here still work for one release, with

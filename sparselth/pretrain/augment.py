@@ -43,7 +43,7 @@ from ..sparse.batch import GraphBatch, segment_rank
 Tensor = torch.Tensor
 
 __all__ = ["AugmentConfig", "AUGMENTATIONS", "drop_nodes", "perturb_edges", "mask_attributes",
-           "subgraph", "augment", "graphcl_views", "per_graph_counts"]
+           "subgraph", "drop_isolated", "augment", "graphcl_views", "per_graph_counts"]
 
 AUGMENTATIONS = ("none", "dnodes", "pedges", "subgraph", "mask_nodes", "random2", "random3",
                  "random4")
@@ -69,6 +69,9 @@ class AugmentConfig:
         mask_fill: ``"mean"``, ``"zero"`` or ``"gaussian"`` (N(0.5, 0.5^2)).
         subgraph_size: ``"complement"`` (keep ``n - floor(r n)``) or ``"ratio"`` (``floor(r n)+1``).
         original_first: the first view is the un-augmented graph (unsupervised TU code).
+        drop_isolated: after node dropping, subgraph and the mixtures, delete self loops and
+            the nodes left without edges (the unsupervised TU code's training loop), keeping
+            one node of a graph that would be emptied.
         reference_quirks: the one-hop subgraph of the reference TU codes.
     """
 
@@ -81,6 +84,7 @@ class AugmentConfig:
     mask_fill: str = "mean"
     subgraph_size: str = "complement"
     original_first: bool = False
+    drop_isolated: bool = False
     reference_quirks: bool = False
 
     def __post_init__(self):
@@ -104,11 +108,13 @@ class AugmentConfig:
     @classmethod
     def reference(cls, code: str) -> "AugmentConfig":
         """The settings of a reference code base: ``"unsupervised_TU"`` (10 % ratios, 20 %
-        subgraph, removal-only edges, Gaussian masks, original first view, one-hop subgraph) or
+        subgraph, removal-only edges, Gaussian masks, original first view, isolated nodes and
+        self loops dropped after node-removing augmentations, one-hop subgraph) or
         ``"semisupervised_TU"`` (20 % everywhere, mean masks, one-hop subgraph)."""
         if code == "unsupervised_TU":
             return cls(ratio=0.1, subgraph_ratio=0.2, edge_add=False, mask_fill="gaussian",
-                       subgraph_size="ratio", original_first=True, reference_quirks=True)
+                       subgraph_size="ratio", original_first=True, drop_isolated=True,
+                       reference_quirks=True)
         if code == "semisupervised_TU":
             return cls(ratio=0.2, mask_fill="mean", subgraph_size="ratio", reference_quirks=True)
         raise ValueError(f"AugmentConfig.reference: code must be 'unsupervised_TU' or "
@@ -282,8 +288,29 @@ def augment(batch: GraphBatch, kind: str, config: AugmentConfig = AugmentConfig(
                              device=gdev).to(batch.device)
         for i, member in enumerate(members):
             batch = _one(batch, member, config, generator, pick == i)
-        return batch
-    return _one(batch, kind, config, generator, None)
+    else:
+        batch = _one(batch, kind, config, generator, None)
+    if config.drop_isolated and kind in ("dnodes", "subgraph", *_MIXTURES):
+        batch = drop_isolated(batch)
+    return batch
+
+
+def drop_isolated(batch: GraphBatch) -> GraphBatch:
+    """Delete self loops, then every node without an edge; a graph that would be emptied keeps
+    its first node. (The unsupervised TU code's clean-up after node-removing augmentations,
+    without its empty graphs.)"""
+    if not isinstance(batch, GraphBatch):
+        raise TypeError(f"drop_isolated: batch must be a GraphBatch, got {type(batch).__name__}")
+    row, col = batch.adj.row(), batch.adj.col.long()
+    batch = batch.keep_entries(row != col)
+    row, col = batch.adj.row(), batch.adj.col.long()
+    keep = torch.zeros(batch.num_nodes, dtype=torch.bool, device=batch.device)
+    keep[row] = True
+    keep[col] = True
+    kept = torch.zeros_like(batch.counts).index_add_(0, batch.batch, keep.long())
+    rescue = (kept == 0) & (batch.counts > 0)
+    keep[batch.ptr[:-1][rescue]] = True
+    return batch.keep_nodes(keep)
 
 
 def _one(batch, kind, config, generator, active):

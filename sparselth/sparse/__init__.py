@@ -8,4 +8,5 @@ from .embedding_formats import (BitmaskEmbedding, CSREmbedding, EmbeddingFormat,
                                 predict_bytes)
 
 __all__ = ["CSR", "Graph", "GraphBatch", "EmbeddingFormat", "RowCompactEmbedding",
-           "CSREmbedding", "BitmaskEmbedding", "compress_embedding", "choose_format", "predict_bytes"]
+           "CSREmbedding", "BitmaskEmbedding", "compress_embedding", "choose_format",
+           "predict_bytes"]

@@ -112,7 +112,8 @@ class GraphBatch:
         if adj.shape != (N, N):
             raise ValueError(f"GraphBatch: adj must have shape ({N}, {N}), got {adj.shape}")
         if int(ptr[0]) != 0 or int(ptr[-1]) != N or bool((ptr[1:] < ptr[:-1]).any()):
-            raise ValueError(f"GraphBatch: ptr must rise from 0 to N={N}, got {ptr.tolist()[:8]}...")
+            raise ValueError(f"GraphBatch: ptr must rise from 0 to N={N}, got "
+                             f"{ptr.tolist()[:8]}...")
         if y is not None and (not isinstance(y, Tensor) or y.shape[:1] != (ptr.numel() - 1,)):
             raise ValueError(f"GraphBatch: y must have {ptr.numel() - 1} rows, got {_describe(y)}")
         if adj.nnz:

@@ -80,7 +80,8 @@ def test_tu_without_node_labels_gets_a_constant_feature(tmp_path):
     parts = {k: v for k, v in TINY.items() if k not in ("node_labels", "node_attributes")}
     _write_tu(tmp_path, parts=parts)
     ds = load_tu("TINY", root=tmp_path, dtype=torch.float64)
-    assert ds.num_features == 1 and bool((ds.data.x == 1).all()) and ds.data.x.dtype == torch.float64
+    assert ds.num_features == 1 and bool((ds.data.x == 1).all())
+    assert ds.data.x.dtype == torch.float64
 
 
 def test_tu_errors_name_the_problem(tmp_path):
@@ -258,7 +259,8 @@ def test_loader_select_and_collate(tmp_path):
     _write_tu(tmp_path)
     ds = load_tu("TINY", root=tmp_path)
     batches = list(GraphLoader(ds, batch_size=2))
-    assert [b.num_graphs for b in batches] == [2, 1] and len(GraphLoader(ds, 2, drop_last=True)) == 1
+    assert [b.num_graphs for b in batches] == [2, 1]
+    assert len(GraphLoader(ds, 2, drop_last=True)) == 1
     b = ds.batch([2, 0, 0])
     assert b.ptr.tolist() == [0, 1, 4, 7] and b.y.tolist() == [0, 0, 0]
     assert _edges(b.adj) == [(1, 2), (2, 1), (2, 3), (3, 2), (4, 5), (5, 4), (5, 6), (6, 5)]

@@ -20,7 +20,8 @@ def _reference(x, counts, reduce):
         if n == 0:
             out.append(torch.zeros(x.shape[1], dtype=x.dtype))
         else:
-            out.append({"sum": rows.sum(0), "mean": rows.mean(0), "max": rows.max(0).values}[reduce])
+            out.append({"sum": rows.sum(0), "mean": rows.mean(0),
+                        "max": rows.max(0).values}[reduce])
     return torch.stack(out)
 
 

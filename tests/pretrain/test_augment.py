@@ -11,8 +11,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sparselth.pretrain import (AugmentConfig, augment, drop_nodes, graphcl_views,
-                                mask_attributes, perturb_edges, subgraph)
+from sparselth.pretrain import (AugmentConfig, augment, drop_isolated, drop_nodes,
+                                graphcl_views, mask_attributes, perturb_edges, subgraph)
 from sparselth.sparse import GraphBatch
 
 from ._batches import edge_set, random_batch
@@ -249,10 +249,11 @@ KINDS = ["none", "dnodes", "pedges", "subgraph", "mask_nodes", "random2", "rando
 
 @given(sizes=st.lists(st.integers(0, 9), min_size=1, max_size=6),
        p=st.floats(0.0, 1.0), ratio=st.floats(0.0, 1.0), seed=st.integers(0, 2**31 - 1),
-       kind=st.sampled_from(KINDS), quirks=st.booleans(), add=st.booleans())
-def test_fuzz_invariants(sizes, p, ratio, seed, kind, quirks, add):
+       kind=st.sampled_from(KINDS), quirks=st.booleans(), add=st.booleans(),
+       iso=st.booleans())
+def test_fuzz_invariants(sizes, p, ratio, seed, kind, quirks, add, iso):
     b = random_batch(sizes, p=p, seed=seed % 1000, self_loops=bool(seed % 2))
-    cfg = AugmentConfig(ratio=ratio, reference_quirks=quirks, edge_add=add,
+    cfg = AugmentConfig(ratio=ratio, reference_quirks=quirks, edge_add=add, drop_isolated=iso,
                         mask_fill=["mean", "zero", "gaussian"][seed % 3])
     out = augment(b, kind, cfg, generator=_gen(seed))
     GraphBatch(out.x, out.adj, out.ptr, out.y)            # block-diagonal, valid ptr
@@ -262,7 +263,7 @@ def test_fuzz_invariants(sizes, p, ratio, seed, kind, quirks, add):
     n_in, n_out = b.counts, out.counts
     assert bool((n_out <= n_in).all())
     assert bool(((n_in == 0) | (n_out >= 1)).all())         # no graph emptied
-    if kind == "dnodes":
+    if kind == "dnodes" and not iso:
         k = torch.minimum(torch.floor(ratio * n_in.double()).long(), (n_in - 1).clamp_min(0))
         assert torch.equal(n_out, n_in - k)
     if kind in ("pedges", "mask_nodes", "none"):
@@ -274,3 +275,29 @@ def test_fuzz_invariants(sizes, p, ratio, seed, kind, quirks, add):
     if kind == "subgraph":
         for i in range(b.num_graphs):                     # induced: no edge invented
             assert out.graph(i).adj.nnz <= b.graph(i).adj.nnz
+
+
+# --------------------------------------------------------------------------- clean-up variant
+
+
+def test_drop_isolated_matches_per_graph_reference():
+    b = random_batch(SIZES + [6], p=0.25, seed=12, self_loops=True)
+    out = drop_isolated(b)
+    out._validate()
+    for i in range(b.num_graphs):
+        gr = b.graph(i)
+        edges = {(r, c) for r, c in edge_set(gr.adj) if r != c}
+        kept = sorted({v for e in edges for v in e}) or ([0] if gr.num_nodes else [])
+        new = {v: j for j, v in enumerate(kept)}
+        _assert_graph(out.graph(i), gr.x[kept], {(new[r], new[c]) for r, c in edges})
+
+
+def test_unsupervised_reference_cleans_up_after_node_removal_only():
+    b = random_batch(SIZES, p=0.3, seed=13, self_loops=True)
+    cfg = AugmentConfig.reference("unsupervised_TU")
+    assert cfg.drop_isolated
+    out = augment(b, "dnodes", cfg, generator=_gen(2))
+    want = drop_isolated(drop_nodes(b, 0.1, generator=_gen(2)))
+    assert torch.equal(out.ptr, want.ptr) and edge_set(out.adj) == edge_set(want.adj)
+    masked = augment(b, "mask_nodes", cfg, generator=_gen(2))
+    assert edge_set(masked.adj) == edge_set(b.adj)              # self loops stay
