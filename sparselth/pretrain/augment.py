@@ -251,17 +251,22 @@ def subgraph(batch: GraphBatch, ratio: float = 0.2, *, size: str = "complement",
     visited = (rank == 0) | ~active[b]
     size_now = torch.zeros_like(n).index_add_(0, b, visited.long())
     row, col = batch.adj.row(), batch.adj.col.long()
+    hit = torch.zeros_like(visited)
+    new = visited & active[b]                 # nodes whose neighbours are not yet scanned
     while True:
-        hit = torch.zeros_like(visited)
-        hit[row[visited[col]]] = True
-        cand = hit & ~visited
+        scan = new[col]
+        hit[row[scan]] = True
         need = (target - size_now).clamp_min(0)
-        if not bool((cand & (need[b] > 0)).any()):
+        cand = (hit & ~visited).nonzero().squeeze(1)
+        cand = cand[need[b[cand]] > 0]
+        if cand.numel() == 0:
             break
-        crank = segment_rank(torch.where(cand, keys, torch.full_like(keys, 2.0)), b)
-        add = cand & (crank < need[b])
-        visited = visited | add
-        size_now = size_now + torch.zeros_like(n).index_add_(0, b, add.long())
+        crank = segment_rank(keys[cand], b[cand])
+        add = cand[crank < need[b[cand]]]
+        new = torch.zeros_like(visited)
+        new[add] = True
+        visited = visited | new
+        size_now = size_now + torch.zeros_like(n).index_add_(0, b[add], torch.ones_like(add))
         if one_hop:
             break
     return batch.keep_nodes(visited)
