@@ -17,7 +17,6 @@ import torch
 from sparselth._io import sha256_bytes
 from sparselth.data import (GraphLoader, as_graph_batch, collate_graphs, download_tu, find_tu,
                             from_pyg, load_tu)
-from sparselth.sparse import CSR, Graph, GraphBatch
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "datasets"
 REAL_DATA = Path(os.environ.get("SPARSELTH_DATA", SHARED))
@@ -310,28 +309,6 @@ def test_real_pyg_batch_when_installed():
     d = Data(x=torch.ones(3, 2), edge_index=torch.tensor([[0, 1], [1, 2]]), y=torch.tensor([1]))
     b = from_pyg(Batch.from_data_list([d, d]))
     assert b.num_graphs == 2 and b.adj.nnz == 4 and pyg is not None
-
-
-def test_graph_batch_round_trip_and_validation():
-    g = Graph(torch.arange(6.).reshape(3, 2), CSR.from_edge_index(torch.tensor([[0, 2], [1, 0]])))
-    b = GraphBatch.from_graphs([g, Graph(torch.zeros(0, 2), CSR.from_edge_index(
-        torch.zeros(2, 0, dtype=torch.long), 0)), g])
-    assert b.counts.tolist() == [3, 0, 3] and b.edge_ptr.tolist() == [0, 2, 2, 4]
-    for i, h in enumerate(b.to_graphs()):
-        want = [g, None, g][i]
-        if want is not None:
-            assert torch.equal(h.x, want.x) and _edges(h.adj) == _edges(want.adj)
-    assert b.select(torch.tensor([2, 1])).counts.tolist() == [3, 0]
-    bad = CSR.from_edge_index(torch.tensor([[0], [4]]), 6)
-    with pytest.raises(ValueError, match="block-diagonal"):
-        GraphBatch(torch.zeros(6, 1), bad, torch.tensor([0, 3, 6]))
-    with pytest.raises(ValueError, match="ptr"):
-        GraphBatch(torch.zeros(6, 1), bad, torch.tensor([0, 3, 5]))
-    with pytest.raises(ValueError, match="index"):
-        b.select(torch.tensor([3]))
-    with pytest.raises(ValueError, match="feature widths"):
-        GraphBatch.from_graphs([g, Graph(torch.zeros(1, 3), CSR.from_edge_index(
-            torch.zeros(2, 0, dtype=torch.long), 1))])
 
 
 # --------------------------------------------------------------------------- the real files
