@@ -17,12 +17,13 @@ Example::
 
 from __future__ import annotations
 
-from typing import List
+from typing import Any, List
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..data.batching import as_graph_batch
 from ..nn.pool import global_pool
 from ..ops.spmm import spmm
 from ..sparse.batch import GraphBatch
@@ -95,10 +96,16 @@ class GraphCLGIN(nn.Module):
             pooled.append(global_pool(x, ptr, self.readout))
         return torch.cat(pooled, 1)
 
-    def embed(self, batch: GraphBatch) -> Tensor:
-        """Graph embeddings (the projection head is not applied)."""
+    def embed(self, batch: Any) -> Tensor:
+        """Graph embeddings (the projection head is not applied). ``batch``: a
+        :class:`GraphBatch`, a list of :class:`~sparselth.sparse.Graph`, or a PyG
+        ``Data``/``Batch``."""
         if not isinstance(batch, GraphBatch):
-            raise TypeError(f"GraphCLGIN: batch must be a GraphBatch, got {type(batch).__name__}")
+            if isinstance(batch, Tensor) or not (isinstance(batch, (list, tuple)) or
+                                                 hasattr(batch, "edge_index")):
+                raise TypeError(f"GraphCLGIN: batch must be a GraphBatch, a list of graphs or a "
+                                f"PyG Data/Batch, got {type(batch).__name__}")
+            batch = as_graph_batch(batch)
         if batch.num_features != self.convs[0].in_dim:
             raise ValueError(f"GraphCLGIN: batch has {batch.num_features} features, the model "
                              f"expects {self.convs[0].in_dim}")
@@ -107,6 +114,6 @@ class GraphCLGIN(nn.Module):
             batch.adj.t()  # the backward's cached transpose, built here (eager, O(nnz))
         return self.encode(batch.x.to(w.dtype), batch.adj, batch.ptr)
 
-    def forward(self, batch: GraphBatch) -> Tensor:
+    def forward(self, batch: Any) -> Tensor:
         """Projections ``proj_head(embed(batch))``, the input of NT-Xent."""
         return self.proj_head(self.embed(batch))

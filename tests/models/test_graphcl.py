@@ -72,6 +72,21 @@ def test_a_training_step_lowers_nothing_to_nan():
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
+class _PyGStandIn:
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+
+def test_accepts_graph_lists_and_pyg_like_batches():
+    model = GraphCLGIN(2).eval()
+    b = random_batch([3, 2], num_features=2, seed=1)
+    ref = model(b)
+    torch.testing.assert_close(model(b.to_graphs()), ref)
+    ei = b.adj.to_edge_index().flip(0)                        # PyG's [source, target]
+    pyg = _PyGStandIn(x=b.x, edge_index=ei, batch=b.batch, num_graphs=2)
+    torch.testing.assert_close(model(pyg), ref)
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="hidden"):
         GraphCLGIN(3, hidden=0)
