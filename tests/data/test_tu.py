@@ -71,6 +71,7 @@ def test_tu_format_tiny(tmp_path):
 def test_tu_found_in_every_layout_of_the_root(tmp_path, sub, monkeypatch):
     _write_tu(tmp_path / sub if sub else tmp_path, crlf=True)
     assert find_tu("TINY", tmp_path)[0] == "tu"
+    assert len(load_tu("tiny", root=tmp_path)) == 3          # upper-case folder names too
     monkeypatch.setenv("SPARSELTH_DATA", str(tmp_path))
     assert len(load_tu("TINY")) == 3
 
@@ -141,6 +142,8 @@ def test_gin_format_tiny_with_folds(tmp_path):
     assert len(ds.folds) == 10
     tr, te = ds.folds[0]
     assert tr.tolist() == [1, 2] and te.tolist() == [0]
+    fold = list(GraphLoader(ds, batch_size=8, index=tr))
+    assert len(fold) == 1 and fold[0].y.tolist() == ds.y[tr].tolist()
 
 
 def test_gin_attributes_and_errors(tmp_path):
