@@ -12,13 +12,17 @@ deterministic by seed and cover sizes the real data does not.
 - :func:`link_split`: link-prediction split (held-out edges that keep components, negatives).
 - :mod:`~sparselth.data.recsys`: user-item interactions (:class:`Interactions`): LastFM,
   MovieLens-100K, LightGCN's text format, a latent-factor generator, a BPR sampler.
+- :func:`load_tu` (:mod:`~sparselth.data.tu`): TU graph-classification sets (TU and GIN text
+  formats, GIN's 10 folds, download with sha256) as a :class:`GraphDataset`;
+  :class:`GraphLoader`, :func:`collate_graphs`, :func:`from_pyg` (:mod:`~sparselth.data.batching`).
 - :mod:`~sparselth.data.images`: small image classification data (synthetic templates,
   scikit-learn's digits) for ``sparselth find``.
 """
 
 from __future__ import annotations
 
-from . import files, graph, images, linkpred, planetoid, recsys, synthetic
+from . import batching, files, graph, images, linkpred, planetoid, recsys, synthetic, tu
+from .batching import *  # noqa: F401,F403
 from .files import *  # noqa: F401,F403
 from .graph import *  # noqa: F401,F403
 from .images import *  # noqa: F401,F403
@@ -26,6 +30,7 @@ from .linkpred import *  # noqa: F401,F403
 from .planetoid import *  # noqa: F401,F403
 from .recsys import *  # noqa: F401,F403
 from .synthetic import *  # noqa: F401,F403
+from .tu import *  # noqa: F401,F403
 
-__all__ = [*files.__all__, *graph.__all__, *images.__all__, *linkpred.__all__,
-           *planetoid.__all__, *recsys.__all__, *synthetic.__all__]
+__all__ = [*batching.__all__, *files.__all__, *graph.__all__, *images.__all__, *linkpred.__all__,
+           *planetoid.__all__, *recsys.__all__, *synthetic.__all__, *tu.__all__]

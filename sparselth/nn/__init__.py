@@ -11,11 +11,14 @@ layers), :class:`BlockSparseLinear`, :class:`SemiStructuredLinear` (2:4, GPU). E
 ``from_dense(module, mask=None)``.
 
 Graphs: :class:`GCNConv`, :class:`GINConv`, :class:`GATConv` take a CSR adjacency or an
-``edge_index`` plus learnable per-edge weights (UGS edge masks).
+``edge_index`` plus learnable per-edge weights (UGS edge masks). Readouts over a batch of
+graphs: :func:`global_pool` (sum, mean: an SpMM with a pooling matrix; max).
 """
 
 from .embedding import CompressedEmbedding, CompressedEmbeddingBag, MaskedEmbedding
 from .graph import GATConv, GCNConv, GINConv
+from .pool import (global_add_pool, global_max_pool, global_mean_pool, global_pool,
+                   pooling_matrix)
 from .masked import MaskedConv2d, MaskedConvTranspose2d, MaskedLinear
 from .sparse import (BlockSparseLinear, ChannelPrunedConv2d, ChannelPrunedConvTranspose2d,
                      ChannelPrunedLinear, SemiStructuredLinear, SparseConv2d,
@@ -28,4 +31,5 @@ __all__ = [
     "BlockSparseLinear", "SemiStructuredLinear",
     "GCNConv", "GINConv", "GATConv",
     "MaskedEmbedding", "CompressedEmbedding", "CompressedEmbeddingBag",
+    "global_pool", "global_add_pool", "global_mean_pool", "global_max_pool", "pooling_matrix",
 ]
