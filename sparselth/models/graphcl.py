@@ -85,6 +85,8 @@ class GraphCLGIN(nn.Module):
     def _bn(self, bn: nn.BatchNorm1d, x: Tensor) -> Tensor:
         # batch statistics need two rows; a batch of one node uses the running statistics
         use_batch = self.training and x.shape[0] > 1
+        if use_batch and bn.num_batches_tracked is not None:
+            bn.num_batches_tracked.add_(1)
         return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias,
                             use_batch, bn.momentum if use_batch else 0.0, bn.eps)
 
