@@ -13,6 +13,8 @@
 
 #include <algorithm>
 
+#include "alloc.h"
+
 namespace sparselth {
 namespace {
 
@@ -60,7 +62,7 @@ at::Tensor phase_interleave_cpu(const at::Tensor& z, at::IntArrayRef stride,
                     Wm, " planes are too small for a ", Hy, "x", Wy, " output at stride ", stride);
   const int64_t R = RP / (sy * sx);
   const at::Tensor zc = z.contiguous();
-  at::Tensor out = at::empty({N, R, Hy, Wy}, z.options());
+  at::Tensor out = empty_large({N, R, Hy, Wy}, z.scalar_type());
   if (out.numel() == 0) return out;
   const int64_t plane = Hm * Wm, phase_stride = R * plane;
   const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, Hy * Wy));

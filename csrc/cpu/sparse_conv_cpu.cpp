@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "check.h"
+#include "alloc.h"
 #include "partition.h"
 #include "sparse_conv_tiles.h"
 
@@ -182,7 +183,7 @@ at::Tensor sparse_conv2d_cpu(const at::Tensor& x, const at::Tensor& blkptr, cons
     TORCH_CHECK_TYPE(bias->scalar_type() == x.scalar_type(), op, ": bias dtype must equal x's");
     check_same_device(op, "bias", *bias, x);
   }
-  at::Tensor out = at::empty({g.N, g.R, g.Ho, g.Wo}, x.options());
+  at::Tensor out = empty_large({g.N, g.R, g.Ho, g.Wo}, x.scalar_type());
   if (out.numel() == 0) return out;
   Tiling t;
   const int64_t V = x.scalar_type() == at::kFloat ? conv_tiles::lanes<float>()

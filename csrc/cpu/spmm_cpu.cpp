@@ -10,6 +10,7 @@
 #include <type_traits>
 
 #include "check.h"
+#include "alloc.h"
 #include "partition.h"
 #include "spmm_rows.h"
 
@@ -99,7 +100,7 @@ at::Tensor spmm_cpu(const at::Tensor& rowptr, const at::Tensor& col,
   }
   for (const at::Tensor* t : {&rowptr, &col}) check_same_device(op, "index", *t, x);
   TORCH_CHECK_VALUE(rowptr.is_cpu(), op, ": the CPU kernel got tensors on ", rowptr.device());
-  at::Tensor out = at::empty({num_rows, F}, x.options());
+  at::Tensor out = empty_large({num_rows, F}, x.scalar_type());
   if (num_rows == 0 || F == 0) return out;
   const bool has_val = val.has_value();
   const int mask_kind = !x_mask.has_value()                 ? kNoMask
