@@ -217,20 +217,6 @@ inline void gather_row(const index_t* blk, const index_t* koff, const scalar_t* 
   gather_tiles<scalar_t, index_t, HAS_VAL, HAS_KOFF, W0>(blk, koff, val, e0, e1, src, Ls, qa, qb, store);
 }
 
-// Runs body(item) for item in [0, items) on `threads` threads, handing items out one at a time
-// (a thread that the OS deschedules on a shared machine then holds up one item, not a share).
-template <typename F>
-void parallel_items(int64_t items, int64_t threads, const F& body) {
-  if (threads <= 1 || items <= 1) {
-    for (int64_t it = 0; it < items; ++it) body(it);
-    return;
-  }
-  std::atomic<int64_t> next{0};
-  at::parallel_for(0, std::min(threads, items), 1, [&](int64_t, int64_t) {
-    for (int64_t it; (it = next.fetch_add(1, std::memory_order_relaxed)) < items;) body(it);
-  });
-}
-
 template <typename scalar_t, typename index_t, bool HAS_VAL, bool HAS_KOFF>
 void shifted_spmm_launch(const at::Tensor& rowptr, const at::Tensor& blk,
                          const c10::optional<at::Tensor>& koff,

@@ -30,19 +30,6 @@ using conv_tiles::Tiling;
 
 constexpr int64_t kSerialWork = 1 << 18;  // MACs below which one thread beats the fork
 
-// Runs body(item) for item in [0, items) on `threads` threads, one item at a time.
-template <typename F>
-void parallel_items(int64_t items, int64_t threads, const F& body) {
-  if (threads <= 1 || items <= 1) {
-    for (int64_t it = 0; it < items; ++it) body(it);
-    return;
-  }
-  std::atomic<int64_t> next{0};
-  at::parallel_for(0, std::min(threads, items), 1, [&](int64_t, int64_t) {
-    for (int64_t it; (it = next.fetch_add(1, std::memory_order_relaxed)) < items;) body(it);
-  });
-}
-
 // A 64-byte aligned, zeroed scratch buffer of n elements owned by the calling thread.
 template <typename scalar_t>
 scalar_t* thread_scratch(int64_t n) {
