@@ -68,9 +68,10 @@ TORCH_LIBRARY(sparselth, m) {
   // out[n, h] = bias[h] + sum_s sum_{e in row s * out_features + h} val[e] * x[n, col[e]]:
   // F.linear with a CSR weight (out_features, in_features) given as S >= 1 stacked panels
   // (rowptr: S * out_features + 1 entries, int32|int64; S = 1: the plain CSR); col: (nnz,)
-  // rowptr's dtype or int16; x (batch, in_features), any strides; the result row-major.
+  // rowptr's dtype or int16; x (batch, in_features), any strides; the result row-major; relu:
+  // ReLU applied in the store (the next activation fused).
   m.def("sparse_linear_kernel(Tensor rowptr, Tensor col, Tensor? val, Tensor x, Tensor? bias, "
-        "int out_features) -> Tensor");
+        "int out_features, bool relu=False) -> Tensor");
 
   // Embedding gathers (csrc/cpu/embedding_cpu.cpp, csrc/cuda/embedding_cuda.cu). Every one
   // returns (num_out, d): without bag_ptr row o is the stored row ids[o]; with bag_ptr

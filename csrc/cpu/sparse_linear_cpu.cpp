@@ -1,6 +1,7 @@
 // Sparse linear layer on CPU (schema in csrc/ops.cpp):
 //
-//   out[n, h] = bias[h] + sum_{s < S} sum_{e in row s * H + h} val[e] * x[n, col[e]]
+//   out[n, h] = act(bias[h] + sum_{s < S} sum_{e in row s * H + h} val[e] * x[n, col[e]])
+//   (act: ReLU when `relu`, the next layer's activation fused into the store; else identity)
 //
 // for x (B, F) with any strides, out (B, H) row-major, and a CSR weight (H, F) stored as S
 // stacked "panels" of H rows each (rowptr has S * H + 1 entries; S = 1 is the plain CSR).
@@ -106,10 +107,11 @@ inline void pack_rows_f32(const float* x, int64_t sn, int64_t F, int64_t n0, int
   }
 }
 
-// out[(n0 + i) * H + h] = ob[(h - h0) * T + i] + bias[h] for float, 16x16 register tiles.
+// out[(n0 + i) * H + h] = act(ob[(h - h0) * T + i] + bias[h]) for float, 16x16 register tiles.
 template <int T>
-inline void store_rows_f32(const float* ob, const float* bias, int64_t H, int64_t h0,
+inline void store_rows_f32(const float* ob, const float* bias, bool relu, int64_t H, int64_t h0,
                            int64_t h1, int64_t n0, int64_t nb, float* out) {
+  const __m512 zero = _mm512_setzero_ps();
   __m512 r[16];
   for (int64_t hb = h0; hb < h1; hb += 16) {
     const int64_t w = std::min<int64_t>(16, h1 - hb);
@@ -120,8 +122,10 @@ inline void store_rows_f32(const float* ob, const float* bias, int64_t H, int64_
         r[k] = k < w ? _mm512_loadu_ps(ob + (hb - h0 + k) * T + ib) : _mm512_setzero_ps();
       transpose16(r);
       const int64_t rows = std::min<int64_t>(16, nb - ib);
-      for (int k = 0; k < rows; ++k)
-        _mm512_mask_storeu_ps(out + (n0 + ib + k) * H + hb, m, _mm512_add_ps(r[k], b));
+      for (int k = 0; k < rows; ++k) {
+        const __m512 v = _mm512_add_ps(r[k], b);   // max(0, NaN) is NaN, as torch.relu
+        _mm512_mask_storeu_ps(out + (n0 + ib + k) * H + hb, m, relu ? _mm512_max_ps(zero, v) : v);
+      }
     }
   }
 }
@@ -199,13 +203,13 @@ void tile_product(const index_t* rp, const col_t* col, const scalar_t* val, int6
   }
 }
 
-// out[(n0 + i) * H + h] = ob[(h - h0) * T + i] + bias[h] for i < nb, h in [h0, h1).
+// out[(n0 + i) * H + h] = act(ob[(h - h0) * T + i] + bias[h]) for i < nb, h in [h0, h1).
 template <typename scalar_t, int T>
-void store_rows(const scalar_t* ob, const scalar_t* bias, int64_t H, int64_t h0, int64_t h1,
-                int64_t n0, int64_t nb, scalar_t* out) {
+void store_rows(const scalar_t* ob, const scalar_t* bias, bool relu, int64_t H, int64_t h0,
+                int64_t h1, int64_t n0, int64_t nb, scalar_t* out) {
 #if defined(__AVX512F__)
   if constexpr (std::is_same_v<scalar_t, float> && T % 16 == 0) {
-    store_rows_f32<T>(ob, bias, H, h0, h1, n0, nb, out);
+    store_rows_f32<T>(ob, bias, relu, H, h0, h1, n0, nb, out);
     return;
   }
 #endif
@@ -213,8 +217,10 @@ void store_rows(const scalar_t* ob, const scalar_t* bias, int64_t H, int64_t h0,
     const int64_t he = std::min<int64_t>(h1, hb + kTransposeTile);
     for (int64_t i = 0; i < nb; ++i) {
       scalar_t* orow = out + (n0 + i) * H;
-      for (int64_t h = hb; h < he; ++h)
-        orow[h] = ob[(h - h0) * T + i] + (bias != nullptr ? bias[h] : scalar_t(0));
+      for (int64_t h = hb; h < he; ++h) {
+        const scalar_t v = ob[(h - h0) * T + i] + (bias != nullptr ? bias[h] : scalar_t(0));
+        orow[h] = relu && v < scalar_t(0) ? scalar_t(0) : v;
+      }
     }
   }
 }
@@ -277,6 +283,7 @@ struct TileJob {
   const col_t* col;
   const scalar_t* val;
   const scalar_t* bias;
+  bool relu;
   Input<scalar_t> x;
   scalar_t* out;
   int64_t S, H, F, B;
@@ -309,8 +316,8 @@ struct TileJob {
     with_lanes(b, [&](auto t) {
       constexpr int T = decltype(t)::value;
       tile_product<scalar_t, index_t, col_t, T>(rp, col, val, S, H, h0, h1, xb, ob);
-      store_rows<scalar_t, T>(ob, bias, H, h0, h1, first(b), std::min<int64_t>(T, B - first(b)),
-                              out);
+      store_rows<scalar_t, T>(ob, bias, relu, H, h0, h1, first(b),
+                              std::min<int64_t>(T, B - first(b)), out);
     });
   }
 };
@@ -320,12 +327,12 @@ struct TileJob {
 // block; otherwise (few blocks) all are packed first and the rows are split between threads.
 template <typename scalar_t, typename index_t, typename col_t>
 void tiles_launch(const index_t* rp, const col_t* col, const scalar_t* val, int64_t S,
-                  Input<scalar_t> x, int64_t B, int64_t F, const scalar_t* bias, int64_t H,
-                  int64_t nnz, at::Tensor& out) {
+                  Input<scalar_t> x, int64_t B, int64_t F, const scalar_t* bias, bool relu,
+                  int64_t H, int64_t nnz, at::Tensor& out) {
   constexpr int L = kLanes<scalar_t>;
   const Blocks blocks = plan_blocks(B, L);
   const int64_t block_size = F * blocks.main_nv * L;   // elements of a packed block
-  const TileJob<scalar_t, index_t, col_t> job{rp, col, val, bias, x, out.data_ptr<scalar_t>(),
+  const TileJob<scalar_t, index_t, col_t> job{rp, col, val, bias, relu, x, out.data_ptr<scalar_t>(),
                                               S, H, F, B, blocks};
   const int64_t threads = (nnz + H) * B < kSerialWork ? 1 : at::get_num_threads();
   const int64_t sums_size = std::min(H, kRowChunk) * blocks.main_nv * L;
@@ -486,12 +493,12 @@ inline scalar_t gather_dot(const col_t* col, const scalar_t* val, int64_t e0, in
   return (a[0] + a[1]) + (a[2] + a[3]);
 }
 
-// out[h] = bias[h] + sum over row h's entries; returns whether a column was out of range
+// out[h] = act(bias[h] + sum over row h's entries); returns whether a column was out of range
 // (only looked for where kStreamChecked, else the caller has checked them).
 template <typename scalar_t, typename index_t, typename col_t>
 bool spmv_launch(const index_t* rp, const col_t* col, const scalar_t* val, int64_t S,
-                 const scalar_t* x, int64_t F, const scalar_t* bias, int64_t H, int64_t nnz,
-                 scalar_t* out) {
+                 const scalar_t* x, int64_t F, const scalar_t* bias, bool relu, int64_t H,
+                 int64_t nnz, scalar_t* out) {
   std::atomic<bool> any_bad{false};
   auto rows = [&](int64_t h0, int64_t h1) {
     bool bad = false;
@@ -507,7 +514,7 @@ bool spmv_launch(const index_t* rp, const col_t* col, const scalar_t* val, int64
 #endif
         acc += gather_dot<scalar_t, col_t>(col, val, e0, e1, x);
       }
-      out[h] = acc;
+      out[h] = relu && acc < scalar_t(0) ? scalar_t(0) : acc;
     }
     if (bad) any_bad.store(true, std::memory_order_relaxed);
   };
@@ -551,8 +558,8 @@ void check_rowptr_sorted(const char* op, const at::Tensor& rowptr) {
 
 template <typename scalar_t, typename index_t, typename col_t>
 void linear_dispatch(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& val,
-                     const at::Tensor& x, const c10::optional<at::Tensor>& bias, int64_t S,
-                     int64_t H, at::Tensor& out) {
+                     const at::Tensor& x, const c10::optional<at::Tensor>& bias, bool relu,
+                     int64_t S, int64_t H, at::Tensor& out) {
   const index_t* rp = rowptr.data_ptr<index_t>();
   const col_t* cp = col.data_ptr<col_t>();
   const scalar_t* vp = val.data_ptr<scalar_t>();
@@ -560,18 +567,19 @@ void linear_dispatch(const at::Tensor& rowptr, const at::Tensor& col, const at::
   const int64_t B = x.size(0), F = x.size(1);
   if (B == 1) {
     const at::Tensor xc = x.contiguous();
-    if (spmv_launch<scalar_t, index_t, col_t>(rp, cp, vp, S, xc.data_ptr<scalar_t>(), F, bp, H,
-                                              col.numel(), out.data_ptr<scalar_t>()))
+    if (spmv_launch<scalar_t, index_t, col_t>(rp, cp, vp, S, xc.data_ptr<scalar_t>(), F, bp,
+                                              relu, H, col.numel(), out.data_ptr<scalar_t>()))
       check_columns<col_t>("sparse_linear_kernel", col, F);   // raises with the range found
     return;
   }
   const Input<scalar_t> in{x.data_ptr<scalar_t>(), x.stride(0), x.stride(1)};
-  tiles_launch<scalar_t, index_t, col_t>(rp, cp, vp, S, in, B, F, bp, H, col.numel(), out);
+  tiles_launch<scalar_t, index_t, col_t>(rp, cp, vp, S, in, B, F, bp, relu, H, col.numel(), out);
 }
 
 at::Tensor sparse_linear_cpu(const at::Tensor& rowptr, const at::Tensor& col,
                              const c10::optional<at::Tensor>& val, const at::Tensor& x,
-                             const c10::optional<at::Tensor>& bias, int64_t out_features) {
+                             const c10::optional<at::Tensor>& bias, int64_t out_features,
+                             bool relu) {
   const char* op = "sparse_linear_kernel";
   TORCH_CHECK_VALUE(out_features >= 0, op, ": out_features must be >= 0, got ", out_features);
   TORCH_CHECK_VALUE(rowptr.dim() == 1 && rowptr.numel() >= out_features + 1 &&
@@ -630,9 +638,9 @@ at::Tensor sparse_linear_cpu(const at::Tensor& rowptr, const at::Tensor& col,
     if (out.numel() == 0) return;
     AT_DISPATCH_FLOATING_TYPES(xc.scalar_type(), "sparse_linear_cpu", [&] {
       if (short_col)
-        linear_dispatch<scalar_t, index_t, int16_t>(rp, cl, vc, xc, bc, S, H, out);
+        linear_dispatch<scalar_t, index_t, int16_t>(rp, cl, vc, xc, bc, relu, S, H, out);
       else
-        linear_dispatch<scalar_t, index_t, index_t>(rp, cl, vc, xc, bc, S, H, out);
+        linear_dispatch<scalar_t, index_t, index_t>(rp, cl, vc, xc, bc, relu, S, H, out);
     });
   });
   return out;

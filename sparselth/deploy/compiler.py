@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from ..metrics.cost import count_macs, state_bytes
+from ..nn import SparseLinear
 from ..ops import backends
 from ..prune import remove
 from ..sparse.csr import CSR
@@ -136,6 +137,7 @@ def compile(
                                       _set_module)
     reports += graph_rows
     reports += compile_embeddings(dense_model, compiled, masks, inputs, sel, _set_module)
+    fused = fuse_relu(compiled)
     compiled.eval()
 
     macs_totals = _macs_totals(macs, reports, graph_rows)
@@ -146,6 +148,7 @@ def compile(
     memory = forward_memory({"dense": dense_model, "compiled": compiled},
                             lambda m: call(m, inputs), device)
     meta = _meta(device, dtype, backend, inputs, ticket, sel)
+    meta["fused_relu"] = fused
     return compiled, CompileReport(reports, layer_totals(reports), end_to_end, memory, meta)
 
 
@@ -179,6 +182,25 @@ def _executed_promise(end_to_end: dict[str, Any], macs_totals: tuple[int, int],
     speedup = end_to_end.get("speedup")
     end_to_end.update(macs_skipped=skipped, promised_speedup_executed=executed,
                       realised_savings_executed=None if speedup is None else speedup / executed)
+
+
+def fuse_relu(model: nn.Module) -> list[str]:
+    """Folds each ``nn.ReLU`` that directly follows a ``SparseLinear`` in an ``nn.Sequential``
+    into it (``relu=True``: the kernel applies it as it stores the output, saving a pass over
+    the activations) and puts an ``nn.Identity`` in the ReLU's place. Returns the names of the
+    layers that took a ReLU; the end-to-end check of ``compile`` verifies the result."""
+    fused = []
+    for name, seq in model.named_modules():
+        if not isinstance(seq, nn.Sequential):
+            continue
+        keys = list(seq._modules)
+        for a, b in zip(keys, keys[1:]):
+            first, second = seq._modules[a], seq._modules[b]
+            if type(first) is SparseLinear and not first.relu and type(second) is nn.ReLU:
+                first.relu = True
+                seq._modules[b] = nn.Identity()
+                fused.append(f"{name}.{a}" if name else a)
+    return fused
 
 
 def _check_arguments(model: Any, ticket: Any, example_inputs: Any, backend: Any) -> Ticket:

@@ -169,6 +169,9 @@ class SparseLinear(_CSRWeight):
         weight: ``(out_features, in_features)`` :class:`~sparselth.CSR`.
         bias: optional ``(out_features,)`` tensor (becomes a parameter).
         backend: kernel backend, ``"auto"`` by default.
+        relu: apply ReLU to the output (``sparselth.compile`` sets it when a ``nn.ReLU``
+            follows the layer in a ``nn.Sequential``: the inference kernel then applies it in
+            its store instead of a separate pass over the output).
 
     Example::
 
@@ -177,11 +180,14 @@ class SparseLinear(_CSRWeight):
     """
 
     def __init__(self, in_features: int, out_features: int, weight: CSR,
-                 bias: Optional[Tensor] = None, *, backend: str = "auto"):
+                 bias: Optional[Tensor] = None, *, backend: str = "auto", relu: bool = False):
         super().__init__()
+        if not isinstance(relu, bool):
+            raise TypeError(f"SparseLinear: relu must be a bool, got {type(relu).__name__}")
         self.in_features, self.out_features = in_features, out_features
         self._init_csr(weight, (out_features, in_features), bias)
         self.backend = backend
+        self.relu = relu
         self._structure = None
         self._plan = None
 
@@ -215,7 +221,8 @@ class SparseLinear(_CSRWeight):
         plan = self._plan
         if plan is None or plan.rowptr is not buffers["rowptr"] or plan.col is not buffers["col"]:
             plan = self._plan = LinearPlan(self._pattern())
-        return linear_inference(x, plan, v, params["bias"] if "bias" in params else self.bias)
+        return linear_inference(x, plan, v, params["bias"] if "bias" in params else self.bias,
+                                self.relu)
 
     def forward(self, x: Tensor) -> Tensor:
         y = self._inference(x)
@@ -224,11 +231,13 @@ class SparseLinear(_CSRWeight):
         A = self.weight_csr()
         if self._structure is None or self._structure.rowptr is not A.rowptr:
             self._structure = ShiftedStructure.from_csr(self._pattern())
-        return sparse_linear(x, A, self.bias, structure=self._structure, backend=self.backend)
+        y = sparse_linear(x, A, self.bias, structure=self._structure, backend=self.backend)
+        return F.relu(y) if self.relu else y
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"nnz={self.nnz}, sparsity={self.sparsity:.3f}, bias={self.bias is not None}")
+                f"nnz={self.nnz}, sparsity={self.sparsity:.3f}, bias={self.bias is not None}"
+                + (", relu=True" if self.relu else ""))
 
 
 def _conv_padding(padding, kernel_size, dilation, padding_mode):

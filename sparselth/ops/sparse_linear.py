@@ -42,10 +42,12 @@ _PANEL_ENTRIES = 12   # fewest mean entries of a row per panel worth a panel's o
 
 
 def sparse_linear_reference(rowptr: Tensor, col: Tensor, val: Optional[Tensor], x: Tensor,
-                            bias: Optional[Tensor], out_features: int) -> Tensor:
+                            bias: Optional[Tensor], out_features: int,
+                            relu: bool = False) -> Tensor:
     """Pure-PyTorch ``sparse_linear_kernel`` (gather + index_add), the oracle of its tests:
     ``out[n, h] = bias[h] + sum_s sum_{e in row s * out_features + h} val[e] * x[n, col[e]]``
-    for a CSR of ``S`` stacked panels (``rowptr``: ``S * out_features + 1`` entries)."""
+    for a CSR of ``S`` stacked panels (``rowptr``: ``S * out_features + 1`` entries), then
+    ``torch.relu`` when ``relu``."""
     segments = rowptr.numel() - 1
     counts = (rowptr[1:] - rowptr[:-1]).long()
     seg = torch.repeat_interleave(torch.arange(segments, device=x.device), counts,
@@ -55,11 +57,12 @@ def sparse_linear_reference(rowptr: Tensor, col: Tensor, val: Optional[Tensor], 
     if val is not None:
         msg = msg * val
     out = x.new_zeros(x.shape[0], out_features).index_add_(1, row, msg)
-    return out if bias is None else out + bias
+    out = out if bias is None else out + bias
+    return torch.relu(out) if relu else out
 
 
 @register_kernel_fake("sparse_linear_kernel")
-def _(rowptr, col, val, x, bias, out_features):
+def _(rowptr, col, val, x, bias, out_features, relu=False):
     return x.new_empty((x.shape[0], out_features))
 
 
@@ -179,14 +182,15 @@ def _use_kernel(x: Tensor, val: Optional[Tensor]) -> bool:
 
 
 def linear_inference(x: Tensor, plan: LinearPlan, val: Optional[Tensor],
-                     bias: Optional[Tensor] = None) -> Tensor:
+                     bias: Optional[Tensor] = None, relu: bool = False) -> Tensor:
     """The inference kernel on ``x (*, in_features)`` with the layouts of ``plan`` and the
-    stored values ``val`` in CSR order (no autograd; the caller has checked the arguments)."""
+    stored values ``val`` in CSR order (no autograd; the caller has checked the arguments);
+    ``relu``: the ReLU that follows the layer applied in the kernel's store."""
     out_f, in_f = plan.shape
     flat = x.dim() == 2
     x2 = x if flat else x.reshape(math.prod(x.shape[:-1]), in_f)
     rowptr, col, v = plan.kernel_args(val, x2.shape[0], x.dtype)
-    y = torch.ops.sparselth.sparse_linear_kernel.default(rowptr, col, v, x2, bias, out_f)
+    y = torch.ops.sparselth.sparse_linear_kernel.default(rowptr, col, v, x2, bias, out_f, relu)
     return y if flat else y.reshape(*x.shape[:-1], out_f)
 
 

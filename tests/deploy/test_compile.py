@@ -203,3 +203,23 @@ def test_block_route_on_block_structured_masks():
     assert "BlockSparseLinear" in report.layers[0].impl
     assert_matches_ticket(compiled, model, ticket, x)
     assert set(report.layers[0].latency_ms) <= set(ROUTES)
+
+
+def test_relu_after_a_sparse_linear_is_fused():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(37, 64), nn.ReLU(), nn.Linear(64, 48), nn.ReLU(inplace=True),
+                          nn.Linear(48, 10), nn.ReLU())
+    masks = {f"{i}.weight": torch.rand_like(model[i].weight) < 0.2 for i in (0, 2, 4)}
+    ticket = make_ticket(model, masks)
+    x = torch.randn(7, 37)
+    compiled, report = sparselth.compile(model, ticket, example_inputs=x, routes={"*": "csr"},
+                                         **FAST)
+    assert report.meta["fused_relu"] == ["0", "2", "4"]
+    assert all(isinstance(compiled[i], nn.Identity) for i in (1, 3, 5))
+    assert all(compiled[i].relu for i in (0, 2, 4))
+    assert_matches_ticket(compiled, model, ticket, x)
+    assert_matches_ticket(compiled, model, ticket, torch.randn(1, 37))
+    # a dense layer keeps its ReLU module
+    compiled, report = sparselth.compile(model, ticket, example_inputs=x, routes={"*": "dense"},
+                                         **FAST)
+    assert report.meta["fused_relu"] == [] and isinstance(compiled[1], nn.ReLU)

@@ -5,6 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sparselth import CSR
+from sparselth.nn import SparseLinear
 from sparselth.ops.shifted import ShiftedStructure
 from sparselth.ops.sparse_linear import sparse_linear
 from sparselth.sparse.weights import csr_from_weight
@@ -235,3 +236,23 @@ def test_sparse_linear_inference_without_bias():
         with torch.no_grad():
             torch.testing.assert_close(layer(x), F.linear(x, lin.weight * mask),
                                        **tolerances(torch.float32))
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_relu_flag_on_both_routes(grad):
+    torch.manual_seed(3)
+    lin = torch.nn.Linear(30, 17)
+    mask = torch.rand(17, 30) < 0.4
+    layer = SparseLinear.from_dense(lin, mask)
+    layer.relu = True
+    x = torch.randn(9, 30, requires_grad=grad)
+    want = torch.relu(torch.nn.functional.linear(x, lin.weight * mask, lin.bias))
+    with torch.set_grad_enabled(grad):
+        got = layer(x)
+    torch.testing.assert_close(got, want)
+    if grad:
+        got.sum().backward()
+        assert layer.values.grad is not None
+    assert "relu=True" in repr(layer)
+    with pytest.raises(TypeError, match="relu must be a bool"):
+        SparseLinear(30, 17, layer.weight_csr(), relu=1)

@@ -252,3 +252,32 @@ def test_torch_compile_traces_the_kernel():
                       backend="aot_eager")
     with torch.no_grad():
         torch.testing.assert_close(f(x), F.linear(x, W * mask, b), **tolerances(torch.float32))
+
+
+# ReLU in the store: batch 1 (the SpMV), a partial and a whole tile, float32/float64, panels.
+@pytest.mark.parametrize("B", [1, 5, 64])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("stacked_panels", [False, True])
+def test_relu_in_the_store_matches_the_reference(B, dtype, stacked_panels):
+    W, mask, x, b = case(B, 90, 37, 0.3, seed=B + 3, dtype=dtype)
+    A = csr_from_weight(W, mask)
+    rowptr, col, val = stacked(A, 32) if stacked_panels else (A.rowptr, A.col, A.val)
+    got = torch.ops.sparselth.sparse_linear_kernel(rowptr, col, val, x, b, 37, True)
+    ref = sparse_linear_reference(rowptr, col, val, x, b, 37, relu=True)
+    tol = tolerances(dtype)
+    torch.testing.assert_close(got, ref, **tol)
+    torch.testing.assert_close(got, F.relu(F.linear(x, W * mask, b)), **tol)
+    assert (got >= 0).all() and (got == 0).any()
+    plain = torch.ops.sparselth.sparse_linear_kernel(rowptr, col, val, x, b, 37)
+    assert (plain < 0).any()                                     # relu=False keeps negatives
+
+
+@pytest.mark.parametrize("B", [1, 20])
+def test_relu_keeps_nan_as_torch_does(B):
+    W, mask, x, b = case(B, 40, 20, 0.5, seed=1, dtype=torch.float32)
+    b[3] = float("nan")
+    A = csr_from_weight(W, mask)
+    got = torch.ops.sparselth.sparse_linear_kernel(A.rowptr, A.col, A.val, x, b, 20, True)
+    assert got[:, 3].isnan().all()
+    torch.testing.assert_close(got, F.relu(F.linear(x, W * mask, b)), equal_nan=True,
+                               **tolerances(torch.float32))
