@@ -15,4 +15,5 @@ otherwise (see :func:`bench.common.result_path`).
 """
 
 SUITES = ("spmm", "sparse_weights", "sparse_conv", "embedding", "lightgcn_propagation",
-          "realised", "ugs", "lth_rec", "timing_stability", "sparse_linear_tiles", "spgemm")
+          "realised", "ugs", "lth_rec", "timing_stability", "sparse_linear_tiles", "spgemm",
+          "graphcl")
