@@ -56,6 +56,9 @@ def test_bench_graphcl_writes_its_result_and_resumes(tmp_path, one_thread, monke
     text = stem.with_suffix(".md").read_text()
     assert "rule: the last epoch (2)" in text and "fold std" in text
     assert not saved["published_protocol"]
+    assert str(data) not in saved["command"] and "--seeds 0 1" in saved["command"]
+    assert str(tmp_path / "out") not in saved["command"]
+    assert saved["compute_seconds"] > 0
 
     # a second call reads the finished runs back instead of training again
     from sparselth.train.graphcl import GraphCLPretrain
