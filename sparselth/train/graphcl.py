@@ -265,6 +265,8 @@ class GraphCLPretrain:
             aug1 = self.aug1 if self.aug1 is not None else self.aug2
             v1, v2 = graphcl_views(batch, aug1, self.aug2, self.aug_config, generator=gen)
             loss = nt_xent(self.model(v1), self.model(v2), c.temperature, c.loss)
+            if not torch.isfinite(loss):  # stop before the weights are spoiled
+                raise FloatingPointError(f"GraphCL: non-finite NT-Xent loss in epoch {epoch}")
             self.opt.zero_grad()
             loss.backward()
             self.opt.step()

@@ -185,3 +185,13 @@ def test_embeddings_are_frozen_eval_mode():
     b = embed_dataset(model, data, batch_size=100)
     assert a.shape == (12, 96) and model.training
     assert torch.allclose(a, b, atol=1e-5)  # eval mode: no batch statistics
+
+
+def test_non_finite_loss_stops_the_run(tmp_path, monkeypatch):
+    import sparselth.train.graphcl as mod
+
+    monkeypatch.setattr(mod, "nt_xent", lambda *a: torch.tensor(float("nan"), requires_grad=True))
+    with pytest.raises(FloatingPointError, match="epoch 1"):
+        GraphCLPretrain(_data(), GraphCLConfig(**CFG), run_dir=tmp_path, progress=False).run()
+    _, recs = read_records(tmp_path)
+    assert [r["round"] for r in recs] == [0]   # epoch 0 stays committed
