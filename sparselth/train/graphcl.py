@@ -57,8 +57,9 @@ def svm_evaluate(embeddings: Any, labels: Any, *, folds: int = 10, inner_folds: 
                  cs: Sequence[float] = C_GRID, seed: Optional[int] = 0) -> Dict[str, Any]:
     """Test accuracy of an RBF ``SVC`` on ``embeddings`` (``(n, d)``) with ``labels`` (``(n,)``)
     by stratified ``folds``-fold CV, C picked per training fold by ``inner_folds``-fold grid
-    search over ``cs``. Returns ``{"acc", "acc_std"`` (over folds), ``"fold_acc", "fold_c"}``
-    (accuracies as fractions)."""
+    search over ``cs``. Returns ``{"acc", "acc_std"`` (over folds), ``"val_acc"`` (mean over
+    folds of the inner CV accuracy of the chosen C: a validation number that never sees the
+    test fold), ``"fold_acc", "fold_val_acc", "fold_c"}`` (accuracies as fractions)."""
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
     from sklearn.svm import SVC
 
@@ -87,14 +88,16 @@ def svm_evaluate(embeddings: Any, labels: Any, *, folds: int = 10, inner_folds: 
         raise ValueError(f"{fn}: folds={folds} needs at least 2 classes with >= {folds} "
                          f"members each, got class sizes {counts.tolist()}")
     outer = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    accs, best = [], []
+    accs, vals, best = [], [], []
     for train, test in outer.split(x, y):
         search = GridSearchCV(SVC(kernel="rbf"), {"C": list(cs)}, cv=inner_folds,
                               scoring="accuracy")
         search.fit(x[train], y[train])
         accs.append(float((search.predict(x[test]) == y[test]).mean()))
+        vals.append(float(search.best_score_))
         best.append(float(search.best_params_["C"]))
-    return {"acc": float(np.mean(accs)), "acc_std": float(np.std(accs)), "fold_acc": accs,
+    return {"acc": float(np.mean(accs)), "acc_std": float(np.std(accs)),
+            "val_acc": float(np.mean(vals)), "fold_acc": accs, "fold_val_acc": vals,
             "fold_c": best}
 
 
@@ -205,7 +208,8 @@ class GraphCLPretrain:
     ``root / config.run_name()``). :meth:`run` returns one record per epoch 0..epochs with the
     run folder's common keys plus ``epoch``, ``loss`` (mean NT-Xent of the epoch),
     ``evaluated`` and, when evaluated, ``fold_acc``/``fold_c`` and ``metrics["svm_acc"]``,
-    ``metrics["svm_acc_std"]`` (std over folds)."""
+    ``metrics["svm_acc_std"]`` (std over folds), ``metrics["svm_val_acc"]`` (inner-CV
+    accuracy, for choosing an epoch without the test folds)."""
 
     def __init__(self, dataset: Any, config: GraphCLConfig, *, run_dir: Any = None,
                  root: Any = None, progress: bool = True):
@@ -286,8 +290,10 @@ class GraphCLPretrain:
             emb = embed_dataset(self.model, self.data)
             ev = svm_evaluate(emb, self.data.y, folds=c.folds, inner_folds=c.inner_folds,
                               seed=c.seed)
-            rec["metrics"] = {"svm_acc": ev["acc"], "svm_acc_std": ev["acc_std"]}
+            rec["metrics"] = {"svm_acc": ev["acc"], "svm_acc_std": ev["acc_std"],
+                              "svm_val_acc": ev["val_acc"]}
             rec["fold_acc"], rec["fold_c"] = ev["fold_acc"], ev["fold_c"]
+            rec["fold_val_acc"] = ev["fold_val_acc"]
         rec["seconds"] = clock()
         d = f"round_{epoch:03d}"
         self.folder.save(f"{d}/encoder.safetensors", self.model.state_dict())

@@ -59,6 +59,11 @@ def test_bench_graphcl_writes_its_result_and_resumes(tmp_path, one_thread, monke
     assert str(data) not in saved["command"] and "--seeds 0 1" in saved["command"]
     assert str(tmp_path / "out") not in saved["command"]
     assert saved["compute_seconds"] > 0
+    vs = saved["val_selected"]
+    assert set(vs["per_seed"]) == {"0", "1"} and all(
+        p["epoch"] in (0, 1, 2) for p in vs["per_seed"].values())
+    assert all(e["val_mean"] is not None for e in saved["epochs"])
+    assert "Validation-selected epoch" in text
 
     # a second call reads the finished runs back instead of training again
     from sparselth.train.graphcl import GraphCLPretrain

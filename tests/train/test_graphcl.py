@@ -31,6 +31,7 @@ def test_svm_separable_is_perfect():
     assert out["acc"] == pytest.approx(1.0)
     assert out["acc_std"] == pytest.approx(0.0)
     assert len(out["fold_acc"]) == 5 and len(out["fold_c"]) == 5
+    assert out["val_acc"] == pytest.approx(1.0) and len(out["fold_val_acc"]) == 5
 
 
 def test_svm_random_labels_near_chance():
@@ -105,6 +106,7 @@ def test_driver_runs_records_and_resumes(tmp_path, monkeypatch):
     for r in recs:
         assert r["evaluated"] and 0.0 <= r["metrics"]["svm_acc"] <= 1.0
         assert len(r["fold_acc"]) == 2 and r["metric"] == "svm_acc"
+        assert 0.0 <= r["metrics"]["svm_val_acc"] <= 1.0 and len(r["fold_val_acc"]) == 2
         assert r["weight_sparsity"] == 0.0 and r["graph_sparsity"] is None
     kind, stored = read_records(tmp_path / "r")
     assert kind == "graphcl" and [r["round"] for r in stored] == [0, 1, 2]
