@@ -17,7 +17,8 @@ Layout (safetensors and JSON only, every file written atomically)::
     progress.json                   the commit point, written last: next round, the sha256 of
                                     every tensor file it relies on, RNG state, the records
 
-``kind`` is ``"imp"``, ``"ugs"``, ``"recsys"`` (later ``"graphcl"``, ``"gan"``). Every record
+``kind`` is ``"imp"``, ``"ugs"``, ``"recsys"``, ``"graphcl"`` (one round per pre-training
+epoch, no masks: :mod:`sparselth.train.graphcl`) (later ``"gan"``). Every record
 holds at least ``round`` (int), ``weight_sparsity`` (fraction of the prunable weights
 pruned), ``graph_sparsity`` (fraction of the edges pruned, None without a graph),
 ``metric`` (name of the headline quality metric), ``metrics`` (every quality metric),

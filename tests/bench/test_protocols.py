@@ -90,7 +90,8 @@ def _recorded(suite: str, rep: dict) -> dict:
         recorded = bench_ugs.run_protocol(bench_ugs.build_parser().parse_args(argv))
         assert {k: recorded[k] for k in rep["config"]} == rep["config"]
         return recorded
-    if suite in ("timing_stability", "sparse_conv", "lightgcn_propagation"):  # write_result records the protocol
+    # write_result records the protocol
+    if suite in ("timing_stability", "sparse_conv", "lightgcn_propagation", "graphcl"):
         return rep["run_protocol"]
     raise AssertionError(suite)
 

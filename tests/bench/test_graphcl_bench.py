@@ -1,0 +1,90 @@
+"""``python -m bench.graphcl`` end to end on a tiny TU dataset written by the test."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from sparselth.bench import common
+from sparselth.bench import graphcl as bench_graphcl
+
+pytest.importorskip("sklearn")
+
+
+def _write_tu(root, name="TINY", graphs=24, seed=0):
+    """Graphs in the TU text format: class 1 graphs are denser rings with another node label."""
+    rng = np.random.default_rng(seed)
+    folder = root / "tu" / name
+    folder.mkdir(parents=True)
+    edges, indicator, node_labels, labels = [], [], [], []
+    start = 1
+    for g in range(graphs):
+        n, label = int(rng.integers(4, 8)), g % 2
+        for i in range(n):
+            for j in ((i + 1) % n, (i + 2) % n) if label else ((i + 1) % n,):
+                edges += [(start + i, start + j), (start + j, start + i)]
+            indicator.append(g + 1)
+            node_labels.append(int(rng.integers(0, 2)) + 2 * label)
+        labels.append(label)
+        start += n
+    (folder / f"{name}_A.txt").write_text("".join(f"{a}, {b}\n" for a, b in edges))
+    (folder / f"{name}_graph_indicator.txt").write_text("".join(f"{i}\n" for i in indicator))
+    (folder / f"{name}_node_labels.txt").write_text("".join(f"{v}\n" for v in node_labels))
+    (folder / f"{name}_graph_labels.txt").write_text("".join(f"{v}\n" for v in labels))
+    return root
+
+
+def test_bench_graphcl_writes_its_result_and_resumes(tmp_path, one_thread, monkeypatch):
+    data = _write_tu(tmp_path / "data")
+    argv = ["--dataset", "TINY", "--data", str(data), "--seeds", "0", "1", "--epochs", "2",
+            "--eval-every", "1", "--folds", "2", "--batch-size", "8",
+            "--out", str(tmp_path / "out"), "--runs", str(tmp_path / "runs"), "--no-progress"]
+    rep = bench_graphcl.main(argv)
+    stem = tmp_path / "out" / "graphcl-unsupervised-TINY"
+    for suffix in (".json", ".md", ".png"):
+        assert stem.with_suffix(suffix).is_file()
+    saved = json.loads(stem.with_suffix(".json").read_text())
+    assert [e["epoch"] for e in saved["epochs"]] == [0, 1, 2]
+    head = saved["headline"]
+    assert head["epoch"] == 2 and set(head["per_seed"]) == {"0", "1"}
+    accs = [v["acc"] for v in head["per_seed"].values()]
+    assert head["acc_mean"] == pytest.approx(np.mean(accs))
+    assert head["acc_std_seeds"] == pytest.approx(np.std(accs))
+    assert saved["machine"]["torch_threads"] == 1 and saved["paper"] is None
+    text = stem.with_suffix(".md").read_text()
+    assert "rule: the last epoch (2)" in text and "fold std" in text
+    assert not saved["published_protocol"]
+    assert str(data) not in saved["command"] and "--seeds 0 1" in saved["command"]
+    assert str(tmp_path / "out") not in saved["command"]
+    assert saved["compute_seconds"] > 0
+    vs = saved["val_selected"]
+    assert set(vs["per_seed"]) == {"0", "1"} and all(
+        p["epoch"] in (0, 1, 2) for p in vs["per_seed"].values())
+    assert all(e["val_mean"] is not None for e in saved["epochs"])
+    assert "Validation-selected epoch" in text
+
+    # a second call reads the finished runs back instead of training again
+    from sparselth.train.graphcl import GraphCLPretrain
+
+    monkeypatch.setattr(GraphCLPretrain, "_epoch", lambda self, e: pytest.fail("retrained"))
+    again = bench_graphcl.main(argv + ["--no-plot"])
+    assert again["epochs"] == rep["epochs"]
+
+
+def test_bench_graphcl_protocol_and_name():
+    args = bench_graphcl.build_parser().parse_args(["--dataset", "MUTAG"])
+    assert bench_graphcl.output_name(args) == "graphcl-unsupervised-MUTAG"
+    proto = bench_graphcl.run_protocol(args)
+    assert proto["lr"] == 0.01 and proto["batch_size"] == 128 and proto["epochs"] == 20
+    assert proto["temperature"] == 0.2 and proto["aug"] == "random4"
+    assert proto["seeds"] == [0, 1, 2, 3, 4] and "seed" not in proto
+    assert bench_graphcl.PAPER["MUTAG"][0] == 86.80
+    bad = bench_graphcl.build_parser().parse_args(["--epochs", "0"])
+    with pytest.raises(ValueError, match="epochs"):
+        bench_graphcl.run_protocol(bad)
+    dest = common.result_path("graphcl-unsupervised-MUTAG", args, bench_graphcl.PUBLISHED,
+                              parser=bench_graphcl.build_parser(),
+                              protocol=bench_graphcl.run_protocol)
+    assert dest.stem == "graphcl-unsupervised-MUTAG"
