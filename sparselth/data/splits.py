@@ -80,7 +80,8 @@ def split_80_10_10(
         raise ValueError(f"{fn}: num_users must be an int >= 0, got {num_users!r}")
     _, f_val, f_test = _check_fractions(fn, fractions)
     if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"{fn}: generator must be a torch.Generator, got {type(generator).__name__}")
+        raise TypeError(
+            f"{fn}: generator must be a torch.Generator, got {type(generator).__name__}")
     pairs = pairs.to(torch.int64)
     users = pairs[0]
     if users.numel() and (int(users.min()) < 0 or int(users.max()) >= num_users):
