@@ -18,6 +18,11 @@ published protocol of the result (``PUBLISHED``), else in ``bench/results/local/
 - the ticket of that sparsest within-2% round (or the last round) as a
   :class:`sparselth.Ticket` in ``<run-dir>/ticket``.
 
+``--protocol standard`` runs the protocol other recommender toolkits use instead of the
+reference splits: every interaction split 80/10/10 per user at random (train/validation/test),
+d = 64, early stopping on validation Recall@20, full ranking; its results are named
+``lth-<model>-<dataset>-standard...`` and never go to the published folder.
+
 Protocol differences from LTH-MRS, stated in every result: model selection (early stopping)
 uses a validation split carved from the training pairs (10% per user, seeded), not the test
 split; the number of epochs per round is capped (``--epochs``, ``--patience``) so that a run
@@ -48,6 +53,7 @@ TOLERANCE = 0.02
 DEFAULT_LR = {"lightgcn": 5e-3, "mf": 1e-3}
 DEFAULT_EPOCHS = {"lightgcn": 150, "mf": 250}
 DEFAULT_PATIENCE = {"lightgcn": 4, "mf": 6}
+DEFAULT_DIM = {"reference": 32, "standard": 64}
 # the arguments of the results committed in bench/results/ (see bench.common.result_path)
 PUBLISHED = {
     "lth-lightgcn-lastfm": "--model lightgcn --dataset lastfm --rounds 12 --prune 0.2",
@@ -60,8 +66,11 @@ PUBLISHED = {
 }
 
 
-def result_stem(model: str, dataset: str, granularity: str, strategy: str) -> str:
+def result_stem(model: str, dataset: str, granularity: str, strategy: str,
+                protocol: str = "reference") -> str:
     stem = f"lth-{model}-{dataset}"
+    if protocol != "reference":
+        stem += f"-{protocol}"
     if granularity == "row":
         stem += "-row"
     if strategy == "random":
@@ -72,13 +81,17 @@ def result_stem(model: str, dataset: str, granularity: str, strategy: str) -> st
 def load_data(args: argparse.Namespace):
     from sparselth.data import load_lastfm, load_movielens_100k, synthetic_interactions
 
+    proto = getattr(args, "protocol", "reference")
     if args.dataset == "lastfm":
-        data = load_lastfm(args.data)
+        data = load_lastfm(args.data, protocol=proto, seed=0)
     elif args.dataset == "ml100k":
-        data = load_movielens_100k(args.data, split="random", test_fraction=0.2, seed=0)
+        data = load_movielens_100k(args.data, split="random", test_fraction=0.2, seed=0,
+                                   protocol=proto)
     else:
-        data = synthetic_interactions(args.synthetic_users, args.synthetic_items, seed=0)
-    return data.with_validation(args.val_fraction, seed=0)
+        data = synthetic_interactions(args.synthetic_users, args.synthetic_items, seed=0,
+                                      protocol=proto)
+    # the standard split has its validation part already
+    return data if proto == "standard" else data.with_validation(args.val_fraction, seed=0)
 
 
 def protocol_text(args: argparse.Namespace, data, cfg) -> str:
@@ -87,10 +100,15 @@ def protocol_text(args: argparse.Namespace, data, cfg) -> str:
     model = "LightGCN (3 layers, mean of layers 0..3)" if args.model == "lightgcn" else "MF"
     if args.model == "lightgcn" and args.layers != 3:
         model = f"LightGCN ({args.layers} layers, mean of layers 0..{args.layers})"
+    if getattr(args, "protocol", "reference") == "standard":
+        data_text = (f"Data (standard protocol): {s['name']} with {s['users']} users, "
+                     f"{s['items']} items; split: {split}; ")
+    else:
+        data_text = (f"Data: {s['name']} with {s['users']} users, {s['items']} items; test "
+                     f"split: {split}; validation: {args.val_fraction:g} of each user's "
+                     "training pairs at random (seed 0); ")
     return (
-        f"Data: {s['name']} with {s['users']} users, {s['items']} items; test split: {split}; "
-        f"validation: {args.val_fraction:g} of each user's training pairs at random (seed 0); "
-        f"train/val/test pairs {s['train']}/{s['val']}/{s['test']}. "
+        data_text + f"train/val/test pairs {s['train']}/{s['val']}/{s['test']}. "
         f"Model: {model}, d={args.dim}, one (U+I)xd table, Xavier-uniform init (seed {args.seed}). "
         f"Training: BPR (uniform user, positive, rejection-sampled negative; as many samples "
         f"per epoch as training pairs), Adam lr {cfg.lr:g}"
@@ -245,10 +263,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Adam learning rate (default: lightgcn 5e-3, mf 1e-3; paper: 1e-3)")
     p.add_argument("--batch-size", type=int, default=2048)
     p.add_argument("--reg", type=float, default=1e-4)
-    p.add_argument("--dim", type=int, default=32)
+    p.add_argument("--protocol", choices=["reference", "standard"], default="reference",
+                   help="reference: each dataset's reference split (the published results); "
+                   "standard: every interaction split 80/10/10 per user at random, d 64 unless "
+                   "--dim, early stopping on validation Recall@20 (as other toolkits)")
+    p.add_argument("--dim", type=int, default=None,
+                   help="embedding size (default: 32 reference, 64 standard protocol)")
     p.add_argument("--layers", type=int, default=3)
     p.add_argument("--seed", type=int, default=2020)
-    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--val-fraction", type=float, default=None,
+                   help="validation share of each user's training pairs (default 0.1; the "
+                   "standard protocol has its own 10%% validation split)")
     p.add_argument("--synthetic-users", type=int, default=2000)
     p.add_argument("--synthetic-items", type=int, default=3000)
     p.add_argument("--threads", type=int, default=1,
@@ -266,13 +291,22 @@ def build_parser() -> argparse.ArgumentParser:
 def output_name(args: argparse.Namespace) -> str:
     """``lth-<model>-<dataset>[-row][-random]``."""
     return result_stem(args.model, args.dataset, args.granularity,
-                       "random" if args.baseline == "random" else "magnitude")
+                       "random" if args.baseline == "random" else "magnitude",
+                       getattr(args, "protocol", "reference"))
 
 
 def _resolve(args: argparse.Namespace) -> argparse.Namespace:
-    """``args`` with the per-model defaults filled in."""
+    """``args`` with the per-model and per-protocol defaults filled in."""
+    proto = getattr(args, "protocol", "reference")
+    if proto == "standard" and args.val_fraction is not None:
+        raise SystemExit("bench.lth_rec: --val-fraction does not apply to --protocol standard "
+                         "(its split has a 10% validation part)")
     return argparse.Namespace(**{
         **vars(args),
+        "protocol": proto,
+        "dim": DEFAULT_DIM[proto] if args.dim is None else args.dim,
+        "val_fraction": (None if proto == "standard" else
+                         0.1 if args.val_fraction is None else args.val_fraction),
         "lr": DEFAULT_LR[args.model] if args.lr is None else args.lr,
         "epochs": DEFAULT_EPOCHS[args.model] if args.epochs is None else args.epochs,
         "patience": DEFAULT_PATIENCE[args.model] if args.patience is None else args.patience,
@@ -289,13 +323,15 @@ def run_protocol(args: argparse.Namespace) -> dict:
     out["latency"] = not a.no_latency
     if a.dataset == "synthetic":
         out.update(synthetic_users=a.synthetic_users, synthetic_items=a.synthetic_items)
+    if a.protocol != "reference":  # only when not the default: committed results keep theirs
+        out["protocol"] = a.protocol
     return out
 
 
 # settings a resumed IMP run folder must share (rounds may grow: the run is extended)
 _RUN_SETTINGS = ("model", "dataset", "prune", "granularity", "baseline", "epochs", "patience",
                  "eval_every", "lr", "batch_size", "reg", "dim", "layers", "seed",
-                 "val_fraction", "synthetic_users", "synthetic_items")
+                 "val_fraction", "synthetic_users", "synthetic_items", "protocol")
 
 
 def _claim_run_dir(run_dir: Path, protocol: Mapping[str, Any]) -> None:

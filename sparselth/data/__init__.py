@@ -21,7 +21,7 @@ deterministic by seed and cover sizes the real data does not.
 
 from __future__ import annotations
 
-from . import batching, files, graph, images, linkpred, planetoid, recsys, synthetic, tu
+from . import batching, files, graph, images, linkpred, planetoid, recsys, splits, synthetic, tu
 from .batching import *  # noqa: F401,F403
 from .files import *  # noqa: F401,F403
 from .graph import *  # noqa: F401,F403

@@ -20,6 +20,10 @@ environment variable):
 - :func:`synthetic_interactions`: latent-factor implicit feedback with power-law item
   popularity, vectorised in memory-bounded chunks (up to millions of users and items).
 
+``protocol="standard"`` (LastFM, MovieLens-100K, synthetic) splits every interaction 80/10/10
+per user at random instead (:func:`~sparselth.data.splits.split_80_10_10`), the split other
+recommender toolkits use, so dense numbers can be compared with theirs.
+
 Model selection: the reference implementations keep the epoch with the best *test*
 Recall@20. Here :meth:`Interactions.with_validation` carves a per-user validation split out
 of the training pairs (seeded), and early stopping selects on it; test numbers are reported
@@ -46,6 +50,7 @@ import torch
 
 from ..sparse.csr import CSR
 from .files import ENV_VAR, dataset_dir, line_error, parse_ints, read_lines
+from .splits import _rank_in_group, check_protocol, split_80_10_10
 
 Tensor = torch.Tensor
 
@@ -58,6 +63,7 @@ __all__ = [
     "load_lightgcn_text",
     "load_movielens_100k",
     "load_recsys",
+    "split_80_10_10",
     "split_per_user",
     "synthetic_interactions",
 ]
@@ -98,18 +104,6 @@ def _unique_pairs(pairs: Tensor, num_items: int) -> Tensor:
 
 def _pairs_csr(pairs: Tensor, num_users: int, num_items: int) -> CSR:
     return CSR.from_edge_index(pairs, num_nodes=num_users, num_cols=num_items)
-
-
-def _rank_in_group(groups: Tensor, key: Tensor, num_groups: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Sort by ``(groups, key)`` ascending (stable): ``(order, rank, counts)`` with ``order``
-    the permutation, ``rank`` the 0-based place of each sorted element within its group and
-    ``counts`` the size of each group."""
-    order = torch.argsort(key, stable=True)
-    order = order[torch.argsort(groups[order], stable=True)]
-    counts = torch.bincount(groups, minlength=num_groups)
-    starts = torch.cumsum(counts, 0) - counts
-    rank = torch.arange(order.numel()) - starts[groups[order]]
-    return order, rank, counts
 
 
 def split_per_user(
@@ -290,19 +284,40 @@ def _maybe_val(data: Interactions, val_fraction: float | None, val_seed: int) ->
     return data if val_fraction is None else data.with_validation(val_fraction, val_seed)
 
 
+def _apply_protocol(fn: str, data: Interactions, protocol: str, seed: int,
+                    val_fraction: float | None, val_seed: int) -> Interactions:
+    """``data`` as loaded (``"reference"``), or all its pairs re-split 80/10/10 per user
+    at random (``"standard"``, :func:`~sparselth.data.splits.split_80_10_10`)."""
+    if check_protocol(fn, protocol) == "reference":
+        return _maybe_val(data, val_fraction, val_seed)
+    if val_fraction is not None:
+        raise ValueError(f"{fn}: val_fraction must be None with protocol='standard' (its split "
+                         f"has a validation part), got {val_fraction!r}")
+    parts = [data.train, data.test] + ([] if data.val is None else [data.val])
+    pairs = _unique_pairs(torch.cat(parts, 1), data.num_items)
+    train, val, test = split_80_10_10(pairs, data.num_users, seed=seed)
+    info = {**data.info, "protocol": "standard", "split": (
+        f"every interaction per user 0.8/0.1/0.1 train/validation/test at random (seed {seed}); "
+        "users with fewer than 3 interactions keep all in train")}
+    return Interactions(data.name, data.num_users, data.num_items, train, test, val, info)
+
+
 # --------------------------------------------------------------------------- loaders
 
 
 def load_lastfm(
-    root: Any = None, *, val_fraction: float | None = None, val_seed: int = 0
+    root: Any = None, *, protocol: str = "reference", seed: int = 0,
+    val_fraction: float | None = None, val_seed: int = 0,
 ) -> Interactions:
     """LastFM as in the LightGCN reference: ``data1.txt`` (train, 42,135 pairs) and
     ``test1.txt`` (test, 10,533 pairs) from ``root/lastfm`` or ``root`` (default
     ``$SPARSELTH_DATA``). 1,892 users and 4,489 items (hard-coded like the reference); ids
     shifted to start at 0; the third column (a play count) is ignored.
     ``val_fraction`` carves a validation split out of train (:meth:`Interactions.with_validation`).
+    ``protocol="standard"`` re-splits both files' pairs 80/10/10 per user at random (``seed``).
     """
     fn = "load_lastfm"
+    check_protocol(fn, protocol)
     folder = dataset_dir(fn, "lastfm", "data1.txt", root)
     train = _read_pair_file(fn, folder / "data1.txt", LASTFM_USERS, LASTFM_ITEMS, base=1)
     test = _read_pair_file(fn, folder / "test1.txt", LASTFM_USERS, LASTFM_ITEMS, base=1)
@@ -314,7 +329,7 @@ def load_lastfm(
         test,
         info={"source": str(folder), "split": "the reference's data1.txt / test1.txt"},
     )
-    return _maybe_val(data, val_fraction, val_seed)
+    return _apply_protocol(fn, data, protocol, seed, val_fraction, val_seed)
 
 
 def load_lightgcn_text(
@@ -381,6 +396,7 @@ def load_movielens_100k(
     split: str = "random",
     test_fraction: float = 0.2,
     seed: int = 0,
+    protocol: str = "reference",
     min_rating: float | None = None,
     val_fraction: float | None = None,
     val_seed: int = 0,
@@ -391,11 +407,14 @@ def load_movielens_100k(
     Every rating is an interaction (or only ratings >= ``min_rating``); user and item tokens
     get dense ids in numeric order (943 users, 1,682 items). Per user, ``test_fraction`` of
     the pairs (at most ``n - 1``) go to test: at random (``split="random"``, seeded) or the
-    latest by timestamp (``split="time"``).
+    latest by timestamp (``split="time"``). ``protocol="standard"`` instead splits every
+    interaction 80/10/10 per user at random (``seed``; ``split`` must stay ``"random"``).
     """
     fn = "load_movielens_100k"
     if split not in ("random", "time"):
         raise ValueError(f"{fn}: split must be 'random' or 'time', got {split!r}")
+    if check_protocol(fn, protocol) == "standard" and split != "random":
+        raise ValueError(f"{fn}: split must be 'random' with protocol='standard', got {split!r}")
     folder = dataset_dir(fn, "movielens-100k", "ml-100k.inter", root)
     path = folder / "ml-100k.inter"
     lines = read_lines(fn, path)
@@ -467,7 +486,7 @@ def load_movielens_100k(
             ),
         },
     )
-    return _maybe_val(data, val_fraction, val_seed)
+    return _apply_protocol(fn, data, protocol, seed, val_fraction, val_seed)
 
 
 # --------------------------------------------------------------------------- generator
@@ -478,7 +497,7 @@ def synthetic_interactions(
     avg_interactions: float = 20.0, min_interactions: int = 5, latent_dim: int = 16,
     popularity_exponent: float = 0.8, temperature: float = 0.3, oversample: float = 4.0,
     test_fraction: float = 0.2, val_fraction: float | None = None, seed: int = 0,
-    name: str | None = None,
+    name: str | None = None, protocol: str = "reference",
 ) -> Interactions:
     """Latent-factor implicit feedback, deterministic by ``seed``.
 
@@ -491,9 +510,11 @@ def synthetic_interactions(
     distribution and the ``n_u`` best by ``p_u . q_i / temperature + Gumbel noise`` among
     the distinct ones are kept (Gumbel top-k). Work and memory go in chunks of ~1M
     candidates, so 1M users x 1M items fits in a few GB (the pairs themselves dominate).
-    Per user, ``test_fraction`` of the pairs (at most n_u - 1) go to test at random.
+    Per user, ``test_fraction`` of the pairs (at most n_u - 1) go to test at random; with
+    ``protocol="standard"`` the pairs are split 80/10/10 per user instead (seed ``seed + 1``).
     """
     fn = "synthetic_interactions"
+    check_protocol(fn, protocol)
     for what, v in (("num_users", num_users), ("num_items", num_items)):
         if not isinstance(v, int) or v < 1:
             raise ValueError(f"{fn}: {what} must be an int >= 1, got {v!r}")
@@ -572,6 +593,8 @@ def synthetic_interactions(
             ),
         },
     )
+    if protocol == "standard":
+        return _apply_protocol(fn, data, protocol, int(seed) + 1, val_fraction, int(seed) + 2)
     return _maybe_val(data, val_fraction, int(seed) + 2)
 
 
