@@ -205,6 +205,13 @@ def same_protocol(main: Mapping[str, Any], others: Mapping[str, Mapping[str, Any
 # --------------------------------------------------------------------------- flags and timing
 
 
+def check_fractions(parser: argparse.ArgumentParser, flag: str, values: Sequence[float]) -> None:
+    """Exits through ``parser.error`` unless every value of ``flag`` lies in [0, 1)."""
+    for s in values:
+        if not 0.0 <= s < 1.0:
+            parser.error(f"{flag} values must lie in [0, 1), got {s}")
+
+
 def new_parser(suite: str, description: str) -> argparse.ArgumentParser:
     """The command-line parser of ``python -m bench.<suite>`` (defaults shown in --help)."""
     return argparse.ArgumentParser(prog=f"python -m bench.{suite}", description=description,

@@ -400,8 +400,7 @@ def run_protocol(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if any(not 0 <= s < 1 for s in args.sparsities):
-        parser.error(f"--sparsities must lie in [0, 1), got {args.sparsities}")
+    common.check_fractions(parser, "--sparsities", args.sparsities)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)

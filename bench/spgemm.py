@@ -174,9 +174,7 @@ def run_protocol(args: argparse.Namespace) -> dict:
 def main(argv: List[str] | None = None) -> Dict[str, Any]:
     parser = build_parser()
     args = parser.parse_args(argv)
-    for s in run_protocol(args)["sparsity"]:
-        if not 0.0 <= s < 1.0:
-            parser.error(f"--sparsity values must lie in [0, 1), got {s}")
+    common.check_fractions(parser, "--sparsity", run_protocol(args)["sparsity"])
     torch.set_num_threads(args.threads)
     dest = common.result_path(output_name(args), args, PUBLISHED, parser=parser,
                               protocol=run_protocol)
