@@ -35,7 +35,7 @@ import urllib.request
 import warnings
 import zipfile
 from pathlib import Path, PurePosixPath
-from typing import List, Optional, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -74,7 +74,13 @@ class GraphDataset:
         return self.data.num_graphs
 
     def __getitem__(self, i: int) -> Graph:
+        if isinstance(i, (int, torch.Tensor)) and not isinstance(i, bool) and \
+                not -len(self) <= int(i) < len(self):
+            raise IndexError(f"GraphDataset: index {int(i)} out of range for {len(self)} graphs")
         return self.data.graph(int(i))
+
+    def __iter__(self) -> Iterator[Graph]:
+        return (self.data.graph(i) for i in range(len(self)))
 
     @property
     def num_features(self) -> int:
