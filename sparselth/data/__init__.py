@@ -17,14 +17,17 @@ deterministic by seed and cover sizes the real data does not.
   :class:`GraphLoader`, :func:`collate_graphs`, :func:`from_pyg` (:mod:`~sparselth.data.batching`).
 - :mod:`~sparselth.data.images`: small image classification data (synthetic templates,
   scikit-learn's digits) for ``sparselth find``.
+- :mod:`~sparselth.data.image_files`: image sets from their file formats (Fashion-MNIST/MNIST
+  IDX, MNIST-5k CSV, CIFAR-10 and STL-10 binary, image folders) and unpaired class pairs.
 """
 
 from __future__ import annotations
 
-from . import batching, files, graph, images, linkpred, planetoid, recsys, splits, synthetic, tu
+from . import batching, files, graph, image_files, images, linkpred, planetoid, recsys, splits, synthetic, tu
 from .batching import *  # noqa: F401,F403
 from .files import *  # noqa: F401,F403
 from .graph import *  # noqa: F401,F403
+from .image_files import *  # noqa: F401,F403
 from .images import *  # noqa: F401,F403
 from .linkpred import *  # noqa: F401,F403
 from .planetoid import *  # noqa: F401,F403
@@ -32,5 +35,6 @@ from .recsys import *  # noqa: F401,F403
 from .synthetic import *  # noqa: F401,F403
 from .tu import *  # noqa: F401,F403
 
-__all__ = [*batching.__all__, *files.__all__, *graph.__all__, *images.__all__, *linkpred.__all__,
+__all__ = [*batching.__all__, *files.__all__, *graph.__all__, *image_files.__all__,
+           *images.__all__, *linkpred.__all__,
            *planetoid.__all__, *recsys.__all__, *synthetic.__all__, *tu.__all__]
