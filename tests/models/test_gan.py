@@ -10,6 +10,9 @@ from sparselth.models import (CycleGANGenerator, PatchGANDiscriminator, SNGANDis
                               SNGANGenerator, gan_init, prunable_weights)
 
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
 def _prunable(model) -> int:
     params = dict(model.named_parameters())
     return sum(params[n].numel() for n in prunable_weights(model))
