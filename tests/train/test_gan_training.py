@@ -63,7 +63,7 @@ def test_masks_keep_pruned_weights_at_zero():
     tr = SNGANTrainer(G, D, _images(), CFG, g_masks=gm, d_masks=dm, teacher=_nets(1)[1])
     tr.train()
     for model, masks in ((G, gm), (D, dm)):
-        params = dict(model.named_parameters())
+        params = {k: p.detach() for k, p in model.named_parameters()}
         for n, m in masks.items():
             assert float(params[n][m == 0].abs().max()) == 0.0, n
             assert float(params[n][m == 1].abs().min()) > 0.0 or m.sum() == 0, n
