@@ -283,7 +283,10 @@ def markdown(rep: dict[str, Any]) -> str:
               "", common.clock_sentence(rep["timing"]["clock"], rep["timing"]["threads"]),
               "", "Data = the batch's graphs gathered and both views made (original + random4, "
               "the unsupervised TU ratios); encode = forward of both views, NT-Xent, backward, "
-              "Adam step. Same encoder widths and loss in both pipelines.",
+              "Adam step. Same encoder widths and loss in both pipelines. The PyG pipeline "
+              "augments graph by graph in its dataset's `__getitem__` (as the reference code "
+              "and PyG's per-graph transforms do) and batches with PyG's `Collater`; sparselth "
+              "augments the whole batch at once on its block-diagonal CSR.",
               f"torch_geometric: {rep.get('torch_geometric') or 'not installed'}.", "",
               *common.notes_section(rep.get("notes", [])), *common.machine_section(rep["machine"])]
     return "\n".join(lines)
