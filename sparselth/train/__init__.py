@@ -18,6 +18,9 @@ embeddings, C by inner grid search, outer stratified CV).
 :mod:`sparselth.train.gan`: SNGAN training as GAN tickets run it (hinge loss, ``n_critic``,
 EMA generator, masks that keep pruned weights at zero, distillation from a dense D).
 
+:mod:`sparselth.train.gan_tickets`: GAN lottery tickets (IMPG, IMPGD, IMPGD-KD, the D
+initialisations, late rewinding, one-shot, random tickets) in a resumable run folder.
+
 :mod:`sparselth.train.feature_net`: the proxy FID/IS feature network, trained on a labelled
 image set and saved with the hash of its weights.
 
@@ -27,15 +30,16 @@ DeprecationWarning.
 """
 
 from ..utils.deprecation import moved_names
-from . import classification, feature_net, gan, graph, graphcl, recsys
+from . import classification, feature_net, gan, gan_tickets, graph, graphcl, recsys
 from .classification import *  # noqa: F401,F403
 from .feature_net import *  # noqa: F401,F403
 from .gan import *  # noqa: F401,F403
+from .gan_tickets import *  # noqa: F401,F403
 from .graph import *  # noqa: F401,F403
 from .graphcl import *  # noqa: F401,F403
 from .recsys import *  # noqa: F401,F403
 
-__all__ = [*classification.__all__, *feature_net.__all__, *gan.__all__, *graph.__all__, *graphcl.__all__, *recsys.__all__]
+__all__ = [*classification.__all__, *feature_net.__all__, *gan.__all__, *gan_tickets.__all__, *graph.__all__, *graphcl.__all__, *recsys.__all__]
 
 __getattr__ = moved_names(__name__, {name: f"sparselth.metrics:{name}"
                                      for name in ("accuracy", "average_precision", "roc_auc")})
