@@ -1,0 +1,337 @@
+"""Reproduce "GANs Can Play Lottery Tickets Too" (Chen et al. 2021; PAPERS.md §2) at CPU size:
+SNGAN tickets by iterative magnitude pruning of the generator, beside random tickets.
+
+``python -m bench.gan_lth --model sngan --dataset fashion-mnist --data DIR``
+
+runs :class:`sparselth.train.GANTicketSearch` (round 0 dense, then ``--rounds`` rounds pruning
+20 % of G's surviving conv weights, G rewound to θ0, D per ``--d-init``; ``--variant impgd``
+and ``impgd-kd`` prune D too), and with ``--random`` the same schedule with random masks
+(``ticket="random_mask"``), both resumable in ``--runs`` (default ``runs/gan``). Every
+``--eval-every`` G iterations the EMA generator draws ``--eval-samples`` images from fixed noise
+and is scored against ``--real-samples`` held-out real images:
+
+- **FID / IS**: with the standard Inception-v3 weights (``--fid-weights`` or
+  ``$SPARSELTH_FID_WEIGHTS``) the published definition; otherwise a **proxy** FID/IS whose
+  feature network (:class:`sparselth.models.ImageFeatureNet`) is trained on the dataset's
+  training split once and kept (with the hash of its weights) in ``runs/gan/``. Proxy numbers
+  are comparable only among themselves (the report names the network and its hash).
+
+Writes ``bench/results/gan-sngan-<dataset>[-<variant>].{json,md,png}`` (FID per round against
+the remaining conv weights of G, the dense line, the random tickets, MACs of G) and
+``...-samples.png`` (a grid of samples per round). The defaults are a reduced protocol
+(``--g-ch 32 --d-ch 32``, 28x28, ``--iterations 1000``, ``--n-critic 2``, batches 32/64); the
+paper's CIFAR-10 configuration is ``--paper`` (for GPU users; needs CIFAR-10 files).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from sparselth.utils.plot import figure, style_axes
+from sparselth.utils.records import markdown_table
+from sparselth.utils.timing import stopwatch
+
+from . import common
+
+PUBLISHED: dict[str, str] = {}
+DATASETS = ("fashion-mnist", "mnist-5k", "cifar10", "synthetic")
+MATCH = 0.05  # a ticket "matches" when its FID is within 5 % of the dense G's
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = common.new_parser("gan_lth", "GAN lottery tickets (SNGAN), FID per pruning round "
+                          "beside random tickets.")
+    p.add_argument("--model", choices=["sngan"], default="sngan")
+    p.add_argument("--dataset", choices=DATASETS, default="fashion-mnist")
+    p.add_argument("--data", type=Path, default=common.default_data_dir())
+    p.add_argument("--variant", choices=["impg", "impgd", "impgd-kd"], default="impg")
+    p.add_argument("--d-init", choices=["init", "trained", "seed"], default="init")
+    p.add_argument("--rewind", choices=["init", "late"], default="init")
+    p.add_argument("--late-iterations", type=int, default=0)
+    p.add_argument("--oneshot", action="store_true")
+    p.add_argument("--random", action="store_true", help="also run random tickets")
+    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--iterations", type=int, default=1000, help="G iterations per round")
+    p.add_argument("--g-ch", type=int, default=32)
+    p.add_argument("--d-ch", type=int, default=32)
+    p.add_argument("--latent-dim", type=int, default=128)
+    p.add_argument("--n-critic", type=int, default=2)
+    p.add_argument("--d-batch", type=int, default=32)
+    p.add_argument("--g-batch", type=int, default=64)
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--ema-decay", type=float, default=0.999)
+    p.add_argument("--eval-every", type=int, default=250)
+    p.add_argument("--eval-samples", type=int, default=2000)
+    p.add_argument("--real-samples", type=int, default=5000)
+    p.add_argument("--train-images", type=int, default=0,
+                   help="use the first N training images (0: all)")
+    p.add_argument("--paper", action="store_true",
+                   help="the paper's CIFAR-10 configuration (ch 256/128, 50k iterations, "
+                   "n_critic 5, batches 64/128)")
+    p.add_argument("--fid-weights", type=Path, default=None,
+                   help="the Inception FID weights file (standard FID); default: a proxy")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--runs", type=Path, default=None, help="run-folder root")
+    common.add_output_args(p)
+    return p
+
+
+def apply_paper(args: argparse.Namespace) -> None:
+    if args.paper:
+        args.dataset = "cifar10" if args.dataset == "fashion-mnist" else args.dataset
+        args.g_ch, args.d_ch, args.iterations = 256, 128, 50_000
+        args.n_critic, args.d_batch, args.g_batch, args.eval_every = 5, 64, 128, 2_500
+
+
+def run_protocol(args: argparse.Namespace) -> dict:
+    keys = ("model", "dataset", "variant", "d_init", "rewind", "late_iterations", "oneshot",
+            "random", "rounds", "iterations", "g_ch", "d_ch", "latent_dim", "n_critic",
+            "d_batch", "g_batch", "lr", "ema_decay", "eval_every", "eval_samples",
+            "real_samples", "train_images", "seed", "threads")
+    return {k: getattr(args, k) for k in keys}
+
+
+def output_name(args: argparse.Namespace) -> str:
+    tail = "" if args.variant == "impg" else f"-{args.variant}"
+    return f"gan-{args.model}-{args.dataset}{tail}"
+
+
+# --------------------------------------------------------------------------- data and scores
+def load_images(args: argparse.Namespace) -> tuple:
+    """``(train images in [-1, 1], held-out images in [0, 1], their labels, train labels)``."""
+    from sparselth.data import (load_cifar10, load_fashion_mnist, load_mnist_5k,
+                                synthetic_images)
+
+    if args.dataset == "fashion-mnist":
+        (x, y), (xt, yt) = load_fashion_mnist(args.data, "train"), \
+            load_fashion_mnist(args.data, "test")
+    elif args.dataset == "cifar10":
+        (x, y), (xt, yt) = load_cifar10(args.data, "train"), load_cifar10(args.data, "test")
+    elif args.dataset == "mnist-5k":
+        x5, y5 = load_mnist_5k(args.data)
+        perm = torch.randperm(x5.shape[0], generator=torch.Generator().manual_seed(0))
+        x, y, xt, yt = x5[perm[1000:]], y5[perm[1000:]], x5[perm[:1000]], y5[perm[:1000]]
+    else:
+        x, y = synthetic_images(4000, 10, 28, 1, noise=0.3, seed=0)
+        xt, yt = synthetic_images(2000, 10, 28, 1, noise=0.3, seed=0, sample_seed=1)
+        lo, hi = x.min(), x.max()
+        x, xt = (x - lo) / (hi - lo), ((xt - lo) / (hi - lo)).clamp(0, 1)
+    if args.train_images:
+        x, y = x[:args.train_images], y[:args.train_images]
+    return x * 2 - 1, xt, yt, x, y
+
+
+def feature_network(args: argparse.Namespace, x01: torch.Tensor, y: torch.Tensor,
+                    xt: torch.Tensor, yt: torch.Tensor, runs: Path) -> tuple:
+    """``(network, name)``: the Inception FID network, or the dataset's proxy (trained once)."""
+    from sparselth.models import fid_inception
+    from sparselth.train import load_feature_net, save_feature_net, train_feature_net
+
+    weights = args.fid_weights
+    if weights is not None or os.environ.get("SPARSELTH_FID_WEIGHTS"):
+        return fid_inception(weights), "inception-v3-fid"
+    path = runs / f"features-{args.dataset}.safetensors"
+    if path.is_file():
+        return load_feature_net(path), f"proxy:ImageFeatureNet({args.dataset})"
+    net, info = train_feature_net(x01, y, xt, yt, name=args.dataset, epochs=2,
+                                  progress=not args.no_progress)
+    save_feature_net(path, net, info)
+    return load_feature_net(path), f"proxy:ImageFeatureNet({args.dataset})"
+
+
+def make_evaluator(net: Any, name: str, real: Any, args: argparse.Namespace
+                   ) -> Callable[[torch.nn.Module], dict]:
+    from sparselth.metrics import feature_stats, fid_score, inception_score
+
+    def evaluate(G: torch.nn.Module) -> dict:
+        gen = torch.Generator().manual_seed(4242)
+        imgs = []
+        with torch.no_grad():
+            for n in [256] * (args.eval_samples // 256) + [args.eval_samples % 256]:
+                if n:
+                    imgs.append((G(torch.randn(n, G.latent_dim, generator=gen)) + 1) / 2)
+        fake_x = torch.cat(imgs).clamp(0, 1)
+        fake = feature_stats(net, fake_x, network=name, split="generated")
+        probs = torch.cat([net.class_probs(b) for b in fake_x.split(256)]).double()
+        return {"fid": fid_score(real, fake)["fid"],
+                "is": inception_score(probs, splits=min(10, args.eval_samples))["is"]}
+    return evaluate
+
+
+# --------------------------------------------------------------------------- report
+def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for r in records:
+        m = r["metrics"]
+        rows.append({"round": r["round"], "remaining": r["remaining"],
+                     "best_fid": m.get("best_fid"), "last_fid": m.get("fid"),
+                     "is": m.get("is"), "macs": r.get("macs"), "macs_dense": r.get("macs_dense"),
+                     "seconds": r.get("seconds")})
+    return rows
+
+
+def matching(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The sparsest round whose best FID is within :data:`MATCH` of the dense round's."""
+    if not rows or rows[0]["best_fid"] is None:
+        return {}
+    dense = rows[0]["best_fid"]
+    ok = [r for r in rows[1:] if r["best_fid"] is not None and r["best_fid"] <= dense * (1 + MATCH)]
+    best = min(ok, key=lambda r: r["remaining"]) if ok else None
+    return {"dense_fid": dense, "sparsest_matching_round": best and best["round"],
+            "sparsest_matching_sparsity": best and 1 - best["remaining"]}
+
+
+def markdown(rep: dict[str, Any]) -> str:
+    ticket, rnd = rep["tickets"], rep.get("random")
+    lines = [f"# GAN tickets: SNGAN on {rep['dataset']} ({rep['variant']})", ""]
+    m = rep["matching"]
+    if m:
+        sp = m["sparsest_matching_sparsity"]
+        lines += [f"Dense G: best FID {m['dense_fid']:.2f} ({rep['fid_network']}). Sparsest "
+                  f"ticket within {MATCH:.0%} of it: "
+                  + ("none" if sp is None else f"round {m['sparsest_matching_round']}, "
+                     f"{100 * sp:.1f} % of G's conv weights pruned") + ".", ""]
+    head = ["round", "remaining %", "best FID", "last FID", "IS", "MACs / image"]
+    if rnd:
+        head += ["random: best FID"]
+    rows = []
+    for i, r in enumerate(ticket):
+        row = [r["round"], f"{100 * r['remaining']:.1f}", _f(r["best_fid"]), _f(r["last_fid"]),
+               _f(r["is"]), f"{r['macs']:,}" if r["macs"] else ""]
+        if rnd:
+            row.append(_f(rnd[i]["best_fid"]) if i < len(rnd) else "")
+        rows.append(row)
+    lines += [markdown_table(head, rows), "",
+              f"Protocol: {rep['protocol_text']}", "",
+              f"FID network: {rep['fid_network']} (weights sha256 {rep['fid_network_hash'][:16]}"
+              f"...); real reference: {rep['real_samples']} held-out images; "
+              f"{rep['eval_samples']} generated images from fixed noise per evaluation. "
+              + ("This is a proxy FID: compare it only with numbers of the same network hash."
+                 if rep["fid_network"].startswith("proxy") else ""), "",
+              *common.notes_section(rep.get("notes", [])),
+              *common.machine_section(rep["machine"])]
+    return "\n".join(lines)
+
+
+def _f(v: Any) -> str:
+    return "" if v is None else f"{v:.2f}"
+
+
+def plot(rep: dict[str, Any]):
+    fig, ax = figure(1, width=6, height=4)
+    t = rep["tickets"]
+    ax.plot([100 * r["remaining"] for r in t], [r["best_fid"] for r in t], "o-",
+            label=f"{rep['variant']} tickets")
+    if rep.get("random"):
+        rr = rep["random"]
+        ax.plot([100 * r["remaining"] for r in rr], [r["best_fid"] for r in rr], "s--",
+                label="random tickets")
+    if t and t[0]["best_fid"] is not None:
+        ax.axhline(t[0]["best_fid"], color="grey", ls=":", label="dense G")
+    ax.invert_xaxis()
+    ax.set_xscale("log")
+    style_axes(ax, xlabel="remaining conv weights of G (%)", ylabel="best FID (lower is better)",
+               title=f"SNGAN tickets, {rep['dataset']}")
+    return fig
+
+
+def sample_grid(run_dir: Path, rounds: int, title: str):
+    from sparselth.prune.run import RunDir
+
+    folder = RunDir(run_dir, "gan")
+    prog = json.loads((run_dir / "progress.json").read_text())
+    folder.files = dict(prog["files"])
+    rows = [folder.load(f"round_{r:03d}/samples.safetensors")["images"][:8]
+            for r in range(rounds)]
+    fig, axes = figure(8, len(rows), width=8, height=max(1.2, len(rows)))
+    axes = np.array(axes).reshape(len(rows), 8)
+    for i, imgs in enumerate(rows):
+        for j in range(8):
+            a = axes[i, j]
+            img = ((imgs[j] + 1) / 2).clamp(0, 1).permute(1, 2, 0).numpy()
+            a.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
+            a.set_xticks([])
+            a.set_yticks([])
+            if j == 0:
+                a.set_ylabel(f"round {i}", fontsize=7)
+    fig.suptitle(title)
+    return fig
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    apply_paper(args)
+    for flag in ("rounds", "iterations", "eval_every", "eval_samples", "real_samples"):
+        if getattr(args, flag) < (0 if flag == "rounds" else 2):
+            parser.error(f"--{flag.replace('_', '-')} is too small")
+    name = output_name(args)
+    dest = common.result_path(name, args, PUBLISHED, parser=parser, protocol=run_protocol)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from sparselth.train import GANTicketConfig, GANTicketSearch
+
+    runs = args.runs or (common.RUNS_DIR / ("" if dest.published else "local") / "gan")
+    runs.mkdir(parents=True, exist_ok=True)
+    machine = common.machine()
+    clock = stopwatch()
+    x, xt, yt, x01, y = load_images(args)
+    net, net_name = feature_network(args, x01, y, xt, yt, runs)
+    from sparselth.metrics import feature_stats
+
+    real = feature_stats(net, xt[:args.real_samples], network=net_name, split="held-out")
+    evaluate = make_evaluator(net, net_name, real, args)
+    size, channels = x.shape[-1], x.shape[1]
+    base = dict(dataset=args.dataset, image_size=size, channels=channels,
+                bottom_width=4 if args.paper else size // 4, latent_dim=args.latent_dim,
+                g_ch=args.g_ch, d_ch=args.d_ch, iterations=args.iterations,
+                n_critic=args.n_critic, d_batch=args.d_batch, g_batch=args.g_batch, lr=args.lr,
+                ema_decay=args.ema_decay, variant=args.variant, d_init=args.d_init,
+                rewind=args.rewind, late_iterations=args.late_iterations,
+                oneshot=args.oneshot, rounds=args.rounds, eval_every=args.eval_every,
+                seed=args.seed)
+    root = runs / args.dataset
+    search = GANTicketSearch(x, GANTicketConfig(**base), evaluate, root=root,
+                             progress=not args.no_progress)
+    tickets = summarise(search.run())
+    random_rows = None
+    if args.random:
+        rs = GANTicketSearch(x, GANTicketConfig(**base, ticket="random_mask"), evaluate,
+                             root=root, progress=not args.no_progress)
+        random_rows = summarise(rs.run())
+    rep: dict[str, Any] = {
+        "suite": "gan_lth", "model": args.model, "dataset": args.dataset,
+        "variant": args.variant, "command": "python -m bench.gan_lth " + " ".join(
+            a for a in (argv if argv is not None else sys.argv[1:])),
+        "config": GANTicketConfig(**base).to_dict(), "tickets": tickets, "random": random_rows,
+        "matching": matching(tickets), "fid_network": net_name,
+        "fid_network_hash": real.network_hash, "real_samples": real.count,
+        "eval_samples": args.eval_samples, "seconds": clock(), "machine": machine,
+        "protocol_text": (f"SNGAN G ch {args.g_ch}, D ch {args.d_ch}, {size}x{size}, "
+                          f"{args.iterations} G iterations per round, n_critic "
+                          f"{args.n_critic}, batches {args.d_batch}/{args.g_batch}, Adam "
+                          f"{args.lr:g} (0, 0.9), EMA {args.ema_decay}; {args.rounds} rounds of "
+                          f"20 %; D init {args.d_init}; rewind {args.rewind}. The paper: CIFAR-10, "
+                          "ch 256/128, 50,000 iterations, n_critic 5, batches 64/128 "
+                          "(--paper)."),
+    }
+    rep["notes"] = common.finish_machine(machine)
+    fig = None if args.no_plot else plot(rep)
+    common.write_result(dest, rep, markdown(rep), fig)
+    if not args.no_plot:
+        grid = sample_grid(search.run_dir, len(tickets), f"SNGAN tickets, {args.dataset}")
+        grid.savefig(dest.file("-samples.png"), dpi=110)
+    return rep
+
+
+if __name__ == "__main__":
+    main()
