@@ -18,6 +18,9 @@ embeddings, C by inner grid search, outer stratified CV).
 :mod:`sparselth.train.gan`: SNGAN training as GAN tickets run it (hinge loss, ``n_critic``,
 EMA generator, masks that keep pruned weights at zero, distillation from a dense D).
 
+:mod:`sparselth.train.cyclegan`: CycleGAN training (LSGAN, cycle and identity losses, replay
+buffer, linear learning-rate decay) with masks for tickets.
+
 :mod:`sparselth.train.gan_tickets`: GAN lottery tickets (IMPG, IMPGD, IMPGD-KD, the D
 initialisations, late rewinding, one-shot, random tickets) in a resumable run folder.
 
@@ -30,8 +33,9 @@ DeprecationWarning.
 """
 
 from ..utils.deprecation import moved_names
-from . import classification, feature_net, gan, gan_tickets, graph, graphcl, recsys
+from . import classification, cyclegan, feature_net, gan, gan_tickets, graph, graphcl, recsys
 from .classification import *  # noqa: F401,F403
+from .cyclegan import *  # noqa: F401,F403
 from .feature_net import *  # noqa: F401,F403
 from .gan import *  # noqa: F401,F403
 from .gan_tickets import *  # noqa: F401,F403
@@ -39,7 +43,7 @@ from .graph import *  # noqa: F401,F403
 from .graphcl import *  # noqa: F401,F403
 from .recsys import *  # noqa: F401,F403
 
-__all__ = [*classification.__all__, *feature_net.__all__, *gan.__all__, *gan_tickets.__all__, *graph.__all__, *graphcl.__all__, *recsys.__all__]
+__all__ = [*classification.__all__, *cyclegan.__all__, *feature_net.__all__, *gan.__all__, *gan_tickets.__all__, *graph.__all__, *graphcl.__all__, *recsys.__all__]
 
 __getattr__ = moved_names(__name__, {name: f"sparselth.metrics:{name}"
                                      for name in ("accuracy", "average_precision", "roc_auc")})
