@@ -19,7 +19,8 @@ embeddings, C by inner grid search, outer stratified CV).
 EMA generator, masks that keep pruned weights at zero, distillation from a dense D).
 
 :mod:`sparselth.train.cyclegan`: CycleGAN training (LSGAN, cycle and identity losses, replay
-buffer, linear learning-rate decay) with masks for tickets.
+buffer, linear learning-rate decay) with masks for tickets; :mod:`sparselth.train.cyclegan_tickets`
+its lottery tickets (each generator pruned on its own).
 
 :mod:`sparselth.train.gan_tickets`: GAN lottery tickets (IMPG, IMPGD, IMPGD-KD, the D
 initialisations, late rewinding, one-shot, random tickets) in a resumable run folder.
@@ -33,9 +34,10 @@ DeprecationWarning.
 """
 
 from ..utils.deprecation import moved_names
-from . import classification, cyclegan, feature_net, gan, gan_tickets, graph, graphcl, recsys
+from . import classification, cyclegan, cyclegan_tickets, feature_net, gan, gan_tickets, graph, graphcl, recsys
 from .classification import *  # noqa: F401,F403
 from .cyclegan import *  # noqa: F401,F403
+from .cyclegan_tickets import *  # noqa: F401,F403
 from .feature_net import *  # noqa: F401,F403
 from .gan import *  # noqa: F401,F403
 from .gan_tickets import *  # noqa: F401,F403
@@ -43,7 +45,8 @@ from .graph import *  # noqa: F401,F403
 from .graphcl import *  # noqa: F401,F403
 from .recsys import *  # noqa: F401,F403
 
-__all__ = [*classification.__all__, *cyclegan.__all__, *feature_net.__all__, *gan.__all__, *gan_tickets.__all__, *graph.__all__, *graphcl.__all__, *recsys.__all__]
+__all__ = [*classification.__all__, *cyclegan.__all__, *cyclegan_tickets.__all__,
+           *feature_net.__all__, *gan.__all__, *gan_tickets.__all__, *graph.__all__, *graphcl.__all__, *recsys.__all__]
 
 __getattr__ = moved_names(__name__, {name: f"sparselth.metrics:{name}"
                                      for name in ("accuracy", "average_precision", "roc_auc")})
