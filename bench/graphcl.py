@@ -50,6 +50,7 @@ PUBLISHED: dict[str, str] = {
     "graphcl-unsupervised-NCI1": "--protocol unsupervised --dataset NCI1 --seeds 0 1 2 "
                                  "--epochs 20 --eval-every 10 --threads 1",
     "graphcl-node-Cora": "--protocol node --dataset Cora --threads 1",
+    "graphcl-node-CiteSeer": "--protocol node --dataset CiteSeer --threads 1",
 }
 
 DIFFERENCES = [
