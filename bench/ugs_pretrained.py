@@ -6,7 +6,8 @@ so every round rewinds to the pre-trained weight; everything else is the random-
 
 ``--init-checkpoint PATH`` names the checkpoint; by default it is the one ``python -m
 bench.graphcl --protocol node --dataset <dataset>`` writes under ``runs/graphcl-node/`` for the
-dataset's reference settings, pre-trained here first when it does not exist yet.
+dataset's reference settings. A checkpoint that does not exist yet is pre-trained here first
+(the dataset's reference settings).
 
 The result ``ugs-<model>-<dataset>-graphcl`` gets a Markdown table and a PNG that set the
 pre-trained GLT beside the random-init GLT of the same protocol (``ugs-<model>-<dataset>``
@@ -35,7 +36,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
                    "the node-level GraphCL encoder's weight)")
     p.add_argument("--init-checkpoint", type=Path, default=None,
                    help="node-level GraphCL checkpoint for --init graphcl (default: the one "
-                   "bench.graphcl --protocol node writes under runs/, made when missing)")
+                   "bench.graphcl --protocol node writes under runs/); made when missing")
 
 
 def suffix(args: argparse.Namespace) -> str:
@@ -70,12 +71,13 @@ def init_path(args: argparse.Namespace) -> str:
 
 
 def ensure_checkpoint(args: argparse.Namespace, data: Any, path: str) -> dict | None:
-    """Pre-train the default checkpoint when it is missing; the pre-training result or None."""
+    """Pre-train the checkpoint (the dataset's reference settings) when ``path`` does not exist
+    yet; the pre-training result, or None when the file was there."""
     if args.init != "graphcl":
         return None
     if args.model != "gcn" or args.task != "node":
         raise SystemExit("bench.ugs: --init graphcl supports --model gcn --task node only")
-    if Path(path).is_file() or args.init_checkpoint is not None:
+    if Path(path).is_file():
         return None
     from sparselth.train.graphcl_node import NodeGraphCLPretrain
 

@@ -3,6 +3,7 @@ data is there) and the pre-trained vs random-init comparison of ``bench.ugs --in
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -85,3 +86,22 @@ def test_short_cora_run(tmp_path, one_thread):
     assert (tmp_path / "graphcl-node-Cora.png").is_file()
     assert "DGI (Veličković et al. 2019) reports 82.3 %" in \
         (tmp_path / "graphcl-node-Cora.md").read_text()
+
+
+def test_ugs_init_graphcl_pretrains_a_missing_checkpoint(tmp_path, one_thread, monkeypatch):
+    reference = ugs_pretrained._reference_config   # shortened: a few epochs, 2 eval runs
+    monkeypatch.setattr(ugs_pretrained, "_reference_config", lambda d: dataclasses.replace(
+        reference(d), max_epochs=3, eval_runs=2, eval_steps=10))
+    ck = tmp_path / "enc.safetensors"
+    argv = ["--dataset", "csbm", "--csbm-nodes", "120", "--init", "graphcl", "--init-checkpoint",
+            str(ck), "--rounds", "1", "--epochs", "2", "--no-latency",
+            "--out", str(tmp_path), "--runs", str(tmp_path / "runs"), "--no-progress",
+            "--threads", "1", "--no-plot"]
+    rep = bench_ugs.main(argv)
+    assert ck.is_file() and rep["pretraining"] == "pre-trained in this invocation"
+    assert [r["init"] for r in [rep["dense"]] + rep["rounds"]] == ["pretrained"] * 2
+    assert rep["random_init"]["result"] is None          # no random-init run beside it
+    again = bench_ugs.main(argv)
+    assert again["pretraining"] == "checkpoint read from disk"
+    assert again["init_sha256"] == rep["init_sha256"]
+    assert "Random-init GLT not shown" in (tmp_path / "ugs-gcn-csbm-graphcl.md").read_text()
