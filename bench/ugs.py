@@ -689,11 +689,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         rep["per_seed"] = [{"seed": s, "dense": recs[0], "rounds": recs[1:]}
                            for s, recs in zip(args.seeds, per_seed)]
     if cfg.init:
-        rep["init_sha256"] = per_seed[0][0].get("init_sha256")
-        rep["pretraining"] = "pre-trained in this invocation" if pretraining else \
-            "checkpoint read from disk"
         ugs_pretrained.attach_comparison(dest.folder, rep, result_name(
-            args.model, args.dataset, args.task, args.baseline, _num_seeds(args)))
+            args.model, args.dataset, args.task, args.baseline, _num_seeds(args)), pretraining)
     common.write_result(dest, rep)  # the JSON; the Markdown and PNG also read the other run
     if cfg.init:
         written = ugs_pretrained.render(dest, rep, markdown(rep, None), not args.no_plot)

@@ -163,9 +163,15 @@ def plot(rep: dict[str, Any], other: dict[str, Any] | None):
     return fig
 
 
-def attach_comparison(folder: Path, rep: dict[str, Any], random_name: str) -> None:
+def attach_comparison(folder: Path, rep: dict[str, Any], random_name: str,
+                      pretraining: dict | None = None) -> None:
     """Set ``rep["comparison"]`` (per round, :func:`comparison`) against the random-init
-    result ``random_name`` of ``folder``, and ``rep["random_init"]`` (its file or why none)."""
+    result ``random_name`` of ``folder``, ``rep["random_init"]`` (its file or why none),
+    ``rep["init_sha256"]`` and ``rep["pretraining"]`` (``pretraining``: the result of
+    :func:`ensure_checkpoint`)."""
+    rep["init_sha256"] = rep["dense"].get("init_sha256")
+    rep["pretraining"] = "pre-trained in this invocation" if pretraining else \
+        "checkpoint read from disk"
     other, why = random_init_report(folder, random_name, rep)
     rep["comparison"] = comparison(rep, other)
     rep["random_init"] = {"result": random_name if other else None, "not_shown": why or None}
