@@ -97,6 +97,8 @@ PUBLISHED = {
     "ugs-gcn-cora-3seeds-random": "--model gcn --dataset cora --baseline random --rounds 20 "
                                   "--seeds 0 1 2 --threads 1 --no-latency",
     "ugs-gcn-cora-graphcl": "--model gcn --dataset cora --init graphcl --rounds 20 --threads 1",
+    "ugs-gcn-citeseer-graphcl": "--model gcn --dataset citeseer --init graphcl --rounds 20 "
+                                "--threads 1",
 }
 
 # UGS paper, values read off its teaser figure: round -> (graph %, weight %,
