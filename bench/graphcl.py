@@ -16,6 +16,9 @@ accuracy as mean ± std over seeds of the per-seed fold means, and separately th
 seeds of the std over folds; the headline is the **last epoch** (the reference reports a fixed
 epoch, not the best one), beside the paper's number. A second number picks, per seed, the
 epoch of highest inner-CV (validation) accuracy, which never looks at the test folds.
+
+``--protocol node --dataset Cora`` runs node-level GraphCL on one Planetoid graph instead
+(DGI-style objective, linear evaluation on the public split): see :mod:`bench.graphcl_node`.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from sparselth.utils.plot import figure, style_axes
 from sparselth.utils.records import markdown_table
 from sparselth.utils.timing import stopwatch
 
-from . import common
+from . import common, graphcl_node
 
 # GraphCL, unsupervised TU (SVM accuracy %, mean ± std over 5 seeds; PAPERS.md §3.7)
 PAPER = {"MUTAG": (86.80, 1.34), "PROTEINS": (74.39, 0.45), "NCI1": (77.87, 0.41),
@@ -48,6 +51,8 @@ PUBLISHED: dict[str, str] = {
                                  "--epochs 20 --eval-every 10 --threads 1",
     "graphcl-unsupervised-DD": "--protocol unsupervised --dataset DD --seeds 0 1 2 3 4 "
                                "--epochs 20 --eval-every 10 --threads 1",
+    "graphcl-node-Cora": "--protocol node --dataset Cora --threads 1",
+    "graphcl-node-CiteSeer": "--protocol node --dataset CiteSeer --threads 1",
 }
 
 DIFFERENCES = [
@@ -65,22 +70,35 @@ DIFFERENCES = [
 def build_parser() -> argparse.ArgumentParser:
     p = common.new_parser("graphcl", "GraphCL pre-training and its unsupervised TU evaluation "
                           "(SVM on frozen embeddings), beside the paper's numbers.")
-    p.add_argument("--protocol", choices=["unsupervised"], default="unsupervised")
-    p.add_argument("--dataset", default="MUTAG", help="TU dataset name (MUTAG, PROTEINS, ...)")
+    p.add_argument("--protocol", choices=["unsupervised", "node"], default="unsupervised",
+                   help="unsupervised TU (graph level) or node (Cora/CiteSeer, node level)")
+    p.add_argument("--dataset", default="MUTAG", help="TU dataset name (MUTAG, PROTEINS, ...) "
+                   "or, with --protocol node, Cora or CiteSeer")
     p.add_argument("--data", type=Path, default=common.default_data_dir(),
-                   help="folder holding tu/<name> or gin/<name>")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+                   help="folder holding tu/<name>, gin/<name> or planetoid/")
+    p.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="default 0 1 2 3 4 (node: the dataset's reference seed)")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--eval-every", type=int, default=10,
                    help="evaluate every this many epochs (plus epoch 0 and the last)")
-    p.add_argument("--aug", default="random4",
-                   help="augmentation of the second view, or a named pair 'a+b'")
+    p.add_argument("--aug", default=None,
+                   help="augmentation of the second view, or a named pair 'a+b' (default "
+                   "random4; node: edge, mask, node or subgraph, default per dataset)")
     p.add_argument("--aug-config", choices=["unsupervised_TU", "paper"], default="unsupervised_TU")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--lr", type=float, default=None, help="default 0.01 (node: 0.001)")
     p.add_argument("--temperature", type=float, default=0.2)
     p.add_argument("--loss", choices=["reference", "symmetric"], default="reference")
     p.add_argument("--folds", type=int, default=10)
+    node = p.add_argument_group("node protocol")
+    node.add_argument("--drop-percent", type=float, default=None,
+                      help="augmentation ratio p (default per dataset)")
+    node.add_argument("--patience", type=int, default=20,
+                      help="early stopping on the training loss")
+    node.add_argument("--max-epochs", type=int, default=10000, help="epoch cap")
+    node.add_argument("--combine", choices=["logits", "losses"], default="logits")
+    node.add_argument("--eval-runs", type=int, default=50,
+                      help="logistic-regression runs of the linear evaluation")
     p.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
     p.add_argument("--runs", type=Path, default=None,
                    help="run-folder root, a run resumes from here (default runs/graphcl, "
@@ -91,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def output_name(args: argparse.Namespace) -> str:
     """``graphcl-<protocol>-<dataset>``."""
+    if args.protocol == "node":
+        return f"graphcl-node-{common.safe_name(args.dataset)}"
     return f"graphcl-{args.protocol}-{common.safe_name(args.dataset)}"
 
 
@@ -99,16 +119,22 @@ def configs(args: argparse.Namespace) -> list:
     from sparselth.train.graphcl import GraphCLConfig
 
     return [GraphCLConfig(dataset=args.dataset, seed=s, epochs=args.epochs,
-                          batch_size=args.batch_size, lr=args.lr, temperature=args.temperature,
-                          loss=args.loss, aug=args.aug, aug_config=args.aug_config,
-                          eval_every=args.eval_every, folds=args.folds) for s in args.seeds]
+                          batch_size=args.batch_size,
+                          lr=0.01 if args.lr is None else args.lr,
+                          temperature=args.temperature, loss=args.loss,
+                          aug=args.aug or "random4", aug_config=args.aug_config,
+                          eval_every=args.eval_every, folds=args.folds)
+            for s in (args.seeds if args.seeds is not None else [0, 1, 2, 3, 4])]
 
 
 def run_protocol(args: argparse.Namespace) -> dict:
     """The argument values that change this suite's numbers, defaults resolved."""
-    cfg = configs(args)[0].to_dict()
+    if args.protocol == "node":
+        return graphcl_node.run_protocol(args)
+    cfgs = configs(args)
+    cfg = cfgs[0].to_dict()
     cfg.pop("seed")
-    return dict(cfg, protocol=args.protocol, seeds=list(args.seeds), threads=args.threads)
+    return dict(cfg, protocol=args.protocol, seeds=[c.seed for c in cfgs], threads=args.threads)
 
 
 def summarise(per_seed: dict[int, list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -243,6 +269,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     dest = common.result_path(name, args, PUBLISHED, parser=parser, protocol=run_protocol)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.protocol == "node":
+        rep = graphcl_node.run(args, dest, "python -m bench.graphcl " + " ".join(
+            _portable(argv if argv is not None else sys.argv[1:])))
+        h = rep["headline"]
+        print(f"{name}: {h['acc_mean']:.2f} ± {h['acc_std']:.2f} % (std over {h['std_over']})",
+              file=sys.stderr)
+        return rep
     from sparselth.data import load_tu
     from sparselth.train.graphcl import GraphCLPretrain
 
@@ -261,7 +294,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "command": "python -m bench.graphcl " + " ".join(
             _portable(argv if argv is not None else sys.argv[1:])),
         "config": {k: v for k, v in cfgs[0].to_dict().items() if k != "seed"},
-        "seeds": list(args.seeds), "data": {"graphs": len(ds), "features": ds.num_features,
+        "seeds": [c.seed for c in cfgs], "data": {"graphs": len(ds), "features": ds.num_features,
                                             "classes": ds.num_classes, "layout": ds.layout},
         "headline_rule": f"the last epoch ({args.epochs}), as the reference reports a fixed "
                          "epoch",

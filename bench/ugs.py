@@ -35,6 +35,10 @@ link-prediction variant (GCN encoder [F, 512, 16], GAE-style loss instead of the
 see :mod:`sparselth.train.graph`). ``--dataset csbm`` uses a synthetic contextual SBM.
 Node features are row-normalised (as the reference) and passed to the model as a CSR when
 fewer than 10 % of their entries are non-zero.
+
+``--init graphcl`` runs the pre-trained GLT (first GCN layer from a node-level GraphCL
+checkpoint, ``ugs-gcn-<dataset>-graphcl``, beside the random-init run): see
+:mod:`bench.ugs_pretrained`.
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ from sparselth.utils.plot import figure, save_png, style_axes
 from sparselth.utils.records import markdown_table, write_markdown
 from sparselth.utils.timing import busy_note, stopwatch
 
-from . import common
+from . import common, ugs_pretrained
 
 # UGS hyperparameters (README commands of the reference code): lr, weight decay, s1, s2, seed
 PAPER_HP: dict[tuple[str, str], dict[str, Any]] = {
@@ -92,6 +96,9 @@ PUBLISHED = {
                            "--no-latency",
     "ugs-gcn-cora-3seeds-random": "--model gcn --dataset cora --baseline random --rounds 20 "
                                   "--seeds 0 1 2 --threads 1 --no-latency",
+    "ugs-gcn-cora-graphcl": "--model gcn --dataset cora --init graphcl --rounds 20 --threads 1",
+    "ugs-gcn-citeseer-graphcl": "--model gcn --dataset citeseer --init graphcl --rounds 20 "
+                                "--threads 1",
 }
 
 # UGS paper, values read off its teaser figure: round -> (graph %, weight %,
@@ -363,7 +370,8 @@ def markdown(rep: dict[str, Any], other: dict[str, Any] | None,
         lines.append(f"- {n}")
     lines += ["", *common.machine_section(rep["machine"]), common.protocol_line(
         rep, result_name(rep["model"], rep["dataset"], rep["task"], rep["baseline"],
-                         len(rep.get("seeds") or [1])))]
+                         len(rep.get("seeds") or [1]))
+        + ("-graphcl" if rep["config"].get("init") else ""))]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -510,6 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=float, default=None)
     p.add_argument("--s1", type=float, default=None)
     p.add_argument("--s2", type=float, default=None)
+    ugs_pretrained.add_args(p)
     p.add_argument("--csbm-nodes", type=int, default=2000)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--latency-budget", type=float, default=1.0,
@@ -528,8 +537,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def output_name(args: argparse.Namespace) -> str:
-    """``ugs-<model>-<dataset>[-link][-<n>seeds][-random]``."""
-    return result_name(args.model, args.dataset, args.task, args.baseline, _num_seeds(args))
+    """``ugs-<model>-<dataset>[-link][-<n>seeds][-random][-graphcl]``."""
+    return result_name(args.model, args.dataset, args.task, args.baseline,
+                       _num_seeds(args)) + ugs_pretrained.suffix(args)
 
 
 def _num_seeds(args: argparse.Namespace) -> int:
@@ -573,7 +583,10 @@ def config_from_args(args) -> tuple[Any, str]:
     if args.seeds:
         hp["seed"] = args.seeds[0]
         source += f", seeds {list(args.seeds)}"
-    cfg = UGSConfig(rounds=args.rounds, prune_graph=args.prune_graph,
+    init = ugs_pretrained.init_path(args)
+    if init:
+        source += ", first layer pre-trained (node-level GraphCL)"
+    cfg = UGSConfig(rounds=args.rounds, prune_graph=args.prune_graph, init=init,
                     prune_weight=args.prune_weight,
                     mask_epochs=args.mask_epochs or epochs, fix_epochs=args.fix_epochs or epochs,
                     baseline=args.baseline, task=args.task, gcn_degree=args.gcn_degree, **hp)
@@ -600,6 +613,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     cfg, source = config_from_args(args)
     machine = common.machine()
     data = load_data(args.dataset, args.data, args.csbm_nodes)
+    pretraining = ugs_pretrained.ensure_checkpoint(args, data, cfg.init)
     x = node_features(data.x, max_density={"auto": 0.1, "dense": -1.0, "csr": 1.0}[args.features])
     density = float((data.x != 0).sum()) / data.x.numel()
     info = {"nodes": data.num_nodes, "features": data.num_features, "classes": data.num_classes,
@@ -676,9 +690,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         rep["seeds"] = list(args.seeds)
         rep["per_seed"] = [{"seed": s, "dense": recs[0], "rounds": recs[1:]}
                            for s, recs in zip(args.seeds, per_seed)]
+    if cfg.init:
+        ugs_pretrained.attach_comparison(dest.folder, rep, result_name(
+            args.model, args.dataset, args.task, args.baseline, _num_seeds(args)), pretraining)
     common.write_result(dest, rep)  # the JSON; the Markdown and PNG also read the other run
-    written = render(dest.folder, args.model, args.dataset, args.task, not args.no_plot,
-                     _num_seeds(args))
+    if cfg.init:
+        written = ugs_pretrained.render(dest, rep, markdown(rep, None), not args.no_plot)
+    else:
+        written = render(dest.folder, args.model, args.dataset, args.task, not args.no_plot,
+                         _num_seeds(args))
     print(dest.file(".md").read_text())
     for p in written:
         print(f"written: {p}", file=sys.stderr)

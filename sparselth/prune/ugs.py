@@ -37,6 +37,14 @@ masked message counts in its sender's degree); ``"receiver"`` (the usual GCN) is
 documented deviation. Run folders written before the option existed were made with receiver
 degrees and resume only with ``gcn_degree="receiver"``.
 
+Pre-trained graph lottery tickets (the UGS paper's "pre-trained GLT"): ``config.init`` names a
+safetensors checkpoint (node-level GraphCL, :mod:`sparselth.train.graphcl_node`) whose
+first-layer weight is copied into the model's first masked weight after seeding and before θ0
+is snapshotted (:func:`load_pretrained_first_layer`; shapes checked), so every round rewinds
+to the pre-trained weight; the other weights keep the seeded random init. The run's name
+includes the path, its folder the checkpoint's sha256 (a resume with a changed checkpoint is
+refused), and every record ``init`` (``"pretrained"``/``"random"``) and ``init_sha256``.
+
 The model must follow the contract of :mod:`sparselth.models.gnn`: an ``edge_mask``
 parameter (one value per stored graph entry, the edge weight of every layer),
 ``ugs_weight_names()``, ``compact_graph()`` and ``macs(x)``. Training goes through a *task*
@@ -70,6 +78,7 @@ Example::
 from __future__ import annotations
 
 import copy
+import json
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -92,7 +101,9 @@ __all__ = [
     "SoftMaskedModel",
     "UGS",
     "UGSConfig",
+    "PRETRAINED_KEYS",
     "add_l1_subgradient",
+    "load_pretrained_first_layer",
     "load_ugs_round",
     "prune_smallest",
     "soft_mask_init",
@@ -140,6 +151,10 @@ class UGSConfig(Config):
         "D^-1/2 A_m^T D^-1/2: a masked message counts in its sender's degree) or 'receiver' "
         "(the usual GCN; a deviation once the mask is asymmetric); other layers ignore it",
         "sender")
+    init: str = help_field(
+        "θ0 of the first masked weight: '' (random, the model's own init) or the path of a "
+        "safetensors checkpoint (node-level GraphCL) whose first-layer weight replaces it "
+        "before θ0 is snapshotted, so every round rewinds to it (the pre-trained GLT)", "")
 
     def __post_init__(self) -> None:
         for name in ("rounds", "mask_epochs", "fix_epochs"):
@@ -167,6 +182,9 @@ class UGSConfig(Config):
         if self.seed is not None and (not isinstance(self.seed, int)
                                       or isinstance(self.seed, bool)):
             raise ValueError(f"UGSConfig.seed must be an int or None, got {self.seed!r}")
+        if not isinstance(self.init, str):
+            raise ValueError(f"UGSConfig.init must be a str (a checkpoint path or ''), got "
+                             f"{self.init!r}")
 
     @property
     def metric(self) -> str:
@@ -276,6 +294,42 @@ class SoftMaskedModel(nn.Module):
         return torch.func.functional_call(self.model, self.effective_parameters(), args, kwargs)
 
 
+#: checkpoint keys read as the first-layer weight when the file's metadata names none: node-level
+#: GraphCL's (:data:`sparselth.models.FIRST_LAYER_KEY`) and the reference's ``gcn.fc.weight``
+PRETRAINED_KEYS = ("encoder.conv.lin.weight", "gcn.fc.weight")
+
+
+def load_pretrained_first_layer(model: nn.Module, path: Any, weight_name: str) -> str:
+    """Copy the first-layer weight of the checkpoint at ``path`` into ``model``'s parameter
+    ``weight_name``; returns the checkpoint's sha256. The key is the metadata's
+    ``first_layer_key`` when present, else the one of :data:`PRETRAINED_KEYS` in the file.
+    ValueError when the file has no such tensor or its shape differs."""
+    from safetensors import safe_open
+
+    from .. import _io
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"UGS init: no checkpoint file at {str(path)!r}")
+    sha = _io.sha256_file(path)
+    tensors = _io.load_safetensors(path, sha256=sha)
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    keys = [json.loads(meta["first_layer_key"])] if "first_layer_key" in meta else \
+        [k for k in PRETRAINED_KEYS if k in tensors]
+    if len(keys) != 1 or keys[0] not in tensors:
+        raise ValueError(f"UGS init: {path} holds no first-layer weight (looked for "
+                         f"{keys or list(PRETRAINED_KEYS)}; keys {sorted(tensors)[:8]})")
+    w, p = tensors[keys[0]], model.get_parameter(weight_name)
+    if tuple(w.shape) != tuple(p.shape):
+        raise ValueError(f"UGS init: checkpoint weight {keys[0]!r} has shape {tuple(w.shape)} "
+                         f"but the model's {weight_name!r} has shape {tuple(p.shape)} (same "
+                         f"in_dim and hidden needed)")
+    with torch.no_grad():
+        p.copy_(w.to(dtype=p.dtype, device=p.device))
+    return sha
+
+
 # --------------------------------------------------------------------------- driver
 
 
@@ -368,6 +422,7 @@ class UGS:
         self.masks: Masks | None = None
         self.last_search: dict[str, Any] | None = None
         self._init_state: dict[str, Tensor] | None = None
+        self.init_sha256: str | None = None   # of config.init's checkpoint
         self.folder = RunDir(self.run_dir, "ugs", "UGS")
 
     # -- setup / resume
@@ -384,12 +439,19 @@ class UGS:
                            weight_names=self.weight_names)
 
     def _start(self) -> int:
-        f = self.folder
-        prog = f.resume(self.config)
+        f, init = self.folder, self.config.init
+        settings = None
+        if init:  # the checkpoint's content, not only its path, is part of the run
+            from .. import _io
+            if not Path(init).is_file():
+                raise ValueError(f"UGS init: no checkpoint file at {init!r}")
+            settings = {"init_sha256": _io.sha256_file(init)}
+        prog = f.resume(self.config, settings)
         if prog is None:
             seed_everything(self.config.seed)
         self._build_model()
         remove(self.model)
+        self.init_sha256 = settings["init_sha256"] if settings else None
         if prog is not None:
             self.records = list(prog["records"])
             nxt = int(prog["next_round"])
@@ -400,9 +462,11 @@ class UGS:
                     f.load(f"round_{nxt - 1:03d}/masks.safetensors"), model=self.model)
             f.restore_rng(prog)
             return nxt
-        f.create(self.config, model=type(self.model).__name__)
+        f.create(self.config, settings, model=type(self.model).__name__)
         with torch.no_grad():
             self.model.get_parameter(GRAPH_MASK).fill_(1.0)
+        if init:
+            load_pretrained_first_layer(self.model, init, self.weight_names[0])
         self._init_state = clone_state(state_without_masks(self.model))
         f.save("init.safetensors", self._init_state)
         self._commit(0, "rng_start.safetensors")
@@ -571,7 +635,9 @@ class UGS:
         res = self._fix(r, masks)
         metric = cfg.metric
         rec: dict[str, Any] = {"round": r, "baseline": cfg.baseline, "task": cfg.task,
-                               "metric": f"test_{metric}"}
+                               "metric": f"test_{metric}",
+                               "init": "pretrained" if cfg.init else "random",
+                               "init_sha256": self.init_sha256}
         rec.update(self._sparsity(masks))
         rec[f"test_{metric}"] = res.test
         rec[f"val_{metric}"] = res.best_val

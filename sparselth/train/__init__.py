@@ -28,13 +28,18 @@ initialisations, late rewinding, one-shot, random tickets) in a resumable run fo
 :mod:`sparselth.train.feature_net`: the proxy FID/IS feature network, trained on a labelled
 image set and saved with the hash of its weights.
 
+:mod:`sparselth.train.graphcl_node`: node-level GraphCL on one graph (DGI-style objective,
+early stopping on the training loss, safetensors checkpoint of the GCN encoder) and the linear
+evaluation (logistic regression on frozen embeddings, 50 runs).
+
 The metrics ``accuracy``, ``roc_auc`` and ``average_precision`` moved to
 :mod:`sparselth.metrics`; their old names here still work for one release, with a
 DeprecationWarning.
 """
 
 from ..utils.deprecation import moved_names
-from . import classification, cyclegan, cyclegan_tickets, feature_net, gan, gan_tickets, graph, graphcl, recsys
+from . import (classification, cyclegan, cyclegan_tickets, feature_net, gan, gan_tickets, graph,
+               graphcl, graphcl_node, recsys)
 from .classification import *  # noqa: F401,F403
 from .cyclegan import *  # noqa: F401,F403
 from .cyclegan_tickets import *  # noqa: F401,F403
@@ -43,10 +48,12 @@ from .gan import *  # noqa: F401,F403
 from .gan_tickets import *  # noqa: F401,F403
 from .graph import *  # noqa: F401,F403
 from .graphcl import *  # noqa: F401,F403
+from .graphcl_node import *  # noqa: F401,F403
 from .recsys import *  # noqa: F401,F403
 
 __all__ = [*classification.__all__, *cyclegan.__all__, *cyclegan_tickets.__all__,
-           *feature_net.__all__, *gan.__all__, *gan_tickets.__all__, *graph.__all__, *graphcl.__all__, *recsys.__all__]
+           *feature_net.__all__, *gan.__all__, *gan_tickets.__all__, *graph.__all__,
+           *graphcl.__all__, *graphcl_node.__all__, *recsys.__all__]
 
 __getattr__ = moved_names(__name__, {name: f"sparselth.metrics:{name}"
                                      for name in ("accuracy", "average_precision", "roc_auc")})
