@@ -35,7 +35,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from sparselth.utils.plot import figure, style_axes
+from sparselth.utils.plot import figure, save_png, style_axes
 from sparselth.utils.records import markdown_table
 from sparselth.utils.timing import stopwatch
 
@@ -329,7 +329,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     common.write_result(dest, rep, markdown(rep), fig)
     if not args.no_plot:
         grid = sample_grid(search.run_dir, len(tickets), f"SNGAN tickets, {args.dataset}")
-        grid.savefig(dest.file("-samples.png"), dpi=110)
+        save_png(grid, dest.file("-samples.png"))
     return rep
 
 

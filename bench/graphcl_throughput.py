@@ -67,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def output_name(args: argparse.Namespace) -> str:
+    return f"graphcl-throughput-{common.safe_name(args.dataset)}"
+
+
 def run_protocol(args: argparse.Namespace) -> dict:
     return {"dataset": args.dataset, "batch_size": args.batch_size, "threads": args.threads}
 
@@ -310,7 +314,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     if args.batch_size < 1 or args.batches < 1:
         parser.error("--batch-size and --batches must be positive")
-    name = f"graphcl-throughput-{common.safe_name(args.dataset)}"
+    name = output_name(args)
     dest = common.result_path(name, args, PUBLISHED, parser=parser, protocol=run_protocol)
     if args.threads:
         torch.set_num_threads(args.threads)
