@@ -33,6 +33,21 @@ def test_gan_lth_end_to_end(tmp_path, one_thread):
     assert again["fid_network_hash"] == rep["fid_network_hash"]
 
 
+def test_cyclegan_end_to_end(tmp_path, one_thread):
+    argv = ["--model", "cyclegan", "--dataset", "synthetic", "--rounds", "1", "--iterations",
+            "4", "--ngf", "2", "--n-res", "1", "--ndf", "2", "--d-layers", "1", "--eval-every",
+            "2", "--real-samples", "40", "--train-images", "400", "--no-progress",
+            "--out", str(tmp_path / "out"), "--runs", str(tmp_path / "runs")]
+    rep = gan_lth.main(argv)
+    for suffix in (".json", ".md", ".png", "-samples.png"):
+        assert (tmp_path / "out" / f"gan-cyclegan-synthetic{suffix}").is_file(), suffix
+    t = rep["tickets"]
+    assert [r["round"] for r in t] == [0, 1] and t[1]["macs"] < t[0]["macs"]
+    assert "translated" in (tmp_path / "out" / "gan-cyclegan-synthetic.md").read_text()
+    with pytest.raises(SystemExit):
+        gan_lth.main(argv[:4] + ["--variant", "impgd-kd"])
+
+
 def test_matching_rule():
     rows = [{"round": 0, "remaining": 1.0, "best_fid": 10.0},
             {"round": 1, "remaining": 0.8, "best_fid": 10.4},
