@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--late-iterations", type=int, default=0)
     p.add_argument("--oneshot", action="store_true")
     p.add_argument("--random", action="store_true", help="also run random tickets")
+    p.add_argument("--transfer", choices=DATASETS, default=None,
+                   help="SNGAN: also train every round's ticket on this dataset (and a dense G "
+                   "there, round 0)")
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--iterations", type=int, default=1000, help="G iterations per round")
     p.add_argument("--g-ch", type=int, default=32)
@@ -100,7 +103,7 @@ def apply_paper(args: argparse.Namespace) -> None:
 
 
 def run_protocol(args: argparse.Namespace) -> dict:
-    keys = ("model", "dataset", "domain_a", "domain_b", "ngf", "n_res", "ndf", "d_layers",
+    keys = ("model", "dataset", "transfer", "domain_a", "domain_b", "ngf", "n_res", "ndf", "d_layers",
             "batch_size", "variant", "d_init", "rewind", "late_iterations", "oneshot",
             "random", "rounds", "iterations", "g_ch", "d_ch", "latent_dim", "n_critic",
             "d_batch", "g_batch", "lr", "ema_decay", "eval_every", "eval_samples",
@@ -110,21 +113,25 @@ def run_protocol(args: argparse.Namespace) -> dict:
 
 def output_name(args: argparse.Namespace) -> str:
     tail = "" if args.variant == "impg" else f"-{args.variant}"
+    if args.transfer:
+        tail += f"-transfer-{args.transfer}"
     return f"gan-{args.model}-{args.dataset}{tail}"
 
 
 # --------------------------------------------------------------------------- data and scores
-def load_images(args: argparse.Namespace) -> tuple:
-    """``(train images in [-1, 1], held-out images in [0, 1], their labels, train labels)``."""
+def load_images(args: argparse.Namespace, dataset: str | None = None) -> tuple:
+    """``(train images in [-1, 1], held-out images in [0, 1], their labels, train images in
+    [0, 1], train labels)`` of ``dataset`` (default ``--dataset``)."""
+    dataset = dataset or args.dataset
     from sparselth.data import (load_cifar10, load_fashion_mnist, load_mnist_5k,
                                 synthetic_images)
 
-    if args.dataset == "fashion-mnist":
+    if dataset == "fashion-mnist":
         (x, y), (xt, yt) = load_fashion_mnist(args.data, "train"), \
             load_fashion_mnist(args.data, "test")
-    elif args.dataset == "cifar10":
+    elif dataset == "cifar10":
         (x, y), (xt, yt) = load_cifar10(args.data, "train"), load_cifar10(args.data, "test")
-    elif args.dataset == "mnist-5k":
+    elif dataset == "mnist-5k":
         x5, y5 = load_mnist_5k(args.data)
         perm = torch.randperm(x5.shape[0], generator=torch.Generator().manual_seed(0))
         x, y, xt, yt = x5[perm[1000:]], y5[perm[1000:]], x5[perm[:1000]], y5[perm[:1000]]
@@ -139,21 +146,22 @@ def load_images(args: argparse.Namespace) -> tuple:
 
 
 def feature_network(args: argparse.Namespace, x01: torch.Tensor, y: torch.Tensor,
-                    xt: torch.Tensor, yt: torch.Tensor, runs: Path) -> tuple:
+                    xt: torch.Tensor, yt: torch.Tensor, runs: Path,
+                    dataset: str | None = None) -> tuple:
     """``(network, name)``: the Inception FID network, or the dataset's proxy (trained once)."""
+    dataset = dataset or args.dataset
     from sparselth.models import fid_inception
     from sparselth.train import load_feature_net, save_feature_net, train_feature_net
 
     weights = args.fid_weights
     if weights is not None or os.environ.get("SPARSELTH_FID_WEIGHTS"):
         return fid_inception(weights), "inception-v3-fid"
-    path = runs / f"features-{args.dataset}.safetensors"
-    if path.is_file():
-        return load_feature_net(path), f"proxy:ImageFeatureNet({args.dataset})"
-    net, info = train_feature_net(x01, y, xt, yt, name=args.dataset, epochs=2,
-                                  progress=not args.no_progress)
-    save_feature_net(path, net, info)
-    return load_feature_net(path), f"proxy:ImageFeatureNet({args.dataset})"
+    path = runs / f"features-{dataset}.safetensors"
+    if not path.is_file():
+        net, info = train_feature_net(x01, y, xt, yt, name=dataset, epochs=2,
+                                      progress=not args.no_progress)
+        save_feature_net(path, net, info)
+    return load_feature_net(path), f"proxy:ImageFeatureNet({dataset})"
 
 
 def make_evaluator(net: Any, name: str, real: Any, args: argparse.Namespace
@@ -219,8 +227,22 @@ def markdown(rep: dict[str, Any]) -> str:
         if rnd:
             row.append(_f(rnd[i]["best_fid"]) if i < len(rnd) else "")
         rows.append(row)
-    lines += [markdown_table(head, rows), "",
-              f"Protocol: {rep['protocol_text']}", "",
+    lines += [markdown_table(head, rows), ""]
+    if rep.get("real_halves_fid") is not None:
+        lines += [f"FID between two disjoint halves of the held-out real images (the floor): "
+                  f"{rep['real_halves_fid']:.3f}.", ""]
+    tr = rep.get("transfer")
+    if tr:
+        d = tr["tickets"][0]["best_fid"]
+        lines += [f"## Transfer: the tickets trained on {tr['dataset']}", "",
+                  f"Each round's masks trained from θ0 on {tr['dataset']} (FID network "
+                  f"{tr['fid_network']}, sha256 {tr['fid_network_hash'][:16]}...); round 0 is a "
+                  f"dense G trained there (best FID {_f(d)}). Rounds within 10 % of it: "
+                  f"{tr['within_10pct'] or 'none'}.", "",
+                  markdown_table(["round", "remaining %", "best FID", "last FID"],
+                                 [[r["round"], f"{100 * r['remaining']:.1f}", _f(r["best_fid"]),
+                                   _f(r["last_fid"])] for r in tr["tickets"]]), ""]
+    lines += [f"Protocol: {rep['protocol_text']}", "",
               f"FID network: {rep['fid_network']} (weights sha256 {rep['fid_network_hash'][:16]}"
               f"...); {rep['eval_text']}. "
               + ("This is a proxy FID: compare it only with numbers of the same network hash."
@@ -235,7 +257,18 @@ def _f(v: Any) -> str:
 
 
 def plot(rep: dict[str, Any]):
-    fig, ax = figure(1, width=6, height=4)
+    tr = rep.get("transfer")
+    fig, axes = figure(2 if tr else 1, width=11 if tr else 6, height=4)
+    ax = axes[0] if tr else axes
+    if tr:
+        t2 = tr["tickets"]
+        axes[1].plot([100 * r["remaining"] for r in t2], [r["best_fid"] for r in t2], "o-",
+                     label=f"tickets trained on {tr['dataset']}")
+        axes[1].axhline(t2[0]["best_fid"], color="grey", ls=":", label="dense G there")
+        axes[1].invert_xaxis()
+        axes[1].set_xscale("log")
+        style_axes(axes[1], xlabel="remaining conv weights of G (%)", ylabel="best FID",
+                   title=f"transfer to {tr['dataset']}")
     t = rep["tickets"]
     ax.plot([100 * r["remaining"] for r in t], [r["best_fid"] for r in t], "o-",
             label=f"{rep['variant']} tickets")
@@ -315,6 +348,8 @@ def run_sngan(args: argparse.Namespace, x: torch.Tensor, evaluate: Any, root: Pa
         out["random"] = summarise(rs.run())
     n = len(out["tickets"])
     out["grid"] = (sngan_samples(search.run_dir, n), [f"round {r}" for r in range(n)])
+    if args.transfer:
+        out["transfer"] = run_transfer(args, base, search.run_dir, root.parent)
     out["protocol_text"] = (
         f"SNGAN G ch {args.g_ch}, D ch {args.d_ch}, {size}x{size}, {args.iterations} G "
         f"iterations per round, n_critic {args.n_critic}, batches {args.d_batch}/"
@@ -322,6 +357,34 @@ def run_sngan(args: argparse.Namespace, x: torch.Tensor, evaluate: Any, root: Pa
         f"of 20 %; D init {args.d_init}; rewind {args.rewind}. The paper: CIFAR-10, ch 256/128, "
         "50,000 iterations, n_critic 5, batches 64/128 (--paper).")
     return out
+
+
+def real_halves_fid(net: Any, name: str, xt: torch.Tensor, n: int) -> float:
+    """FID between two disjoint halves of ``n`` held-out images: the floor a G can reach."""
+    from sparselth.metrics import feature_stats, fid_score
+
+    half = min(n, xt.shape[0]) // 2
+    return fid_score(feature_stats(net, xt[:half], network=name),
+                     feature_stats(net, xt[half:2 * half], network=name))["fid"]
+
+
+def run_transfer(args: argparse.Namespace, base: dict, source: Path, runs: Path) -> dict:
+    """Every round's masks of ``source`` trained on ``--transfer`` (round 0: a dense G there)."""
+    from sparselth.metrics import feature_stats
+    from sparselth.train import GANTicketConfig, GANTicketSearch
+
+    x, xt, yt, x01, y = load_images(args, args.transfer)
+    net, name = feature_network(args, x01, y, xt, yt, runs, args.transfer)
+    real = feature_stats(net, xt[:args.real_samples], network=name, split="held-out")
+    cfg = GANTicketConfig(**{**base, "dataset": args.transfer, "transfer_from": str(source)})
+    rows = summarise(GANTicketSearch(x, cfg, make_evaluator(net, name, real, args),
+                                     root=runs / args.transfer,
+                                     progress=not args.no_progress).run())
+    dense = rows[0]["best_fid"]
+    return {"dataset": args.transfer, "fid_network": name, "fid_network_hash": real.network_hash,
+            "tickets": rows, "within_10pct": [r["round"] for r in rows[1:]
+                                              if r["best_fid"] is not None
+                                              and r["best_fid"] <= 1.1 * dense]}
 
 
 def run_cyclegan(args: argparse.Namespace, data: tuple, net: Any, net_name: str,
@@ -411,7 +474,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "matching": matching(out["tickets"]), "fid_network": net_name,
         "fid_network_hash": real.network_hash, "real_samples": args.real_samples,
         "eval_samples": args.eval_samples, "seconds": clock(), "machine": machine,
-        "protocol_text": out["protocol_text"],
+        "protocol_text": out["protocol_text"], "transfer": out.get("transfer"),
+        "real_halves_fid": (real_halves_fid(net, net_name, xt, args.real_samples)
+                            if args.model == "sngan" else None),
         "eval_text": (f"real reference: {args.real_samples} held-out images; "
                       f"{args.eval_samples} generated images from fixed noise per evaluation"
                       if args.model == "sngan" else
