@@ -5,7 +5,8 @@ times it with :mod:`sparselth.utils.timing` and writes JSON, Markdown and usuall
 ``spmm`` (SpMM against the peers and the bandwidth limit), ``sparse_weights`` (pruned linear
 and conv layers), ``sparse_conv`` (sparse convolutions per kept MAC), ``embedding`` (pruned
 embedding tables), ``lightgcn_propagation``,
-``realised`` (compiled tickets end to end), ``ugs`` (graph lottery tickets), ``lth_rec``
+``realised`` (compiled tickets end to end), ``ugs`` (graph lottery tickets), ``ugs_graphs``
+(UGS on graph classification over a TU dataset), ``lth_rec``
 (recommender lottery tickets) and ``graphcl`` (GraphCL pre-training, evaluated by the
 unsupervised TU protocol: accuracy, not time). From a checkout run ``python -m bench.<suite> --help``;
 installed, ``python -m sparselth.bench.<suite>``.
@@ -17,4 +18,4 @@ otherwise (see :func:`bench.common.result_path`).
 
 SUITES = ("spmm", "sparse_weights", "sparse_conv", "embedding", "lightgcn_propagation",
           "realised", "ugs", "lth_rec", "timing_stability", "sparse_linear_tiles", "spgemm",
-          "graphcl")
+          "graphcl", "ugs_graphs")
