@@ -1,6 +1,9 @@
 """The GNNs of UGS (Chen et al., "A Unified Lottery Ticket Hypothesis for Graph Neural
 Networks", ICML 2021, arXiv 2102.06790): :class:`GCN`, :class:`GIN`, :class:`GAT`, each
-built for one fixed graph with a learnable mask on its edges.
+built for one fixed graph with a learnable mask on its edges, and
+:class:`GINGraphClassifier`, whose fixed "graph" is a whole dataset of graphs (graph
+classification; ``forward(x, index)`` takes the dataset's node features and the graphs of a
+mini-batch).
 
 Common contract (what UGS pruning relies on):
 
