@@ -91,7 +91,8 @@ def _recorded(suite: str, rep: dict) -> dict:
         assert {k: recorded[k] for k in rep["config"]} == rep["config"]
         return recorded
     # write_result records the protocol
-    if suite in ("timing_stability", "sparse_conv", "lightgcn_propagation", "graphcl"):
+    if suite in ("timing_stability", "sparse_conv", "lightgcn_propagation", "graphcl",
+                 "ugs_graphs"):
         return rep["run_protocol"]
     raise AssertionError(suite)
 
