@@ -194,9 +194,10 @@ def dataset_savings(ds: Any, model: torch.nn.Module, keep: torch.Tensor, args: a
 # --------------------------------------------------------------------------- runs and report
 
 
-def run_all(args: argparse.Namespace, ds: Any, runs: Path,
-            timing: dict[str, Any] | None) -> dict[str, dict[int, list[dict[str, Any]]]]:
-    """``{baseline: {seed: records}}``; the first seed's rounds measure the dataset savings."""
+def run_all(args: argparse.Namespace, ds: Any, runs: Path, timing: dict[str, Any] | None
+            ) -> tuple[dict[str, dict[int, list[dict[str, Any]]]], str, dict[str, int]]:
+    """``({baseline: {seed: records}}, split description, split sizes)``; the first seed's
+    rounds measure the dataset savings."""
     from sparselth.models import GINGraphClassifier
     from sparselth.prune import UGS
     from sparselth.train import GraphClassificationTask
@@ -218,7 +219,9 @@ def run_all(args: argparse.Namespace, ds: Any, runs: Path,
                       root=runs / common.safe_name(args.dataset), measure=measure,
                       progress=not args.no_progress)
             out[baseline][seed] = ugs.run()
-    return out, task.split
+    sizes = {"train": task.train_index.numel(), "val": task.val_index.numel(),
+             "test": task.test_index.numel()}
+    return out, task.split, sizes
 
 
 def summarise(per: dict[str, dict[int, list[dict[str, Any]]]]) -> list[dict[str, Any]]:
@@ -287,8 +290,13 @@ def markdown(rep: dict[str, Any]) -> str:
                       _fmt(d.get("encode_ratio"))]
         rows.append(cells)
     lines += [markdown_table(head, rows), ""]
+    sz = rep["split_sizes"]
+    extra = [f"Split sizes: {sz['train']} training, {sz['val']} validation, {sz['test']} test "
+             f"graphs (one test graph is {100 / sz['test']:.1f} points). The best validation "
+             f"epoch (the first one on ties) has median {rep['best_epoch_median']:g} over all "
+             "fix-mask trainings; with few validation graphs it is often an early epoch."]
     share = rep.get("aggregation_share_dense")
-    extra = [] if share is None else [
+    extra += [] if share is None else [
         f"Edge aggregation is {100 * share:.1f} % of the dense model's multiply-adds in one "
         "encoding epoch (the GIN MLPs and the classifier are the rest, and the timed tickets "
         "run their masked weights dense), so removing edges saves encode time mainly through "
@@ -345,13 +353,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     clock = stopwatch()
     ds = load_tu(args.dataset, args.data)
     timing = None if args.no_timing else common.timing_config(args, budget=TIMING_BUDGET)
-    per, split = run_all(args, ds, runs, timing)
+    per, split, sizes = run_all(args, ds, runs, timing)
     rep: dict[str, Any] = {
         "suite": "ugs_graphs", "dataset": args.dataset, "model": args.model,
         "command": "python -m bench.ugs_graphs " + " ".join(
             _portable(argv if argv is not None else sys.argv[1:])),
         "protocol": run_protocol(args), "seeds": list(args.seeds),
-        "baselines": list(args.baselines), "split": split,
+        "baselines": list(args.baselines), "split": split, "split_sizes": sizes,
+        "best_epoch_median": float(np.median([rec["best_epoch"] for runs_ in per.values()
+                                              for recs in runs_.values() for rec in recs])),
         "data": {"graphs": len(ds), "features": ds.num_features, "classes": ds.num_classes,
                  "edges": ds.data.adj.nnz, "layout": ds.layout},
         "rounds": summarise(per), "timing": timing,
