@@ -146,6 +146,14 @@ def test_ugs_prunes_exactly_the_scheduled_edges_and_weights(ds, tmp_path):
     assert recs[2]["macs"] < recs[0]["macs"]
     # the last round's pruned dataset stores exactly the kept edges
     assert ds.keep_edges(ugs.masks[GRAPH_MASK]).data.adj.nnz == recs[-1]["graph_edges_kept"]
+    # a round as a ticket on a fresh model (then compacted) gives the round's accuracies
+    from sparselth.ticket import load_round
+
+    fresh = load_round(ugs.run_dir, 2).apply_to(_model(ds))
+    ev = task.evaluate(fresh)
+    assert (ev["test"], ev["val"]) == (recs[2]["test_acc"], recs[2]["val_acc"])
+    assert task.evaluate(fresh.compact_graph()) == ev
+    assert fresh.edge_mask.numel() == recs[2]["graph_edges_kept"]
 
 
 def test_random_baseline_on_graph_classification(ds, tmp_path):
