@@ -2,6 +2,8 @@
 :mod:`sparselth.models.small`: :class:`MLP`, :class:`SmallConvNet`, :class:`ConvAutoencoder`,
 built by name with :func:`build_model`. The UGS graph networks :class:`GCN`, :class:`GIN` and
 :class:`GAT` (one fixed graph, learnable edge mask) live in :mod:`sparselth.models.gnn`.
+:class:`GINGraphClassifier` (same module) classifies the graphs of a whole dataset, with one
+learnable mask value per stored edge of the dataset (UGS on graph classification).
 GraphCL's GIN encoder with its projection head, :class:`GraphCLGIN`, runs on a batch of graphs
 (:mod:`sparselth.models.graphcl`); node-level GraphCL's GCN encoder :class:`GCNNodeEncoder`
 with its discriminator, :class:`GraphCLNode`, in :mod:`sparselth.models.graphcl_node`. The

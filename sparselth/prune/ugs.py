@@ -8,7 +8,7 @@ One run (round 0 trains the dense network; ``rounds`` = R pruning rounds)::
     round 0: fix-mask training with M_0 (the dense baseline)
     for k in 1..R:
         mask search: weights θ0, trainable masks m_g = M_g (1 + u), m_θ = M_θ (1 + u),
-            u ~ U(-c, c) (zeros stay 0); for mask_epochs full-batch Adam(lr, wd) steps on
+            u ~ U(-c, c) (zeros stay 0); for mask_epochs epochs of Adam(lr, wd) steps on
             weights and masks with loss + s1 ‖m_g‖₁ + s2 ‖m_θ‖₁ (the sign sub-gradients
             s1 sign(m_g), s2 sign(m_θ) are added to the mask gradients); the masks of the
             epoch with the best validation metric are kept
@@ -51,7 +51,14 @@ parameter (one value per stored graph entry, the edge weight of every layer),
 object (:mod:`sparselth.train.graph`: ``NodeClassificationTask``, ``LinkPredictionTask``)
 with ``metric``, ``inputs()``, ``evaluate(model)`` and ``fit(model, epochs, lr,
 weight_decay, params=, after_backward=, on_best=, keep_state=, state_fn=, progress=,
-desc=)``.
+desc=)``. Node and link tasks take one full-batch step per epoch.
+
+Graph classification (``task="graph"``): the model is a
+:class:`~sparselth.models.GINGraphClassifier`, whose "graph" is a whole dataset of graphs
+(one mask value per stored edge of the dataset, each mini-batch gathering its graphs'
+slices), trained through :class:`sparselth.train.GraphClassificationTask`: one Adam step per
+mini-batch, the L1 sub-gradients added after every backward; the global thresholds run over
+all edges of the dataset and over all masked GIN weights.
 
 The run folder (``root/<config.run_name()>`` unless ``run_dir`` is given) is a
 :class:`sparselth.prune.run.RunDir` (layout, record schema and resume rule there) of kind
@@ -145,7 +152,8 @@ class UGSConfig(Config):
     baseline: str = help_field(
         "'ugs' (mask search) or 'random' (random pruning, same schedule)", "ugs")
     task: str = help_field(
-        "'node' (accuracy) or 'link' (ROC-AUC): names the metric in records", "node")
+        "'node' (accuracy), 'link' (ROC-AUC) or 'graph' (graph classification, accuracy): "
+        "names the metric in records", "node")
     gcn_degree: str = help_field(
         "degree normalisation set on every GCNConv of the model: 'sender' (the reference, "
         "D^-1/2 A_m^T D^-1/2: a masked message counts in its sender's degree) or 'receiver' "
@@ -174,8 +182,9 @@ class UGSConfig(Config):
             raise ValueError(f"UGSConfig.mask_noise must be < 1, got {self.mask_noise!r}")
         if self.baseline not in ("ugs", "random"):
             raise ValueError(f"UGSConfig.baseline must be 'ugs' or 'random', got {self.baseline!r}")
-        if self.task not in ("node", "link"):
-            raise ValueError(f"UGSConfig.task must be 'node' or 'link', got {self.task!r}")
+        if self.task not in ("node", "link", "graph"):
+            raise ValueError(f"UGSConfig.task must be 'node', 'link' or 'graph', got "
+                             f"{self.task!r}")
         if self.gcn_degree not in GCNConv.degrees:
             raise ValueError(f"UGSConfig.gcn_degree must be 'sender' or 'receiver', got "
                              f"{self.gcn_degree!r}")
@@ -188,7 +197,7 @@ class UGSConfig(Config):
 
     @property
     def metric(self) -> str:
-        return "acc" if self.task == "node" else "auc"
+        return "auc" if self.task == "link" else "acc"
 
 
 # --------------------------------------------------------------------------- building blocks
@@ -359,8 +368,8 @@ def _check_task(task: Any, metric: str) -> None:
     for meth in ("fit", "evaluate", "inputs"):
         if not callable(getattr(task, meth, None)):
             raise TypeError(
-                f"UGS: task needs a {meth}() method (use sparselth.train.NodeClassificationTask "
-                "or LinkPredictionTask)"
+                f"UGS: task needs a {meth}() method (use sparselth.train.NodeClassificationTask, "
+                "LinkPredictionTask or GraphClassificationTask)"
             )
     if getattr(task, "metric", metric) != metric:
         raise ValueError(
