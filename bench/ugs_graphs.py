@@ -60,9 +60,14 @@ NOTES = [
     "The graph mask has one value per stored CSR entry of the dataset (TU files store each "
     "undirected edge in both directions, so the two directions are pruned separately), as UGS "
     "does for node classification.",
-    "The L1 sub-gradients are added after every mini-batch backward, to all mask entries (also "
-    "those of graphs outside the batch), and Adam's weight decay also acts on the masks, as in "
-    "the node-classification reference.",
+    "The L1 sub-gradient of the graph mask is added after every mini-batch backward to the "
+    "entries of the batch's graphs only (under Adam a penalty alone moves an entry by about the "
+    "learning rate per step, whatever its coefficient, so penalising graphs outside the batch "
+    "would rank their edges by when they were last seen); the weight masks' term acts on every "
+    "step, as in the node-classification reference.",
+    "Only the training graphs' edges are pruned (by UGS and by random pruning): validation and "
+    "test graphs take no part in the loss, so their mask values cannot be learned, and they are "
+    "kept whole. The edge sparsity in the tables is over the whole stored dataset.",
 ]
 
 

@@ -421,6 +421,18 @@ class GINGraphClassifier(_GraphModel):
         b = GraphBatch(x, A, self.graph_ptr, validate=False)
         return b if index is None else b.select(torch.as_tensor(index, device=x.device))
 
+    def entries_of(self, index: Tensor) -> Tensor:
+        """``(nnz,)`` bool: the stored entries (``edge_mask`` positions) of the graphs
+        ``index``, the entries a mini-batch of those graphs uses."""
+        rowptr = self.adjacency().rowptr.long()
+        ptr = self.graph_ptr.long()
+        index = torch.as_tensor(index, device=ptr.device).long()
+        start, stop = rowptr[ptr[index]], rowptr[ptr[index + 1]]
+        diff = torch.zeros(rowptr[-1] + 1, dtype=torch.long, device=ptr.device)
+        diff.index_add_(0, start, torch.ones_like(start))
+        diff.index_add_(0, stop, -torch.ones_like(stop))
+        return diff.cumsum(0)[:-1] > 0
+
     def classify(self, batch: GraphBatch) -> Tensor:
         """Logits ``(B, C)`` of a batch; ``batch.adj``'s values (if any) weight the edges."""
         x = batch.x.to(self.lin1.weight.dtype)

@@ -210,13 +210,20 @@ def soft_mask_init(mask: Tensor, c: float) -> Tensor:
     return m * (1 + u)
 
 
-def add_l1_subgradient(params: Sequence[Tensor], coefficient: float) -> None:
+def add_l1_subgradient(params: Sequence[Tensor], coefficient: float,
+                       where: Tensor | None = None) -> None:
     """``p.grad += coefficient · sign(p)`` for each tensor (a missing grad counts as 0): the
-    sub-gradient of ``coefficient · ‖p‖₁``, 0 at 0, so pruned (zero) entries get nothing."""
+    sub-gradient of ``coefficient · ‖p‖₁``, 0 at 0, so pruned (zero) entries get nothing.
+    ``where`` (bool, the shape of every tensor) limits it to some entries: a mini-batch step
+    penalises only the entries the batch used, so entries of graphs outside the batch are not
+    shrunk by the penalty alone (under Adam that would move them by ~lr per step, whatever
+    the coefficient, and rank them by when their graph was last seen)."""
     if coefficient == 0:
         return
     for p in params:
         g = torch.sign(p.detach()) * coefficient
+        if where is not None:
+            g = g * where.to(g.dtype)
         if p.grad is None:
             p.grad = g
         else:
@@ -510,7 +517,10 @@ class UGS:
         best: dict[str, Tensor] = {}
 
         def after_backward() -> None:
-            add_l1_subgradient([em], cfg.s1)
+            batch = getattr(self.task, "last_batch", None)
+            used = model.entries_of(batch) if batch is not None and \
+                hasattr(model, "entries_of") else None
+            add_l1_subgradient([em], cfg.s1, used)
             add_l1_subgradient(weight_masks, cfg.s2)
 
         def on_best(epoch: int, ev: Mapping[str, float]) -> None:
@@ -528,8 +538,10 @@ class UGS:
         if not best:  # validation never above -inf (NaN metrics): use the last masks
             on_best(-1, {})
         new = Masks(model=model)
-        (new[GRAPH_MASK],) = prune_smallest([best[GRAPH_MASK]], [prev[GRAPH_MASK]],
-                                            cfg.prune_graph)
+        scope = self._graph_scope(prev[GRAPH_MASK])
+        (pruned,) = prune_smallest([best[GRAPH_MASK]], [prev[GRAPH_MASK] & scope],
+                                   cfg.prune_graph)
+        new[GRAPH_MASK] = pruned | (prev[GRAPH_MASK] & ~scope)
         kept = prune_smallest([best[n] for n in self.weight_names],
                               [prev[n] for n in self.weight_names], cfg.prune_weight)
         for name, m in zip(self.weight_names, kept):
@@ -546,8 +558,21 @@ class UGS:
         }
         return new, info
 
+    def _graph_scope(self, like: Tensor) -> Tensor:
+        """The graph-mask entries that can be pruned (bool, ``like``'s shape): all, or those
+        the task trains on (:meth:`GraphClassificationTask.prunable_entries`: a test graph's
+        edges get no gradient, so a learned mask cannot rank them)."""
+        fn = getattr(self.task, "prunable_entries", None)
+        scope = fn(self.model) if fn is not None else None
+        if scope is None:
+            return torch.ones_like(like, dtype=torch.bool)
+        return scope.to(device=like.device, dtype=torch.bool)
+
     def _random_masks(self, r: int, prev: Masks) -> Masks:
         cfg, model = self.config, self.model
+        scope = self._graph_scope(prev[GRAPH_MASK])
+        if not bool(scope.all()):
+            return self._random_masks_in_scope(r, prev, scope)
         remove(model)
         graph = criteria.random(
             model, sparsity=1.0 - (1.0 - cfg.prune_graph) ** r, scope="layer",
@@ -560,6 +585,28 @@ class UGS:
         new[GRAPH_MASK] = graph[GRAPH_MASK]
         for n in self.weight_names:
             new[n] = weights[n]
+        return new
+
+    def _random_masks_in_scope(self, r: int, prev: Masks, scope: Tensor) -> Masks:
+        """Random pruning of the in-scope graph entries to ``round((1 - (1 - p_g)^r) n)``
+        pruned (out-of-scope entries kept), weights as :meth:`_random_masks`."""
+        cfg, model = self.config, self.model
+        g = prev[GRAPH_MASK]
+        n = int(scope.sum())
+        keep = n - round((1.0 - (1.0 - cfg.prune_graph) ** r) * n)
+        alive = (g & scope).nonzero().squeeze(1)
+        order = alive[torch.randperm(alive.numel(), device=alive.device)]
+        graph = g & ~scope
+        graph[order[:min(keep, alive.numel())]] = True
+        remove(model)
+        weights = criteria.random(
+            model, sparsity=1.0 - (1.0 - cfg.prune_weight) ** r, scope="layer",
+            include=list(self.weight_names), masks={n_: prev[n_] for n_ in self.weight_names},
+            seed=None)
+        new = Masks(model=model)
+        new[GRAPH_MASK] = graph
+        for name in self.weight_names:
+            new[name] = weights[name]
         return new
 
     def _fix(self, r: int, masks: Masks):
@@ -582,6 +629,7 @@ class UGS:
     def _sparsity(self, masks: Masks) -> dict[str, Any]:
         g = masks[GRAPH_MASK]
         g_kept, g_total = int(g.count_nonzero()), g.numel()
+        scope = self._graph_scope(g)
         w_kept = sum(int(masks[n].count_nonzero()) for n in self.weight_names)
         w_total = sum(masks[n].numel() for n in self.weight_names)
         return {
@@ -589,6 +637,9 @@ class UGS:
             "weight_sparsity": 1.0 - w_kept / w_total if w_total else 0.0,
             "graph_edges_kept": g_kept,
             "graph_edges_total": g_total,
+            # the entries pruning may remove (all, or the training graphs' for graph tasks)
+            "prunable_edges_kept": int((g & scope).count_nonzero()),
+            "prunable_edges_total": int(scope.sum()),
             "weights_kept": w_kept,
             "weights_total": w_total,
             "weight_sparsity_per_layer": {

@@ -112,9 +112,16 @@ class GraphClassificationTask(GraphTask):
         for s in range(0, idx.numel(), self.batch_size):
             yield _to_device(idx[s:s + self.batch_size], self.device)
 
+    def prunable_entries(self, model: Any) -> Tensor:
+        """The stored entries UGS may prune: the training graphs' edges (validation and test
+        graphs take no part in the loss, so their mask values cannot be learned; they are kept
+        whole, by UGS and by random pruning alike)."""
+        return model.entries_of(self.train_index)
+
     def loss(self, model: Callable[..., Tensor], batch: Tensor | None = None) -> Tensor:
         index = self.train_index if batch is None else batch
         index = _to_device(index, self.device)
+        self.last_batch = index  # the graphs this step's gradient saw (UGS's L1 term)
         return F.cross_entropy(model(self.x, index), self.y[index])
 
     @torch.no_grad()

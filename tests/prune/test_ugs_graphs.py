@@ -128,11 +128,15 @@ def test_ugs_prunes_exactly_the_scheduled_edges_and_weights(ds, tmp_path):
     task = GraphClassificationTask(ds, batch_size=8)
     ugs = UGS(lambda: _model(ds), task, _cfg(), root=tmp_path, progress=False)
     recs = ugs.run()
-    E = ds.data.adj.nnz
+    scope = task.prunable_entries(ugs.model)           # the training graphs' edges
+    E = int(scope.sum())
+    assert 0 < E < ds.data.adj.nnz
     W = sum(ugs.model.get_parameter(n).numel() for n in ugs.weight_names)
     assert ugs.weight_names == ["convs.0.lin1.weight", "convs.0.lin2.weight",
                                 "convs.1.lin1.weight", "convs.1.lin2.weight"]
-    assert [r["graph_edges_kept"] for r in recs] == ugs_schedule(E, 0.2, 2)
+    assert [r["prunable_edges_kept"] for r in recs] == ugs_schedule(E, 0.2, 2)
+    assert all(r["graph_edges_kept"] == r["prunable_edges_kept"] + ds.data.adj.nnz - E
+               for r in recs)                           # val/test graphs kept whole
     assert [r["weights_kept"] for r in recs] == ugs_schedule(W, 0.3, 2)
     prev = None
     for k, r in enumerate(recs):
@@ -160,11 +164,13 @@ def test_random_baseline_on_graph_classification(ds, tmp_path):
     task = GraphClassificationTask(ds, batch_size=8)
     ugs = UGS(lambda: _model(ds), task, _cfg(baseline="random"), root=tmp_path, progress=False)
     recs = ugs.run()
-    E = ds.data.adj.nnz
+    scope = task.prunable_entries(ugs.model)
+    E = int(scope.sum())
     for k, r in enumerate(recs):
         assert r["mask_search"] is None
-        assert E - r["graph_edges_kept"] == math.floor((1 - 0.8**k) * E + 0.5)
+        assert E - r["prunable_edges_kept"] == math.floor((1 - 0.8**k) * E + 0.5)
         masks = ticket_parts(ugs.run_dir, k)["masks"]
+        assert bool(masks[GRAPH_MASK][~scope].all())      # val/test graphs kept whole
         for name in ugs.weight_names:
             n = masks[name].numel()
             assert n - int(masks[name].sum()) == math.floor((1 - 0.7**k) * n + 0.5)
@@ -265,3 +271,19 @@ def test_bench_ugs_graphs_end_to_end(ds, tmp_path):
     assert saved["machine"]["cpu"] and saved["split"].startswith("seeded stratified")
     assert "random acc %" in (tmp_path / "out" / "ugs-gin-graphs-SYN.md").read_text()
     assert (tmp_path / "out" / "ugs-gin-graphs-SYN.png").stat().st_size > 0
+
+
+def test_entries_of_a_batch_and_the_l1_term_on_them_only(ds):
+    from sparselth.prune.ugs import add_l1_subgradient
+
+    model = _model(ds)
+    rowptr, ptr = ds.data.adj.rowptr.long(), ds.data.ptr.long()
+    index = torch.tensor([3, 0, 7])
+    slow = torch.zeros(ds.data.adj.nnz, dtype=torch.bool)
+    for g in index.tolist():
+        slow[rowptr[ptr[g]]:rowptr[ptr[g + 1]]] = True
+    assert torch.equal(model.entries_of(index), slow)
+    em = model.edge_mask
+    em.grad = None
+    add_l1_subgradient([em], 0.5, slow)
+    assert torch.equal(em.grad != 0, slow) and float(em.grad[slow].min()) == 0.5
