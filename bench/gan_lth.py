@@ -44,6 +44,9 @@ from . import common
 PUBLISHED: dict[str, str] = {}
 DATASETS = ("fashion-mnist", "mnist-5k", "cifar10", "synthetic")
 MATCH = 0.05  # a ticket "matches" when its FID is within 5 % of the dense G's
+# the settings --compare puts in one table: the IMP variants, and the D initialisations
+COMPARED = (("impg", "init"), ("impgd", "init"), ("impgd-kd", "init"), ("impg", "trained"),
+            ("impg", "seed"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--late-iterations", type=int, default=0)
     p.add_argument("--oneshot", action="store_true")
     p.add_argument("--random", action="store_true", help="also run random tickets")
+    p.add_argument("--compare", action="store_true",
+                   help="SNGAN: also run IMPGD, IMPGD-KD and IMPG with D initialised from the "
+                   "trained dense D and from another seed; one table of best FID per round")
     p.add_argument("--transfer", choices=DATASETS, default=None,
                    help="SNGAN: also train every round's ticket on this dataset (and a dense G "
                    "there, round 0)")
@@ -103,7 +109,7 @@ def apply_paper(args: argparse.Namespace) -> None:
 
 
 def run_protocol(args: argparse.Namespace) -> dict:
-    keys = ("model", "dataset", "transfer", "domain_a", "domain_b", "ngf", "n_res", "ndf", "d_layers",
+    keys = ("model", "dataset", "compare", "transfer", "domain_a", "domain_b", "ngf", "n_res", "ndf", "d_layers",
             "batch_size", "variant", "d_init", "rewind", "late_iterations", "oneshot",
             "random", "rounds", "iterations", "g_ch", "d_ch", "latent_dim", "n_critic",
             "d_batch", "g_batch", "lr", "ema_decay", "eval_every", "eval_samples",
@@ -113,6 +119,8 @@ def run_protocol(args: argparse.Namespace) -> dict:
 
 def output_name(args: argparse.Namespace) -> str:
     tail = "" if args.variant == "impg" else f"-{args.variant}"
+    if args.compare:
+        tail = "-compare"
     if args.transfer:
         tail += f"-transfer-{args.transfer}"
     return f"gan-{args.model}-{args.dataset}{tail}"
@@ -231,6 +239,18 @@ def markdown(rep: dict[str, Any]) -> str:
     if rep.get("real_halves_fid") is not None:
         lines += [f"FID between two disjoint halves of the held-out real images (the floor): "
                   f"{rep['real_halves_fid']:.3f}.", ""]
+    cmp_ = rep.get("compare")
+    if cmp_:
+        names = list(cmp_)
+        n = max(len(v) for v in cmp_.values())
+        first = next(iter(cmp_.values()))
+        lines += ["## Variants and D initialisations (best FID per round)", "",
+                  markdown_table(["round", "remaining %"] + names,
+                                 [[r, f"{100 * first[r]['remaining']:.1f}" if r < len(first)
+                                   else ""] + [_f(cmp_[k][r]["best_fid"]) if r < len(cmp_[k])
+                                               else "" for k in names] for r in range(n)]),
+                  "", "Round 0 differs between settings only where D differs (IMPGD prunes D "
+                  "from round 1; the D initialisation matters from round 1).", ""]
     tr = rep.get("transfer")
     if tr:
         d = tr["tickets"][0]["best_fid"]
@@ -350,6 +370,14 @@ def run_sngan(args: argparse.Namespace, x: torch.Tensor, evaluate: Any, root: Pa
     out["grid"] = (sngan_samples(search.run_dir, n), [f"round {r}" for r in range(n)])
     if args.transfer:
         out["transfer"] = run_transfer(args, base, search.run_dir, root.parent)
+    if args.compare:
+        out["compare"] = {f"{args.variant}, D {args.d_init}": out["tickets"]}
+        for variant, d_init in COMPARED:
+            key = f"{variant}, D {d_init}"
+            if key not in out["compare"]:
+                cfg = GANTicketConfig(**{**base, "variant": variant, "d_init": d_init})
+                out["compare"][key] = summarise(GANTicketSearch(
+                    x, cfg, evaluate, root=root, progress=not args.no_progress).run())
     out["protocol_text"] = (
         f"SNGAN G ch {args.g_ch}, D ch {args.d_ch}, {size}x{size}, {args.iterations} G "
         f"iterations per round, n_critic {args.n_critic}, batches {args.d_batch}/"
@@ -475,6 +503,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "fid_network_hash": real.network_hash, "real_samples": args.real_samples,
         "eval_samples": args.eval_samples, "seconds": clock(), "machine": machine,
         "protocol_text": out["protocol_text"], "transfer": out.get("transfer"),
+        "compare": out.get("compare"),
         "real_halves_fid": (real_halves_fid(net, net_name, xt, args.real_samples)
                             if args.model == "sngan" else None),
         "eval_text": (f"real reference: {args.real_samples} held-out images; "

@@ -60,6 +60,17 @@ def test_transfer(tmp_path, one_thread):
     assert "## Transfer" in text
 
 
+def test_compare_table(tmp_path, one_thread):
+    argv = ARGS + ["--compare", "--rounds", "1", "--out", str(tmp_path / "out"), "--runs",
+                   str(tmp_path / "runs")]
+    rep = gan_lth.main(argv)
+    assert list(rep["compare"]) == ["impg, D init", "impgd, D init", "impgd-kd, D init",
+                                    "impg, D trained", "impg, D seed"]
+    assert all(len(v) == 2 for v in rep["compare"].values())
+    text = (tmp_path / "out" / "gan-sngan-synthetic-compare.md").read_text()
+    assert "Variants and D initialisations" in text
+
+
 def test_matching_rule():
     rows = [{"round": 0, "remaining": 1.0, "best_fid": 10.0},
             {"round": 1, "remaining": 0.8, "best_fid": 10.4},
