@@ -63,23 +63,33 @@ DIFFERENCES = [
 def build_parser() -> argparse.ArgumentParser:
     p = common.new_parser("graphcl", "GraphCL pre-training and its unsupervised TU evaluation "
                           "(SVM on frozen embeddings), beside the paper's numbers.")
-    p.add_argument("--protocol", choices=["unsupervised"], default="unsupervised")
+    p.add_argument("--protocol", choices=["unsupervised", "semisupervised"],
+                   default="unsupervised",
+                   help="'semisupervised': ResGCN pre-training, then fine-tuning on a labelled "
+                   "part of every training fold (bench.graphcl_semi)")
     p.add_argument("--dataset", default="MUTAG", help="TU dataset name (MUTAG, PROTEINS, ...)")
     p.add_argument("--data", type=Path, default=common.default_data_dir(),
                    help="folder holding tu/<name> or gin/<name>")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=None,
+                   help="pre-training epochs (default: 20 unsupervised, 100 semisupervised)")
     p.add_argument("--eval-every", type=int, default=10,
                    help="evaluate every this many epochs (plus epoch 0 and the last)")
-    p.add_argument("--aug", default="random4",
-                   help="augmentation of the second view, or a named pair 'a+b'")
+    p.add_argument("--aug", default=None,
+                   help="augmentation of the second view, or a named pair 'a+b' (default: "
+                   "random4 unsupervised; random2 on both views semisupervised)")
     p.add_argument("--aug-config", choices=["unsupervised_TU", "paper"], default="unsupervised_TU")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--temperature", type=float, default=0.2)
+    p.add_argument("--lr", type=float, default=None,
+                   help="pre-training Adam lr (default: 0.01 unsupervised, 0.001 semisupervised)")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="NT-Xent temperature (default: 0.2 unsupervised, 0.5 semisupervised)")
     p.add_argument("--loss", choices=["reference", "symmetric"], default="reference")
     p.add_argument("--folds", type=int, default=10)
     p.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
+    from . import graphcl_semi
+
+    graphcl_semi.add_arguments(p)
     p.add_argument("--runs", type=Path, default=None,
                    help="run-folder root, a run resumes from here (default runs/graphcl, "
                    "runs/local/graphcl for a protocol that is not the published one)")
@@ -87,8 +97,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def resolved(args: argparse.Namespace, name: str) -> Any:
+    """``args.<name>``, or the protocol's default where it was left out."""
+    v = getattr(args, name)
+    return _DEFAULTS[args.protocol][name] if v is None else v
+
+
+_DEFAULTS = {"unsupervised": {"epochs": 20, "aug": "random4", "lr": 0.01, "temperature": 0.2},
+             "semisupervised": {"epochs": 100, "aug": "random2", "lr": 0.001,
+                                "temperature": 0.5}}
+
+
 def output_name(args: argparse.Namespace) -> str:
-    """``graphcl-<protocol>-<dataset>``."""
+    """``graphcl-<protocol>-<dataset>`` (semisupervised: see :func:`graphcl_semi.output_name`)."""
+    if args.protocol == "semisupervised":
+        from . import graphcl_semi
+
+        return graphcl_semi.output_name(args)
     return f"graphcl-{args.protocol}-{common.safe_name(args.dataset)}"
 
 
@@ -96,14 +121,19 @@ def configs(args: argparse.Namespace) -> list:
     """One :class:`GraphCLConfig` per seed."""
     from sparselth.train.graphcl import GraphCLConfig
 
-    return [GraphCLConfig(dataset=args.dataset, seed=s, epochs=args.epochs,
-                          batch_size=args.batch_size, lr=args.lr, temperature=args.temperature,
-                          loss=args.loss, aug=args.aug, aug_config=args.aug_config,
+    r = {k: resolved(args, k) for k in ("epochs", "lr", "temperature", "aug")}
+    return [GraphCLConfig(dataset=args.dataset, seed=s, epochs=r["epochs"],
+                          batch_size=args.batch_size, lr=r["lr"], temperature=r["temperature"],
+                          loss=args.loss, aug=r["aug"], aug_config=args.aug_config,
                           eval_every=args.eval_every, folds=args.folds) for s in args.seeds]
 
 
 def run_protocol(args: argparse.Namespace) -> dict:
     """The argument values that change this suite's numbers, defaults resolved."""
+    if args.protocol == "semisupervised":
+        from . import graphcl_semi
+
+        return graphcl_semi.run_protocol(args)
     cfg = configs(args)[0].to_dict()
     cfg.pop("seed")
     return dict(cfg, protocol=args.protocol, seeds=list(args.seeds), threads=args.threads)
@@ -237,6 +267,10 @@ def _sklearn_version() -> str:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.protocol == "semisupervised":
+        from . import graphcl_semi
+
+        return graphcl_semi.main(argv)
     name = output_name(args)
     dest = common.result_path(name, args, PUBLISHED, parser=parser, protocol=run_protocol)
     if args.threads:
@@ -261,7 +295,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "config": {k: v for k, v in cfgs[0].to_dict().items() if k != "seed"},
         "seeds": list(args.seeds), "data": {"graphs": len(ds), "features": ds.num_features,
                                             "classes": ds.num_classes, "layout": ds.layout},
-        "headline_rule": f"the last epoch ({args.epochs}), as the reference reports a fixed "
+        "headline_rule": f"the last epoch ({cfgs[0].epochs}), as the reference reports a fixed "
                          "epoch",
         "headline": epochs[-1], "epochs": epochs, "val_selected": val_selected(per_seed),
         "paper": PAPER.get(args.dataset.upper()),

@@ -21,8 +21,10 @@ deterministic by seed and cover sizes the real data does not.
 
 from __future__ import annotations
 
-from . import batching, files, graph, images, linkpred, planetoid, recsys, splits, synthetic, tu
+from . import (batching, features, files, graph, images, linkpred, planetoid, recsys, splits,
+               synthetic, tu)
 from .batching import *  # noqa: F401,F403
+from .features import *  # noqa: F401,F403
 from .files import *  # noqa: F401,F403
 from .graph import *  # noqa: F401,F403
 from .images import *  # noqa: F401,F403
@@ -32,5 +34,5 @@ from .recsys import *  # noqa: F401,F403
 from .synthetic import *  # noqa: F401,F403
 from .tu import *  # noqa: F401,F403
 
-__all__ = [*batching.__all__, *files.__all__, *graph.__all__, *images.__all__, *linkpred.__all__,
-           *planetoid.__all__, *recsys.__all__, *synthetic.__all__, *tu.__all__]
+__all__ = [*batching.__all__, *features.__all__, *files.__all__, *graph.__all__, *images.__all__,
+           *linkpred.__all__, *planetoid.__all__, *recsys.__all__, *synthetic.__all__, *tu.__all__]
