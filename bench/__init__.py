@@ -7,7 +7,7 @@ and conv layers), ``sparse_conv`` (sparse convolutions per kept MAC), ``embeddin
 embedding tables), ``lightgcn_propagation``,
 ``realised`` (compiled tickets end to end), ``ugs`` (graph lottery tickets), ``lth_rec``
 (recommender lottery tickets) and ``graphcl`` (GraphCL pre-training, evaluated by the
-unsupervised TU protocol: accuracy, not time). From a checkout run ``python -m bench.<suite> --help``;
+unsupervised or the semi-supervised TU protocol: accuracy, not time). From a checkout run ``python -m bench.<suite> --help``;
 installed, ``python -m sparselth.bench.<suite>``.
 
 Results made with a suite's published protocol (its ``PUBLISHED`` arguments) go to

@@ -1,5 +1,8 @@
-"""Reproduce GraphCL's unsupervised TU protocol (You et al., "Graph Contrastive Learning with
-Augmentations", NeurIPS 2020, arXiv 2010.13902; reference ``unsupervised_TU``).
+"""Reproduce GraphCL's TU protocols (You et al., "Graph Contrastive Learning with
+Augmentations", NeurIPS 2020, arXiv 2010.13902): ``--protocol unsupervised`` (reference
+``unsupervised_TU``, below) and ``--protocol semisupervised`` (reference ``semisupervised_TU``:
+ResGCN pre-training, then fine-tuning on 10 % or 1 % of the labels; see
+:mod:`bench.graphcl_semi`, which this module dispatches to).
 
 ``python -m bench.graphcl --protocol unsupervised --dataset MUTAG --data DIR --seeds 0 1 2 3 4``
 pre-trains :class:`sparselth.models.GraphCLGIN` (3 GIN layers, hidden 32, sum readout of every

@@ -240,9 +240,10 @@ class SemiPretrain:
     def checkpoint(self, epoch: int) -> Dict[str, torch.Tensor]:
         """The weights after ``epoch`` (a kept epoch of a finished or resumed run)."""
         rel = f"round_{epoch:03d}/encoder.safetensors"
-        if not self.folder.has(rel) and (self.run_dir / "progress.json").exists():
+        if self.config.kept(epoch) and not self.folder.has(rel) and \
+                (self.run_dir / "progress.json").exists():
             self.folder.resume(self.config, self.settings)
-        if not self.folder.has(rel):
+        if not self.config.kept(epoch) or not self.folder.has(rel):
             raise ValueError(f"SemiPretrain.checkpoint: no weights kept for epoch {epoch!r} in "
                              f"{self.run_dir} (kept: 0, multiples of {self.config.save_every} "
                              f"and {self.config.epochs}, once trained)")
