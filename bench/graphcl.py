@@ -49,6 +49,9 @@ PUBLISHED: dict[str, str] = {
                                      "--epochs 20 --eval-every 10 --threads 1",
     "graphcl-unsupervised-NCI1": "--protocol unsupervised --dataset NCI1 --seeds 0 1 2 "
                                  "--epochs 20 --eval-every 10 --threads 1",
+    "graphcl-semisupervised-PROTEINS": "--protocol semisupervised --dataset PROTEINS "
+                                       "--label-rate 0.1 --seeds 0 1 2 --epochs 100 "
+                                       "--model-epochs 20 100 --threads 1",
 }
 
 DIFFERENCES = [
