@@ -57,6 +57,9 @@ PUBLISHED: dict[str, str] = {
                                             "--model-epochs 20 100 --threads 1",
     "graphcl-semisupervised-NCI1": "--protocol semisupervised --dataset NCI1 --label-rate 0.1 "
                                    "--seeds 0 1 2 --epochs 20 --model-epochs 20 --threads 1",
+    "graphcl-semisupervised-NCI1-1pct": "--protocol semisupervised --dataset NCI1 "
+                                        "--label-rate 0.01 --seeds 0 1 2 --epochs 20 "
+                                        "--model-epochs 20 --threads 1",
 }
 
 DIFFERENCES = [
