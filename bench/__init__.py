@@ -7,7 +7,8 @@ and conv layers), ``sparse_conv`` (sparse convolutions per kept MAC), ``embeddin
 embedding tables), ``lightgcn_propagation``,
 ``realised`` (compiled tickets end to end), ``ugs`` (graph lottery tickets), ``ugs_graphs``
 (UGS on graph classification over a TU dataset), ``lth_rec`` (recommender lottery tickets),
-``graphcl`` (GraphCL pre-training and its evaluation protocols: accuracy, not time),
+``graphcl`` (GraphCL pre-training and its evaluation protocols, unsupervised, semi-supervised
+and node level: accuracy, not time),
 ``graphcl_throughput`` (GraphCL pre-training graphs/s against a torch_geometric pipeline) and
 ``gan_lth`` (GAN lottery tickets: FID per pruning round). From a checkout run
 ``python -m bench.<suite> --help``;
