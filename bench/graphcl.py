@@ -50,7 +50,7 @@ PUBLISHED: dict[str, str] = {
                                   "--epochs 20 --eval-every 1 --threads 1",
     "graphcl-unsupervised-PROTEINS": "--protocol unsupervised --dataset PROTEINS --seeds 0 1 2 3 4 "
                                      "--epochs 20 --eval-every 10 --threads 1",
-    "graphcl-unsupervised-NCI1": "--protocol unsupervised --dataset NCI1 --seeds 0 1 2 "
+    "graphcl-unsupervised-NCI1": "--protocol unsupervised --dataset NCI1 --seeds 0 1 2 3 4 "
                                  "--epochs 20 --eval-every 10 --threads 1",
     "graphcl-unsupervised-DD": "--protocol unsupervised --dataset DD --seeds 0 1 2 3 4 "
                                "--epochs 20 --eval-every 10 --threads 1",

@@ -36,6 +36,7 @@ from sparselth.utils.records import markdown_table
 from sparselth.utils.timing import stopwatch
 
 from . import common
+from .graphcl import resolved
 
 # GraphCL, semi-supervised TU at 10 % labels (accuracy %, as quoted in later work; PAPERS.md
 # §3.7). The 1 % numbers were not found.
@@ -96,8 +97,6 @@ def semi_split(args: argparse.Namespace) -> int:
 
 
 def model_epochs(args: argparse.Namespace) -> list[int]:
-    from .graphcl import resolved
-
     epochs = resolved(args, "epochs")
     eps = args.model_epochs or list(range(args.save_every, epochs + 1, args.save_every))
     bad = [e for e in eps if e < 1 or e > epochs or (e % args.save_every and e != epochs)]
@@ -108,8 +107,6 @@ def model_epochs(args: argparse.Namespace) -> list[int]:
 
 
 def _aug_pair(args: argparse.Namespace) -> tuple[str, str]:
-    from .graphcl import resolved
-
     parts = resolved(args, "aug").split("+")
     if len(parts) > 2:
         raise SystemExit(f"--aug must be an augmentation or a pair 'a+b', got {args.aug!r}")
@@ -119,8 +116,6 @@ def _aug_pair(args: argparse.Namespace) -> tuple[str, str]:
 def configs(args: argparse.Namespace) -> tuple[list, dict]:
     """The pre-training config per seed and the fine-tuning settings shared by all."""
     from sparselth.train.graphcl_semi import SemiPretrainConfig
-
-    from .graphcl import resolved
 
     a1, a2 = _aug_pair(args)
     pre = [SemiPretrainConfig(dataset=args.dataset, seed=s, epochs=resolved(args, "epochs"),
