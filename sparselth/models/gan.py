@@ -32,7 +32,7 @@ from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
 __all__ = ["SNGANGenerator", "SNGANDiscriminator", "CycleGANGenerator", "PatchGANDiscriminator",
-           "gan_init", "prunable_weights"]
+           "gan_init", "prunable_weights", "upsample_nearest2x"]
 
 
 def _pos_int(cls: str, name: str, v, minimum: int = 1) -> int:
@@ -68,6 +68,16 @@ def prunable_weights(model: nn.Module) -> List[str]:
     return names
 
 
+def upsample_nearest2x(x: Tensor) -> Tensor:
+    """``F.interpolate(x, scale_factor=2, mode="nearest")`` for an ``(n, c, h, w)`` tensor,
+    bit for bit, as two broadcast copies (columns doubled, then whole rows): on CPU
+    ``F.interpolate`` copies a contiguous input through two layout changes and takes four
+    to six times as long, a tenth of a 90 %-sparse generator's time."""
+    n, c, h, w = x.shape
+    wide = x.unsqueeze(-1).expand(n, c, h, w, 2).reshape(n, c, h, 1, 2 * w)
+    return wide.expand(n, c, h, 2, 2 * w).reshape(n, c, 2 * h, 2 * w).contiguous()
+
+
 def _hidden_widths(cls: str, hidden: Any, ch: int, n_blocks: int) -> List[int]:
     if hidden is None:
         return [ch] * n_blocks
@@ -92,9 +102,9 @@ class _GenBlock(nn.Module):
         self.c_sc = nn.Conv2d(cin, cout, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        h = F.interpolate(F.relu(self.b1(x)), scale_factor=2, mode="nearest")
+        h = upsample_nearest2x(F.relu(self.b1(x)))
         h = self.c2(F.relu(self.b2(self.c1(h))))
-        return h + self.c_sc(F.interpolate(x, scale_factor=2, mode="nearest"))
+        return h + self.c_sc(upsample_nearest2x(x))
 
 
 class SNGANGenerator(nn.Module):
