@@ -5,10 +5,13 @@ times it with :mod:`sparselth.utils.timing` and writes JSON, Markdown and usuall
 ``spmm`` (SpMM against the peers and the bandwidth limit), ``sparse_weights`` (pruned linear
 and conv layers), ``sparse_conv`` (sparse convolutions per kept MAC), ``embedding`` (pruned
 embedding tables), ``lightgcn_propagation``,
-``realised`` (compiled tickets end to end), ``ugs`` (graph lottery tickets), ``lth_rec``
-(recommender lottery tickets), ``graphcl`` (GraphCL pre-training and its evaluation
-protocols: accuracy, not time), ``graphcl_throughput`` (GraphCL pre-training graphs/s against a
-torch_geometric pipeline) and ``gan_lth`` (GAN lottery tickets: FID per pruning round). From a checkout run ``python -m bench.<suite> --help``;
+``realised`` (compiled tickets end to end), ``ugs`` (graph lottery tickets), ``ugs_graphs``
+(UGS on graph classification over a TU dataset), ``lth_rec`` (recommender lottery tickets),
+``graphcl`` (GraphCL pre-training and its evaluation protocols, unsupervised, semi-supervised
+and node level: accuracy, not time),
+``graphcl_throughput`` (GraphCL pre-training graphs/s against a torch_geometric pipeline) and
+``gan_lth`` (GAN lottery tickets: FID per pruning round). From a checkout run
+``python -m bench.<suite> --help``;
 installed, ``python -m sparselth.bench.<suite>``.
 
 Results made with a suite's published protocol (its ``PUBLISHED`` arguments) go to
@@ -18,4 +21,4 @@ otherwise (see :func:`bench.common.result_path`).
 
 SUITES = ("spmm", "sparse_weights", "sparse_conv", "embedding", "lightgcn_propagation",
           "realised", "ugs", "lth_rec", "timing_stability", "sparse_linear_tiles", "spgemm",
-          "graphcl", "graphcl_throughput", "gan_lth")
+          "graphcl", "graphcl_throughput", "gan_lth", "ugs_graphs")

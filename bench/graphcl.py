@@ -1,5 +1,8 @@
-"""Reproduce GraphCL's unsupervised TU protocol (You et al., "Graph Contrastive Learning with
-Augmentations", NeurIPS 2020, arXiv 2010.13902; reference ``unsupervised_TU``).
+"""Reproduce GraphCL's TU protocols (You et al., "Graph Contrastive Learning with
+Augmentations", NeurIPS 2020, arXiv 2010.13902): ``--protocol unsupervised`` (reference
+``unsupervised_TU``, below) and ``--protocol semisupervised`` (reference ``semisupervised_TU``:
+ResGCN pre-training, then fine-tuning on 10 % or 1 % of the labels; see
+:mod:`bench.graphcl_semi`, which this module dispatches to).
 
 ``python -m bench.graphcl --protocol unsupervised --dataset MUTAG --data DIR --seeds 0 1 2 3 4``
 pre-trains :class:`sparselth.models.GraphCLGIN` (3 GIN layers, hidden 32, sum readout of every
@@ -47,12 +50,23 @@ PUBLISHED: dict[str, str] = {
                                   "--epochs 20 --eval-every 1 --threads 1",
     "graphcl-unsupervised-PROTEINS": "--protocol unsupervised --dataset PROTEINS --seeds 0 1 2 3 4 "
                                      "--epochs 20 --eval-every 10 --threads 1",
-    "graphcl-unsupervised-NCI1": "--protocol unsupervised --dataset NCI1 --seeds 0 1 2 3 4 "
+    "graphcl-unsupervised-NCI1": "--protocol unsupervised --dataset NCI1 --seeds 0 1 2 "
                                  "--epochs 20 --eval-every 10 --threads 1",
     "graphcl-unsupervised-DD": "--protocol unsupervised --dataset DD --seeds 0 1 2 3 4 "
                                "--epochs 20 --eval-every 10 --threads 1",
     "graphcl-node-Cora": "--protocol node --dataset Cora --threads 1",
     "graphcl-node-CiteSeer": "--protocol node --dataset CiteSeer --threads 1",
+    "graphcl-semisupervised-PROTEINS": "--protocol semisupervised --dataset PROTEINS "
+                                       "--label-rate 0.1 --seeds 0 1 2 --epochs 100 "
+                                       "--model-epochs 20 100 --threads 1",
+    "graphcl-semisupervised-PROTEINS-1pct": "--protocol semisupervised --dataset PROTEINS "
+                                            "--label-rate 0.01 --seeds 0 1 2 --epochs 100 "
+                                            "--model-epochs 20 100 --threads 1",
+    "graphcl-semisupervised-NCI1": "--protocol semisupervised --dataset NCI1 --label-rate 0.1 "
+                                   "--seeds 0 1 2 --epochs 20 --model-epochs 20 --threads 1",
+    "graphcl-semisupervised-NCI1-1pct": "--protocol semisupervised --dataset NCI1 "
+                                        "--label-rate 0.01 --seeds 0 1 2 --epochs 20 "
+                                        "--model-epochs 20 --threads 1",
 }
 
 DIFFERENCES = [
@@ -70,24 +84,32 @@ DIFFERENCES = [
 def build_parser() -> argparse.ArgumentParser:
     p = common.new_parser("graphcl", "GraphCL pre-training and its unsupervised TU evaluation "
                           "(SVM on frozen embeddings), beside the paper's numbers.")
-    p.add_argument("--protocol", choices=["unsupervised", "node"], default="unsupervised",
-                   help="unsupervised TU (graph level) or node (Cora/CiteSeer, node level)")
+    p.add_argument("--protocol", choices=["unsupervised", "semisupervised", "node"],
+                   default="unsupervised",
+                   help="'semisupervised': ResGCN pre-training, then fine-tuning on a labelled "
+                   "part of every training fold (bench.graphcl_semi); 'node': node-level "
+                   "GraphCL on Cora/CiteSeer (bench.graphcl_node)")
     p.add_argument("--dataset", default="MUTAG", help="TU dataset name (MUTAG, PROTEINS, ...) "
                    "or, with --protocol node, Cora or CiteSeer")
     p.add_argument("--data", type=Path, default=common.default_data_dir(),
                    help="folder holding tu/<name>, gin/<name> or planetoid/")
     p.add_argument("--seeds", type=int, nargs="+", default=None,
                    help="default 0 1 2 3 4 (node: the dataset's reference seed)")
-    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=None,
+                   help="pre-training epochs (default: 20 unsupervised, 100 semisupervised)")
     p.add_argument("--eval-every", type=int, default=10,
                    help="evaluate every this many epochs (plus epoch 0 and the last)")
     p.add_argument("--aug", default=None,
-                   help="augmentation of the second view, or a named pair 'a+b' (default "
-                   "random4; node: edge, mask, node or subgraph, default per dataset)")
+                   help="augmentation of the second view, or a named pair 'a+b' (default: "
+                   "random4 unsupervised; random2 on both views semisupervised; node: edge, "
+                   "mask, node or subgraph, default per dataset)")
     p.add_argument("--aug-config", choices=["unsupervised_TU", "paper"], default="unsupervised_TU")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=None, help="default 0.01 (node: 0.001)")
-    p.add_argument("--temperature", type=float, default=0.2)
+    p.add_argument("--lr", type=float, default=None,
+                   help="pre-training Adam lr (default: 0.01 unsupervised, 0.001 semisupervised "
+                   "and node)")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="NT-Xent temperature (default: 0.2 unsupervised, 0.5 semisupervised)")
     p.add_argument("--loss", choices=["reference", "symmetric"], default="reference")
     p.add_argument("--folds", type=int, default=10)
     node = p.add_argument_group("node protocol")
@@ -100,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--eval-runs", type=int, default=50,
                       help="logistic-regression runs of the linear evaluation")
     p.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
+    from . import graphcl_semi
+
+    graphcl_semi.add_arguments(p)
     p.add_argument("--runs", type=Path, default=None,
                    help="run-folder root, a run resumes from here (default runs/graphcl, "
                    "runs/local/graphcl for a protocol that is not the published one)")
@@ -107,34 +132,51 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def resolved(args: argparse.Namespace, name: str) -> Any:
+    """``args.<name>``, or the protocol's default where it was left out."""
+    v = getattr(args, name)
+    return _DEFAULTS[args.protocol][name] if v is None else v
+
+
+_DEFAULTS = {"unsupervised": {"epochs": 20, "aug": "random4", "lr": 0.01, "temperature": 0.2,
+                              "seeds": [0, 1, 2, 3, 4]},
+             "semisupervised": {"epochs": 100, "aug": "random2", "lr": 0.001,
+                                "temperature": 0.5, "seeds": [0, 1, 2, 3, 4]}}
+
+
 def output_name(args: argparse.Namespace) -> str:
-    """``graphcl-<protocol>-<dataset>``."""
-    if args.protocol == "node":
-        return f"graphcl-node-{common.safe_name(args.dataset)}"
-    return f"graphcl-{args.protocol}-{common.safe_name(args.dataset)}"
+    """``graphcl-<protocol>-<dataset>`` (semisupervised: see :func:`graphcl_semi.output_name`)."""
+    if args.protocol == "semisupervised":
+        from . import graphcl_semi
+
+        return graphcl_semi.output_name(args)
+    return f"graphcl-{args.protocol}-{common.safe_name(args.dataset)}"  # also node
 
 
 def configs(args: argparse.Namespace) -> list:
     """One :class:`GraphCLConfig` per seed."""
     from sparselth.train.graphcl import GraphCLConfig
 
-    return [GraphCLConfig(dataset=args.dataset, seed=s, epochs=args.epochs,
-                          batch_size=args.batch_size,
-                          lr=0.01 if args.lr is None else args.lr,
-                          temperature=args.temperature, loss=args.loss,
-                          aug=args.aug or "random4", aug_config=args.aug_config,
+    r = {k: resolved(args, k) for k in ("epochs", "lr", "temperature", "aug")}
+    return [GraphCLConfig(dataset=args.dataset, seed=s, epochs=r["epochs"],
+                          batch_size=args.batch_size, lr=r["lr"], temperature=r["temperature"],
+                          loss=args.loss, aug=r["aug"], aug_config=args.aug_config,
                           eval_every=args.eval_every, folds=args.folds)
-            for s in (args.seeds if args.seeds is not None else [0, 1, 2, 3, 4])]
+            for s in resolved(args, "seeds")]
 
 
 def run_protocol(args: argparse.Namespace) -> dict:
     """The argument values that change this suite's numbers, defaults resolved."""
+    if args.protocol == "semisupervised":
+        from . import graphcl_semi
+
+        return graphcl_semi.run_protocol(args)
     if args.protocol == "node":
         return graphcl_node.run_protocol(args)
-    cfgs = configs(args)
-    cfg = cfgs[0].to_dict()
+    cfg = configs(args)[0].to_dict()
     cfg.pop("seed")
-    return dict(cfg, protocol=args.protocol, seeds=[c.seed for c in cfgs], threads=args.threads)
+    return dict(cfg, protocol=args.protocol, seeds=list(resolved(args, "seeds")),
+                threads=args.threads)
 
 
 def summarise(per_seed: dict[int, list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -265,6 +307,10 @@ def _sklearn_version() -> str:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.protocol == "semisupervised":
+        from . import graphcl_semi
+
+        return graphcl_semi.main(argv)
     name = output_name(args)
     dest = common.result_path(name, args, PUBLISHED, parser=parser, protocol=run_protocol)
     if args.threads:
@@ -296,7 +342,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "config": {k: v for k, v in cfgs[0].to_dict().items() if k != "seed"},
         "seeds": [c.seed for c in cfgs], "data": {"graphs": len(ds), "features": ds.num_features,
                                             "classes": ds.num_classes, "layout": ds.layout},
-        "headline_rule": f"the last epoch ({args.epochs}), as the reference reports a fixed "
+        "headline_rule": f"the last epoch ({cfgs[0].epochs}), as the reference reports a fixed "
                          "epoch",
         "headline": epochs[-1], "epochs": epochs, "val_selected": val_selected(per_seed),
         "paper": PAPER.get(args.dataset.upper()),

@@ -23,8 +23,10 @@ deterministic by seed and cover sizes the real data does not.
 
 from __future__ import annotations
 
-from . import batching, files, graph, image_files, images, linkpred, planetoid, recsys, splits, synthetic, tu
+from . import (batching, features, files, graph, image_files, images, linkpred, planetoid, recsys,
+               splits, synthetic, tu)
 from .batching import *  # noqa: F401,F403
+from .features import *  # noqa: F401,F403
 from .files import *  # noqa: F401,F403
 from .graph import *  # noqa: F401,F403
 from .image_files import *  # noqa: F401,F403
@@ -35,6 +37,6 @@ from .recsys import *  # noqa: F401,F403
 from .synthetic import *  # noqa: F401,F403
 from .tu import *  # noqa: F401,F403
 
-__all__ = [*batching.__all__, *files.__all__, *graph.__all__, *image_files.__all__,
-           *images.__all__, *linkpred.__all__,
-           *planetoid.__all__, *recsys.__all__, *synthetic.__all__, *tu.__all__]
+__all__ = [*batching.__all__, *features.__all__, *files.__all__, *graph.__all__,
+           *image_files.__all__, *images.__all__, *linkpred.__all__, *planetoid.__all__,
+           *recsys.__all__, *synthetic.__all__, *tu.__all__]

@@ -98,6 +98,18 @@ class GraphDataset:
         """The graphs ``index`` (int tensor or sequence) as one block-diagonal batch."""
         return self.data.select(torch.as_tensor(index, dtype=torch.long))
 
+    def keep_edges(self, keep: torch.Tensor) -> "GraphDataset":
+        """The dataset with only the stored edges where ``keep`` (bool ``(nnz,)``, one per
+        stored entry of all graphs in dataset order) holds: pruned edges are removed from
+        the stored index arrays (nodes, labels and folds unchanged)."""
+        nnz = self.data.adj.nnz
+        if not isinstance(keep, torch.Tensor) or keep.dtype != torch.bool or \
+                keep.shape != (nnz,):
+            raise ValueError(f"GraphDataset.keep_edges: keep must be a bool tensor of shape "
+                             f"({nnz},), got {keep!r}"[:200])
+        data = self.data.keep_entries(keep.to(self.data.device))
+        return GraphDataset(self.name, data, self.classes, self.folds, self.layout, self.path)
+
     def __repr__(self) -> str:
         return (f"GraphDataset({self.name!r}, graphs={len(self)}, features={self.num_features}, "
                 f"classes={self.num_classes}, layout={self.layout!r})")

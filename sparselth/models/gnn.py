@@ -1,6 +1,9 @@
 """The GNNs of UGS (Chen et al., "A Unified Lottery Ticket Hypothesis for Graph Neural
 Networks", ICML 2021, arXiv 2102.06790): :class:`GCN`, :class:`GIN`, :class:`GAT`, each
-built for one fixed graph with a learnable mask on its edges.
+built for one fixed graph with a learnable mask on its edges, and
+:class:`GINGraphClassifier`, whose fixed "graph" is a whole dataset of graphs (graph
+classification; ``forward(x, index)`` takes the dataset's node features and the graphs of a
+mini-batch).
 
 Common contract (what UGS pruning relies on):
 
@@ -36,9 +39,12 @@ from torch import Tensor, nn
 
 from ..nn._graph_plan import LiveChannels
 from ..nn.graph import GATConv, GCNConv, GINConv
+from ..nn.pool import global_pool
+from ..sparse.batch import GraphBatch
 from ..sparse.csr import CSR
+from .graphcl import GINSumConv
 
-__all__ = ["GCN", "GIN", "GAT"]
+__all__ = ["GCN", "GIN", "GAT", "GINGraphClassifier"]
 
 _GRAPH_BUFFERS = ("graph_rowptr", "graph_col", "graph_deg", "edge_mask_mask")
 
@@ -344,3 +350,129 @@ class GAT(_GraphModel):
         A, w = self.adjacency(), self.edge_mask
         return self._finish_macs({"conv1": self.conv1.macs(x, A, w),
                                   "conv2": self.conv2.macs(A.shape[0], A, w)})
+
+
+class GINGraphClassifier(_GraphModel):
+    """GIN graph classifier over a whole dataset of graphs, with one learnable mask value per
+    stored edge of the dataset (UGS for graph classification).
+
+    The "graph" of the contract is the dataset: its graphs as one block-diagonal pattern
+    (``graph_rowptr``/``graph_col``, every graph's CSR entries concatenated in dataset order)
+    plus ``graph_ptr`` ``(G + 1,)``, the node offsets of the graphs. ``edge_mask`` ``[nnz]``
+    holds one value per stored entry; ``forward(x, index)`` builds the mini-batch of graphs
+    ``index`` (:meth:`GraphBatch.select`) from the stored pattern with ``edge_mask`` as
+    values, so each graph in the batch carries its own slice of the mask as edge weights.
+    :meth:`compact_graph` removes the zero-mask entries from the stored dataset.
+
+    Network: ``num_layers`` GIN layers ``h <- BN(ReLU(MLP((1 + eps) h + sum_j w_ij h_j)))``
+    (sum aggregation weighted by the mask, ``eps`` fixed, ``MLP = Linear -> ReLU -> Linear``:
+    :class:`~sparselth.models.graphcl.GINSumConv`), the sum readout of every layer
+    concatenated, then the classifier ``Linear(hidden * num_layers, hidden) -> ReLU ->
+    dropout -> Linear(hidden, C)`` (dropout also before it). UGS masks the Linear weights
+    inside the GIN MLPs (:meth:`ugs_weight_names`); the classifier stays unmasked. With sum
+    aggregation an entry of weight 0 and a removed entry give the same output.
+
+    Args:
+        data: the dataset (:class:`~sparselth.data.GraphDataset` or its
+            :class:`~sparselth.sparse.GraphBatch`); only its pattern and offsets are stored.
+        in_dim, num_classes: feature width and class count.
+        hidden, num_layers, dropout: sizes and dropout probability.
+        learn_edge_mask: whether ``edge_mask`` requires grad (the UGS mask search).
+        eps: the fixed ``eps`` of every GIN layer.
+    """
+
+    def __init__(self, data: Any, in_dim: int, num_classes: int, hidden: int = 64,
+                 num_layers: int = 3, dropout: float = 0.5, learn_edge_mask: bool = True,
+                 eps: float = 0.0):
+        op = type(self).__name__
+        batch = getattr(data, "data", data)
+        if not isinstance(batch, GraphBatch):
+            raise TypeError(f"{op}: data must be a GraphDataset or GraphBatch, got "
+                            f"{type(data).__name__}")
+        for name, v in (("in_dim", in_dim), ("num_classes", num_classes), ("hidden", hidden),
+                        ("num_layers", num_layers)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{op}: {name} must be a positive int, got {v!r}")
+        if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"{op}: dropout must be in [0, 1), got {dropout!r}")
+        super().__init__(batch.adj, learn_edge_mask, None)
+        self.register_buffer("graph_ptr", batch.ptr.detach().clone().long())
+        self.in_dim, self.num_classes = in_dim, num_classes
+        self.convs = nn.ModuleList(GINSumConv(in_dim if i == 0 else hidden, hidden, eps)
+                                   for i in range(num_layers))
+        self.bns = nn.ModuleList(nn.BatchNorm1d(hidden) for _ in range(num_layers))
+        self.lin1 = nn.Linear(hidden * num_layers, hidden)
+        self.lin2 = nn.Linear(hidden, num_classes)
+        self.dropout = float(dropout)
+
+    @property
+    def num_graphs(self) -> int:
+        return self.graph_ptr.numel() - 1
+
+    def batch(self, x: Tensor, index: Optional[Tensor] = None) -> GraphBatch:
+        """The graphs ``index`` (default: all, in order) as a :class:`GraphBatch` whose
+        ``adj`` values are their slices of ``edge_mask`` (differentiable); ``x`` holds the
+        node features of the whole dataset ``(N, F)``."""
+        N = int(self.graph_num_nodes)
+        if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[0] != N:
+            raise ValueError(f"{type(self).__name__}: x must be the dataset's node features "
+                             f"({N}, F), got {tuple(x.shape) if isinstance(x, Tensor) else x!r}")
+        A = self.adjacency().with_values(self.edge_mask.to(x.dtype))
+        b = GraphBatch(x, A, self.graph_ptr, validate=False)
+        return b if index is None else b.select(torch.as_tensor(index, device=x.device))
+
+    def entries_of(self, index: Tensor) -> Tensor:
+        """``(nnz,)`` bool: the stored entries (``edge_mask`` positions) of the graphs
+        ``index``, the entries a mini-batch of those graphs uses."""
+        rowptr = self.adjacency().rowptr.long()
+        ptr = self.graph_ptr.long()
+        index = torch.as_tensor(index, device=ptr.device).long()
+        start, stop = rowptr[ptr[index]], rowptr[ptr[index + 1]]
+        diff = torch.zeros(rowptr[-1] + 1, dtype=torch.long, device=ptr.device)
+        diff.index_add_(0, start, torch.ones_like(start))
+        diff.index_add_(0, stop, -torch.ones_like(stop))
+        return diff.cumsum(0)[:-1] > 0
+
+    def classify(self, batch: GraphBatch) -> Tensor:
+        """Logits ``(B, C)`` of a batch; ``batch.adj``'s values (if any) weight the edges."""
+        x = batch.x.to(self.lin1.weight.dtype)
+        adj = batch.adj
+        if torch.is_grad_enabled():
+            adj.t()  # the backward's cached transpose, built here (eager, O(nnz))
+        pooled: List[Tensor] = []
+        for conv, bn in zip(self.convs, self.bns):
+            x = bn(F.relu(conv(x, adj))) if x.shape[0] > 1 or not self.training else \
+                F.relu(conv(x, adj))
+            pooled.append(global_pool(x, batch.ptr, "sum"))
+        h = F.dropout(torch.cat(pooled, 1), self.dropout, self.training)
+        h = F.dropout(F.relu(self.lin1(h)), self.dropout, self.training)
+        return self.lin2(h)
+
+    def forward(self, x: Tensor, index: Optional[Tensor] = None) -> Tensor:
+        """Logits ``(len(index), C)`` of the graphs ``index`` (default: every graph)."""
+        return self.classify(self.batch(x, index))
+
+    def ugs_weight_names(self) -> List[str]:
+        return [f"convs.{i}.lin{j}.weight" for i in range(len(self.convs)) for j in (1, 2)]
+
+    @torch.no_grad()
+    def macs(self, x: Tensor, index: Optional[Tensor] = None) -> dict:
+        """Exact multiply-accumulates of one pass over the graphs ``index`` (default: the
+        whole dataset, one encoding epoch): per GIN layer ``transform`` (``n`` x the kept
+        weights of both Linears), ``aggregate`` (kept edges x width, the first Linear
+        applied first when it narrows), ``self`` (``(1 + eps) h``, ``n`` x width); ``pool``
+        (``n`` x hidden per layer) and ``classifier`` (``B`` x its weights)."""
+        b = self.batch(x, index)
+        n, kept = b.num_nodes, int((b.adj.val != 0).sum())
+        out: dict = {}
+        for i, conv in enumerate(self.convs):
+            w1, w2 = conv.lin1.weight, conv.lin2.weight
+            width = conv.hidden if conv.hidden < conv.in_dim else conv.in_dim
+            tr = n * (int((w1 != 0).sum()) + int((w2 != 0).sum()))
+            out[f"conv{i + 1}"] = {"transform": tr, "aggregate": kept * width,
+                                   "self": n * width, "total": tr + kept * width + n * width}
+        pool = n * sum(c.hidden for c in self.convs)
+        head = b.num_graphs * (self.lin1.weight.numel() + self.lin2.weight.numel())
+        out["pool"] = {"total": pool}
+        out["classifier"] = {"total": head}
+        return self._finish_macs(out)

@@ -8,7 +8,7 @@ One run (round 0 trains the dense network; ``rounds`` = R pruning rounds)::
     round 0: fix-mask training with M_0 (the dense baseline)
     for k in 1..R:
         mask search: weights θ0, trainable masks m_g = M_g (1 + u), m_θ = M_θ (1 + u),
-            u ~ U(-c, c) (zeros stay 0); for mask_epochs full-batch Adam(lr, wd) steps on
+            u ~ U(-c, c) (zeros stay 0); for mask_epochs epochs of Adam(lr, wd) steps on
             weights and masks with loss + s1 ‖m_g‖₁ + s2 ‖m_θ‖₁ (the sign sub-gradients
             s1 sign(m_g), s2 sign(m_θ) are added to the mask gradients); the masks of the
             epoch with the best validation metric are kept
@@ -51,7 +51,14 @@ parameter (one value per stored graph entry, the edge weight of every layer),
 object (:mod:`sparselth.train.graph`: ``NodeClassificationTask``, ``LinkPredictionTask``)
 with ``metric``, ``inputs()``, ``evaluate(model)`` and ``fit(model, epochs, lr,
 weight_decay, params=, after_backward=, on_best=, keep_state=, state_fn=, progress=,
-desc=)``.
+desc=)``. Node and link tasks take one full-batch step per epoch.
+
+Graph classification (``task="graph"``): the model is a
+:class:`~sparselth.models.GINGraphClassifier`, whose "graph" is a whole dataset of graphs
+(one mask value per stored edge of the dataset, each mini-batch gathering its graphs'
+slices), trained through :class:`sparselth.train.GraphClassificationTask`: one Adam step per
+mini-batch, the L1 sub-gradients added after every backward; the global thresholds run over
+all edges of the dataset and over all masked GIN weights.
 
 The run folder (``root/<config.run_name()>`` unless ``run_dir`` is given) is a
 :class:`sparselth.prune.run.RunDir` (layout, record schema and resume rule there) of kind
@@ -81,7 +88,7 @@ import copy
 import json
 import math
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,6 +102,9 @@ from . import criteria
 from .masks import Masks, apply, remove, state_without_masks
 from .run import (Config, RunDir, clone_state, default_run_dir, help_field, jsonable, load_state,
                   loop_rounds, preserved_rng, seed_everything, ticket_metadata, ticket_parts)
+from .ugs_masks import (GRAPH_MASK, PRETRAINED_KEYS, SoftMaskedModel, add_l1_subgradient,
+                        load_pretrained_first_layer, prune_smallest, soft_mask_init,
+                        ugs_schedule)
 
 __all__ = [
     "GRAPH_MASK",
@@ -110,7 +120,6 @@ __all__ = [
     "ugs_schedule",
 ]
 
-GRAPH_MASK = "edge_mask"
 
 
 @dataclass(frozen=True)
@@ -145,7 +154,8 @@ class UGSConfig(Config):
     baseline: str = help_field(
         "'ugs' (mask search) or 'random' (random pruning, same schedule)", "ugs")
     task: str = help_field(
-        "'node' (accuracy) or 'link' (ROC-AUC): names the metric in records", "node")
+        "'node' (accuracy), 'link' (ROC-AUC) or 'graph' (graph classification, accuracy): "
+        "names the metric in records", "node")
     gcn_degree: str = help_field(
         "degree normalisation set on every GCNConv of the model: 'sender' (the reference, "
         "D^-1/2 A_m^T D^-1/2: a masked message counts in its sender's degree) or 'receiver' "
@@ -174,8 +184,9 @@ class UGSConfig(Config):
             raise ValueError(f"UGSConfig.mask_noise must be < 1, got {self.mask_noise!r}")
         if self.baseline not in ("ugs", "random"):
             raise ValueError(f"UGSConfig.baseline must be 'ugs' or 'random', got {self.baseline!r}")
-        if self.task not in ("node", "link"):
-            raise ValueError(f"UGSConfig.task must be 'node' or 'link', got {self.task!r}")
+        if self.task not in ("node", "link", "graph"):
+            raise ValueError(f"UGSConfig.task must be 'node', 'link' or 'graph', got "
+                             f"{self.task!r}")
         if self.gcn_degree not in GCNConv.degrees:
             raise ValueError(f"UGSConfig.gcn_degree must be 'sender' or 'receiver', got "
                              f"{self.gcn_degree!r}")
@@ -188,149 +199,7 @@ class UGSConfig(Config):
 
     @property
     def metric(self) -> str:
-        return "acc" if self.task == "node" else "auc"
-
-
-# --------------------------------------------------------------------------- building blocks
-
-
-def soft_mask_init(mask: Tensor, c: float) -> Tensor:
-    """``mask · (1 + u)``, ``u ~ U(-c, c)`` from torch's global RNG (float; zeros stay 0)."""
-    m = mask.to(torch.get_default_dtype()) if not mask.is_floating_point() else mask
-    u = (torch.rand(m.shape, dtype=m.dtype, device=m.device) * 2 - 1) * c
-    return m * (1 + u)
-
-
-def add_l1_subgradient(params: Sequence[Tensor], coefficient: float) -> None:
-    """``p.grad += coefficient · sign(p)`` for each tensor (a missing grad counts as 0): the
-    sub-gradient of ``coefficient · ‖p‖₁``, 0 at 0, so pruned (zero) entries get nothing."""
-    if coefficient == 0:
-        return
-    for p in params:
-        g = torch.sign(p.detach()) * coefficient
-        if p.grad is None:
-            p.grad = g
-        else:
-            p.grad.add_(g)
-
-
-def prune_smallest(values: Sequence[Tensor], alive: Sequence[Tensor],
-                   fraction: float) -> list[Tensor]:
-    """The UGS pruning rule over several tensors with one global threshold.
-
-    Among the ``n`` entries with ``alive`` True (over all tensors), remove the
-    ``min(n, int(n · fraction) + 1)`` with the smallest ``|values|`` (ties: earlier tensor,
-    then lower flat index first); nothing when ``fraction == 0``. Returns the new alive
-    masks (bool, same shapes).
-    """
-    if len(values) != len(alive):
-        raise ValueError("prune_smallest: values and alive must have the same length")
-    flat_vals, flat_alive = [], []
-    for v, a in zip(values, alive):
-        if v.shape != a.shape:
-            raise ValueError(
-                f"prune_smallest: a value tensor of shape {tuple(v.shape)} has a mask of shape "
-                f"{tuple(a.shape)}"
-            )
-        flat_vals.append(v.detach().reshape(-1).abs().double().cpu())
-        flat_alive.append(a.reshape(-1).bool().cpu())
-    vals, live = torch.cat(flat_vals), torch.cat(flat_alive)
-    idx = live.nonzero(as_tuple=True)[0]
-    n = idx.numel()
-    k = 0 if fraction <= 0 or n == 0 else min(n, int(n * fraction) + 1)
-    new = live.clone()
-    if k:
-        order = torch.argsort(vals[idx], stable=True)[:k]
-        new[idx[order]] = False
-    out, start = [], 0
-    for a in alive:
-        out.append(new[start:start + a.numel()].reshape(a.shape).to(a.device))
-        start += a.numel()
-    return out
-
-
-def ugs_schedule(total: int, fraction: float, rounds: int) -> list[int]:
-    """Surviving counts after rounds 0..R of :func:`prune_smallest`:
-    ``n_{k+1} = n_k - min(n_k, int(n_k · fraction) + 1)``."""
-    out = [int(total)]
-    for _ in range(rounds):
-        n = out[-1]
-        k = 0 if fraction <= 0 or n == 0 else min(n, int(n * fraction) + 1)
-        out.append(n - k)
-    return out
-
-
-class SoftMaskedModel(nn.Module):
-    """``model`` seen through trainable masks: calling it runs ``model``'s forward with
-    ``W ⊙ m ⊙ M`` for every masked weight ``W`` and ``edge_mask ⊙ M_g`` as edge mask
-    (``m``: the trainable ``weight_masks``; ``M``: frozen 0/1 buffers), via
-    :func:`torch.func.functional_call`. ``model.edge_mask`` itself is the trainable graph
-    mask. Gradients reach ``W``, ``m`` and ``edge_mask``.
-    """
-
-    def __init__(self, model: nn.Module, fixed: Mapping[str, Tensor],
-                 weight_names: Sequence[str], noise: float = 0.0):
-        super().__init__()
-        self.model = model
-        self.weight_names = list(weight_names)
-        self.weight_masks = nn.ParameterList()
-        for i, name in enumerate(self.weight_names):
-            w = model.get_parameter(name)
-            f = fixed[name].to(device=w.device, dtype=w.dtype)
-            self.register_buffer(f"fixed_{i}", f)
-            self.weight_masks.append(nn.Parameter(soft_mask_init(f, noise)))
-        em = model.get_parameter(GRAPH_MASK)
-        self.register_buffer("graph_fixed", fixed[GRAPH_MASK].to(device=em.device, dtype=em.dtype))
-
-    def effective_parameters(self) -> dict[str, Tensor]:
-        out = {}
-        for i, name in enumerate(self.weight_names):
-            out[name] = self.model.get_parameter(name) * self.weight_masks[i] * getattr(
-                self, f"fixed_{i}")
-        out[GRAPH_MASK] = self.model.get_parameter(GRAPH_MASK) * self.graph_fixed
-        return out
-
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        return torch.func.functional_call(self.model, self.effective_parameters(), args, kwargs)
-
-
-#: checkpoint keys read as the first-layer weight when the file's metadata names none: node-level
-#: GraphCL's (:data:`sparselth.models.FIRST_LAYER_KEY`) and the reference's ``gcn.fc.weight``
-PRETRAINED_KEYS = ("encoder.conv.lin.weight", "gcn.fc.weight")
-
-
-def load_pretrained_first_layer(model: nn.Module, path: Any, weight_name: str) -> str:
-    """Copy the first-layer weight of the checkpoint at ``path`` into ``model``'s parameter
-    ``weight_name``; returns the checkpoint's sha256. The key is the metadata's
-    ``first_layer_key`` when present, else the one of :data:`PRETRAINED_KEYS` in the file.
-    ValueError when the file has no such tensor or its shape differs."""
-    from safetensors import safe_open
-
-    from .. import _io
-
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"UGS init: no checkpoint file at {str(path)!r}")
-    sha = _io.sha256_file(path)
-    tensors = _io.load_safetensors(path, sha256=sha)
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    keys = [json.loads(meta["first_layer_key"])] if "first_layer_key" in meta else \
-        [k for k in PRETRAINED_KEYS if k in tensors]
-    if len(keys) != 1 or keys[0] not in tensors:
-        raise ValueError(f"UGS init: {path} holds no first-layer weight (looked for "
-                         f"{keys or list(PRETRAINED_KEYS)}; keys {sorted(tensors)[:8]})")
-    w, p = tensors[keys[0]], model.get_parameter(weight_name)
-    if tuple(w.shape) != tuple(p.shape):
-        raise ValueError(f"UGS init: checkpoint weight {keys[0]!r} has shape {tuple(w.shape)} "
-                         f"but the model's {weight_name!r} has shape {tuple(p.shape)} (same "
-                         f"in_dim and hidden needed)")
-    with torch.no_grad():
-        p.copy_(w.to(dtype=p.dtype, device=p.device))
-    return sha
-
-
-# --------------------------------------------------------------------------- driver
+        return "auc" if self.task == "link" else "acc"
 
 
 def _check_model(model: nn.Module) -> list[str]:
@@ -359,8 +228,8 @@ def _check_task(task: Any, metric: str) -> None:
     for meth in ("fit", "evaluate", "inputs"):
         if not callable(getattr(task, meth, None)):
             raise TypeError(
-                f"UGS: task needs a {meth}() method (use sparselth.train.NodeClassificationTask "
-                "or LinkPredictionTask)"
+                f"UGS: task needs a {meth}() method (use sparselth.train.NodeClassificationTask, "
+                "LinkPredictionTask or GraphClassificationTask)"
             )
     if getattr(task, "metric", metric) != metric:
         raise ValueError(
@@ -501,7 +370,10 @@ class UGS:
         best: dict[str, Tensor] = {}
 
         def after_backward() -> None:
-            add_l1_subgradient([em], cfg.s1)
+            batch = getattr(self.task, "last_batch", None)
+            used = model.entries_of(batch) if batch is not None and \
+                hasattr(model, "entries_of") else None
+            add_l1_subgradient([em], cfg.s1, used)
             add_l1_subgradient(weight_masks, cfg.s2)
 
         def on_best(epoch: int, ev: Mapping[str, float]) -> None:
@@ -519,8 +391,10 @@ class UGS:
         if not best:  # validation never above -inf (NaN metrics): use the last masks
             on_best(-1, {})
         new = Masks(model=model)
-        (new[GRAPH_MASK],) = prune_smallest([best[GRAPH_MASK]], [prev[GRAPH_MASK]],
-                                            cfg.prune_graph)
+        scope = self._graph_scope(prev[GRAPH_MASK])
+        (pruned,) = prune_smallest([best[GRAPH_MASK]], [prev[GRAPH_MASK] & scope],
+                                   cfg.prune_graph)
+        new[GRAPH_MASK] = pruned | (prev[GRAPH_MASK] & ~scope)
         kept = prune_smallest([best[n] for n in self.weight_names],
                               [prev[n] for n in self.weight_names], cfg.prune_weight)
         for name, m in zip(self.weight_names, kept):
@@ -537,8 +411,21 @@ class UGS:
         }
         return new, info
 
+    def _graph_scope(self, like: Tensor) -> Tensor:
+        """The graph-mask entries that can be pruned (bool, ``like``'s shape): all, or those
+        the task trains on (:meth:`GraphClassificationTask.prunable_entries`: a test graph's
+        edges get no gradient, so a learned mask cannot rank them)."""
+        fn = getattr(self.task, "prunable_entries", None)
+        scope = fn(self.model) if fn is not None else None
+        if scope is None:
+            return torch.ones_like(like, dtype=torch.bool)
+        return scope.to(device=like.device, dtype=torch.bool)
+
     def _random_masks(self, r: int, prev: Masks) -> Masks:
         cfg, model = self.config, self.model
+        scope = self._graph_scope(prev[GRAPH_MASK])
+        if not bool(scope.all()):
+            return self._random_masks_in_scope(r, prev, scope)
         remove(model)
         graph = criteria.random(
             model, sparsity=1.0 - (1.0 - cfg.prune_graph) ** r, scope="layer",
@@ -551,6 +438,28 @@ class UGS:
         new[GRAPH_MASK] = graph[GRAPH_MASK]
         for n in self.weight_names:
             new[n] = weights[n]
+        return new
+
+    def _random_masks_in_scope(self, r: int, prev: Masks, scope: Tensor) -> Masks:
+        """Random pruning of the in-scope graph entries to ``round((1 - (1 - p_g)^r) n)``
+        pruned (out-of-scope entries kept), weights as :meth:`_random_masks`."""
+        cfg, model = self.config, self.model
+        g = prev[GRAPH_MASK]
+        n = int(scope.sum())
+        keep = n - round((1.0 - (1.0 - cfg.prune_graph) ** r) * n)
+        alive = (g & scope).nonzero().squeeze(1)
+        order = alive[torch.randperm(alive.numel(), device=alive.device)]
+        graph = g & ~scope
+        graph[order[:min(keep, alive.numel())]] = True
+        remove(model)
+        weights = criteria.random(
+            model, sparsity=1.0 - (1.0 - cfg.prune_weight) ** r, scope="layer",
+            include=list(self.weight_names), masks={n_: prev[n_] for n_ in self.weight_names},
+            seed=None)
+        new = Masks(model=model)
+        new[GRAPH_MASK] = graph
+        for name in self.weight_names:
+            new[name] = weights[name]
         return new
 
     def _fix(self, r: int, masks: Masks):
@@ -573,6 +482,7 @@ class UGS:
     def _sparsity(self, masks: Masks) -> dict[str, Any]:
         g = masks[GRAPH_MASK]
         g_kept, g_total = int(g.count_nonzero()), g.numel()
+        scope = self._graph_scope(g)
         w_kept = sum(int(masks[n].count_nonzero()) for n in self.weight_names)
         w_total = sum(masks[n].numel() for n in self.weight_names)
         return {
@@ -580,6 +490,9 @@ class UGS:
             "weight_sparsity": 1.0 - w_kept / w_total if w_total else 0.0,
             "graph_edges_kept": g_kept,
             "graph_edges_total": g_total,
+            # the entries pruning may remove (all, or the training graphs' for graph tasks)
+            "prunable_edges_kept": int((g & scope).count_nonzero()),
+            "prunable_edges_total": int(scope.sum()),
             "weights_kept": w_kept,
             "weights_total": w_total,
             "weight_sparsity_per_layer": {

@@ -39,9 +39,10 @@ from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
+from .. import _io
 from ..metrics.cost import count_macs
 from ..models.gan import SNGANDiscriminator, SNGANGenerator, prunable_weights
-from ..prune.run import Config, RunDir, default_run_dir, help_field, loop_rounds
+from ..prune.run import Config, RunDir, default_run_dir, help_field, loop_rounds, read_round
 from ..utils.timing import stopwatch
 from .gan import SNGANTrainConfig, SNGANTrainer
 
@@ -118,6 +119,8 @@ class GANTicketConfig(Config):
                              "init")
     late_iterations: int = help_field("G iterations of the late-rewinding point", 0)
     oneshot: bool = help_field("prune the dense G to the round's sparsity at once", False)
+    transfer_from: str = help_field("a finished GAN-ticket run folder whose round-k masks round k "
+                                    "trains here (ticket transfer); '' = search here", "")
     rate: float = help_field("fraction of the surviving weights pruned per round", 0.2)
     rounds: int = help_field("pruning rounds after the dense round 0", 10)
     eval_every: int = help_field("evaluate every this many G iterations (and at the end)", 500)
@@ -200,6 +203,8 @@ class GANTicketSearch:
         if r == 0:
             return ones_g, {}
         prune_d = c.variant != "impg"
+        if c.transfer_from:
+            return self._transferred(r, ones_g, ones_d, prune_d)
         if c.ticket == "random_mask":
             gen = torch.Generator().manual_seed(c.seed + 7919 * r)
             prev = self.folder.load(f"round_{r - 1:03d}/masks.safetensors")
@@ -222,6 +227,25 @@ class GANTicketSearch:
             prev_d = self.folder.load(f"round_{r - 1:03d}/masks_d.safetensors") if r > 1 \
                 else ones_d
             md = global_prune(d_w, prev_d, c.rate)
+        return mg, md
+
+    def _transferred(self, r: int, ones_g: Dict, ones_d: Dict, prune_d: bool) -> Tuple[Dict, Dict]:
+        src = read_round(self.config.transfer_from, r)
+        mg = {n: src["masks"][n].to(ones_g[n].dtype) for n in ones_g} \
+            if set(src["masks"]) == set(ones_g) and all(
+                src["masks"][n].shape == ones_g[n].shape for n in ones_g) else None
+        if mg is None:
+            raise ValueError(f"GANTicketSearch: the masks of {self.config.transfer_from} do not "
+                             "fit this generator (same architecture needed for transfer)")
+        md = {}
+        if prune_d:
+            files = src["progress"]["files"]
+            rel = f"round_{r:03d}/masks_d.safetensors"
+            if rel not in files:
+                raise ValueError(f"GANTicketSearch: {self.config.transfer_from} has no D masks "
+                                 f"for round {r} (variant impgd needed)")
+            md = {n: t.to(ones_d[n].dtype) for n, t in _io.load_safetensors(
+                Path(self.config.transfer_from) / rel, sha256=files[rel]).items()}
         return mg, md
 
     def _start_weights(self, r: int, G: nn.Module, D: nn.Module) -> Optional[nn.Module]:

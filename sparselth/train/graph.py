@@ -108,7 +108,7 @@ class FitResult:
         best_val: that validation metric.
         test: the test metric at ``best_epoch``.
         metric: ``"acc"`` or ``"auc"``.
-        last_loss: training loss of the last epoch.
+        last_loss: training loss of the last epoch (mean over its batches).
         best_state: a copy of ``model.state_dict()`` at ``best_epoch`` (``keep_state=True``).
         val_history, test_history: the metrics after every epoch.
         seconds: wall time of the loop.
@@ -131,13 +131,19 @@ class GraphTask:
 
     Subclasses define ``metric`` (``"acc"``/``"auc"``), :meth:`inputs` (the model's
     positional arguments), :meth:`loss` (training mode, one full batch) and
-    :meth:`evaluate` (``{"val": float, "test": float, ...}``).
+    :meth:`evaluate` (``{"val": float, "test": float, ...}``). A mini-batch task also
+    overrides :meth:`batches`: an epoch then takes one optimizer step per batch, with
+    ``loss(model, batch)``.
     """
 
     metric = "acc"
 
     def inputs(self) -> tuple:
         raise NotImplementedError
+
+    def batches(self) -> Iterable[Any]:
+        """The training batches of one epoch; ``(None,)``: one full-batch step, ``loss(model)``."""
+        return (None,)
 
     def loss(self, model: Callable[..., Tensor]) -> Tensor:
         raise NotImplementedError
@@ -169,15 +175,16 @@ class GraphTask:
         desc: str | None = None,
         position: int = 1,
     ) -> FitResult:
-        """Train ``model`` for ``epochs`` full-batch Adam steps, evaluating after each.
+        """Train ``model`` for ``epochs`` epochs of Adam steps (one full-batch step, or one
+        per item of :meth:`batches`), evaluating after each epoch.
 
         Args:
             model: the network (or any module whose call returns the task's output).
             epochs: number of steps (> 0).
             lr, weight_decay: Adam's learning rate and (coupled, L2) weight decay.
             params: what Adam updates (default: ``model``'s parameters that require grad).
-            after_backward: called after ``loss.backward()`` and before ``optimizer.step()``
-                (UGS adds its L1 sub-gradients here).
+            after_backward: called after every ``loss.backward()`` and before
+                ``optimizer.step()`` (UGS adds its L1 sub-gradients here).
             on_best: ``on_best(epoch, metrics)`` whenever the validation metric improves
                 strictly (so the first best epoch wins ties), after the step of that epoch.
             keep_state: keep a copy of the state at the best epoch in ``best_state``
@@ -204,13 +211,16 @@ class GraphTask:
                    disable=not progress, unit="epoch")
         for epoch in bar:
             model.train()
-            opt.zero_grad(set_to_none=True)
-            loss = self.loss(model)
-            loss.backward()
-            if after_backward is not None:
-                after_backward()
-            opt.step()
-            loss_value = float(loss.detach())
+            total, steps = 0.0, 0
+            for batch in self.batches():
+                opt.zero_grad(set_to_none=True)
+                loss = self.loss(model) if batch is None else self.loss(model, batch)
+                loss.backward()
+                if after_backward is not None:
+                    after_backward()
+                opt.step()
+                total, steps = total + float(loss.detach()), steps + 1
+            loss_value = total / max(steps, 1)
             ev = self.evaluate(model)
             vals.append(ev["val"])
             tests.append(ev["test"])

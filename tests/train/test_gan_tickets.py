@@ -130,3 +130,18 @@ def test_bad_driver_arguments(tmp_path):
         GANTicketSearch(torch.zeros(4, 3, 8, 8), cfg, _fid, root=tmp_path)
     with pytest.raises(TypeError, match="evaluate"):
         GANTicketSearch(_images(), cfg, None, root=tmp_path)
+
+
+def test_transfer_trains_the_source_masks(tmp_path):
+    src, _ = _run(tmp_path, "src", rounds=2)
+    other = _images() * 0.5
+    cfg = GANTicketConfig(**{**TINY, "transfer_from": str(src.run_dir), "seed": 5})
+    s = GANTicketSearch(other, cfg, _fid, run_dir=tmp_path / "dst", progress=False)
+    recs = s.run()
+    for r in range(3):
+        a, b = read_round(src.run_dir, r)["masks"], read_round(s.run_dir, r)["masks"]
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    assert recs[2]["remaining"] == pytest.approx(read_round(src.run_dir, 2)["record"]["remaining"])
+    bad = GANTicketConfig(**{**TINY, "g_ch": 8, "transfer_from": str(src.run_dir)})
+    with pytest.raises(ValueError, match="transfer"):
+        GANTicketSearch(_images(), bad, _fid, run_dir=tmp_path / "bad", progress=False).run()
