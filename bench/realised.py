@@ -16,7 +16,10 @@ table (``bench/realised_cases.py`` builds them):
   model (random masks at those sparsities; UGS tickets with ``--ugs-runs``);
 - LightGCN's propagation over an element-masked table (80 % and 95 % pruned) against the
   dense table, and a compressed embedding lookup (300k x 64, 90 %, 4096 ids) against
-  ``F.embedding``.
+  ``F.embedding``;
+- with ``--gan``, the SNGAN generator (CIFAR-10 size) at batch 1 and 16: unstructured
+  tickets (70 %, 90 %) compiled, and channel tickets of the same MACs run as a smaller dense
+  generator, against the dense generator (:mod:`bench.realised_gan`).
 
 Per case: the promise by exact MACs and by minimum bytes (:mod:`bench.realised_cases`), the
 measured speed-up (interleaved :func:`sparselth.utils.timing.measure`; the headline clock is
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import math
 import socket
 from pathlib import Path
@@ -48,6 +52,7 @@ from sparselth.utils.timing import headline_clock, measure, stopwatch
 
 from . import common
 from .realised_cases import NOT_BUILT, Case, Settings, plan
+from .realised_gan import plan_gan, summary as gan_summary
 
 CLOCKS = ("cpu", "wall")
 DEFAULT_SPARSITIES = (0.9,)
@@ -56,6 +61,7 @@ DEFAULT_SPARSITIES = (0.9,)
 PUBLISHED = {
     "realised-cpu-t1": "--threads 1 --tag cpu-t1 --pubmed",
     "realised-cpu-t2": "--threads 2 --tag cpu-t2 --pubmed",
+    "realised-gan-t1": "--threads 1 --tag gan-t1 --gan --only gan",
 }
 # committed results whose protocol this suite can no longer reproduce: kept for the record
 RETIRED = {
@@ -250,16 +256,53 @@ def markdown(report: dict[str, Any]) -> str:
     if report["failed"]:
         lines += ["## Cases that did not run", "",
                   *[f"- {f['case']}: {f['error']}" for f in report["failed"]], ""]
-    lines += ["## Not yet measured", "", *[f"- {n}" for n in report["not_built"]], ""]
+    lines += gan_summary(report["results"])
+    lines += stability(report)
+    if report["not_built"]:
+        lines += ["## Not yet measured", "", *[f"- {n}" for n in report["not_built"]], ""]
     lines += ["## Cases", "", *[f"- {i}. {_case_line(r)}" for i, r in
                                 enumerate(report["results"], 1)], ""]
     lines += [*common.machine_section(mach), *common.notes_section(report.get("notes") or [])]
     return "\n".join(lines)
 
 
+def earlier_run(path: Path | None) -> dict[str, Any] | None:
+    """What ``--compare`` keeps of an earlier report: its file, run time and per case the
+    speed-up and realised savings."""
+    if path is None:
+        return None
+    rep = json.loads(Path(path).read_text())
+    return {"file": str(path), "wall_s": rep.get("wall_s"),
+            "results": {r["case"]: {k: r.get(k) for k in ("speedup", "realised_savings",
+                                                          "dense_ms", "sparse_ms")}
+                        for r in rep.get("results", [])}}
+
+
+def stability(report: dict[str, Any]) -> list[str]:
+    """Markdown: this run's speed-ups beside the earlier run's (``--compare``)."""
+    earlier = report.get("earlier")
+    if not earlier:
+        return []
+    rows = []
+    for i, r in enumerate(report["results"], 1):
+        e = earlier["results"].get(r["case"])
+        if e is None or not e.get("speedup"):
+            continue
+        rows.append([i, r["case"], _x(e["speedup"]), _x(r["speedup"]),
+                     format_number(e["realised_savings"]), format_number(r["realised_savings"]),
+                     f"{100 * (r['speedup'] / e['speedup'] - 1):+.1f}%"])
+    if not rows:
+        return []
+    return ["## Stability: the earlier run and this one", "",
+            (f"The same cases, built and timed again in another process (earlier report: "
+             f"`{Path(earlier['file']).name}`)."), "",
+            markdown_table(["#", "case", "speed-up (earlier)", "speed-up (this run)",
+                            "realised (earlier)", "realised (this run)", "change"], rows), ""]
+
+
 def _case_line(r: dict[str, Any]) -> str:
     info = r["info"]
-    keys = [k for k in ("ticket", "graph_sparsity", "weight_sparsity", "ticket_sparsity",
+    keys = [k for k in ("ticket", "keep", "graph_sparsity", "weight_sparsity", "ticket_sparsity",
                         "features_as", "format", "table_sparsity", "index_bytes")
             if info.get(k) is not None]
     facts = ", ".join(f"{k} {format_number(info[k]) if isinstance(info[k], float) else info[k]}"
@@ -335,6 +378,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="magnitude pruning scope of those tickets ('layer': every layer at "
                    "the sparsity); the 1024-2048-2048-10 MLP is always pruned globally")
     p.add_argument("--pubmed", action="store_true", help="also the PubMed GCN ticket (slow)")
+    p.add_argument("--gan", action="store_true",
+                   help="also the GAN generator cases (bench.realised_gan; select them alone "
+                   "with --only gan)")
+    p.add_argument("--compare", type=Path, default=None,
+                   help="the JSON report of an earlier run of the same cases: its speed-ups "
+                   "are shown beside this run's (stability)")
     p.add_argument("--only", nargs="+", default=None,
                    help="run only the cases whose group or name contains one of these words")
     p.add_argument("--data", type=Path, default=None,
@@ -376,7 +425,10 @@ def settings(args: argparse.Namespace) -> Settings:
 
 def selected(args: argparse.Namespace):
     """The cases of this run, in order."""
-    cases = plan(settings(args), list(args.sparsities), args.pubmed)
+    cfg = settings(args)
+    cases = plan(cfg, list(args.sparsities), args.pubmed)
+    if args.gan:
+        cases += plan_gan(cfg)
     if args.only:
         words = [w.lower() for w in args.only]
         cases = [c for c in cases if any(w in c.group.lower() or w in c.name.lower()
@@ -407,6 +459,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("bench.realised: --device cuda but torch sees no GPU")
     cfg = settings(args)
+    earlier = earlier_run(args.compare)
     dest = common.result_path(output_name(args), args, PUBLISHED, parser=parser,
                               protocol=run_protocol)
     elapsed = stopwatch()
@@ -443,6 +496,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "copy_bandwidth_gbs": info["copy_bandwidth_gbs"], "copy": copy, "gemm": gemm,
         "machine": info,
         "results": results, "failed": failed, "not_built": NOT_BUILT, "notes": notes,
+        "earlier": earlier,
         "wall_s": elapsed(),
     }
     md = markdown(report)

@@ -13,15 +13,18 @@ recommenders :class:`MF` and :class:`LightGCN` live in :mod:`sparselth.models.re
 (:mod:`sparselth.models.inception_fid`), :class:`ImageFeatureNet` the proxy one
 (:mod:`sparselth.models.feature_net`). The GANs of GAN tickets (:class:`SNGANGenerator`,
 :class:`SNGANDiscriminator`, :class:`CycleGANGenerator`, :class:`PatchGANDiscriminator`) live
-in :mod:`sparselth.models.gan`.
+in :mod:`sparselth.models.gan`; their channel tickets (:func:`channel_prune_generator`,
+:func:`keep_for_macs`) in :mod:`sparselth.models.gan_channels`.
 
 The image data sets (``synthetic_images``, ``load_digits``, ``make_dataset``, ``DATASETS``)
 moved to :mod:`sparselth.data.images`; their old names here still work for one release, with
 a DeprecationWarning."""
 
-from . import feature_net, gan, gnn, graphcl, graphcl_node, inception_fid, recsys, resgcn, small
+from . import (feature_net, gan, gan_channels, gnn, graphcl, graphcl_node, inception_fid, recsys,
+               resgcn, small)
 from .feature_net import *  # noqa: F401,F403
 from .gan import *  # noqa: F401,F403
+from .gan_channels import *  # noqa: F401,F403
 from .gnn import *  # noqa: F401,F403
 from .graphcl import *  # noqa: F401,F403
 from .graphcl_node import *  # noqa: F401,F403
@@ -31,6 +34,6 @@ from .resgcn import *  # noqa: F401,F403
 from .small import *  # noqa: F401,F403
 from .small import __getattr__  # noqa: F401  (the moved image data names)
 
-__all__ = [*feature_net.__all__, *gan.__all__, *gnn.__all__, *graphcl.__all__,
-           *graphcl_node.__all__, *inception_fid.__all__, *recsys.__all__, *resgcn.__all__,
-           *small.__all__]
+__all__ = [*feature_net.__all__, *gan.__all__, *gan_channels.__all__, *gnn.__all__,
+           *graphcl.__all__, *graphcl_node.__all__, *inception_fid.__all__, *recsys.__all__,
+           *resgcn.__all__, *small.__all__]

@@ -12,6 +12,7 @@ Quick tour::
     prune.apply(model, masks)                            # buffers <attr>_mask + grad hooks
     prune.sparsity(model)                                # {"overall", "layers", ...}
     prune.count_macs(model, example_input)               # MACs / params, dense vs masked
+    prune.keep_channels(prune.channel_scores(bn, "bn"), 0.5)  # channels a slim net keeps
     prune.remove(model)                                  # bake the zeros in, drop the hooks
 
     records = prune.IMP(model, train_fn, eval_fn, prune.IMPConfig(rounds=10)).run()
@@ -25,6 +26,7 @@ Layering: this package imports only torch, numpy, tqdm and the layers below it
 """
 
 from ..metrics.cost import count_macs
+from .channels import CHANNEL_SCORES, channel_scores, keep_channels, kept_count
 from .criteria import PRUNABLE_TYPES, magnitude, parse_granularity, random, select
 from .imp import IMP, IMPConfig, load_round, run_imp
 from .masks import (
@@ -45,6 +47,7 @@ from .strategies import STRATEGIES, get_strategy, register_strategy
 from .ugs import UGS, UGSConfig, load_ugs_round
 
 __all__ = [
+    "CHANNEL_SCORES",
     "IMP",
     "PRUNABLE_TYPES",
     "STRATEGIES",
@@ -55,11 +58,14 @@ __all__ = [
     "UGSConfig",
     "Masks",
     "apply",
+    "channel_scores",
     "count_macs",
     "from_torch_prune",
     "get_strategy",
     "hook_optimizer",
     "is_masked",
+    "keep_channels",
+    "kept_count",
     "load_round",
     "load_ugs_round",
     "magnitude",

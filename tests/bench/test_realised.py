@@ -138,6 +138,9 @@ def test_published_protocols_cover_every_case_of_the_table():
         proto = realised.run_protocol(args)
         assert proto["threads"] in (1, 2) and proto["tickets"] == "random"
         groups = {p.group for p in realised.selected(args)}
+        if name == "realised-gan-t1":        # the generator cases alone (test_realised_gan)
+            assert groups == {"gan"}
+            continue
         assert groups == GROUPS
         names = " ".join(proto["cases"])
         for needle in ("mlp-1024-2048-2048-10 b64 90% global", "mlp-784-1024-1024-10 b256",
@@ -194,7 +197,7 @@ def test_quick_run_measures_every_group(tmp_path):
         assert r["roofline"]["sparse"]["fraction"] > 0
         assert r["kernels"]
     text = (tmp_path / "realised-t.md").read_text()
-    assert "| promise (MACs) | promise (bytes) |" in text and "GAN generator" in text
+    assert "| promise (MACs) | promise (bytes) |" in text
     assert "Protocol: not the published protocol" in text
 
 

@@ -83,3 +83,17 @@ def test_bad_sizes_name_the_argument():
         SNGANDiscriminator(ch=0)
     with pytest.raises(ValueError, match="n_res"):
         CycleGANGenerator(n_res=-1)
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 4, 5), (2, 8, 7, 7), (3, 1, 1, 1)])
+def test_nearest_upsampling_is_f_interpolate_bit_for_bit(shape):
+    import torch.nn.functional as F
+
+    from sparselth.models import upsample_nearest2x
+
+    x = torch.randn(*shape, dtype=torch.float64)
+    y = upsample_nearest2x(x)
+    assert y.is_contiguous() and torch.equal(y, F.interpolate(x, scale_factor=2, mode="nearest"))
+    x = torch.randn(*shape, requires_grad=True)     # and it trains (gradients flow)
+    upsample_nearest2x(x).sum().backward()
+    assert torch.equal(x.grad, torch.full(shape, 4.0))
