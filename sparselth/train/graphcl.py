@@ -40,7 +40,7 @@ from ..prune.run import Config, RunDir, default_run_dir, help_field, loop_rounds
 from ..utils.timing import stopwatch
 
 __all__ = ["C_GRID", "GraphCLConfig", "GraphCLPretrain", "svm_evaluate", "embed_dataset",
-           "parse_aug"]
+           "parse_aug", "restore_epoch"]
 
 #: the SVM's C values of the reference grid search
 C_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
@@ -202,6 +202,22 @@ def _load_optimizer(opt: torch.optim.Optimizer, tensors: Dict[str, torch.Tensor]
     opt.load_state_dict({"state": state, "param_groups": opt.state_dict()["param_groups"]})
 
 
+def restore_epoch(folder: RunDir, prog: Dict[str, Any], model: torch.nn.Module,
+                  opt: torch.optim.Optimizer) -> int:
+    """Load the encoder, the optimiser and the RNG state after the last finished epoch of a
+    resumed pre-training folder (files ``round_XXX/{encoder,optimizer}.safetensors``); returns
+    the next epoch."""
+    nxt = int(prog["next_round"])
+    if nxt > 0:
+        last = f"round_{nxt - 1:03d}"
+        model.load_state_dict(folder.load(f"{last}/encoder.safetensors"))
+        state = folder.load(f"{last}/optimizer.safetensors")
+        if state:
+            _load_optimizer(opt, state)
+        folder.restore_rng(prog)
+    return nxt
+
+
 class GraphCLPretrain:
     """One GraphCL pre-training run on ``dataset`` (a :class:`~sparselth.data.GraphDataset` or
     :class:`~sparselth.sparse.GraphBatch` with labels), resumable in ``run_dir`` (default
@@ -247,15 +263,7 @@ class GraphCLPretrain:
             self.folder.save("init.safetensors", self.model.state_dict())
             return 0
         self.records = list(prog["records"])
-        nxt = int(prog["next_round"])
-        if nxt > 0:
-            last = f"round_{nxt - 1:03d}"
-            self.model.load_state_dict(self.folder.load(f"{last}/encoder.safetensors"))
-            opt = self.folder.load(f"{last}/optimizer.safetensors")
-            if opt:
-                _load_optimizer(self.opt, opt)
-            self.folder.restore_rng(prog)
-        return nxt
+        return restore_epoch(self.folder, prog, self.model, self.opt)
 
     def _epoch(self, epoch: int) -> float:
         c = self.config

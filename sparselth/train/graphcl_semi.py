@@ -53,7 +53,7 @@ from ..pretrain.augment import AUGMENTATIONS, AugmentConfig, graphcl_views
 from ..pretrain.loss import nt_xent
 from ..prune.run import Config, RunDir, default_run_dir, help_field, loop_rounds, seed_everything
 from ..utils.timing import stopwatch
-from .graphcl import _load_optimizer, _optimizer_tensors, _positive_int
+from .graphcl import _optimizer_tensors, _positive_int, restore_epoch
 
 __all__ = ["SemiPretrainConfig", "SemiPretrain", "SemiFinetuneConfig", "SemiFinetune",
            "semi_supervised_splits", "select_epoch", "SELECTIONS"]
@@ -168,15 +168,7 @@ class SemiPretrain:
             self.folder.create(self.config, self.settings)
             return 0
         self.records = list(prog["records"])
-        nxt = int(prog["next_round"])
-        if nxt > 0:
-            last = f"round_{nxt - 1:03d}"
-            self.model.load_state_dict(self.folder.load(f"{last}/encoder.safetensors"))
-            opt = self.folder.load(f"{last}/optimizer.safetensors")
-            if opt:
-                _load_optimizer(self.opt, opt)
-            self.folder.restore_rng(prog)
-        return nxt
+        return restore_epoch(self.folder, prog, self.model, self.opt)
 
     def _epoch(self, epoch: int) -> float:
         c = self.config

@@ -13,7 +13,7 @@ import torch
 
 import sparselth
 from sparselth import CSR
-from sparselth.data import contextual_sbm, link_split
+from sparselth.data import link_split
 from sparselth.models import GAT, GCN, GIN
 from sparselth.prune import masks_of
 from sparselth.prune.run import read_records, ticket_parts
@@ -33,24 +33,7 @@ from sparselth.train import GCNLinkEncoder, LinkPredictionTask, NodeClassificati
 TIMING_KEYS = {"seconds", "seconds_train", "fix_seconds"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny graphs: one thread avoids waiting on descheduled OpenMP threads on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def data():
-    return contextual_sbm(60, num_classes=3, avg_degree=6, num_features=12, seed=0,
-                          train_per_class=5, num_val=15, num_test=20)
-
-
-@pytest.fixture(scope="module")
-def adj(data):
-    return CSR.from_edge_index(data.edge_index.flip(0), num_nodes=data.num_nodes)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny graphs: threads only contend
 
 
 def _gcn(data, adj):

@@ -9,32 +9,14 @@ import json
 import pytest
 import torch
 
-from sparselth import CSR
 from sparselth._io import save_safetensors
-from sparselth.data import contextual_sbm
 from sparselth.models import FIRST_LAYER_KEY, GCN
 from sparselth.prune.run import ticket_parts
 from sparselth.prune.ugs import UGS, UGSConfig, load_pretrained_first_layer
 from sparselth.train import NodeClassificationTask
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def data():
-    return contextual_sbm(60, num_classes=3, avg_degree=6, num_features=12, seed=0,
-                          train_per_class=5, num_val=15, num_test=20)
-
-
-@pytest.fixture(scope="module")
-def adj(data):
-    return CSR.from_edge_index(data.edge_index.flip(0), num_nodes=data.num_nodes)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny graphs: threads only contend
 
 
 def _gcn(data, adj):
