@@ -50,7 +50,7 @@ __all__ = [
     "add_output_args", "add_timing_args", "clock_sentence", "default_data_dir",
     "finish_machine", "gbs", "gmacs", "log_ticks", "machine", "machine_markdown",
     "machine_section", "max_rel_error", "ms_key", "new_parser", "notes_section",
-    "protocol_differences",
+    "portable_argv", "protocol_differences",
     "protocol_line", "published_protocol", "result_path", "safe_name", "same_protocol",
     "spmm_backward_min_bytes", "spmm_macs", "spmm_min_bytes", "time_contenders",
     "timing_config", "tolerance_for", "write_result", "wrong_result",
@@ -77,6 +77,20 @@ def default_data_dir() -> Path:
     if env:
         return Path(env)
     return (REPO_ROOT.parent if REPO_ROOT else Path("..")) / "shared" / "datasets"
+
+
+def portable_argv(argv: Sequence[str]) -> list[str]:
+    """``argv`` less the flags naming local folders (``--data``, ``--out``, ``--runs``): the
+    command line a report records, the same on every machine."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in ("--data", "--out", "--runs"):
+            skip = True
+        elif not a.startswith(("--data=", "--out=", "--runs=")):
+            out.append(a)
+    return out
 
 
 def safe_name(text: str) -> str:

@@ -285,19 +285,6 @@ def plot(rep: dict[str, Any]):
     return fig
 
 
-def _portable(argv: list[str]) -> list[str]:
-    """``argv`` less the flags naming local folders (``--data``, ``--out``, ``--runs``)."""
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a in ("--data", "--out", "--runs"):
-            skip = True
-        elif not a.startswith(("--data=", "--out=", "--runs=")):
-            out.append(a)
-    return out
-
-
 def _sklearn_version() -> str:
     import sklearn
 
@@ -317,7 +304,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     if args.protocol == "node":
         rep = graphcl_node.run(args, dest, "python -m bench.graphcl " + " ".join(
-            _portable(argv if argv is not None else sys.argv[1:])))
+            common.portable_argv(argv if argv is not None else sys.argv[1:])))
         h = rep["headline"]
         print(f"{name}: {h['acc_mean']:.2f} ± {h['acc_std']:.2f} % (std over {h['std_over']})",
               file=sys.stderr)
@@ -338,7 +325,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rep: dict[str, Any] = {
         "suite": "graphcl", "protocol": args.protocol, "dataset": args.dataset,
         "command": "python -m bench.graphcl " + " ".join(
-            _portable(argv if argv is not None else sys.argv[1:])),
+            common.portable_argv(argv if argv is not None else sys.argv[1:])),
         "config": {k: v for k, v in cfgs[0].to_dict().items() if k != "seed"},
         "seeds": [c.seed for c in cfgs], "data": {"graphs": len(ds), "features": ds.num_features,
                                             "classes": ds.num_classes, "layout": ds.layout},

@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rep: dict[str, Any] = {
         "suite": "graphcl", "protocol": args.protocol, "dataset": args.dataset,
         "label_rate": args.label_rate, "feat": args.feat, "model_epochs": eps,
-        "command": "python -m bench.graphcl " + " ".join(bench_graphcl._portable(
+        "command": "python -m bench.graphcl " + " ".join(common.portable_argv(
             argv if argv is not None else sys.argv[1:])),
         "config": {k: v for k, v in pre_cfgs[0].to_dict().items() if k != "seed"},
         "finetune": ft, "seeds": list(resolved(args, "seeds")),

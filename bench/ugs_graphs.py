@@ -367,7 +367,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rep: dict[str, Any] = {
         "suite": "ugs_graphs", "dataset": args.dataset, "model": args.model,
         "command": "python -m bench.ugs_graphs " + " ".join(
-            _portable(argv if argv is not None else sys.argv[1:])),
+            common.portable_argv(argv if argv is not None else sys.argv[1:])),
         "protocol": run_protocol(args), "seeds": list(args.seeds),
         "baselines": list(args.baselines), "split": split, "split_sizes": sizes,
         "best_epoch_median": float(np.median([rec["best_epoch"] for runs_ in per.values()
@@ -390,19 +390,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           f"{100 * last['weight_sparsity']:.1f} % pruned: " + ", ".join(
               f"{b} {last[b]['acc_mean']:.2f} %" for b in args.baselines), file=sys.stderr)
     return rep
-
-
-def _portable(argv: list[str]) -> list[str]:
-    """``argv`` less the flags naming local folders (``--data``, ``--out``, ``--runs``)."""
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a in ("--data", "--out", "--runs"):
-            skip = True
-        elif not a.startswith(("--data=", "--out=", "--runs=")):
-            out.append(a)
-    return out
 
 
 if __name__ == "__main__":

@@ -29,7 +29,17 @@ from ..ops.spmm import spmm
 from ..sparse.batch import GraphBatch
 from ..sparse.csr import CSR
 
-__all__ = ["GINSumConv", "GraphCLGIN"]
+__all__ = ["GINSumConv", "GraphCLGIN", "batch_norm_rows"]
+
+
+def batch_norm_rows(bn: nn.BatchNorm1d, x: Tensor, training: bool) -> Tensor:
+    """``bn(x)`` that also takes a single row: batch statistics need two rows, so in training a
+    batch of one node uses (and does not update) the running statistics."""
+    use_batch = training and x.shape[0] > 1
+    if use_batch and bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+    return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias,
+                        use_batch, bn.momentum if use_batch else 0.0, bn.eps)
 
 
 class GINSumConv(nn.Module):
@@ -82,19 +92,11 @@ class GraphCLGIN(nn.Module):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def _bn(self, bn: nn.BatchNorm1d, x: Tensor) -> Tensor:
-        # batch statistics need two rows; a batch of one node uses the running statistics
-        use_batch = self.training and x.shape[0] > 1
-        if use_batch and bn.num_batches_tracked is not None:
-            bn.num_batches_tracked.add_(1)
-        return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias,
-                            use_batch, bn.momentum if use_batch else 0.0, bn.eps)
-
     def encode(self, x: Tensor, adj: CSR, ptr: Tensor) -> Tensor:
         """``(B, hidden * num_layers)`` graph embeddings from features, pattern and offsets."""
         pooled: List[Tensor] = []
         for conv, bn in zip(self.convs, self.bns):
-            x = self._bn(bn, F.relu(conv(x, adj)))
+            x = batch_norm_rows(bn, F.relu(conv(x, adj)), self.training)
             pooled.append(global_pool(x, ptr, self.readout))
         return torch.cat(pooled, 1)
 

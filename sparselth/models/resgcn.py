@@ -39,6 +39,7 @@ from ..nn.graph import GCNConv
 from ..nn.pool import global_pool
 from ..ops.spmm import spmm
 from ..sparse.batch import GraphBatch
+from .graphcl import batch_norm_rows
 
 __all__ = ["ResGCN"]
 
@@ -95,12 +96,7 @@ class ResGCN(nn.Module):
 
     # ------------------------------------------------------------------ pieces
     def _bn(self, bn: nn.BatchNorm1d, x: Tensor) -> Tensor:
-        # batch statistics need two rows; a single row uses the running statistics
-        use_batch = self.training and x.shape[0] > 1
-        if use_batch and bn.num_batches_tracked is not None:
-            bn.num_batches_tracked.add_(1)
-        return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias,
-                            use_batch, bn.momentum if use_batch else 0.0, bn.eps)
+        return batch_norm_rows(bn, x, self.training)
 
     def _conv(self, conv: GCNConv, x: Tensor, batch: GraphBatch) -> Tensor:
         if self.edge_norm:
