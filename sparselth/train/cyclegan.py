@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .gan import ExactMasks
+
 __all__ = ["CycleGANTrainConfig", "CycleGANTrainer", "ReplayBuffer"]
 
 NETS = ("G_AB", "G_BA", "D_A", "D_B")
@@ -108,15 +110,11 @@ class CycleGANTrainer:
         if not isinstance(config, CycleGANTrainConfig):
             raise TypeError(f"{fn}: config must be a CycleGANTrainConfig")
         self.nets, self.a, self.b, self.config = dict(nets), images_a, images_b, config
-        self.masks: Dict[str, Dict[str, Tensor]] = {}
-        for net, mk in (masks or {}).items():
-            if net not in NETS:
-                raise ValueError(f"{fn}: masks has an unknown net {net!r}")
-            params = dict(self.nets[net].named_parameters())
-            for k, m in mk.items():
-                if k not in params or m.shape != params[k].shape:
-                    raise ValueError(f"{fn}: masks[{net!r}][{k!r}] does not fit a parameter")
-            self.masks[net] = {k: (m != 0).to(params[k].dtype) for k, m in mk.items()}
+        unknown = sorted(set(masks or {}) - set(NETS))
+        if unknown:
+            raise ValueError(f"{fn}: masks has an unknown net {unknown[0]!r}")
+        self.masks = {net: ExactMasks(fn, f"masks[{net!r}]", self.nets[net], (masks or {}).get(net))
+                      for net in NETS}
         betas = (config.beta1, config.beta2)
         g_params = list(self.nets["G_AB"].parameters()) + list(self.nets["G_BA"].parameters())
         self.opt_g = torch.optim.Adam(g_params, lr=config.lr, betas=betas)
@@ -129,19 +127,13 @@ class CycleGANTrainer:
         self.history: List[Dict[str, Any]] = []
         self._apply_masks()
 
-    @torch.no_grad()
     def _apply_masks(self) -> None:
-        for net, mk in self.masks.items():
-            params = dict(self.nets[net].named_parameters())
-            for k, m in mk.items():
-                params[k].mul_(m)
+        for m in self.masks.values():
+            m.apply()
 
     def _mask_grads(self, nets) -> None:
         for net in nets:
-            params = dict(self.nets[net].named_parameters())
-            for k, m in self.masks.get(net, {}).items():
-                if params[k].grad is not None:
-                    params[k].grad.mul_(m)
+            self.masks[net].mask_grads()
 
     def _batch(self, x: Tensor) -> Tensor:
         return x[torch.randint(x.shape[0], (self.config.batch_size,), generator=self.gen)]
@@ -174,7 +166,8 @@ class CycleGANTrainer:
         for d, opt, real, fake, buf in (("D_A", self.opt_da, a, fake_a, self.buf_a),
                                         ("D_B", self.opt_db, b, fake_b, self.buf_b)):
             pr, pf = n[d](real), n[d](buf.push_and_pop(fake))
-            loss = 0.5 * (F.mse_loss(pr, torch.ones_like(pr)) + F.mse_loss(pf, torch.zeros_like(pf)))
+            loss = 0.5 * (F.mse_loss(pr, torch.ones_like(pr))
+                          + F.mse_loss(pf, torch.zeros_like(pf)))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             self._mask_grads((d,))

@@ -34,7 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["SNGANTrainConfig", "SNGANTrainer", "ParamEMA", "hinge_d_loss", "hinge_g_loss",
+__all__ = ["SNGANTrainConfig", "SNGANTrainer", "ParamEMA", "ExactMasks", "hinge_d_loss",
+           "hinge_g_loss",
            "kd_d_loss"]
 
 
@@ -113,20 +114,33 @@ class SNGANTrainConfig:
         return asdict(self)
 
 
-def _check_masks(fn: str, name: str, model: nn.Module, masks: Optional[Mapping[str, Tensor]]
-                 ) -> Dict[str, Tensor]:
-    if not masks:
-        return {}
-    params = dict(model.named_parameters())
-    out = {}
-    for k, m in masks.items():
-        if k not in params:
-            raise ValueError(f"{fn}: {name} names {k!r}, not a parameter of the model")
-        if not isinstance(m, Tensor) or m.shape != params[k].shape:
-            raise ValueError(f"{fn}: {name}[{k!r}] must be a tensor of shape "
-                             f"{tuple(params[k].shape)}")
-        out[k] = (m != 0).to(params[k].dtype)
-    return out
+class ExactMasks:
+    """0/1 masks on some parameters of one model, kept exact while it trains: the masked
+    weights are zeroed (:meth:`apply`: at the start and after every optimiser step) and their
+    gradients masked (:meth:`mask_grads`: before the step). ``fn`` and ``name`` start the
+    errors (the caller and the argument)."""
+
+    def __init__(self, fn: str, name: str, model: nn.Module,
+                 masks: Optional[Mapping[str, Tensor]]):
+        self.params = dict(model.named_parameters())
+        self.masks: Dict[str, Tensor] = {}
+        for k, m in (masks or {}).items():
+            if k not in self.params:
+                raise ValueError(f"{fn}: {name} names {k!r}, not a parameter of the model")
+            if not isinstance(m, Tensor) or m.shape != self.params[k].shape:
+                raise ValueError(f"{fn}: {name}[{k!r}] must be a tensor of shape "
+                                 f"{tuple(self.params[k].shape)}")
+            self.masks[k] = (m != 0).to(self.params[k].dtype)
+
+    @torch.no_grad()
+    def apply(self) -> None:
+        for k, m in self.masks.items():
+            self.params[k].mul_(m)
+
+    def mask_grads(self) -> None:
+        for k, m in self.masks.items():
+            if self.params[k].grad is not None:
+                self.params[k].grad.mul_(m)
 
 
 class SNGANTrainer:
@@ -147,8 +161,8 @@ class SNGANTrainer:
                             f"{type(config).__name__}")
         self.G, self.D, self.images, self.config = G, D, images, config
         self.teacher = teacher.eval() if teacher is not None else None
-        self.g_masks = _check_masks(fn, "g_masks", G, g_masks)
-        self.d_masks = _check_masks(fn, "d_masks", D, d_masks)
+        self.g_masks = ExactMasks(fn, "g_masks", G, g_masks)
+        self.d_masks = ExactMasks(fn, "d_masks", D, d_masks)
         betas = (config.beta1, config.beta2)
         self.opt_g = torch.optim.Adam(G.parameters(), lr=config.lr, betas=betas)
         self.opt_d = torch.optim.Adam(D.parameters(), lr=config.lr, betas=betas)
@@ -160,20 +174,9 @@ class SNGANTrainer:
         self.history: List[Dict[str, Any]] = []
 
     # ------------------------------------------------------------------ masks
-    @torch.no_grad()
     def _apply_masks(self) -> None:
-        for model, masks in ((self.G, self.g_masks), (self.D, self.d_masks)):
-            params = dict(model.named_parameters())
-            for k, m in masks.items():
-                params[k].mul_(m)
-
-    def _mask_grads(self, model: nn.Module, masks: Dict[str, Tensor]) -> None:
-        if not masks:
-            return
-        params = dict(model.named_parameters())
-        for k, m in masks.items():
-            if params[k].grad is not None:
-                params[k].grad.mul_(m)
+        self.g_masks.apply()
+        self.d_masks.apply()
 
     # ------------------------------------------------------------------ data
     def _real_batch(self) -> Tensor:
@@ -210,7 +213,7 @@ class SNGANTrainer:
                                                  + kd_d_loss(fake_s, t_fake))
             self.opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
-            self._mask_grads(self.D, self.d_masks)
+            self.d_masks.mask_grads()
             self.opt_d.step()
         for p in self.D.parameters():
             p.requires_grad_(False)
@@ -221,7 +224,7 @@ class SNGANTrainer:
         finally:
             for p in self.D.parameters():
                 p.requires_grad_(True)
-        self._mask_grads(self.G, self.g_masks)
+        self.g_masks.mask_grads()
         self.opt_g.step()
         self._apply_masks()
         self.ema.update(self.G)
