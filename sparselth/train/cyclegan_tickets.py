@@ -23,10 +23,10 @@ from torch import Tensor, nn
 
 from ..metrics.cost import count_macs
 from ..models.gan import CycleGANGenerator, PatchGANDiscriminator, prunable_weights
-from ..prune.run import Config, RunDir, default_run_dir, help_field, loop_rounds
+from ..prune.run import Config, RunDir, default_run_dir, help_field
 from ..utils.timing import stopwatch
 from .cyclegan import CycleGANTrainConfig, CycleGANTrainer
-from .gan_tickets import global_prune, random_prune
+from .gan_tickets import global_prune, random_prune, run_ticket_rounds
 
 __all__ = ["CycleGANTicketConfig", "CycleGANTicketSearch"]
 
@@ -186,24 +186,10 @@ class CycleGANTicketSearch:
         return res
 
     def run(self) -> List[Dict[str, Any]]:
-        c = self.config
-        prog = self.folder.resume(c, self.settings)
-        if prog is None:
-            self.folder.create(c, self.settings, model="CycleGANGenerator")
-            nets = c.build(c.init_seed)
-            self.folder.save("init_all.safetensors", _flat(nets))
-            self.folder.save("init.safetensors", nets["G_AB"].state_dict())
-            start = 0
-        else:
-            self.records = list(prog["records"])
-            start = int(prog["next_round"])
-            self.folder.restore_rng(prog)
+        def init_files() -> Dict[str, Dict[str, Tensor]]:
+            nets = self.config.build(self.config.init_seed)
+            return {"init_all.safetensors": _flat(nets),
+                    "init.safetensors": nets["G_AB"].state_dict()}
 
-        def postfix(rec: Dict[str, Any]) -> Dict[str, str]:
-            fid = rec["metrics"].get("best_fid")
-            return {"remaining": f"{rec['remaining']:.3f}",
-                    "best_fid": "-" if fid is None else f"{fid:.2f}"}
-
-        loop_rounds("CycleGAN tickets", start, c.rounds, self._run_round, postfix, self.progress)
-        return self.records[:c.rounds + 1]
+        return run_ticket_rounds(self, "CycleGAN tickets", "CycleGANGenerator", init_files)
 

@@ -332,23 +332,36 @@ class GANTicketSearch:
 
     # ------------------------------------------------------------------ run
     def run(self) -> List[Dict[str, Any]]:
-        c = self.config
-        prog = self.folder.resume(c, self.settings)
-        if prog is None:
-            self.folder.create(c, self.settings, model="SNGANGenerator")
-            G, D = c.build(c.init_seed)
-            self.folder.save("init.safetensors", G.state_dict())
-            self.folder.save("init_d.safetensors", D.state_dict())
-            start = 0
-        else:
-            self.records = list(prog["records"])
-            start = int(prog["next_round"])
-            self.folder.restore_rng(prog)
+        def init_files() -> Dict[str, Dict[str, Tensor]]:
+            G, D = self.config.build(self.config.init_seed)
+            return {"init.safetensors": G.state_dict(), "init_d.safetensors": D.state_dict()}
 
-        def postfix(rec: Dict[str, Any]) -> Dict[str, str]:
-            fid = rec["metrics"].get("best_fid")
-            return {"remaining": f"{rec['remaining']:.3f}",
-                    "best_fid": "-" if fid is None else f"{fid:.2f}"}
+        return run_ticket_rounds(self, "GAN tickets", "SNGANGenerator", init_files)
 
-        loop_rounds("GAN tickets", start, c.rounds, self._run_round, postfix, self.progress)
-        return self.records[:c.rounds + 1]
+
+def run_ticket_rounds(search: Any, desc: str, model: str,
+                      init_files: Callable[[], Dict[str, Dict[str, Tensor]]]
+                      ) -> List[Dict[str, Any]]:
+    """The round loop of a GAN ticket search (``search``: its ``config``, ``folder``,
+    ``settings``, ``records``, ``_run_round``, ``progress``): resume the run folder, or create it
+    and save ``init_files()`` (file name -> tensors), then run the rounds left under a progress
+    bar showing the remaining weights and the best FID; the records of rounds 0..rounds."""
+    c = search.config
+    prog = search.folder.resume(c, search.settings)
+    if prog is None:
+        search.folder.create(c, search.settings, model=model)
+        for rel, tensors in init_files().items():
+            search.folder.save(rel, tensors)
+        start = 0
+    else:
+        search.records = list(prog["records"])
+        start = int(prog["next_round"])
+        search.folder.restore_rng(prog)
+
+    def postfix(rec: Dict[str, Any]) -> Dict[str, str]:
+        fid = rec["metrics"].get("best_fid")
+        return {"remaining": f"{rec['remaining']:.3f}",
+                "best_fid": "-" if fid is None else f"{fid:.2f}"}
+
+    loop_rounds(desc, start, c.rounds, search._run_round, postfix, search.progress)
+    return search.records[:c.rounds + 1]
