@@ -152,7 +152,7 @@ def user_batches(cost: Tensor, budget: int, max_rows: int | None = None) -> list
     n = int(cost.numel())
     if n == 0:
         return []
-    cum = torch.cumsum(cost.to(torch.int64), 0)
+    cum = torch.cumsum(cost.to("cpu", torch.int64), 0)  # cut on the host, whatever the device
     out, start, base = [], 0, 0
     while start < n:
         end = int(torch.searchsorted(cum, torch.tensor(base + int(budget)), right=True))
