@@ -253,9 +253,14 @@ def test_tampered_structure_is_refused():
     sd = layer.state_dict()
     sd["col"] = sd["col"].clone()
     sd["col"][0] = 99
-    layer.load_state_dict(sd)
+    x = torch.randn(2, 6)
+    before = layer(x)
+    with pytest.raises(ValueError, match="col"):   # refused at load, before anything is copied
+        layer.load_state_dict(sd)
+    torch.testing.assert_close(layer(x), before)
+    layer.col[0] = 99                               # changed in place: checked before the kernel
     with pytest.raises(ValueError, match="col"):
-        layer(torch.randn(2, 6))
+        layer(x)
 
 
 def test_dtype_conversion_and_backends():

@@ -102,15 +102,14 @@ def test_pruned_dataset_encodes_like_the_masked_dense_dataset(ds):
     pruned = ds.keep_edges(keep)
     assert pruned.data.adj.nnz == int(keep.sum())
     d = ds.data
-    masked = GraphBatch(d.x, d.adj.with_values(weights * keep), d.ptr, d.y, validate=False)
+    masked = GraphBatch(d.x, d.adj.with_values(weights * keep), d.ptr, d.y)
     kept = GraphBatch(pruned.data.x, pruned.data.adj.with_values(weights[keep]),
-                      pruned.data.ptr, pruned.data.y, validate=False)
+                      pruned.data.ptr, pruned.data.y)
     with torch.no_grad():
         a, b = encode_epoch(model, masked, 5), encode_epoch(model, kept, 5)
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
         # a 0/1 mask: the pruned pattern (no values) equals the dense one with the mask
-        a01 = encode_epoch(model, GraphBatch(d.x, d.adj.with_values(keep.float()), d.ptr,
-                                             validate=False), 7)
+        a01 = encode_epoch(model, GraphBatch(d.x, d.adj.with_values(keep.float()), d.ptr), 7)
         torch.testing.assert_close(a01, encode_epoch(model, pruned.data, 7), rtol=1e-6,
                                    atol=1e-6)
         # the model's own stored dataset: compacting drops the zero entries, same logits
