@@ -42,7 +42,7 @@ from ..nn.graph import GATConv, GCNConv, GINConv
 from ..nn.pool import global_pool
 from ..nn.sparse import _tensor_version
 from ..sparse.batch import GraphBatch
-from ..sparse.csr import CSR
+from ..sparse.csr import CSR, check_structure
 from .graphcl import GINSumConv
 
 __all__ = ["GCN", "GIN", "GAT", "GINGraphClassifier"]
@@ -94,7 +94,10 @@ class _GraphModel(nn.Module):
         if self._adj_cache is not None and self._adj_cache[0] is rp and self._adj_cache[1] is col:
             return self._adj_cache[2]
         n = int(self.graph_num_nodes)
-        A = CSR(rp, col, None, (n, n))   # checked: the buffers may come from a state dict
+        # checked: the buffers may come from a state dict
+        check_structure(type(self).__name__, rp, col, None, (n, n),
+                        ("graph_rowptr", "graph_col", ""))
+        A = CSR._trusted(rp, col, None, (n, n))
         self._adj_cache = (rp, col, A)
         return A
 

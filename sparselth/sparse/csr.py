@@ -68,7 +68,7 @@ def check_structure(op: str, rowptr: Tensor, col: Tensor, val: Optional[Tensor],
     ``(rowptr, col, val)`` is a valid CSR of ``shape``: the O(nnz) check every public
     constructor runs and that a loaded state dict goes through."""
     n_rp, n_col, n_val = names
-    rows, cols = shape
+    rows, cols = _check_shape(shape)
     for name, t in ((n_rp, rowptr), (n_col, col)):
         if not isinstance(t, Tensor):
             raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")

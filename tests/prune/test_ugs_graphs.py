@@ -60,6 +60,22 @@ def _model(ds, **kw):
     return GINGraphClassifier(ds, ds.num_features, ds.num_classes, hidden=8, num_layers=2, **kw)
 
 
+def test_loaded_graph_ptr_is_checked(ds):
+    """``graph_ptr`` may come from a state dict: a graph range that splits another graph's
+    entries, or runs past the nodes, is refused before pooling reads it."""
+    model = _model(ds)
+    x = ds.data.x
+    model(x)
+    for edit in (lambda p: p.__setitem__(1, p[1] + 1), lambda p: p.__setitem__(-1, p[-1] + 4)):
+        sd = dict(model.state_dict())
+        sd["graph_ptr"] = sd["graph_ptr"].clone()
+        edit(sd["graph_ptr"])
+        bad = _model(ds)
+        bad.load_state_dict(sd)
+        with pytest.raises(ValueError, match="ptr|different graphs"):
+            bad(x)
+
+
 def _cfg(**kw):
     base = dict(task="graph", rounds=2, mask_epochs=3, fix_epochs=3, lr=0.01, seed=0,
                 prune_graph=0.2, prune_weight=0.3, mask_noise=1e-3)
