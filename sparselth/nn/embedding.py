@@ -207,7 +207,7 @@ class CompressedEmbedding(nn.Module):
         buffers = self._buffers
         for name, (t, version) in zip(self._names, self._seen):
             now = buffers[name]
-            if now is not t or _tensor_version(now) != version:
+            if now is not t or (version >= 0 and now._version != version):
                 break
         else:
             return self._table

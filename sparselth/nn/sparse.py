@@ -64,8 +64,9 @@ def _pair(v) -> Tuple[int, int]:
 
 
 def _tensor_version(t: Tensor) -> int:
-    """``t``'s in-place modification counter (-1 for an inference tensor, which has none):
-    a cached, validated structure is rebuilt and checked again when its buffers change."""
+    """``t``'s in-place modification counter (-1 for an inference tensor, which has none and
+    is then compared by identity only): a cached, validated structure is rebuilt and checked
+    again when its buffers change."""
     try:
         return t._version
     except RuntimeError:
@@ -112,7 +113,7 @@ class _CSRWeight(nn.Module):
         c, buffers = self._cache, self._buffers
         rowptr, col = buffers["rowptr"], buffers["col"]
         if (c is None or c["rowptr"] is not rowptr or c["col"] is not col
-                or c["version"] != (_tensor_version(rowptr), _tensor_version(col))):
+                or (c["version"][0] >= 0 and c["version"] != (rowptr._version, col._version))):
             self._clear_cache()
             A = CSR(rowptr, col, None, self._flat_shape())
             if self.values.numel() != A.nnz:
