@@ -10,7 +10,8 @@ embedding tables), ``lightgcn_propagation``,
 ``graphcl`` (GraphCL pre-training and its evaluation protocols, unsupervised, semi-supervised
 and node level: accuracy, not time),
 ``graphcl_throughput`` (GraphCL pre-training graphs/s against a torch_geometric pipeline) and
-``gan_lth`` (GAN lottery tickets: FID per pruning round). From a checkout run
+``gan_lth`` (GAN lottery tickets: FID per pruning round) and ``fuzz`` (random inputs for every
+op, backend and state-dict path in worker processes: mismatches, crashes, hangs). From a checkout run
 ``python -m bench.<suite> --help``;
 installed, ``python -m sparselth.bench.<suite>``.
 
@@ -21,4 +22,4 @@ otherwise (see :func:`bench.common.result_path`).
 
 SUITES = ("spmm", "sparse_weights", "sparse_conv", "embedding", "lightgcn_propagation",
           "realised", "ugs", "lth_rec", "timing_stability", "sparse_linear_tiles", "spgemm",
-          "graphcl", "graphcl_throughput", "gan_lth", "ugs_graphs")
+          "graphcl", "graphcl_throughput", "gan_lth", "ugs_graphs", "fuzz")

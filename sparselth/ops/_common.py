@@ -18,6 +18,7 @@ def check_csr(op: str, name: str, A) -> CSR:
     if not isinstance(A, CSR):
         raise TypeError(f"{op}: {name} must be a sparselth.CSR, got {type(A).__name__} "
                         "(build one with CSR.from_edge_index / from_torch / from_scipy)")
+    A._recheck()
     return A
 
 

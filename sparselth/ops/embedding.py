@@ -454,6 +454,7 @@ def _bag_pointers(op: str, ids, offsets, include_last_offset: bool) -> Tuple[Ten
 
 
 def _format_parts(table: EmbeddingFormat):
+    table._recheck()
     if isinstance(table, RowCompactEmbedding):
         return "rows", table.table, table.remap, None, table.scale
     if isinstance(table, CSREmbedding):

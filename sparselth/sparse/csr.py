@@ -135,6 +135,16 @@ def _unique_pairs(row: Tensor, col: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
     return rs[new], cs[new], inverse
 
 
+def _versions(rowptr: Tensor, col: Tensor) -> Optional[Tuple[int, int]]:
+    if _tracing(rowptr):
+        return None   # traced graphs read no version counters
+    return (rowptr._version, col._version)
+
+
+def _tracing(t: Tensor) -> bool:
+    return t.is_meta or torch.compiler.is_compiling()
+
+
 class CSR:
     """A sparse matrix in compressed sparse row form.
 
@@ -163,7 +173,8 @@ class CSR:
                 [0., 0., 0.]])
     """
 
-    __slots__ = ("rowptr", "col", "_val", "_val_fn", "_val_dtype", "shape", "_t", "_perm", "_row")
+    __slots__ = ("rowptr", "col", "_val", "_val_fn", "_val_dtype", "shape", "_t", "_perm", "_row",
+                 "_seen")
 
     def __init__(self, rowptr: Tensor, col: Tensor, val: Optional[Tensor] = None,
                  shape: Optional[Sequence[int]] = None, **legacy):
@@ -197,6 +208,7 @@ class CSR:
         self._t: Optional[CSR] = None
         self._perm: Optional[Tensor] = None
         self._row: Optional[Tensor] = None
+        self._seen = _versions(rowptr, col)
 
     @classmethod
     def _trusted(cls, rowptr: Tensor, col: Tensor, val: Optional[Tensor],
@@ -218,6 +230,22 @@ class CSR:
     # ------------------------------------------------------------------ validation
     def _validate(self) -> None:
         check_structure("CSR", self.rowptr, self.col, self.val, self.shape)
+        self._seen = _versions(self.rowptr, self.col)
+
+    def _recheck(self) -> None:
+        """Validate again when ``rowptr`` or ``col`` changed in place since the last check
+        (two version counters compared per call): the kernels never read a structure that
+        was edited into an invalid one after it was built."""
+        if not _tracing(self.rowptr) and self._seen != _versions(self.rowptr, self.col):
+            self._validate()
+
+    def __reduce__(self):
+        """Pickle (and ``torch.load(weights_only=True)``) through the validating constructor:
+        a saved CSR is checked again when it is loaded; cached transposes are rebuilt."""
+        val = self.val
+        if self._val_fn is not None and val is not None:
+            val = val.detach()   # values computed from a tensor: saved as they are now
+        return (CSR, (self.rowptr, self.col, val, tuple(self.shape)))
 
     @property
     def val(self) -> Optional[Tensor]:

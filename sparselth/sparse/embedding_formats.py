@@ -156,7 +156,23 @@ class EmbeddingFormat:
         only, not the O(nnz) range checks. Never for tensors that come from outside."""
         out = cls.__new__(cls)
         out._init(*args, check=False, **kwargs)
+        out._seen = out._versions()
         return out
+
+    def _versions(self) -> Optional[tuple]:
+        if torch.compiler.is_compiling():
+            return None   # traced graphs read no version counters
+        return tuple(t._version for t in self.tensors().values())
+
+    def _recheck(self) -> None:
+        """Validate again when a stored tensor changed in place since the last check (version
+        counters compared per lookup): a lookup never reads indices edited out of range."""
+        if torch.compiler.is_compiling() or self.device.type == "meta":
+            return
+        now = self._versions()
+        if now != getattr(self, "_seen", None):
+            type(self)._from_parts(self.shape, self.tensors(), check=True)
+            self._seen = now
 
     @classmethod
     def _from_parts(cls, shape, parts: Dict[str, Tensor], check: bool = True
@@ -239,6 +255,7 @@ class RowCompactEmbedding(EmbeddingFormat):
         if legacy:
             _legacy_kwargs("RowCompactEmbedding", legacy)
         self._init(remap, table, scale, check=True)
+        self._seen = self._versions()
 
     def _init(self, remap, table, scale, check: bool) -> None:
         op = "RowCompactEmbedding"
@@ -370,6 +387,7 @@ class CSREmbedding(_PackedRows):
         if legacy:
             _legacy_kwargs("CSREmbedding", legacy)
         self._init(rowptr, col, values, embedding_dim, scale, check=True)
+        self._seen = self._versions()
 
     def _init(self, rowptr, col, values, embedding_dim, scale, check: bool) -> None:
         op = "CSREmbedding"
@@ -433,6 +451,7 @@ class BitmaskEmbedding(_PackedRows):
         if legacy:
             _legacy_kwargs("BitmaskEmbedding", legacy)
         self._init(rowptr, bits, values, embedding_dim, scale, check=True)
+        self._seen = self._versions()
 
     def _init(self, rowptr, bits, values, embedding_dim, scale, check: bool) -> None:
         op = "BitmaskEmbedding"

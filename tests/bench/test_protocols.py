@@ -92,7 +92,7 @@ def _recorded(suite: str, rep: dict) -> dict:
         return recorded
     # write_result records the protocol
     if suite in ("timing_stability", "sparse_conv", "lightgcn_propagation", "graphcl",
-                 "graphcl_throughput", "gan_lth", "ugs_graphs"):
+                 "graphcl_throughput", "gan_lth", "ugs_graphs", "fuzz"):
         return rep["run_protocol"]
     raise AssertionError(suite)
 

@@ -412,3 +412,17 @@ def test_every_row_pruned(backend):
         assert torch.equal(embedding_lookup(t, ids, backend=backend), torch.zeros(3, 3))
         assert torch.equal(embedding_bag(t, ids, torch.tensor([0, 1]), backend=backend),
                            torch.zeros(2, 3))
+
+
+@pytest.mark.parametrize("fmt", ["row_compact", "csr", "bitmask"])
+def test_a_format_edited_in_place_is_checked_again_before_a_lookup(fmt):
+    from sparselth.sparse.embedding_formats import compress_embedding
+    g = torch.Generator().manual_seed(0)
+    W, M = torch.randn(6, 5, generator=g), torch.rand(6, 5, generator=g) < 0.5
+    table = compress_embedding(W, M, format=fmt)
+    ids = torch.tensor([0, 5, 2])
+    assert torch.equal(embedding_lookup(table, ids), (W * M)[ids])
+    index = table.remap if fmt == "row_compact" else table.rowptr
+    index[-1] = 10**6
+    with pytest.raises(ValueError):
+        embedding_lookup(table, ids)

@@ -262,3 +262,25 @@ def test_from_torch_refuses_hybrid_tensors():
     T = torch.randn(4, 3).to_sparse(sparse_dim=1)            # each stored entry a (3,) row
     with pytest.raises(ValueError, match="hybrid"):
         CSR.from_torch(T)
+
+
+def test_a_structure_edited_in_place_is_checked_again_before_a_kernel_reads_it():
+    from sparselth.ops import spmm
+    A = CSR.from_coo(torch.tensor([0, 1]), torch.tensor([1, 2]), torch.ones(2), (2, 3))
+    assert torch.equal(spmm(A, torch.eye(3), backend="cpp"), A.to_dense())
+    A.col[1] = 99                       # out of range after construction
+    with pytest.raises(ValueError, match="col"):
+        spmm(A, torch.eye(3), backend="cpp")
+    A.col[1] = 2                        # valid again: accepted
+    assert torch.equal(spmm(A, torch.eye(3), backend="cpp"), A.to_dense())
+
+
+def test_a_saved_csr_is_validated_when_loaded_with_weights_only(tmp_path):
+    A = CSR.from_coo(torch.tensor([0, 1]), torch.tensor([1, 2]), torch.ones(2), (2, 3))
+    torch.save(A, tmp_path / "a.pt")
+    B = torch.load(tmp_path / "a.pt", weights_only=True)
+    assert torch.equal(B.to_dense(), A.to_dense())
+    A.col[1] = 99
+    torch.save(A, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="col"):
+        torch.load(tmp_path / "bad.pt", weights_only=True)
