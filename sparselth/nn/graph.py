@@ -68,7 +68,8 @@ class GCNConv(GraphConv):
 
     Args:
         in_dim, out_dim: feature widths (PyG's ``in_channels``, ``out_channels``).
-        improved: self loops of weight 2 (``A + 2I``), as PyG.
+        improved: self loops of weight 2 (``A + 2I``), as PyG documents it (PyG 2.8's
+            ``edge_index`` path keeps weight 1 when no ``edge_weight`` is given).
         cached: keep the normalised graph of the first call and reuse it on every later call
             whatever graph is passed (PyG's ``cached``: transductive learning on one graph).
             The cached values are detached: edge weights get no gradient from later calls.
