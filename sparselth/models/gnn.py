@@ -92,9 +92,10 @@ class _GraphModel(nn.Module):
         rp, col = self.graph_rowptr, self.graph_col
         if self._adj_cache is not None and self._adj_cache[0] is rp and self._adj_cache[1] is col:
             return self._adj_cache[2]
-        n = int(self.graph_num_nodes)
+        n = rp.numel() - 1    # = graph_num_nodes, read from a shape (torch.export traces it)
         A = CSR(rp, col, None, (n, n), validate=False)
-        self._adj_cache = (rp, col, A)
+        if not torch.compiler.is_compiling():
+            self._adj_cache = (rp, col, A)
         return A
 
     def ugs_weight_names(self) -> List[str]:
@@ -204,7 +205,7 @@ class GCN(_GraphModel):
     def forward(self, x: Union[Tensor, CSR]) -> Tensor:
         A, w = self.adjacency(), self.edge_mask
         if self.fuse and not self.training and not torch.is_grad_enabled() \
-                and not torch.compiler.is_compiling():
+                and not torch.compiler.is_compiling() and not A.col.is_meta:
             out = self._fused(x, A, w)
             if out is not None:
                 return out

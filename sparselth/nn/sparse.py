@@ -89,10 +89,13 @@ class _CSRWeight(nn.Module):
         c = self._cache
         if c is None or c["rowptr"] is not self.rowptr or c["col"] is not self.col:
             shape = (self.weight_shape[0], math.prod(self.weight_shape[1:]))
-            A = CSR(self.rowptr, self.col, None, shape, validate=True)
+            traced = torch.compiler.is_compiling()
+            A = CSR(self.rowptr, self.col, None, shape, validate=not traced)
             if self.values.numel() != A.nnz:
                 raise ValueError(f"{type(self).__name__}: values has {self.values.numel()} "
                                  f"entries but the structure stores {A.nnz}")
+            if traced:   # torch.compile / torch.export: nothing cached, no data-dependent shapes
+                return A
             A.t()
             c = self._cache = {"rowptr": self.rowptr, "col": self.col, "A": A}
         return c["A"]
