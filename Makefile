@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SOURCES := $(shell find csrc -name '*.cpp' -o -name '*.h' -o -name '*.cu') setup.py pyproject.toml
 
-.PHONY: venv build demo demo-spmm test bench bench-quick cuda-check clean
+.PHONY: venv build demo demo-spmm test bench bench-quick cuda-check gpu-check clean
 
 $(VENV)/.deps: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ bench-quick: build
 
 cuda-check:
 	bash .ci/check_cuda.sh
+
+# On a machine with an NVIDIA GPU: build with CUDA, run every GPU test, time the GPU kernels
+# (bench/results/gpu-<device>.*), in <= 8 minutes. Says so and exits 0 where there is no GPU.
+gpu-check:
+	bash bench/gpu_check.sh
 
 clean:
 	rm -rf build *.egg-info sparselth/_C*.so $(VENV)

@@ -176,7 +176,7 @@ def dataset_savings(ds: Any, model: torch.nn.Module, keep: torch.Tensor, args: a
 
     pruned = ds.keep_edges(keep)
     d = ds.data
-    masked = GraphBatch(d.x, d.adj.with_values(keep.to(d.x.dtype)), d.ptr, d.y, validate=False)
+    masked = GraphBatch(d.x, d.adj.with_values(keep.to(d.x.dtype)), d.ptr, d.y)
     out = {"edges_stored_dense": d.adj.nnz, "edges_stored_pruned": pruned.data.adj.nnz,
            "bytes_dense": index_bytes(ds), "bytes_pruned": index_bytes(pruned)}
     out["bytes_ratio"] = out["bytes_pruned"] / out["bytes_dense"]

@@ -14,5 +14,17 @@ from .ops import backends, use_backend  # noqa: E402
 from .sparse import CSR  # noqa: E402
 from .ticket import Ticket, load_round  # noqa: E402
 
+
+def _allow_safe_loading() -> None:
+    """Let ``torch.load(..., weights_only=True)`` rebuild a saved :class:`CSR` (its state is
+    tensors and a shape), instead of asking for ``weights_only=False``, which can run
+    arbitrary code."""
+    import torch
+
+    torch.serialization.add_safe_globals([CSR])
+
+
+_allow_safe_loading()
+
 __all__ = ["CSR", "Ticket", "CompileReport", "compile", "load_round", "nn", "ops", "prune", "sparse",
            "backends", "use_backend", "__version__"]

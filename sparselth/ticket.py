@@ -21,7 +21,8 @@ Tensors are keyed ``masks/<param>`` (bool), ``trained/<key>`` and ``init/<key>``
 without that field, so hand edits are detected. Writing is atomic: the tensor file is
 written under a new content-addressed name (temp file + fsync + rename), then
 ``ticket.json`` is replaced atomically (the commit point), then tensor files no longer
-referenced are deleted. A crash at any point leaves either the old or the new ticket.
+referenced are deleted. A crash at any point leaves either the old or the new ticket;
+the temporaries of a save that was killed are removed by the next save into the directory.
 
 ``Ticket.load`` refuses, with a ``ValueError`` naming the problem: invalid JSON, a wrong
 ``format``, a newer ``format_version``, a modified ``ticket.json``, a schema violation, a
@@ -275,7 +276,10 @@ class Ticket:
         data = st_save(plain, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
         sha = _io.sha256_bytes(data)
         tensor_name = f"ticket-{sha[:16]}.safetensors"
-        _io.atomic_write_bytes(path / tensor_name, data)
+        # the tensor file's name changes with its content: temporaries that killed saves left
+        # for any earlier tensor file of this ticket are removed too
+        _io.atomic_write_bytes(path / tensor_name, data,
+                               stale=lambda name: _TENSOR_RE.fullmatch(name) is not None)
         doc = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,

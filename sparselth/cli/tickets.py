@@ -13,7 +13,7 @@ Config file of ``find`` (TOML or JSON; every section and key optional)::
     [model]                  # name: mlp | convnet | conv_autoencoder; other keys: its options
     name = "mlp"
     hidden = [256, 256]
-    [data]                   # name: synthetic | digits (digits needs scikit-learn)
+    [data]                   # name: synthetic | digits (digits: pip install 'sparselth[digits]')
     name = "synthetic"
     n_train = 2000
     n_test = 500
@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -136,9 +137,33 @@ def _validate_config(cfg: dict[str, Any], where: str) -> None:
     except (TypeError, ValueError) as e:
         raise ValueError(f"config {where!r}: train.{e}") from e
     try:
-        IMPConfig.from_dict({**cfg["imp"], "seed": cfg["seed"]})
+        imp = IMPConfig.from_dict({**cfg["imp"], "seed": cfg["seed"]})
     except (TypeError, ValueError) as e:
         raise ValueError(f"config {where!r}: [imp]: {e}") from e
+    n_train = cfg["data"]["n_train"]
+    if not isinstance(n_train, int) or isinstance(n_train, bool) or n_train < 1:
+        raise ValueError(f"config {where!r}: data.n_train must be an int >= 1, got {n_train!r}")
+    steps = SGDConfig.from_dict(cfg["train"]).total_steps(n_train)
+    if imp.rewind == "late" and imp.rewind_step is not None and imp.rewind_step > steps:
+        t = cfg["train"]
+        raise ValueError(
+            f"config {where!r}: imp.rewind_step = {imp.rewind_step} is beyond the {steps} "
+            f"training steps of a round (data.n_train = {n_train}, train.batch_size = "
+            f"{t['batch_size']}, train.epochs = {t['epochs']}, train.max_steps = "
+            f"{t['max_steps']}); set imp.rewind_step to at most {steps} or train longer")
+    if cfg["data"]["name"] == "digits":
+        _require_digits(where)
+
+
+def _require_digits(where: str) -> None:
+    """The digits data ship with scikit-learn, an optional dependency: one clear error."""
+    try:
+        import sklearn.datasets  # noqa: F401
+    except ImportError:
+        raise ValueError(
+            f"config {where!r}: data.name = 'digits' needs scikit-learn, which is not "
+            "installed; install it with `pip install 'sparselth[digits]'` (or `pip install "
+            "scikit-learn`), or use data.name = 'synthetic'") from None
 
 
 # =========================================================================== find
@@ -166,8 +191,77 @@ def run_find(config: Any, out: Any, *, progress: bool = True,
     Layout of ``out``: ``config.json`` (the resolved config), ``imp/`` (the IMP run folder,
     resumable: rerunning continues where a crash stopped), ``tickets/round_XXX/`` (a ticket
     per round), ``ticket/`` (the last round's ticket), ``find.json`` (records + paths).
-    Returns the summary dict.
+    Rerunning with more ``imp.rounds`` runs the extra rounds; any other change of the config
+    is refused with a ``ValueError`` that names the fields (use another ``out``). A config
+    error is raised before anything is written, and a failure before the run's first commit
+    removes the folder this call created. Returns the summary dict.
     """
+    cfg = config if isinstance(config, Mapping) else load_config(config, overrides)
+    if isinstance(config, Mapping):
+        _validate_config(dict(cfg), "<config>")
+    out = Path(out)
+    _check_resumable(out, cfg)
+    created = not out.exists()
+    try:
+        return _find(cfg, out, progress)
+    except BaseException:
+        # a folder this call made holds nothing to resume until the first commit of the run
+        if created and out.is_dir() and not (out / "imp" / "progress.json").exists():
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+# the command-line flag of a config field, for messages
+_FLAGS = {"imp.fraction": "--fraction", "imp.rewind": "--rewind",
+          "train.max_steps": "--max-steps"}
+
+
+def _check_resumable(out: Path, cfg: Mapping[str, Any]) -> None:
+    """Refuse, saying what to do, to continue a run in ``out`` made with another config; only
+    ``imp.rounds`` may differ (more rounds extend the run, fewer read its first rounds)."""
+    saved_path = out / "config.json"
+    if not (out / "imp" / "progress.json").exists() or not saved_path.is_file():
+        return
+    try:
+        saved = json.loads(saved_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{out} holds a run whose {saved_path.name} cannot be read ({e}); "
+                         "use a new --out folder") from e
+    new = json.loads(json.dumps(cfg))
+    unset = object()
+    diffs = []
+    for section in ("seed", *_SECTIONS):
+        a, b = saved.get(section, unset), new.get(section, unset)
+        if not isinstance(a, dict) or not isinstance(b, dict):
+            if a != b:
+                diffs.append((section, a, b))
+            continue
+        for key in sorted(set(a) | set(b)):
+            if (section, key) != ("imp", "rounds") and a.get(key, unset) != b.get(key, unset):
+                diffs.append((f"{section}.{key}", a.get(key, unset), b.get(key, unset)))
+    if not diffs:
+        return
+
+    def shown(v: Any) -> str:
+        return "unset" if v is unset else json.dumps(v)
+
+    fields = "; ".join(f"{name} = {shown(a)} there, {shown(b)} now" for name, a, b in diffs)
+    fixes = []
+    for name, a, _ in diffs:
+        if a is unset:
+            fixes.append(f"no {name}")
+        elif name in _FLAGS:
+            fixes.append(f"{_FLAGS[name]} {a}")
+        else:
+            fixes.append(f"{name} = {json.dumps(a)} in the config file")
+    raise ValueError(
+        f"the output folder {out} holds a run made with another config: {fields}. Only "
+        f"imp.rounds may change (more rounds continue the run). To continue it, use the "
+        f"config saved in {saved_path} ({', '.join(fixes)}); for the new settings, pass a "
+        f"new --out folder.")
+
+
+def _find(cfg: Mapping[str, Any], out: Path, progress: bool) -> dict[str, Any]:
     import torch
 
     from ..prune import IMP, IMPConfig
@@ -175,19 +269,12 @@ def run_find(config: Any, out: Any, *, progress: bool = True,
     from ..train.classification import ClassificationTask, SGDConfig
     from ..utils.timing import stopwatch
 
-    cfg = config if isinstance(config, Mapping) else load_config(config, overrides)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg["seed"])
     data, model, spec = _data_and_model(cfg)
     imp_cfg = IMPConfig.from_dict({**cfg["imp"], "seed": cfg["seed"]})
     task = ClassificationTask(data["x_train"], data["y_train"], data["x_test"], data["y_test"],
                               SGDConfig.from_dict(cfg["train"]), seed=cfg["seed"])
-    if (imp_cfg.rewind == "late" and imp_cfg.rewind_step is not None
-            and imp_cfg.rewind_step > task.total_steps):
-        raise ValueError(f"imp.rewind_step = {imp_cfg.rewind_step} is beyond the "
-                         f"{task.total_steps} training steps of a round "
-                         "(train.epochs / max_steps)")
+    out.mkdir(parents=True, exist_ok=True)
     example = data["x_test"][:task.config.batch_size]
     imp = task.bind(IMP(model, task, None, imp_cfg, run_dir=out / "imp",
                         example_inputs=example, progress=progress))
@@ -202,7 +289,8 @@ def run_find(config: Any, out: Any, *, progress: bool = True,
         p = out / "tickets" / f"round_{r:03d}"
         Ticket.from_run(out / "imp", round=r, **meta).save(p)
         tickets.append(str(p))
-    Ticket.from_run(out / "imp", **meta).save(out / "ticket")
+    last = records[-1]["round"]  # the last round asked for (a run may hold more)
+    Ticket.from_run(out / "imp", round=last, **meta).save(out / "ticket")
     summary = {"config": cfg, "records": records, "tickets": tickets,
                "ticket": str(out / "ticket"), "imp_dir": str(out / "imp"),
                "wall_time_s": elapsed()}
@@ -231,7 +319,7 @@ def _cmd_find(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, overrides)
         out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
         summary = run_find(cfg, out, progress=not args.no_progress)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, ImportError) as e:
         return fail("find", e)
     print(_find_table(summary["records"]))
     print(f"\nIMP run: {summary['imp_dir']}\ntickets: {out / 'tickets'} "
@@ -363,15 +451,17 @@ Run iterative magnitude pruning on a small built-in model (MLP or conv net) and
 data set (synthetic images, or scikit-learn's digits) as a TOML/JSON config
 describes: train, prune --fraction of the surviving weights, rewind, repeat
 for --rounds rounds. Writes OUT/imp (resumable run: rerun the same command after
-a crash), OUT/tickets/round_XXX (a ticket per round), OUT/ticket (the last one),
-OUT/find.json, and prints accuracy, sparsity and MACs per round.
+a crash, or with a larger --rounds to add rounds), OUT/tickets/round_XXX (a
+ticket per round), OUT/ticket (the last one), OUT/find.json, and prints
+accuracy, sparsity and MACs per round.
 
 Config sections (all optional; defaults in brackets):
   seed = 0
   [model] name = mlp | convnet [mlp]; mlp: hidden = [256, 256] or sizes;
           convnet: channels = [32, 64, 64], hidden = 256
   [data]  name = synthetic | digits [synthetic], n_train [2000], n_test [500],
-          image_size [8], num_classes [10], channels [1], noise [0.6]
+          image_size [8], num_classes [10], channels [1], noise [0.6];
+          digits needs scikit-learn: pip install 'sparselth[digits]'
   [train] epochs [3], max_steps [0 = no limit], batch_size [64], lr [0.05],
           momentum [0.9], weight_decay [0]
   [imp]   any sparselth.prune.IMPConfig field: rounds [5], fraction [0.5],

@@ -233,7 +233,7 @@ def _assemble(name, gid, row, col, x, y_vals, path, layout, folds, dtype) -> Gra
     rowptr = torch.zeros(n + 1, dtype=torch.long)
     torch.cumsum(torch.bincount(r, minlength=n), 0, out=rowptr[1:])
     y, classes = _labels(y_vals, path)
-    data = GraphBatch(x.to(dtype), _csr(rowptr, c, None, n), ptr, y, validate=False)
+    data = GraphBatch._trusted(x.to(dtype), _csr(rowptr, c, None, n), ptr, y)
     return GraphDataset(name, data, classes, folds, layout, path)
 
 

@@ -12,7 +12,10 @@ validation items when evaluating on test) are set to ``-inf``, and the top ``K``
 averaged over the users with non-empty ``T_u`` (LightGCN and LTH-MRS definitions). When
 ``K`` exceeds the number of candidate items, only the ranked candidates count (Precision
 still divides by ``K``); excluded items never count as hits, even when they are also in
-``T_u``. Users are processed in batches so that at most ``max_scores`` scores exist at once.
+``T_u``. Users are processed in batches whose temporaries (scores, top-k, the index arrays
+of their truth and excluded entries) fit a fixed byte budget, :data:`BATCH_BYTES` by default:
+the peak memory is bounded by construction, whatever the machine's free memory, and no array
+over all stored entries of ``truth`` or ``exclude`` is ever built.
 
 Example::
 
@@ -31,7 +34,8 @@ from ..sparse.csr import CSR
 
 Tensor = torch.Tensor
 
-__all__ = ["metrics_from_hits", "ranking_metrics", "topk_hits"]
+__all__ = ["BATCH_BYTES", "metrics_from_hits", "ranking_metrics", "topk_hits",
+           "user_batches"]
 
 
 def _discounts(n: int, dtype: torch.dtype, device) -> Tensor:
@@ -80,16 +84,35 @@ def metrics_from_hits(
     return out
 
 
-def _row_entries(A: CSR, users: Tensor) -> tuple[Tensor, Tensor]:
-    """``(local row, col)`` of every stored entry in rows ``users`` of ``A`` (int64)."""
-    rowptr = A.rowptr.to(torch.int64)
-    start = rowptr[users]
-    deg = rowptr[users + 1] - start
-    local = torch.repeat_interleave(torch.arange(users.numel(), device=users.device), deg)
-    if local.numel() == 0:
-        return local, local
-    offs = torch.arange(local.numel(), device=users.device) - (torch.cumsum(deg, 0) - deg)[local]
-    return local, A.col.to(torch.int64)[start[local] + offs]
+#: bytes of temporaries one batch of users may hold by default: its scores, its top-k and
+#: the index arrays of its truth and excluded entries. The batch size follows from this fixed
+#: budget (never from the free memory), so the peak does not depend on the machine's state.
+BATCH_BYTES = 128 << 20
+#: bytes per stored entry of a batch's rows while it is in use (int64 row, position, column
+#: and flat index arrays; an upper bound of what :func:`_flat_entries` holds at once)
+_ENTRY_BYTES = 48
+#: bytes per ranked slot (top-k values and indices, query keys, search positions, hits)
+_SLOT_BYTES = 48
+
+
+def _flat_entries(A: CSR, users: Tensor, num_cols: int) -> Tensor:
+    """``b * num_cols + col`` (int64, ascending) of every stored entry in rows ``users`` of
+    ``A``, ``b`` being the row's position in ``users``. Only those rows are touched: the
+    memory is proportional to their entries, not to the whole matrix."""
+    rowptr = A.rowptr
+    start = rowptr[users].to(torch.int64)
+    deg = rowptr[users + 1].to(torch.int64) - start
+    n = int(deg.sum())
+    local = torch.repeat_interleave(torch.arange(users.numel(), device=users.device), deg,
+                                    output_size=n)
+    if n == 0:
+        return local
+    shift = start - (torch.cumsum(deg, 0) - deg)  # position in A.col = entry index + shift
+    pos = torch.arange(n, device=users.device)
+    pos += shift[local]
+    cols = A.col[pos].to(torch.int64)
+    del pos
+    return local.mul_(num_cols).add_(cols)
 
 
 def topk_hits(
@@ -101,19 +124,44 @@ def topk_hits(
 ) -> Tensor:
     """Bool ``(B, min(k, I))`` hit matrix for the score rows ``scores`` (``(B, I)``) of
     ``users``: excluded entries are set to ``-inf`` in place, the top ``k`` taken, and a
-    rank is a hit when its item is in the user's ``truth`` row and was not excluded."""
+    rank is a hit when its item is in the user's ``truth`` row and was not excluded. Works
+    on the rows ``users`` of ``truth`` and ``exclude`` only."""
     num_items = scores.shape[1]
+    flat_scores = scores.view(-1) if scores.is_contiguous() else None
     for ex in exclude:
-        rows, cols = _row_entries(ex, users)
-        scores[rows, cols] = -torch.inf
+        flat = _flat_entries(ex, users, num_items)
+        if flat_scores is not None:
+            flat_scores.index_fill_(0, flat, -torch.inf)
+        else:
+            scores[flat // num_items, flat % num_items] = -torch.inf
+        del flat
     kk = min(k, num_items)
     vals, idx = torch.topk(scores, kk, dim=1)
-    keys = truth.row() * num_items + truth.col.to(torch.int64)
-    q = users.unsqueeze(1) * num_items + idx
+    keys = _flat_entries(truth, users, num_items)
     if keys.numel() == 0:
         return torch.zeros_like(idx, dtype=torch.bool)
+    q = idx.add_(torch.arange(users.numel(), device=idx.device).unsqueeze(1) * num_items)
     pos = torch.searchsorted(keys, q.reshape(-1)).clamp_(max=keys.numel() - 1).view_as(q)
     return (keys[pos] == q) & (vals > -torch.inf)
+
+
+def user_batches(cost: Tensor, budget: int, max_rows: int | None = None) -> list[tuple[int, int]]:
+    """``[(start, end)]`` cutting rows with byte costs ``cost`` (``(n,)`` int64) into runs in
+    order whose cost sums stay within ``budget`` (a row costing more than the budget alone
+    forms its own run), at most ``max_rows`` rows each."""
+    n = int(cost.numel())
+    if n == 0:
+        return []
+    cum = torch.cumsum(cost.to("cpu", torch.int64), 0)  # cut on the host, whatever the device
+    out, start, base = [], 0, 0
+    while start < n:
+        end = int(torch.searchsorted(cum, torch.tensor(base + int(budget)), right=True))
+        end = max(end, start + 1)
+        if max_rows is not None:
+            end = min(end, start + max(1, int(max_rows)))
+        out.append((start, end))
+        base, start = int(cum[end - 1]), end
+    return out
 
 
 def ranking_metrics(
@@ -124,6 +172,7 @@ def ranking_metrics(
     ks: Sequence[int] = (10, 20),
     *,
     max_scores: int = 1 << 24,
+    max_bytes: int | None = None,
     reduction: str = "mean",
 ) -> dict[str, float] | dict[str, Tensor]:
     """Recall@K, Precision@K and NDCG@K for every ``K`` in ``ks`` by full ranking.
@@ -134,7 +183,12 @@ def ranking_metrics(
         exclude: CSR(s) ``U x I`` of items never ranked for that user (training items;
             validation items too when ``truth`` is the test split). ``None`` entries skipped.
         ks: cut-offs, all computed from one top-``max(ks)``.
-        max_scores: users per batch = ``max(1, max_scores // I)`` (bounds memory).
+        max_scores: at most this many scores per batch of users (``max_scores // I`` users).
+        max_bytes: byte budget of one batch's temporaries (default :data:`BATCH_BYTES`): the
+            scores, the top-k and the index arrays of the batch's truth and excluded entries.
+            Users are batched so that the estimate stays within it; only a user whose own row
+            costs more is ranked alone. Beyond the inputs, the memory held is this budget plus
+            O(U) (the per-user degrees and results), whatever the number of stored entries.
         reduction: ``"mean"`` (floats averaged over users with non-empty truth, plus
             ``"users"``: their count) or ``"none"`` (float64 per-user tensors and ``"users"``:
             the ids of the evaluated users).
@@ -160,6 +214,10 @@ def ranking_metrics(
             raise ValueError(f"{fn}: {name} has shape {A.shape}, expected ({U}, {I})")
     if reduction not in ("mean", "none"):
         raise ValueError(f"{fn}: reduction must be 'mean' or 'none', got {reduction!r}")
+    budget = BATCH_BYTES if max_bytes is None else max_bytes
+    for name, v in (("max_scores", max_scores), ("max_bytes", budget)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{fn}: {name} must be a positive int, got {v!r}")
     ks = sorted({int(k) for k in ks})
     if not ks or ks[0] < 1:
         raise ValueError(f"{fn}: ks must be positive ints, got {ks}")
@@ -170,15 +228,24 @@ def ranking_metrics(
     users = torch.nonzero(deg > 0).flatten()
     names = [f"{m}@{k}" for k in ks for m in ("recall", "precision", "ndcg")]
     parts: dict[str, list[Tensor]] = {n: [] for n in names}
-    batch = max(1, int(max_scores) // max(I, 1))
+    # what one user adds to a batch: its scores and embedding row, its top-k slots and the
+    # index arrays of its stored entries in truth and in the exclusions
+    score_bytes = torch.promote_types(user_emb.dtype, item_emb.dtype).itemsize
+    cost = torch.full_like(users, I * score_bytes + user_emb.shape[1] * score_bytes
+                           + min(ks[-1], I) * _SLOT_BYTES)
+    for A in [truth, *exclude]:
+        cost += (A.rowptr[users + 1] - A.rowptr[users]).to(torch.int64) * _ENTRY_BYTES
+    batches = user_batches(cost, budget, max(1, int(max_scores) // max(I, 1)))
+    del cost
     with torch.no_grad():
-        for s in range(0, users.numel(), batch):
-            ub = users[s : s + batch]
+        for s, e in batches:
+            ub = users[s:e]
             if I == 0:
                 hits = torch.zeros(ub.numel(), 0, dtype=torch.bool, device=device)
             else:
                 scores = user_emb[ub] @ item_emb.T
                 hits = topk_hits(scores, ub, truth, exclude, ks[-1])
+                del scores
             per = metrics_from_hits(hits, deg[ub], ks)
             for n in names:
                 parts[n].append(per[n])

@@ -40,8 +40,9 @@ from torch import Tensor, nn
 from ..nn._graph_plan import LiveChannels
 from ..nn.graph import GATConv, GCNConv, GINConv
 from ..nn.pool import global_pool
+from ..nn.sparse import _tensor_version
 from ..sparse.batch import GraphBatch
-from ..sparse.csr import CSR
+from ..sparse.csr import CSR, check_structure
 from .graphcl import GINSumConv
 
 __all__ = ["GCN", "GIN", "GAT", "GINGraphClassifier"]
@@ -56,13 +57,13 @@ def _as_pattern(op: str, adj: Any, num_nodes: Optional[int]) -> CSR:
             raise ValueError(f"{op}: adj must be square (N, N), got {adj.shape}")
         if num_nodes is not None and num_nodes != adj.shape[0]:
             raise ValueError(f"{op}: num_nodes={num_nodes} disagrees with adj.shape={adj.shape}")
-        return CSR(adj.rowptr, adj.col, None, adj.shape, validate=False)
+        return adj.with_values(None)
     if isinstance(adj, Tensor):
         if adj.dim() != 2 or adj.shape[0] != 2:
             raise ValueError(f"{op}: adj must be a CSR or an edge_index of shape (2, E), got "
                              f"a tensor of shape {tuple(adj.shape)}")
         A = CSR.from_edge_index(adj.flip(0), num_nodes)   # [source, target] -> rows = targets
-        return CSR(A.rowptr, A.col, None, A.shape, validate=False)
+        return A.with_values(None)
     raise TypeError(f"{op}: adj must be a sparselth.CSR or an edge_index tensor, got "
                     f"{type(adj).__name__}")
 
@@ -77,7 +78,7 @@ class _GraphModel(nn.Module):
         A = _as_pattern(op, adj, num_nodes)
         if add_self_loops:
             A = A.add_self_loops()
-            A = CSR(A.rowptr, A.col, None, A.shape, validate=False)
+            A = A.with_values(None)
         self.register_buffer("graph_rowptr", A.rowptr.clone())
         self.register_buffer("graph_col", A.col.clone())
         self.register_buffer("graph_num_nodes", torch.tensor(A.shape[0], dtype=torch.long))
@@ -92,10 +93,16 @@ class _GraphModel(nn.Module):
         rp, col = self.graph_rowptr, self.graph_col
         if self._adj_cache is not None and self._adj_cache[0] is rp and self._adj_cache[1] is col:
             return self._adj_cache[2]
-        n = rp.numel() - 1    # = graph_num_nodes, read from a shape (torch.export traces it)
-        A = CSR(rp, col, None, (n, n), validate=False)
-        if not torch.compiler.is_compiling():
-            self._adj_cache = (rp, col, A)
+        if torch.compiler.is_compiling():
+            # traced (torch.export): the size from a shape, no data-dependent check or cache
+            n = rp.numel() - 1
+            return CSR._trusted(rp, col, None, (n, n))
+        n = int(self.graph_num_nodes)
+        # checked: the buffers may come from a state dict
+        check_structure(type(self).__name__, rp, col, None, (n, n),
+                        ("graph_rowptr", "graph_col", ""))
+        A = CSR._trusted(rp, col, None, (n, n))
+        self._adj_cache = (rp, col, A)
         return A
 
     def ugs_weight_names(self) -> List[str]:
@@ -422,8 +429,13 @@ class GINGraphClassifier(_GraphModel):
         if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[0] != N:
             raise ValueError(f"{type(self).__name__}: x must be the dataset's node features "
                              f"({N}, F), got {tuple(x.shape) if isinstance(x, Tensor) else x!r}")
-        A = self.adjacency().with_values(self.edge_mask.to(x.dtype))
-        b = GraphBatch(x, A, self.graph_ptr, validate=False)
+        A, ptr = self.adjacency(), self.graph_ptr
+        key = (A, ptr, _tensor_version(ptr))
+        seen = getattr(self, "_ptr_checked", None)
+        if seen is None or seen[0] is not A or seen[1] is not ptr or seen[2] != key[2]:
+            GraphBatch(x[:, :0], A, ptr)   # graph_ptr may come from a state dict: check it once
+            self._ptr_checked = key
+        b = GraphBatch._trusted(x, A.with_values(self.edge_mask.to(x.dtype)), ptr)
         return b if index is None else b.select(torch.as_tensor(index, device=x.device))
 
     def entries_of(self, index: Tensor) -> Tensor:

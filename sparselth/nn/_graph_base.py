@@ -194,7 +194,7 @@ class GraphConv(nn.Module):
         rowptr = torch.zeros(num_nodes + 1, dtype=torch.long, device=edge_index.device)
         torch.cumsum(torch.bincount(rows, minlength=num_nodes), 0, out=rowptr[1:])
         idx = torch.int32 if max(num_nodes, uniq.numel()) <= _INT32_MAX else torch.int64
-        A = CSR(rowptr.to(idx), cols.to(idx), None, (num_nodes, num_nodes), validate=False)
+        A = CSR._trusted(rowptr.to(idx), cols.to(idx), None, (num_nodes, num_nodes))
         perm = None
         if uniq.numel() == E:   # no duplicates: CSR entry k is edge column perm[k]
             perm = torch.empty_like(inverse).scatter_(
@@ -217,8 +217,8 @@ class GraphConv(nn.Module):
         rowptr = torch.cat([per_target.new_zeros(1), torch.cumsum(per_target, 0)])
         E = src.numel()
         idx = torch.int32 if max(num_nodes, E) <= _INT32_MAX else torch.int64
-        A = CSR(rowptr.to(idx), src.index_select(0, perm).to(idx), None,
-                (num_nodes, num_nodes), validate=False)
+        A = CSR._trusted(rowptr.to(idx), src.index_select(0, perm).to(idx), None,
+                         (num_nodes, num_nodes))
         return A, None, perm, per_target
 
     def _graph(self, adj: Adjacency, edge_weight: Optional[Tensor], num_nodes: int,

@@ -204,7 +204,7 @@ def transposed_weight(lin: nn.Module, weight: Tensor) -> Any:
     csr_fn = getattr(lin, "weight_csr", None)
     if callable(csr_fn):
         W = csr_fn(with_transpose=False)
-        W = CSR(W.rowptr, W.col, W.val.detach(), W.shape, validate=False)
+        W = CSR._trusted(W.rowptr, W.col, W.val.detach(), W.shape)
     else:
         W = CSR.from_dense(weight.detach())
     return W.t()
@@ -270,9 +270,9 @@ class Plan:
         if not is_plain_linear(lin) and self.order == "transform_first":
             csr_fn = getattr(lin, "weight_csr", None)
             Wc = csr_fn(with_transpose=False) if callable(csr_fn) else CSR.from_dense(W)
-            self.lin_csr = CSR(Wc.rowptr.to(agg.col.dtype), Wc.col.to(agg.col.dtype),
-                               None if Wc.val is None else Wc.val.detach().to(dtype), Wc.shape,
-                               validate=False)
+            self.lin_csr = CSR._trusted(Wc.rowptr.to(agg.col.dtype), Wc.col.to(agg.col.dtype),
+                                        None if Wc.val is None else Wc.val.detach().to(dtype),
+                                        Wc.shape)
         fused = spmm_linear_impl(agg.device, dtype) if self.backend == "cpp" else None
         self.spmm_linear: Optional[Callable] = fused
 
@@ -373,8 +373,8 @@ class LiveChannels:
         self.width = width = -(-n // _PAD) * _PAD
         remap = torch.full((self.hidden,), -1, dtype=torch.long, device=live.device)
         remap[live] = torch.arange(n, device=live.device)
-        self.next_lin = CSR(W2.rowptr, remap[W2.col.long()].to(W2.col.dtype), W2.val,
-                            (self.out_dim, width), validate=False)
+        self.next_lin = CSR._trusted(W2.rowptr, remap[W2.col.long()].to(W2.col.dtype), W2.val,
+                                     (self.out_dim, width))
         W = conv1._weight().detach().to(p1.dtype)
         W1 = W.new_zeros((width, W.shape[1]))
         W1[:n] = W[live]                                           # (width, in), zero padded

@@ -32,6 +32,7 @@ from ..ops.embedding import embedding_bag, embedding_lookup, masked_embedding
 from ..sparse.embedding_formats import FORMATS, EmbeddingFormat, compress_embedding
 from ..sparse.weights import weight_mask
 from .masked import _Masked
+from .sparse import _incoming, _tensor_version
 
 Tensor = torch.Tensor
 
@@ -115,7 +116,12 @@ class CompressedEmbedding(nn.Module):
     """A pruned embedding table stored compressed; ``forward(ids)`` = ``(W * M)[ids]``.
 
     The format's tensors are buffers (they follow ``.to(device)`` and ``state_dict``).
-    ``stored_bytes`` counts them all; ``format`` names the layout.
+    ``stored_bytes`` counts them all; ``format`` names the layout. The lookup kernels trust the
+    structure, so it is checked (O(nnz)) whenever it comes from outside: a loaded state dict
+    is checked before anything is copied (a ``ValueError``/``TypeError`` names the entry, e.g.
+    a ``remap`` or ``col`` out of range), and a buffer replaced or changed in place is checked
+    again before the next lookup. A state dict of another ticket of the same table (another
+    number of stored entries) loads, buffers taking its sizes.
 
     Example::
 
@@ -136,6 +142,7 @@ class CompressedEmbedding(nn.Module):
         for name, t in table.tensors().items():
             self.register_buffer(name, t)
         self._table = table
+        self._seen = self._buffer_key()
 
     @classmethod
     def from_masked(cls, weight: Tensor, mask: Optional[Tensor] = None, format: str = "auto",
@@ -173,33 +180,85 @@ class CompressedEmbedding(nn.Module):
     def storage(self) -> EmbeddingFormat:
         """The stored format (its tensors are this module's buffers, named as in
         ``storage.tensors()``)."""
+        return self._storage()
+
+    # the stored format over the current buffers, checked when they change ---------------
+    def _buffer_key(self) -> tuple:
+        buffers = self._buffers
+        return tuple((buffers[n], _tensor_version(buffers[n])) for n in self._names)
+
+    def _checked(self, parts: dict, op: str, prefix: str = "") -> EmbeddingFormat:
+        """The format of ``parts`` (buffer name -> tensor) after the full O(nnz) check."""
+        shape = (self.num_embeddings, self.embedding_dim)
+        try:
+            table = FORMATS[self.format]._from_parts(shape, parts)
+            if table.shape != shape:
+                raise ValueError(f"{type(table).__name__}: the table is {table.shape[0]} x "
+                                 f"{table.shape[1]}, the module's {shape[0]} x {shape[1]}")
+        except (TypeError, ValueError) as e:
+            names = ", ".join(prefix + n for n in parts)
+            raise type(e)(f"{op}: {names} do not hold a valid {self.format!r} table: "
+                          f"{e}") from None
+        return table
+
+    def _storage(self) -> EmbeddingFormat:
+        """The format over the current buffers; checked again when a buffer was replaced or
+        changed in place since the last check (a few attribute reads otherwise)."""
+        buffers = self._buffers
+        for name, (t, version) in zip(self._names, self._seen):
+            now = buffers[name]
+            if now is not t or (version >= 0 and now._version != version):
+                break
+        else:
+            return self._table
+        self._table = self._checked({n: buffers[n] for n in self._names}, type(self).__name__)
+        self._seen = self._buffer_key()
         return self._table
 
-    def _apply(self, fn, recurse=True):
-        out = super()._apply(fn, recurse)
-        parts = {n: getattr(self, n) for n in self._names}
+    def _trust_buffers(self) -> None:
+        """Rebuild the format over buffers holding checked contents (moved, cast, loaded)."""
+        parts = {n: self._buffers[n] for n in self._names}
         self._table = FORMATS[self.format]._from_parts(
-            (self.num_embeddings, self.embedding_dim), parts)
+            (self.num_embeddings, self.embedding_dim), parts, check=False)
+        self._seen = self._buffer_key()
+
+    def _apply(self, fn, recurse=True):
+        self._storage()   # contents changed in place are checked before being trusted
+        out = super()._apply(fn, recurse)
+        self._trust_buffers()
         return out
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        parts = {n: _incoming(self, state_dict, prefix, n) for n in self._names}
+        self._checked(parts, f"{type(self).__name__}.load_state_dict", prefix)
+        # Another ticket of the table stores another number of entries: take incoming sizes.
+        for name, t in parts.items():
+            own = self._buffers[name]
+            if t.shape != own.shape or t.dtype != own.dtype:
+                self._buffers[name] = torch.empty(t.shape, dtype=t.dtype, device=own.device)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
+        self._trust_buffers()
 
     @property
     def quantized(self) -> bool:
-        return self._table.quantized
+        return self._storage().quantized
 
     @property
     def stored_bytes(self) -> int:
-        return self._table.stored_bytes
+        return self._storage().stored_bytes
 
     @property
     def dense_bytes(self) -> int:
-        return self._table.dense_bytes
+        return self._storage().dense_bytes
 
     def to_dense(self) -> Tensor:
         """The ``(num_embeddings, embedding_dim)`` masked table (dequantised if quantised)."""
-        return self._table.to_dense()
+        return self._storage().to_dense()
 
     def forward(self, ids: Tensor) -> Tensor:
-        return embedding_lookup(self._table, ids, backend=self.backend)
+        return embedding_lookup(self._storage(), ids, backend=self.backend)
 
     def extra_repr(self) -> str:
         q = ", int8" if self.quantized else ""
@@ -228,7 +287,7 @@ class CompressedEmbeddingBag(CompressedEmbedding):
                    backend=backend)
 
     def forward(self, ids: Tensor, offsets: Optional[Tensor] = None) -> Tensor:
-        return embedding_bag(self._table, ids, offsets, mode=self.mode,
+        return embedding_bag(self._storage(), ids, offsets, mode=self.mode,
                              include_last_offset=self.include_last_offset, backend=self.backend)
 
     def extra_repr(self) -> str:

@@ -531,8 +531,7 @@ class GATConv(GraphConv):
             rowptr = torch.cat([per_row.new_zeros(1), torch.cumsum(per_row, 0)])
             keep = torch.cat([row != col, torch.ones(N, dtype=torch.bool, device=A.device)])
             idx = torch.int32 if A.nnz + N <= _INT32_MAX else torch.int64
-            A2 = CSR(rowptr.to(idx), cc.index_select(0, perm).to(idx), None, A.shape,
-                     validate=False)
+            A2 = CSR._trusted(rowptr.to(idx), cc.index_select(0, perm).to(idx), None, A.shape)
             c = (A.rowptr, A.col, A2, perm, keep.index_select(0, perm))
             if not tracing():
                 self._loop_cache = c

@@ -32,12 +32,12 @@ def pooling_matrix(ptr: Tensor, num_nodes: int) -> CSR:
     idx = torch.int32 if num_nodes < 2**31 - 1 else torch.int64
     B = ptr.numel() - 1
     col = torch.arange(num_nodes, device=ptr.device, dtype=idx)
-    P = CSR(ptr.to(idx), col, None, (B, num_nodes), validate=False)
+    P = CSR._trusted(ptr.to(idx), col, None, (B, num_nodes))
     counts = (ptr[1:] - ptr[:-1]).long()
     graph_of = torch.repeat_interleave(torch.arange(B, device=ptr.device), counts,
                                        output_size=num_nodes)
     t_rowptr = torch.arange(num_nodes + 1, device=ptr.device, dtype=idx)
-    Pt = CSR(t_rowptr, graph_of.to(idx), None, (num_nodes, B), validate=False)
+    Pt = CSR._trusted(t_rowptr, graph_of.to(idx), None, (num_nodes, B))
     ident = torch.arange(num_nodes, device=ptr.device)
     P._t, P._perm, Pt._t, Pt._perm = Pt, ident, P, ident
     return P

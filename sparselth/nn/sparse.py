@@ -14,6 +14,12 @@ its weight) and computes exactly what the masked dense layer computes:
 * :class:`BlockSparseLinear`: block-sparse (BSR-like) weight.
 * :class:`SemiStructuredLinear`: 2:4 sparse tensor cores (NVIDIA GPUs, compute capability >= 8).
 
+(The last three groups are defined in :mod:`sparselth.nn.structured` and offered here too.)
+Index buffers (``rowptr``, ``col``, channel indices) are checked when a state dict is loaded,
+before anything is copied (a ``ValueError`` names the entry), and a CSR layer checks its pattern
+again whenever its buffers were replaced or changed in place, so no kernel reads an unchecked
+structure.
+
 ``route``/``backend`` attributes pick the kernel (``"auto"`` by default); ``sparselth.compile``
 builds its routes from these modules (:mod:`sparselth.deploy.routes`) and times them per layer.
 """
@@ -31,9 +37,8 @@ from ..ops import backend as _backend
 from ..ops.shifted import ShiftedStructure
 from ..ops.sparse_conv import ConvPlan, sparse_conv2d, sparse_conv_transpose2d, tiled_inference
 from ..ops.sparse_linear import LinearPlan, linear_inference, sparse_linear
-from ..sparse.csr import CSR
-from ..sparse.weights import (BlockSparse, ChannelPruned, csr_from_weight, csr_to_weight,
-                              to_semi_structured)
+from ..sparse.csr import CSR, check_structure
+from ..sparse.weights import csr_from_weight, csr_to_weight
 
 Tensor = torch.Tensor
 _KERNEL_DTYPES = (torch.float32, torch.float64)
@@ -56,6 +61,23 @@ def _check_module(op: str, module, kind) -> None:
 
 def _pair(v) -> Tuple[int, int]:
     return (v, v) if isinstance(v, int) else tuple(int(t) for t in v)
+
+
+def _tensor_version(t: Tensor) -> int:
+    """``t``'s in-place modification counter (-1 for an inference tensor, which has none and
+    is then compared by identity only): a cached, validated structure is rebuilt and checked
+    again when its buffers change."""
+    try:
+        return t._version
+    except RuntimeError:
+        return -1
+
+
+def _incoming(module: nn.Module, state_dict, prefix: str, name: str):
+    """The tensor ``load_state_dict`` will put in ``name``: the state dict's, else the current."""
+    t = state_dict.get(prefix + name)
+    return t if isinstance(t, Tensor) else getattr(module, name)
+
 
 
 class _CSRWeight(nn.Module):
@@ -86,19 +108,33 @@ class _CSRWeight(nn.Module):
         return super()._apply(fn, recurse)
 
     def _pattern(self) -> CSR:
-        c = self._cache
-        if c is None or c["rowptr"] is not self.rowptr or c["col"] is not self.col:
-            shape = (self.weight_shape[0], math.prod(self.weight_shape[1:]))
-            traced = torch.compiler.is_compiling()
-            A = CSR(self.rowptr, self.col, None, shape, validate=not traced)
+        """The stored pattern, checked (O(nnz)) whenever ``rowptr``/``col`` were replaced or
+        changed in place since the last check, so the kernels never see an unchecked one.
+        Traced (``torch.compile``, ``torch.export``) it is neither checked (data-dependent)
+        nor cached: the eager calls check it."""
+        c, buffers = self._cache, self._buffers
+        rowptr, col = buffers["rowptr"], buffers["col"]
+        traced = torch.compiler.is_compiling()
+        if traced or (c is None or c["rowptr"] is not rowptr or c["col"] is not col
+                      or (c["version"][0] >= 0
+                          and c["version"] != (rowptr._version, col._version))):
+            if traced:
+                A = CSR._trusted(rowptr, col, None, self._flat_shape())
+            else:
+                self._clear_cache()
+                A = CSR(rowptr, col, None, self._flat_shape())
             if self.values.numel() != A.nnz:
                 raise ValueError(f"{type(self).__name__}: values has {self.values.numel()} "
                                  f"entries but the structure stores {A.nnz}")
             if traced:   # torch.compile / torch.export: nothing cached, no data-dependent shapes
                 return A
             A.t()
-            c = self._cache = {"rowptr": self.rowptr, "col": self.col, "A": A}
+            c = self._cache = {"rowptr": rowptr, "col": col, "A": A,
+                               "version": (_tensor_version(rowptr), _tensor_version(col))}
         return c["A"]
+
+    def _flat_shape(self) -> Tuple[int, int]:
+        return (self.weight_shape[0], math.prod(self.weight_shape[1:]))
 
     def weight_csr(self, with_transpose: bool = True) -> CSR:
         """The weight as a CSR whose values are the ``values`` parameter (grad flows); when
@@ -106,7 +142,7 @@ class _CSRWeight(nn.Module):
         A = self._pattern()
         if with_transpose and torch.is_grad_enabled() and self.values.requires_grad:
             return A.with_values(self.values)          # carries the cached transpose
-        return CSR(A.rowptr, A.col, self.values, A.shape, validate=False)
+        return CSR._trusted(A.rowptr, A.col, self.values, A.shape)
 
     @property
     def nnz(self) -> int:
@@ -126,11 +162,20 @@ class _CSRWeight(nn.Module):
     def dense_weight(self) -> Tensor:
         """The dense weight (zeros where pruned), in the original layer's shape."""
         A = self._pattern()
-        return csr_to_weight(CSR(A.rowptr, A.col, self.values.detach(), A.shape, validate=False),
+        return csr_to_weight(CSR._trusted(A.rowptr, A.col, self.values.detach(), A.shape),
                              self.weight_shape)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs):
+        # Check the incoming structure before anything is copied: a ValueError names the entry.
+        op = f"{type(self).__name__}.load_state_dict"
+        rowptr, col = (_incoming(self, state_dict, prefix, n) for n in ("rowptr", "col"))
+        check_structure(op, rowptr, col, None, self._flat_shape(),
+                        (f"{prefix}rowptr", f"{prefix}col", ""))
+        values = _incoming(self, state_dict, prefix, "values")
+        if isinstance(values, Tensor) and (values.dim() != 1 or values.numel() != col.numel()):
+            raise ValueError(f"{op}: {prefix}values must have shape ({col.numel()},) (one per "
+                             f"stored entry of {prefix}col), got {tuple(values.shape)}")
         # A ticket with another sparsity has other nnz: take the incoming sizes.
         for name in ("rowptr", "col"):
             t = state_dict.get(prefix + name)
@@ -176,10 +221,17 @@ class SparseLinear(_CSRWeight):
             follows the layer in a ``nn.Sequential``: the inference kernel then applies it in
             its store instead of a separate pass over the output).
 
+    Pruned weights are absent, not zero: output ``o`` sums only the products of its kept
+    weights, ``y[..., o] = b[o] + sum over kept (o, i) of W[o, i] * x[..., i]``. For finite
+    inputs this equals ``F.linear(x, W * mask, b)``; a NaN or inf in input feature ``i``
+    reaches only the outputs that keep a weight on ``i`` (where the dense product, with
+    ``0 * nan = nan``, would spread it to every output), and a feature whose weights are all
+    pruned is never read.
+
     Example::
 
         >>> layer = SparseLinear.from_dense(nn.Linear(1024, 1024), mask)
-        >>> y = layer(x)                      # == F.linear(x, W * mask, b)
+        >>> y = layer(x)                      # == F.linear(x, W * mask, b) for finite x
     """
 
     def __init__(self, in_features: int, out_features: int, weight: CSR,
@@ -221,9 +273,10 @@ class SparseLinear(_CSRWeight):
                 or _backend.resolve(self.backend, x.device, x.dtype, "sparse_linear") != "cpp"
                 or not _linear_kernel_built()):
             return None
+        A = self._pattern()                  # checked again if rowptr/col changed
         plan = self._plan
-        if plan is None or plan.rowptr is not buffers["rowptr"] or plan.col is not buffers["col"]:
-            plan = self._plan = LinearPlan(self._pattern())
+        if plan is None or plan.rowptr is not A.rowptr or plan.col is not A.col:
+            plan = self._plan = LinearPlan(A)
         return linear_inference(x, plan, v, params["bias"] if "bias" in params else self.bias,
                                 self.relu)
 
@@ -433,235 +486,7 @@ class SparseConvTranspose2d(_CSRConv):
                 f"sparsity={self.sparsity:.3f}, bias={self.bias is not None}")
 
 
-# ------------------------------------------------------------------------------- channel-pruned
-class _ChannelPruned(nn.Module):
-    """Shared by the channel-pruned layers: the kept weight block and where it belongs.
-
-    ``out_index``/``in_index`` list the layer's kept output/input channels. The stored
-    ``weight`` is the block of the dense weight at those channels (dims ``(out, in)``; for a
-    transposed convolution ``(in, out)``, as in ``nn.ConvTranspose2d``)."""
-
-    _transposed = False
-
-    def _init_cp(self, cp: ChannelPruned, bias: Optional[Tensor], ndim: int) -> None:
-        if len(cp.shape) != ndim:
-            raise ValueError(f"{type(self).__name__}: the weight must be {ndim}-D, got {cp.shape}")
-        rows, cols = cp.out_index, cp.in_index            # the weight's dims 0 and 1
-        out_index, in_index = (cols, rows) if self._transposed else (rows, cols)
-        self.register_buffer("out_index", out_index.clone())
-        self.register_buffer("in_index", in_index.clone())
-        self.register_buffer("block_mask", None if cp.block_mask is None
-                             else cp.block_mask.to(cp.weight.dtype))
-        self.weight = nn.Parameter(cp.weight.detach().clone())
-        self.bias = None if bias is None else nn.Parameter(bias.detach().clone())
-        self.weight_shape = cp.shape
-        num_out, num_in = (cp.shape[1], cp.shape[0]) if self._transposed else cp.shape[:2]
-        self.num_out = num_out
-        self.all_out = out_index.numel() == num_out
-        self.all_in = in_index.numel() == num_in
-        if ndim == 4:
-            self.out_channels, self.in_channels = num_out, num_in
-            self.kernel_size = tuple(cp.shape[2:])
-
-    def _weight(self) -> Tensor:
-        return self.weight if self.block_mask is None else self.weight * self.block_mask
-
-    def _on_kept(self, x: Tensor, dim: int, op) -> Tensor:
-        """``op(x_kept, weight, bias)`` on the kept input channels of ``x`` (channels on
-        ``dim``); kept outputs go back into the full output, pruned ones hold only their bias."""
-        xs = x if self.all_in else x.index_select(dim, self.in_index)
-        if self.all_out:
-            return op(xs, self._weight(), self.bias)
-        ys = op(xs, self._weight(), None)
-        shape = list(ys.shape)
-        shape[dim] = self.num_out
-        y = ys.new_zeros(shape).index_copy(dim, self.out_index, ys)
-        if self.bias is not None:
-            view = [1] * len(shape)
-            view[dim] = -1
-            y = y + self.bias.view(view)
-        return y
-
-    def _check_input(self, x: Tensor) -> None:
-        ok = x.dim() == 4 and x.shape[1] == self.in_channels
-        if not ok:
-            raise ValueError(f"{type(self).__name__}: input must be (N, {self.in_channels}, H, W), "
-                             f"got shape {tuple(x.shape)}")
-
-    @property
-    def density(self) -> float:
-        return self.weight.numel() / max(math.prod(self.weight_shape), 1)
-
-    def dense_weight(self) -> Tensor:
-        cp = ChannelPruned.__new__(ChannelPruned)
-        cp.shape = self.weight_shape
-        rows, cols = self.out_index, self.in_index
-        cp.out_index, cp.in_index = (cols, rows) if self._transposed else (rows, cols)
-        cp.weight = self._weight().detach()
-        return cp.to_dense()
-
-    def _channels_repr(self) -> str:
-        return (f"{self.in_channels} (kept {self.in_index.numel()}), {self.out_channels} (kept "
-                f"{self.out_index.numel()}), kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}, bias={self.bias is not None}")
-
-
-class ChannelPrunedLinear(_ChannelPruned):
-    """A linear layer reduced to its live input features and output features (physically
-    smaller dense weight); pruned outputs give their bias. Exact for any mask.
-
-    Example::
-
-        >>> layer = ChannelPrunedLinear.from_dense(linear, mask)   # mask zeroes whole rows/cols
-    """
-
-    def __init__(self, cp: ChannelPruned, bias: Optional[Tensor] = None):
-        super().__init__()
-        self._init_cp(cp, bias, 2)
-        self.out_features, self.in_features = cp.shape
-
-    @classmethod
-    def from_dense(cls, module: nn.Linear, mask: Optional[Tensor] = None) -> "ChannelPrunedLinear":
-        _check_module("ChannelPrunedLinear.from_dense", module, nn.Linear)
-        return cls(ChannelPruned(module.weight, _module_mask(module, mask)), module.bias)
-
-    def forward(self, x: Tensor) -> Tensor:
-        if x.shape[-1] != self.in_features:
-            raise ValueError(f"ChannelPrunedLinear: input must have {self.in_features} features, "
-                             f"got shape {tuple(x.shape)}")
-        return self._on_kept(x, x.dim() - 1, F.linear)
-
-    def extra_repr(self) -> str:
-        return (f"in_features={self.in_features} (kept {self.in_index.numel()}), out_features="
-                f"{self.out_features} (kept {self.out_index.numel()}), bias={self.bias is not None}")
-
-
-class ChannelPrunedConv2d(_ChannelPruned):
-    """A conv layer reduced to its live input and output channels (``groups == 1``); pruned
-    output channels give their bias. Exact for any mask; padding modes as ``nn.Conv2d``."""
-
-    def __init__(self, cp: ChannelPruned, bias: Optional[Tensor] = None, stride=1, padding=0,
-                 dilation=1, padding_mode: str = "zeros"):
-        super().__init__()
-        self._init_cp(cp, bias, 4)
-        self.stride, self.dilation = _pair(stride), _pair(dilation)
-        self.padding, self.padding_mode = padding, padding_mode
-        self._conv_pad, self._pre_pad, self._pre_mode = _conv_padding(
-            padding, self.kernel_size, self.dilation, padding_mode)
-
-    @classmethod
-    def from_dense(cls, module: nn.Conv2d, mask: Optional[Tensor] = None) -> "ChannelPrunedConv2d":
-        _check_module("ChannelPrunedConv2d.from_dense", module, nn.Conv2d)
-        if module.groups != 1:
-            raise ValueError(f"ChannelPrunedConv2d.from_dense: groups must be 1, got {module.groups}")
-        return cls(ChannelPruned(module.weight, _module_mask(module, mask)), module.bias,
-                   module.stride, module.padding, module.dilation, module.padding_mode)
-
-    def _conv(self, x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
-        return F.conv2d(x, weight, bias, self.stride, self._conv_pad, self.dilation)
-
-    def forward(self, x: Tensor) -> Tensor:
-        self._check_input(x)
-        if self._pre_pad is not None:
-            x = F.pad(x, self._pre_pad, mode=self._pre_mode)
-        return self._on_kept(x, 1, self._conv)
-
-    def extra_repr(self) -> str:
-        return self._channels_repr()
-
-
-class ChannelPrunedConvTranspose2d(_ChannelPruned):
-    """A transposed conv layer reduced to its live input and output channels (``groups == 1``);
-    pruned output channels give their bias. Exact for any mask."""
-
-    _transposed = True
-
-    def __init__(self, cp: ChannelPruned, bias: Optional[Tensor] = None, stride=1, padding=0,
-                 output_padding=0, dilation=1):
-        super().__init__()
-        self._init_cp(cp, bias, 4)
-        self.stride, self.padding = _pair(stride), _pair(padding)
-        self.output_padding, self.dilation = _pair(output_padding), _pair(dilation)
-
-    @classmethod
-    def from_dense(cls, module: nn.ConvTranspose2d,
-                   mask: Optional[Tensor] = None) -> "ChannelPrunedConvTranspose2d":
-        _check_module("ChannelPrunedConvTranspose2d.from_dense", module, nn.ConvTranspose2d)
-        if module.groups != 1:
-            raise ValueError(f"ChannelPrunedConvTranspose2d.from_dense: groups must be 1, got "
-                             f"{module.groups}")
-        return cls(ChannelPruned(module.weight, _module_mask(module, mask)), module.bias,
-                   module.stride, module.padding, module.output_padding, module.dilation)
-
-    def forward(self, x: Tensor, output_size: Optional[Sequence[int]] = None) -> Tensor:
-        self._check_input(x)
-        # nn.ConvTranspose2d's own rule for output_size (it reads only the attributes set above)
-        output_padding = nn.ConvTranspose2d._output_padding(
-            self, x, output_size, self.stride, self.padding, self.kernel_size, 2, self.dilation)
-
-        def deconv(xs: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
-            return F.conv_transpose2d(xs, weight, bias, self.stride, self.padding,
-                                      output_padding, 1, self.dilation)
-
-        return self._on_kept(x, 1, deconv)
-
-    def extra_repr(self) -> str:
-        return self._channels_repr() + f", output_padding={self.output_padding}"
-
-
-# ------------------------------------------------------------------------------- block / 2:4
-class BlockSparseLinear(nn.Module):
-    """A linear layer whose weight is stored block-sparse (:class:`~sparselth.sparse.weights.BlockSparse`);
-    the stored blocks are the trainable parameter ``blocks``."""
-
-    def __init__(self, bsr: BlockSparse, bias: Optional[Tensor] = None):
-        super().__init__()
-        self.out_features, self.in_features = bsr.shape
-        self.block = bsr.block
-        self.register_buffer("rowptr", bsr.rowptr.clone())
-        self.register_buffer("col", bsr.col.clone())
-        self.blocks = nn.Parameter(bsr.blocks.detach().clone())
-        self.bias = None if bias is None else nn.Parameter(bias.detach().clone())
-
-    @classmethod
-    def from_dense(cls, module: nn.Linear, mask: Optional[Tensor] = None,
-                   block: Sequence[int] = (4, 4)) -> "BlockSparseLinear":
-        _check_module("BlockSparseLinear.from_dense", module, nn.Linear)
-        return cls(BlockSparse.from_dense(module.weight, _module_mask(module, mask), block),
-                   module.bias)
-
-    def _bsr(self) -> BlockSparse:
-        return BlockSparse(self.blocks, self.rowptr, self.col,
-                           (self.out_features, self.in_features), self.block)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self._bsr().linear(x, self.bias, self.blocks)
-
-    def dense_weight(self) -> Tensor:
-        return self._bsr().to_dense().detach()
-
-    def extra_repr(self) -> str:
-        return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"block={self.block}, blocks={self.blocks.shape[0]}")
-
-
-class SemiStructuredLinear(nn.Module):
-    """A linear layer on 2:4 sparse tensor cores (``torch.sparse.to_sparse_semi_structured``).
-    Needs an NVIDIA GPU of compute capability >= 8.0 and a 2:4 mask (``RuntimeError`` /
-    ``ValueError`` otherwise); inference only (the weight is not trainable)."""
-
-    def __init__(self, weight: Tensor, mask: Optional[Tensor] = None,
-                 bias: Optional[Tensor] = None):
-        super().__init__()
-        self.out_features, self.in_features = weight.shape
-        self.weight = nn.Parameter(to_semi_structured(weight, mask), requires_grad=False)
-        self.bias = None if bias is None else nn.Parameter(bias.detach().clone(),
-                                                           requires_grad=False)
-
-    @classmethod
-    def from_dense(cls, module: nn.Linear, mask: Optional[Tensor] = None) -> "SemiStructuredLinear":
-        _check_module("SemiStructuredLinear.from_dense", module, nn.Linear)
-        return cls(module.weight, _module_mask(module, mask), module.bias)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.linear(x, self.weight, self.bias)
+# The layers on dense kernels live in .structured; imported here so that this module still
+# offers every deploy-time layer.
+from .structured import (BlockSparseLinear, ChannelPrunedConv2d,  # noqa: E402
+                         ChannelPrunedConvTranspose2d, ChannelPrunedLinear, SemiStructuredLinear)

@@ -6,6 +6,11 @@ are left out of their row's softmax entirely (output exactly 0, no share of the 
 that is what makes a pruned edge cost nothing, unlike a logit of 0. Vectorised: a segment max
 (``scatter_reduce`` amax on the row index) for stability, ``exp``, a segment sum
 (``index_add``); the backward is the usual ``alpha * (g - sum_row(alpha * g))``.
+
+Non-finite logits follow ``torch.softmax`` over each row's kept entries exactly: a row whose
+kept logits hold a NaN or a ``+inf``, or are all ``-inf``, gives NaN on all its kept entries;
+a ``-inf`` next to a finite logit gives 0. Excluded entries are 0 whatever their logit, and a
+row with no kept entry gives nothing (no NaN: it has no softmax to take).
 """
 
 from __future__ import annotations
@@ -46,15 +51,15 @@ def _forward(row: Tensor, num_rows: int, logits: Tensor, keep: Optional[Tensor])
         logits = logits.masked_fill(~keep, float("-inf"))
     row_max = torch.full((num_rows, H), float("-inf"), dtype=logits.dtype, device=logits.device)
     row_max = row_max.scatter_reduce(0, index, logits, reduce="amax", include_self=True)
-    # Rows with no kept entry have max -inf; shift them by 0 so exp(-inf - 0) = 0, not NaN.
-    row_max = row_max.masked_fill(torch.isinf(row_max), 0.0)
+    # torch.softmax's arithmetic: a NaN or +inf max makes the row NaN (inf - inf), as does an
+    # all -inf row (-inf - -inf); excluded entries are set to exactly 0 afterwards.
+    # An excluded entry adds exp(-inf - max) = 0 to a row with a finite max; where the max is
+    # not finite the row is NaN anyway, or keeps nothing (its excluded entries are zeroed).
     ex = torch.exp(logits - row_max.index_select(0, row))
     denom = torch.zeros((num_rows, H), dtype=logits.dtype, device=logits.device)
     denom.index_add_(0, row, ex)
-    # Every row with a kept entry has denom >= 1 (its max contributes exp(0)); the others are
-    # all-excluded rows whose entries are 0 anyway.
-    denom.masked_fill_(denom == 0, 1.0)
-    return ex / denom.index_select(0, row)
+    out = ex / denom.index_select(0, row)
+    return out if keep is None else out.masked_fill(~keep, 0.0)
 
 
 class _EdgeSoftmax(torch.autograd.Function):
@@ -97,7 +102,9 @@ def edge_softmax(A: CSR, logits: Tensor, keep: Optional[Tensor] = None) -> Tenso
         A tensor shaped like ``logits``: for every row, its kept entries sum to 1 (per head);
         rows with no stored or no kept entry give nothing (all their entries are 0).
         Numerically stable (the row max is subtracted); differentiable with respect to
-        ``logits``; float16/bfloat16 are computed in float32.
+        ``logits``; float16/bfloat16 are computed in float32. Each row's kept entries are
+        exactly ``torch.softmax`` of its kept logits, non-finite ones included: NaN on the
+        whole row for a NaN, a ``+inf`` or all ``-inf`` logits (see the module docstring).
 
     Example::
 
@@ -124,7 +131,8 @@ def edge_softmax(A: CSR, logits: Tensor, keep: Optional[Tensor] = None) -> Tenso
 
 
 def edge_softmax_reference(A: CSR, logits: Tensor, keep: Optional[Tensor] = None) -> Tensor:
-    """Per-row Python loop over ``torch.softmax``: slow, obviously correct; the oracle."""
+    """Per-row Python loop over ``torch.softmax`` of the kept logits (in float64): slow,
+    obviously correct; the oracle, non-finite logits included."""
     op = "edge_softmax_reference"
     _check(op, A, logits, keep)
     squeeze = logits.dim() == 1

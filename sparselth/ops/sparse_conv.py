@@ -134,8 +134,8 @@ class ConvPlan:
             weight.rowptr, blk.to(idx), None, t_rowptr.to(idx), row[t_perm].to(idx), t_perm,
             torch.argsort(t_perm), R, num_blocks)
         # im2col route: the block-diagonal CSR over the unfolded input (Cin * kh * kw columns).
-        self.im2col_pattern = CSR(weight.rowptr, (cin * kk + k).to(idx), None,
-                                  (R, in_channels * kk), validate=False)
+        self.im2col_pattern = CSR._trusted(weight.rowptr, (cin * kk + k).to(idx), None,
+                                           (R, in_channels * kk))
         self._geometry: Dict[Tuple[int, int], dict] = {}
         # tiled (inference) kernel: every entry's output row, input channel and tap
         self._entries = (row, cin, k // kw, k % kw)

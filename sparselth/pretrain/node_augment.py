@@ -64,9 +64,8 @@ def single_graph(x: Tensor, adj: CSR) -> GraphBatch:
     n = x.shape[0]
     if adj.shape != (n, n):
         raise ValueError(f"single_graph: adj must have shape ({n}, {n}), got {adj.shape}")
-    pattern = CSR(adj.rowptr, adj.col, None, adj.shape, validate=False)
-    return GraphBatch(x, pattern, torch.tensor([0, n], dtype=torch.int64, device=x.device),
-                      validate=False)
+    return GraphBatch._trusted(x, adj.with_values(None),
+                               torch.tensor([0, n], dtype=torch.int64, device=x.device))
 
 
 def _check_single(fn: str, g, generator) -> None:

@@ -23,7 +23,7 @@ from typing import List, Optional, Sequence
 
 import torch
 
-from .csr import CSR
+from .csr import CSR, _legacy_kwargs
 
 Tensor = torch.Tensor
 
@@ -86,17 +86,29 @@ class GraphBatch:
         adj: ``(N, N)`` block-diagonal :class:`CSR` (a pattern or with values).
         ptr: ``(B + 1,)`` int64 node offsets, ``ptr[0] == 0``, ``ptr[-1] == N``.
         y: optional ``(B,)`` graph labels.
-        validate: check that no entry leaves its graph's block (O(nnz)).
+
+    The arguments are checked (O(nnz): no entry may leave its graph's block), since the
+    pooling and message-passing kernels index by ``ptr`` and ``adj`` without further checks.
     """
 
     __slots__ = ("x", "adj", "ptr", "y", "_batch")
 
-    def __init__(self, x: Tensor, adj: CSR, ptr: Tensor, y: Optional[Tensor] = None,
-                 validate: bool = True):
+    def __init__(self, x: Tensor, adj: CSR, ptr: Tensor, y: Optional[Tensor] = None, **legacy):
+        if legacy:
+            _legacy_kwargs("GraphBatch", legacy)
         self.x, self.adj, self.ptr, self.y = x, adj, ptr, y
         self._batch: Optional[Tensor] = None
-        if validate:
-            self._validate()
+        self._validate()
+
+    @classmethod
+    def _trusted(cls, x: Tensor, adj: CSR, ptr: Tensor, y: Optional[Tensor] = None
+                 ) -> "GraphBatch":
+        """A batch from parts known to be consistent (the library's own builders): no
+        O(nnz) check."""
+        out = cls.__new__(cls)
+        out.x, out.adj, out.ptr, out.y = x, adj, ptr, y
+        out._batch = None
+        return out
 
     def _validate(self) -> None:
         x, adj, ptr, y = self.x, self.adj, self.ptr, self.y
@@ -109,6 +121,9 @@ class GraphBatch:
             raise TypeError(f"GraphBatch: ptr must be a 1-D int64 tensor with at least one entry, "
                             f"got {_describe(ptr)}")
         N = x.shape[0]
+        if not (adj.device == ptr.device == x.device):
+            raise ValueError(f"GraphBatch: x ({x.device}), adj ({adj.device}) and ptr "
+                             f"({ptr.device}) must be on one device")
         if adj.shape != (N, N):
             raise ValueError(f"GraphBatch: adj must have shape ({N}, {N}), got {adj.shape}")
         if int(ptr[0]) != 0 or int(ptr[-1]) != N or bool((ptr[1:] < ptr[:-1]).any()):
@@ -168,15 +183,14 @@ class GraphBatch:
 
     def to(self, device) -> "GraphBatch":
         y = None if self.y is None else self.y.to(device)
-        return GraphBatch(self.x.to(device), self.adj.to(device), self.ptr.to(device), y,
-                          validate=False)
+        return GraphBatch._trusted(self.x.to(device), self.adj.to(device), self.ptr.to(device), y)
 
     def with_x(self, x: Tensor) -> "GraphBatch":
         """The same graphs with new node features (same number of rows)."""
         if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[0] != self.num_nodes:
             raise ValueError(f"GraphBatch.with_x: x must have {self.num_nodes} rows, got "
                              f"{_describe(x)}")
-        out = GraphBatch(x, self.adj, self.ptr, self.y, validate=False)
+        out = GraphBatch._trusted(x, self.adj, self.ptr, self.y)
         out._batch = self._batch
         return out
 
@@ -213,7 +227,7 @@ class GraphBatch:
         x = torch.cat([g.x for g in graphs])
         ys = [g.y for g in graphs]
         y = None if any(v is None for v in ys) else torch.stack([torch.as_tensor(v) for v in ys])
-        return cls(x, adj, ptr, y, validate=False)
+        return cls._trusted(x, adj, ptr, y)
 
     def graph(self, i: int) -> Graph:
         """Graph ``i`` on its own (local node ids)."""
@@ -260,8 +274,7 @@ class GraphBatch:
         torch.cumsum(deg, 0, out=rowptr[1:])
         val = None if self.adj.val is None else self.adj.val[entries]
         y = None if self.y is None else self.y[index]
-        return GraphBatch(self.x[nodes], _csr(rowptr, col, val, nodes.numel()), ptr, y,
-                          validate=False)
+        return GraphBatch._trusted(self.x[nodes], _csr(rowptr, col, val, nodes.numel()), ptr, y)
 
     # ------------------------------------------------------------------ editing
     def keep_nodes(self, keep: Tensor) -> "GraphBatch":
@@ -285,7 +298,7 @@ class GraphBatch:
         torch.cumsum(deg[keep], 0, out=rowptr[1:])
         val = None if self.adj.val is None else self.adj.val[ke]
         adj = _csr(rowptr, new_id[col[ke]], val, n)
-        return GraphBatch(self.x[keep], adj, ptr, self.y, validate=False)
+        return GraphBatch._trusted(self.x[keep], adj, ptr, self.y)
 
     def keep_entries(self, keep: Tensor) -> "GraphBatch":
         """The same nodes with only the stored entries where ``keep`` (``(nnz,)`` bool) holds."""
@@ -299,7 +312,7 @@ class GraphBatch:
         torch.cumsum(deg, 0, out=rowptr[1:])
         val = None if self.adj.val is None else self.adj.val[keep]
         adj = _csr(rowptr, self.adj.col.long()[keep], val, self.num_nodes)
-        out = GraphBatch(self.x, adj, self.ptr, self.y, validate=False)
+        out = GraphBatch._trusted(self.x, adj, self.ptr, self.y)
         out._batch = self._batch
         return out
 
@@ -315,8 +328,8 @@ class GraphBatch:
         r = torch.cat([self.adj.row(), row.long()])
         c = torch.cat([self.adj.col.long(), col.long()])
         A = CSR.from_coo(r, c, None, self.adj.shape)
-        adj = CSR(A.rowptr, A.col, None, A.shape, validate=False)  # duplicates stored once
-        out = GraphBatch(self.x, adj, self.ptr, self.y, validate=False)
+        adj = A.with_values(None)  # duplicates stored once
+        out = GraphBatch._trusted(self.x, adj, self.ptr, self.y)
         out._batch = self._batch
         return out
 
@@ -335,4 +348,4 @@ def _ranges(starts: Tensor, counts: Tensor, total: int) -> Tensor:
 def _csr(rowptr: Tensor, col: Tensor, val: Optional[Tensor], n: int) -> CSR:
     """A CSR with int32 indices where they fit (the library's convention)."""
     idx = torch.int32 if max(n, col.numel()) < 2**31 - 1 else torch.int64
-    return CSR(rowptr.to(idx), col.to(idx), val, (n, n), validate=False)
+    return CSR._trusted(rowptr.to(idx), col.to(idx), val, (n, n))

@@ -3,19 +3,26 @@
 A ``CSR`` holds ``rowptr`` (rows + 1), ``col`` (nnz) and optional ``val`` (nnz; ``None`` means a
 binary pattern whose stored entries are all one). Columns are sorted within each row and free of
 duplicates. Indices are int32 when every index and the nnz fit (halving index bytes), int64
-otherwise. Validation (O(nnz)) happens once, at construction; kernels then trust the structure.
-The transpose is computed once and cached, with the csr-to-csc permutation backward passes need.
+otherwise. Validation (O(nnz)) happens once, at construction, always: every public way to
+build a ``CSR`` checks the structure, so the kernels can trust it (only the library's own
+builders, whose output is valid by construction, skip the check). The transpose is computed
+once and cached, with the csr-to-csc permutation backward passes need. The product with a dense
+matrix is :func:`sparselth.ops.spmm` (``spmm(A, X)``).
 """
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+import warnings
+from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 
 Tensor = torch.Tensor
 
 _INT32_MAX = 2**31 - 1
+_INT64_MAX = 2**63 - 1
+# rowptr holds rows + 1 int64 entries, and a tensor's size in bytes must fit in int64
+_MAX_ROWS = _INT64_MAX // 8 - 1
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
@@ -36,7 +43,96 @@ def _check_shape(shape) -> Tuple[int, int]:
     rows, cols = (int(s) for s in shape)
     if rows < 0 or cols < 0:
         raise ValueError(f"CSR: shape must be non-negative, got {tuple(shape)}")
+    if rows > _MAX_ROWS:
+        raise ValueError(f"CSR: shape[0] (rows) must be at most {_MAX_ROWS} (rowptr holds rows + 1 "
+                         f"int64 entries), got shape {(rows, cols)}")
+    if cols > _INT64_MAX:
+        raise ValueError(f"CSR: shape[1] (cols) must fit in int64, got shape {(rows, cols)}")
     return rows, cols
+
+
+def _legacy_kwargs(op: str, kwargs: dict) -> None:
+    """``validate=`` of older releases: accepted, but the structure is always checked."""
+    unknown = sorted(set(kwargs) - {"validate"})
+    if unknown:
+        raise TypeError(f"{op}: unexpected keyword argument {unknown[0]!r}")
+    if not kwargs.get("validate", True):
+        warnings.warn(f"{op}: validate=False is ignored: the structure is always checked",
+                      DeprecationWarning, stacklevel=3)
+
+
+def check_structure(op: str, rowptr: Tensor, col: Tensor, val: Optional[Tensor],
+                    shape: Tuple[int, int], names: Tuple[str, str, str] = ("rowptr", "col", "val")
+                    ) -> None:
+    """Raise ``TypeError``/``ValueError`` (naming the offending tensor by ``names``) unless
+    ``(rowptr, col, val)`` is a valid CSR of ``shape``: the O(nnz) check every public
+    constructor runs and that a loaded state dict goes through."""
+    n_rp, n_col, n_val = names
+    rows, cols = _check_shape(shape)
+    for name, t in ((n_rp, rowptr), (n_col, col)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dtype not in (torch.int32, torch.int64):
+            raise TypeError(f"{op}: {name} must be int32 or int64, got {t.dtype}")
+        if t.layout != torch.strided:
+            raise TypeError(f"{op}: {name} must be a dense (strided) tensor, got {t.layout}")
+    if rowptr.dim() != 1 or rowptr.numel() != rows + 1:
+        raise ValueError(f"{op}: {n_rp} must have shape ({rows + 1},) for {rows} rows, "
+                         f"got {tuple(rowptr.shape)}")
+    if col.dim() != 1:
+        raise ValueError(f"{op}: {n_col} must be 1-D, got shape {tuple(col.shape)}")
+    if rowptr.dtype != col.dtype:
+        raise TypeError(f"{op}: {n_rp} and {n_col} must share a dtype, got {rowptr.dtype} and "
+                        f"{col.dtype}")
+    if rowptr.device != col.device:
+        raise ValueError(f"{op}: {n_rp} is on {rowptr.device} but {n_col} is on {col.device}")
+    if val is not None:
+        if not isinstance(val, Tensor):
+            raise TypeError(f"{op}: {n_val} must be a torch.Tensor or None, got "
+                            f"{type(val).__name__}")
+        if val.dim() != 1 or val.numel() != col.numel():
+            raise ValueError(f"{op}: {n_val} must have shape ({col.numel()},) like {n_col}, "
+                             f"got {tuple(val.shape)}")
+        if val.dtype not in _FLOAT_DTYPES:
+            raise TypeError(f"{op}: {n_val} must be a floating dtype, got {val.dtype}")
+        if val.device != col.device:
+            raise ValueError(f"{op}: {n_val} is on {val.device} but {n_col} is on {col.device}")
+    nnz = col.numel()
+    if int(rowptr[0]) != 0 or int(rowptr[-1]) != nnz:
+        raise ValueError(f"{op}: {n_rp} must start at 0 and end at nnz={nnz} (the length of "
+                         f"{n_col}), got {int(rowptr[0])} and {int(rowptr[-1])}")
+    if rows > 0 and bool((rowptr[1:] < rowptr[:-1]).any()):
+        raise ValueError(f"{op}: {n_rp} must be non-decreasing")
+    if nnz:
+        lo, hi = int(col.min()), int(col.max())
+        if lo < 0 or hi >= cols:
+            raise ValueError(f"{op}: {n_col} indices must lie in [0, {cols}), got min {lo} "
+                             f"max {hi}")
+        # Within a row, columns strictly increase: a decrease is allowed only at a row start.
+        step = col[1:] > col[:-1]
+        row_start = torch.zeros(nnz, dtype=torch.bool, device=col.device)
+        starts = rowptr[1:-1].long()
+        starts = starts[starts < nnz]
+        row_start[starts] = True
+        if not bool((step | row_start[1:]).all()):
+            raise ValueError(f"{op}: {n_col} must be sorted and free of duplicates within each "
+                             "row (use CSR.from_edge_index or from_coo to sort and sum)")
+
+
+def _unique_pairs(row: Tensor, col: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    """Distinct ``(row, col)`` pairs in row-major order and the position of every input pair
+    among them, by two stable sorts (col, then row): no ``row * cols + col`` key, which
+    overflows int64 for shapes beyond ``2**63`` entries."""
+    n = row.numel()
+    order = torch.sort(col, stable=True).indices
+    order = order[torch.sort(row[order], stable=True).indices]
+    rs, cs = row[order], col[order]
+    new = torch.ones(n, dtype=torch.bool, device=row.device)
+    if n > 1:
+        new[1:] = (rs[1:] != rs[:-1]) | (cs[1:] != cs[:-1])
+    inverse = torch.empty(n, dtype=torch.long, device=row.device)
+    inverse[order] = torch.cumsum(new.long(), 0) - 1
+    return rs[new], cs[new], inverse
 
 
 class CSR:
@@ -48,9 +144,15 @@ class CSR:
         col: ``(nnz,)`` column of each stored entry, same dtype and device as ``rowptr``,
             sorted and unique within each row.
         val: ``(nnz,)`` floating values, or ``None`` for a binary pattern (all ones).
-        shape: ``(rows, cols)``.
-        validate: check the structure (O(nnz)). Internal constructors that build valid
-            structures pass ``False``.
+        shape: ``(rows, cols)``; default ``(rowptr.numel() - 1, col.max() + 1)``.
+
+    The structure is checked (O(nnz)) and a ``ValueError``/``TypeError`` names what is wrong:
+    no ``CSR`` reaches a kernel unchecked. Products with a dense matrix: ``spmm(A, X)``
+    (:func:`sparselth.ops.spmm`).
+
+    Values built from a tensor that requires grad (``from_coo``/``from_edge_index`` with
+    ``values=v``) are re-read from ``v`` at every use (``A.val`` gathers them in CSR order), so
+    one ``A`` serves any number of optimisation steps, each seeing the updated ``v``.
 
     Example::
 
@@ -61,10 +163,12 @@ class CSR:
                 [0., 0., 0.]])
     """
 
-    __slots__ = ("rowptr", "col", "val", "shape", "_t", "_perm", "_row")
+    __slots__ = ("rowptr", "col", "_val", "_val_fn", "_val_dtype", "shape", "_t", "_perm", "_row")
 
     def __init__(self, rowptr: Tensor, col: Tensor, val: Optional[Tensor] = None,
-                 shape: Optional[Sequence[int]] = None, validate: bool = True):
+                 shape: Optional[Sequence[int]] = None, **legacy):
+        if legacy:
+            _legacy_kwargs("CSR", legacy)
         if not isinstance(rowptr, Tensor):
             raise TypeError(f"CSR: rowptr must be a torch.Tensor, got {type(rowptr).__name__}")
         if not isinstance(col, Tensor):
@@ -72,62 +176,54 @@ class CSR:
         if val is not None and not isinstance(val, Tensor):
             raise TypeError(f"CSR: val must be a torch.Tensor or None, got {type(val).__name__}")
         if shape is None:
+            if rowptr.dim() != 1 or rowptr.numel() < 1:
+                raise ValueError(f"CSR: rowptr must be 1-D with at least one entry, got shape "
+                                 f"{tuple(rowptr.shape)}")
+            if col.dim() != 1 or col.dtype not in (torch.int32, torch.int64):
+                raise ValueError("CSR: shape is needed unless col is a 1-D int32/int64 tensor")
             rows = rowptr.numel() - 1
             cols = int(col.max()) + 1 if col.numel() else 0
             shape = (rows, cols)
-        self.shape = _check_shape(shape)
+        self._init(rowptr, col, val, _check_shape(shape))
+        self._validate()
+
+    def _init(self, rowptr: Tensor, col: Tensor, val: Optional[Tensor], shape) -> None:
+        self.shape = shape
         self.rowptr = rowptr
         self.col = col
-        self.val = val
+        self._val = val
+        self._val_fn: Optional[Callable[[], Tensor]] = None
+        self._val_dtype: Optional[torch.dtype] = None
         self._t: Optional[CSR] = None
         self._perm: Optional[Tensor] = None
         self._row: Optional[Tensor] = None
-        if validate:
-            self._validate()
+
+    @classmethod
+    def _trusted(cls, rowptr: Tensor, col: Tensor, val: Optional[Tensor],
+                 shape: Tuple[int, int]) -> "CSR":
+        """A CSR from parts already known to be valid (the library's own builders): no
+        O(nnz) check. Never for structures that come from outside (files, state dicts)."""
+        out = cls.__new__(cls)
+        out._init(rowptr, col, val, (int(shape[0]), int(shape[1])))
+        return out
+
+    @classmethod
+    def _lazy(cls, rowptr: Tensor, col: Tensor, fn: Callable[[], Tensor], dtype: torch.dtype,
+              shape: Tuple[int, int]) -> "CSR":
+        """A trusted CSR whose values are ``fn()``, recomputed at every read of ``val``."""
+        out = cls._trusted(rowptr, col, None, shape)
+        out._val_fn, out._val_dtype = fn, dtype
+        return out
 
     # ------------------------------------------------------------------ validation
     def _validate(self) -> None:
-        rowptr, col, val = self.rowptr, self.col, self.val
-        rows, cols = self.shape
-        if rowptr.dim() != 1 or rowptr.numel() != rows + 1:
-            raise ValueError(f"CSR: rowptr must have shape ({rows + 1},) for {rows} rows, "
-                             f"got {tuple(rowptr.shape)}")
-        if col.dim() != 1:
-            raise ValueError(f"CSR: col must be 1-D, got shape {tuple(col.shape)}")
-        for name, t in (("rowptr", rowptr), ("col", col)):
-            if t.dtype not in (torch.int32, torch.int64):
-                raise TypeError(f"CSR: {name} must be int32 or int64, got {t.dtype}")
-        if rowptr.dtype != col.dtype:
-            raise TypeError(f"CSR: rowptr and col must share a dtype, got {rowptr.dtype} and {col.dtype}")
-        if rowptr.device != col.device:
-            raise ValueError(f"CSR: rowptr is on {rowptr.device} but col is on {col.device}")
-        if val is not None:
-            if val.dim() != 1 or val.numel() != col.numel():
-                raise ValueError(f"CSR: val must have shape ({col.numel()},) like col, "
-                                 f"got {tuple(val.shape)}")
-            if val.dtype not in _FLOAT_DTYPES:
-                raise TypeError(f"CSR: val must be a floating dtype, got {val.dtype}")
-            if val.device != col.device:
-                raise ValueError(f"CSR: val is on {val.device} but col is on {col.device}")
-        nnz = col.numel()
-        if int(rowptr[0]) != 0 or int(rowptr[-1]) != nnz:
-            raise ValueError(f"CSR: rowptr must start at 0 and end at nnz={nnz}, "
-                             f"got {int(rowptr[0])} and {int(rowptr[-1])}")
-        if rows > 0 and bool((rowptr[1:] < rowptr[:-1]).any()):
-            raise ValueError("CSR: rowptr must be non-decreasing")
-        if nnz:
-            lo, hi = int(col.min()), int(col.max())
-            if lo < 0 or hi >= cols:
-                raise ValueError(f"CSR: col indices must lie in [0, {cols}), got min {lo} max {hi}")
-            # Within a row, columns strictly increase: a decrease is allowed only at a row start.
-            step = col[1:] > col[:-1]
-            row_start = torch.zeros(nnz, dtype=torch.bool, device=col.device)
-            starts = rowptr[1:-1].long()
-            starts = starts[starts < nnz]
-            row_start[starts] = True
-            if not bool((step | row_start[1:]).all()):
-                raise ValueError("CSR: col must be sorted and free of duplicates within each row "
-                                 "(use CSR.from_edge_index or from_coo to sort and sum)")
+        check_structure("CSR", self.rowptr, self.col, self.val, self.shape)
+
+    @property
+    def val(self) -> Optional[Tensor]:
+        """``(nnz,)`` stored values in CSR order, or ``None`` for a binary pattern."""
+        fn = self._val_fn
+        return self._val if fn is None else fn()
 
     # ------------------------------------------------------------------ basics
     @property
@@ -141,14 +237,16 @@ class CSR:
     @property
     def dtype(self) -> Optional[torch.dtype]:
         """Dtype of the values, or ``None`` for a binary pattern."""
-        return None if self.val is None else self.val.dtype
+        if self._val_fn is not None:
+            return self._val_dtype
+        return None if self._val is None else self._val.dtype
 
     @property
     def index_dtype(self) -> torch.dtype:
         return self.col.dtype
 
     def __repr__(self) -> str:
-        kind = "pattern" if self.val is None else str(self.val.dtype).replace("torch.", "")
+        kind = "pattern" if self.dtype is None else str(self.dtype).replace("torch.", "")
         return (f"CSR(shape={self.shape}, nnz={self.nnz}, values={kind}, "
                 f"index={str(self.col.dtype).replace('torch.', '')}, device={self.device})")
 
@@ -162,8 +260,9 @@ class CSR:
 
     def values(self, dtype: Optional[torch.dtype] = None) -> Tensor:
         """Stored values, materialising ones for a binary pattern."""
-        if self.val is not None:
-            return self.val if dtype is None else self.val.to(dtype)
+        val = self.val
+        if val is not None:
+            return val if dtype is None else val.to(dtype)
         return torch.ones(self.nnz, dtype=dtype or torch.get_default_dtype(), device=self.device)
 
     def with_values(self, val: Optional[Tensor]) -> "CSR":
@@ -178,11 +277,11 @@ class CSR:
                 raise ValueError(f"CSR.with_values: val is on {val.device}, the pattern on {self.device}")
             if val.dtype not in _FLOAT_DTYPES:
                 raise TypeError(f"CSR.with_values: val must be a floating dtype, got {val.dtype}")
-        out = CSR(self.rowptr, self.col, val, self.shape, validate=False)
+        out = CSR._trusted(self.rowptr, self.col, val, self.shape)
         out._row = self._row
         if self._t is not None:
             tval = None if val is None else val[self._perm]
-            out._t = CSR(self._t.rowptr, self._t.col, tval, self._t.shape, validate=False)
+            out._t = CSR._trusted(self._t.rowptr, self._t.col, tval, self._t.shape)
             out._t._t = out
             out._t._perm = self._t._perm
             out._perm = self._perm
@@ -192,17 +291,24 @@ class CSR:
         """Move to ``device`` and/or cast the values to ``dtype``."""
         rowptr = self.rowptr.to(device) if device is not None else self.rowptr
         col = self.col.to(device) if device is not None else self.col
-        val = self.val
+        fn = self._val_fn
+        if fn is not None:   # still re-read at every use, now moved/cast
+            dev, new_dtype = col.device, dtype if dtype is not None else self._val_dtype
+            return CSR._lazy(rowptr, col, lambda: fn().to(device=dev, dtype=new_dtype),
+                             new_dtype, self.shape)
+        val = self._val
         if val is not None:
             val = val.to(device=device if device is not None else val.device,
                          dtype=dtype if dtype is not None else val.dtype)
-        return CSR(rowptr, col, val, self.shape, validate=False)
+        return CSR._trusted(rowptr, col, val, self.shape)
 
     def index_as(self, index_dtype: torch.dtype) -> "CSR":
         """The same matrix with int32 or int64 indices."""
         _pick_index_dtype(*self.shape, self.nnz, index_dtype)
-        return CSR(self.rowptr.to(index_dtype), self.col.to(index_dtype), self.val, self.shape,
-                   validate=False)
+        rowptr, col = self.rowptr.to(index_dtype), self.col.to(index_dtype)
+        if self._val_fn is not None:
+            return CSR._lazy(rowptr, col, self._val_fn, self._val_dtype, self.shape)
+        return CSR._trusted(rowptr, col, self._val, self.shape)
 
     # ------------------------------------------------------------------ transpose
     def csr_to_csc_perm(self) -> Tensor:
@@ -214,6 +320,9 @@ class CSR:
         """The transpose, computed once and cached (with its permutation)."""
         if self._t is None:
             rows, cols = self.shape
+            if cols > _MAX_ROWS:
+                raise ValueError(f"CSR.t: the transpose of shape {self.shape} would have "
+                                 f"{cols} rows, more than a rowptr can hold ({_MAX_ROWS})")
             col = self.col.long()
             # A stable sort by column keeps rows ascending within each column.
             perm = torch.sort(col, stable=True).indices
@@ -222,8 +331,13 @@ class CSR:
             torch.cumsum(counts, 0, out=t_rowptr[1:])
             t_col = self.row()[perm]
             idx = self.col.dtype
-            t_val = None if self.val is None else self.val[perm]
-            t = CSR(t_rowptr.to(idx), t_col.to(idx), t_val, (cols, rows), validate=False)
+            fn = self._val_fn
+            if fn is not None:
+                t = CSR._lazy(t_rowptr.to(idx), t_col.to(idx),
+                              lambda: fn().index_select(0, perm), self._val_dtype, (cols, rows))
+            else:
+                t_val = None if self._val is None else self._val[perm]
+                t = CSR._trusted(t_rowptr.to(idx), t_col.to(idx), t_val, (cols, rows))
             t._t = self
             t._perm = torch.argsort(perm)
             self._t = t
@@ -292,28 +406,39 @@ class CSR:
                 raise ValueError(f"CSR: {_arg} row index {int(row.max())} out of range for {rows} rows")
             if int(col.max()) >= cols:
                 raise ValueError(f"CSR: {_arg} col index {int(col.max())} out of range for {cols} cols")
-        key = row * max(cols, 1) + col
-        uniq, inverse = torch.unique(key, sorted=True, return_inverse=True)
-        dup = uniq.numel() != key.numel()
-        if dup:
-            if values is None:
-                val = torch.zeros(uniq.numel(), dtype=torch.get_default_dtype(), device=row.device)
-                val.index_add_(0, inverse, torch.ones_like(key, dtype=val.dtype))
-            else:
-                val = torch.zeros(uniq.numel(), dtype=values.dtype, device=row.device)
-                val.index_add_(0, inverse, values)
-        elif values is not None:
-            val = torch.empty_like(values)
-            val[inverse] = values
+        if rows * max(cols, 1) - 1 <= _INT64_MAX:   # the key row * cols + col fits in int64
+            key = row * max(cols, 1) + col
+            uniq, inverse = torch.unique(key, sorted=True, return_inverse=True)
+            r = torch.div(uniq, max(cols, 1), rounding_mode="floor")
+            c = uniq - r * max(cols, 1)
         else:
-            val = None
-        r = torch.div(uniq, max(cols, 1), rounding_mode="floor")
-        c = uniq - r * max(cols, 1)
+            r, c, inverse = _unique_pairs(row, col)
+        nu, device = r.numel(), row.device
+        dup = nu != row.numel()
+        val = None
+        if values is None:
+            if dup:   # a repeated coordinate of a pattern counts once per occurrence
+                val = torch.zeros(nu, dtype=torch.get_default_dtype(), device=device)
+                val.index_add_(0, inverse, torch.ones(inverse.numel(), dtype=val.dtype,
+                                                      device=device))
+        elif dup:
+            def summed(values=values, inverse=inverse, nu=nu):
+                return torch.zeros(nu, dtype=values.dtype, device=values.device).index_add(
+                    0, inverse, values)
+            fn = summed
+        else:
+            perm = torch.empty_like(inverse).scatter_(
+                0, inverse, torch.arange(inverse.numel(), device=device))
+            fn = lambda values=values, perm=perm: values.index_select(0, perm)  # noqa: E731
         counts = torch.bincount(r, minlength=rows)
-        rowptr = torch.zeros(rows + 1, dtype=torch.long, device=row.device)
+        rowptr = torch.zeros(rows + 1, dtype=torch.long, device=device)
         torch.cumsum(counts, 0, out=rowptr[1:])
-        idx = _pick_index_dtype(rows, cols, uniq.numel(), index_dtype)
-        return cls(rowptr.to(idx), c.to(idx), val, (rows, cols), validate=False)
+        idx = _pick_index_dtype(rows, cols, nu, index_dtype)
+        if values is None:
+            return cls._trusted(rowptr.to(idx), c.to(idx), val, (rows, cols))
+        if values.requires_grad:   # re-read values at every use: one CSR, many backward passes
+            return cls._lazy(rowptr.to(idx), c.to(idx), fn, values.dtype, (rows, cols))
+        return cls._trusted(rowptr.to(idx), c.to(idx), fn(), (rows, cols))
 
     @classmethod
     def from_edge_index(cls, edge_index: Tensor, num_nodes: Optional[int] = None,
@@ -375,22 +500,45 @@ class CSR:
 
     @classmethod
     def from_torch(cls, tensor: Tensor) -> "CSR":
-        """From a ``torch.sparse_coo`` or ``torch.sparse_csr`` tensor (or a dense one)."""
+        """From a 2-D torch sparse tensor (``sparse_coo``, ``sparse_csr``, ``sparse_csc``,
+        ``sparse_bsr``, ``sparse_bsc``) or a dense one. Block layouts are expanded entry by
+        entry (a stored block keeps its zeros as stored entries); duplicates are summed."""
+        op = "CSR.from_torch"
         if not isinstance(tensor, Tensor):
-            raise TypeError(f"CSR.from_torch: tensor must be a torch tensor, got {type(tensor).__name__}")
+            raise TypeError(f"{op}: tensor must be a torch tensor, got {type(tensor).__name__}")
         if tensor.dim() != 2:
-            raise ValueError(f"CSR.from_torch: tensor must be 2-D, got {tensor.dim()}-D")
-        if tensor.layout == torch.sparse_coo:
-            t = tensor.coalesce()
-            return cls.from_coo(t.indices()[0], t.indices()[1], t.values(), tuple(t.shape), _arg="tensor")
-        if tensor.layout == torch.sparse_csr:
-            rowptr, col, val = tensor.crow_indices(), tensor.col_indices(), tensor.values()
-            row = torch.repeat_interleave(torch.arange(tensor.shape[0], device=rowptr.device),
-                                          (rowptr[1:] - rowptr[:-1]).long())
-            return cls.from_coo(row, col, val, tuple(tensor.shape), _arg="tensor")
-        if tensor.layout == torch.strided:
+            raise ValueError(f"{op}: tensor must be 2-D, got {tensor.dim()}-D")
+        layout = tensor.layout
+        if layout == torch.strided:
             return cls.from_dense(tensor)
-        raise ValueError(f"CSR.from_torch: unsupported layout {tensor.layout}")
+        if layout not in (torch.sparse_coo, torch.sparse_csr, torch.sparse_csc, torch.sparse_bsr,
+                          torch.sparse_bsc):
+            raise ValueError(f"{op}: unsupported layout {layout}")
+        if tensor.dense_dim() != 0:
+            raise ValueError(f"{op}: hybrid sparse tensors (dense_dim={tensor.dense_dim()}) are "
+                             "not supported: each stored entry must be a scalar")
+        shape = tuple(tensor.shape)
+        if layout == torch.sparse_coo:
+            t = tensor.coalesce()
+            return cls.from_coo(t.indices()[0], t.indices()[1], t.values(), shape, _arg="tensor")
+        if layout in (torch.sparse_csr, torch.sparse_bsr):
+            ptr, idx = tensor.crow_indices(), tensor.col_indices()
+        else:
+            ptr, idx = tensor.ccol_indices(), tensor.row_indices()
+        outer = torch.repeat_interleave(torch.arange(ptr.numel() - 1, device=ptr.device),
+                                        (ptr[1:] - ptr[:-1]).long(), output_size=idx.numel())
+        major, minor = (outer, idx.long()) if layout in (torch.sparse_csr, torch.sparse_bsr) \
+            else (idx.long(), outer)
+        val = tensor.values()
+        if layout in (torch.sparse_bsr, torch.sparse_bsc):
+            # block b at block coordinates (major[b], minor[b]) holds val[b] (bh, bw)
+            nb, bh, bw = val.shape
+            i = torch.arange(bh, device=ptr.device).view(1, bh, 1)
+            j = torch.arange(bw, device=ptr.device).view(1, 1, bw)
+            major = (major.view(nb, 1, 1) * bh + i).expand(nb, bh, bw).reshape(-1)
+            minor = (minor.view(nb, 1, 1) * bw + j).expand(nb, bh, bw).reshape(-1)
+            val = val.reshape(-1)
+        return cls.from_coo(major, minor, val, shape, _arg="tensor")
 
     @classmethod
     def from_torch_sparse(cls, tensor) -> "CSR":

@@ -38,6 +38,7 @@ from typing import Dict, Optional
 
 import torch
 
+from .csr import _legacy_kwargs
 from .weights import weight_mask
 
 Tensor = torch.Tensor
@@ -147,11 +148,21 @@ class EmbeddingFormat:
     def to(self, device) -> "EmbeddingFormat":
         """A copy with every tensor on ``device``."""
         parts = {k: v.to(device) for k, v in self.tensors().items()}
-        return type(self)._from_parts(self.shape, parts)
+        return type(self)._from_parts(self.shape, parts, check=False)
 
     @classmethod
-    def _from_parts(cls, shape, parts: Dict[str, Tensor]) -> "EmbeddingFormat":
-        """Rebuild from :meth:`tensors` and ``shape`` without the O(nnz) validation."""
+    def _trusted(cls, *args, **kwargs) -> "EmbeddingFormat":
+        """Build from parts known to be valid (the library's own builders): the O(1) checks
+        only, not the O(nnz) range checks. Never for tensors that come from outside."""
+        out = cls.__new__(cls)
+        out._init(*args, check=False, **kwargs)
+        return out
+
+    @classmethod
+    def _from_parts(cls, shape, parts: Dict[str, Tensor], check: bool = True
+                    ) -> "EmbeddingFormat":
+        """Rebuild from :meth:`tensors` and ``shape``; ``check=False`` (parts of a format
+        already checked, e.g. moved to another device) skips the O(nnz) validation."""
         raise NotImplementedError
 
     def _values(self) -> Tensor:
@@ -224,8 +235,12 @@ class RowCompactEmbedding(EmbeddingFormat):
     kind = "row_compact"
     _names = ("remap", "table", "scale")
 
-    def __init__(self, remap: Tensor, table: Tensor, scale: Optional[Tensor] = None, *,
-                 validate: bool = True):
+    def __init__(self, remap: Tensor, table: Tensor, scale: Optional[Tensor] = None, **legacy):
+        if legacy:
+            _legacy_kwargs("RowCompactEmbedding", legacy)
+        self._init(remap, table, scale, check=True)
+
+    def _init(self, remap, table, scale, check: bool) -> None:
         op = "RowCompactEmbedding"
         remap = _check_tensor(op, "remap", remap, 1, (torch.int32,))
         table = _check_tensor(op, "table", table, 2, (torch.float16, torch.bfloat16,
@@ -233,7 +248,7 @@ class RowCompactEmbedding(EmbeddingFormat):
         scale = _check_values_scale(op, table, scale, table.shape[0])
         if remap.device != table.device:
             raise ValueError(f"{op}: remap is on {remap.device} but table on {table.device}")
-        if validate and remap.numel():
+        if check and remap.numel():
             lo, hi = int(remap.min()), int(remap.max())
             if lo < -1 or hi >= table.shape[0]:
                 raise ValueError(f"{op}: remap must be in [-1, {table.shape[0]}), got [{lo}, {hi}]")
@@ -241,8 +256,9 @@ class RowCompactEmbedding(EmbeddingFormat):
         self.num_embeddings, self.embedding_dim = remap.numel(), table.shape[1]
 
     @classmethod
-    def _from_parts(cls, shape, parts):
-        return cls(parts["remap"], parts["table"], parts.get("scale"), validate=False)
+    def _from_parts(cls, shape, parts, check: bool = True):
+        build = cls if check else cls._trusted
+        return build(parts["remap"], parts["table"], parts.get("scale"))
 
     @classmethod
     def from_masked(cls, weight: Tensor, mask: Tensor, quantize=None) -> "RowCompactEmbedding":
@@ -257,7 +273,7 @@ class RowCompactEmbedding(EmbeddingFormat):
                 weight.shape[1])
             q, scale = _quantize_rows(table.reshape(-1), rows, kept.numel())
             table = q.view(kept.numel(), weight.shape[1])
-        return cls(remap, table, scale, validate=False)
+        return cls._trusted(remap, table, scale)
 
     def _values(self) -> Tensor:
         return self.table
@@ -313,9 +329,14 @@ class _PackedRows(EmbeddingFormat):
         return rowptr, values, d
 
     @classmethod
-    def _from_parts(cls, shape, parts):
+    def _from_parts(cls, shape, parts, check: bool = True):
         first, second, third = (parts[n] for n in cls._names[:3])
-        return cls(first, second, third, shape[1], parts.get("scale"), validate=False)
+        build = cls if check else cls._trusted
+        out = build(first, second, third, shape[1], parts.get("scale"))
+        if out.num_embeddings != shape[0]:
+            raise ValueError(f"{cls.__name__}: rowptr must have {shape[0] + 1} entries for "
+                             f"{shape[0]} rows, got {out.num_embeddings + 1}")
+        return out
 
     def _values(self) -> Tensor:
         return self.values
@@ -345,7 +366,12 @@ class CSREmbedding(_PackedRows):
     _names = ("rowptr", "col", "values", "scale")
 
     def __init__(self, rowptr: Tensor, col: Tensor, values: Tensor, embedding_dim: int,
-                 scale: Optional[Tensor] = None, *, validate: bool = True):
+                 scale: Optional[Tensor] = None, **legacy):
+        if legacy:
+            _legacy_kwargs("CSREmbedding", legacy)
+        self._init(rowptr, col, values, embedding_dim, scale, check=True)
+
+    def _init(self, rowptr, col, values, embedding_dim, scale, check: bool) -> None:
         op = "CSREmbedding"
         rowptr, values, d = self._check_packed(op, rowptr, values, embedding_dim)
         col = _check_tensor(op, "col", col, 1, (torch.int16, torch.int32))
@@ -359,7 +385,7 @@ class CSREmbedding(_PackedRows):
         scale = _check_values_scale(op, values, scale, R)
         if not (rowptr.device == col.device == values.device):
             raise ValueError(f"{op}: rowptr, col and values must be on one device")
-        if validate:
+        if check:
             _check_rowptr(op, rowptr, col.numel())
             if col.numel():
                 c = col.long()
@@ -378,7 +404,7 @@ class CSREmbedding(_PackedRows):
         R, d = weight.shape
         rowptr, values, scale = _packed_rows(weight, mask, quantize)
         col = torch.arange(d, dtype=_col_dtype(d), device=weight.device).expand(R, d)[mask]
-        return cls(rowptr, col.contiguous(), values, d, scale, validate=False)
+        return cls._trusted(rowptr, col.contiguous(), values, d, scale)
 
     def to_dense(self) -> Tensor:
         row = self._row_ids()
@@ -403,7 +429,12 @@ class BitmaskEmbedding(_PackedRows):
     _names = ("rowptr", "bits", "values", "scale")
 
     def __init__(self, rowptr: Tensor, bits: Tensor, values: Tensor, embedding_dim: int,
-                 scale: Optional[Tensor] = None, *, validate: bool = True):
+                 scale: Optional[Tensor] = None, **legacy):
+        if legacy:
+            _legacy_kwargs("BitmaskEmbedding", legacy)
+        self._init(rowptr, bits, values, embedding_dim, scale, check=True)
+
+    def _init(self, rowptr, bits, values, embedding_dim, scale, check: bool) -> None:
         op = "BitmaskEmbedding"
         rowptr, values, d = self._check_packed(op, rowptr, values, embedding_dim)
         bits = _check_tensor(op, "bits", bits, 2, (torch.uint8,))
@@ -414,7 +445,7 @@ class BitmaskEmbedding(_PackedRows):
         scale = _check_values_scale(op, values, scale, R)
         if not (rowptr.device == bits.device == values.device):
             raise ValueError(f"{op}: rowptr, bits and values must be on one device")
-        if validate:
+        if check:
             _check_rowptr(op, rowptr, values.numel())
             full = unpack_bits(bits, bits.shape[1] * 8)
             if bool(full[:, d:].any()):
@@ -428,7 +459,7 @@ class BitmaskEmbedding(_PackedRows):
     def from_masked(cls, weight: Tensor, mask: Tensor, quantize=None) -> "BitmaskEmbedding":
         d = weight.shape[1]
         rowptr, values, scale = _packed_rows(weight, mask, quantize)
-        return cls(rowptr, pack_bits(mask), values, d, scale, validate=False)
+        return cls._trusted(rowptr, pack_bits(mask), values, d, scale)
 
     def to_dense(self) -> Tensor:
         keep = unpack_bits(self.bits, self.embedding_dim)

@@ -21,7 +21,7 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 
-from .csr import CSR
+from .csr import CSR, check_structure
 
 Tensor = torch.Tensor
 
@@ -89,7 +89,7 @@ def csr_from_weight(weight: Tensor, mask: Optional[Tensor] = None, *,
     torch.cumsum(counts, 0, out=rowptr[1:])
     from .csr import _pick_index_dtype
     idx = _pick_index_dtype(w2.shape[0], w2.shape[1], row.numel(), index_dtype)
-    return CSR(rowptr.to(idx), col.to(idx), w2[row, col].clone(), tuple(w2.shape), validate=False)
+    return CSR._trusted(rowptr.to(idx), col.to(idx), w2[row, col].clone(), tuple(w2.shape))
 
 
 def csr_to_weight(A: CSR, shape: Sequence[int]) -> Tensor:
@@ -98,6 +98,24 @@ def csr_to_weight(A: CSR, shape: Sequence[int]) -> Tensor:
     if len(shape) < 2 or shape[0] != A.shape[0] or math.prod(shape[1:]) != A.shape[1]:
         raise ValueError(f"csr_to_weight: shape {shape} does not flatten to the CSR's {A.shape}")
     return A.to_dense().reshape(shape)
+
+
+def check_channel_index(op: str, name: str, index, length: Optional[int], bound: int) -> None:
+    """Raise unless ``index`` (named ``name``) is a 1-D int64 strictly increasing tensor of
+    ``length`` (None: any) channels in ``[0, bound)``: the kept-channel lists of
+    :class:`ChannelPruned`, checked when they come from outside (a state dict)."""
+    if not isinstance(index, Tensor) or index.dtype != torch.int64 or index.dim() != 1:
+        got = f"{index.dtype}, {index.dim()}-D" if isinstance(index, Tensor) else \
+            type(index).__name__
+        raise TypeError(f"{op}: {name} must be a 1-D int64 tensor, got {got}")
+    if length is not None and index.numel() != length:
+        raise ValueError(f"{op}: {name} must have {length} entries (one per kept channel of the "
+                         f"stored weight), got {index.numel()}")
+    if index.numel() and (int(index.min()) < 0 or int(index.max()) >= bound):
+        raise ValueError(f"{op}: {name} must lie in [0, {bound}), got min {int(index.min())} "
+                         f"max {int(index.max())}")
+    if index.numel() > 1 and not bool((index[1:] > index[:-1]).all()):
+        raise ValueError(f"{op}: {name} must be strictly increasing")
 
 
 def _kept(keep: Tensor, dim: int) -> Tensor:
@@ -166,8 +184,37 @@ class BlockSparse:
 
     def __init__(self, blocks: Tensor, rowptr: Tensor, col: Tensor, shape: Tuple[int, int],
                  block: Tuple[int, int]):
+        self.check_parts("BlockSparse", blocks, rowptr, col, shape, block)
         self.blocks, self.rowptr, self.col = blocks, rowptr, col
         self.shape, self.block = tuple(shape), tuple(block)
+
+    @classmethod
+    def _trusted(cls, blocks: Tensor, rowptr: Tensor, col: Tensor, shape: Tuple[int, int],
+                 block: Tuple[int, int]) -> "BlockSparse":
+        """From parts known to be valid (built here, or checked once): no O(blocks) check."""
+        out = cls.__new__(cls)
+        out.blocks, out.rowptr, out.col = blocks, rowptr, col
+        out.shape, out.block = tuple(shape), tuple(block)
+        return out
+
+    @staticmethod
+    def check_parts(op: str, blocks, rowptr, col, shape: Sequence[int], block: Sequence[int],
+                    names: Sequence[str] = ("blocks", "rowptr", "col")) -> None:
+        """Raise (naming the tensor by ``names``) unless ``rowptr``/``col`` are a valid CSR
+        over the grid of ``block`` blocks of ``shape`` and ``blocks`` holds one ``block``-shaped
+        block of a floating dtype per entry of ``col``."""
+        (m, n), (bh, bw) = (int(v) for v in shape), (int(v) for v in block)
+        if bh < 1 or bw < 1 or m < 0 or n < 0:
+            raise ValueError(f"{op}: block must be positive and shape non-negative, got "
+                             f"block {tuple(block)} shape {tuple(shape)}")
+        check_structure(op, rowptr, col, None, (-(-m // bh), -(-n // bw)),
+                        (names[1], names[2], ""))
+        if not isinstance(blocks, Tensor) or not blocks.dtype.is_floating_point:
+            raise TypeError(f"{op}: {names[0]} must be a floating tensor, got "
+                            f"{blocks.dtype if isinstance(blocks, Tensor) else type(blocks).__name__}")
+        if tuple(blocks.shape) != (col.numel(), bh, bw):
+            raise ValueError(f"{op}: {names[0]} must have shape ({col.numel()}, {bh}, {bw}) (one "
+                             f"block per entry of {names[2]}), got {tuple(blocks.shape)}")
 
     @classmethod
     def from_dense(cls, weight: Tensor, mask: Optional[Tensor] = None,
@@ -191,7 +238,7 @@ class BlockSparse:
         blocks = w.view(M // bh, bh, N // bw, bw).permute(0, 2, 1, 3)[br, bc].contiguous()
         rowptr = torch.zeros(M // bh + 1, dtype=torch.long, device=weight.device)
         torch.cumsum(torch.bincount(br, minlength=M // bh), 0, out=rowptr[1:])
-        return cls(blocks, rowptr, bc, (m, n), (bh, bw))
+        return cls._trusted(blocks, rowptr, bc, (m, n), (bh, bw))
 
     @property
     def nblocks(self) -> int:

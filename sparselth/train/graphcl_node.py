@@ -176,7 +176,7 @@ class NodeGraphCLPretrain:
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         n = data.x.shape[0]
         A = CSR.from_edge_index(data.edge_index.flip(0), num_nodes=n)
-        self.adj = CSR(A.rowptr, A.col, None, A.shape, validate=False)
+        self.adj = A.with_values(None)
         self.graph = single_graph(data.x.float(), self.adj)
         self.x = node_features(self.graph.x)
         self.model: Optional[GraphCLNode] = None

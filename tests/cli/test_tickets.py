@@ -149,6 +149,7 @@ def test_bad_inputs_exit_2_with_a_message(tmp_path, capsys):
     bad.write_text(json.dumps({"train": {"max_steps": 3}, "imp": {"rewind_step": 5}}))
     assert _run(["find", bad, "--out", tmp_path / "x", "--no-progress"]) == 2
     assert "rewind_step" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()  # no config error leaves a folder behind
     assert _run(["compile", tmp_path, "--out", tmp_path / "r.json"]) == 2
     assert "not a ticket" in capsys.readouterr().err
     assert _run(["plot", tmp_path / "missing", "--out", tmp_path / "p"]) == 2
@@ -163,3 +164,80 @@ def test_no_arguments_is_a_usage_error(capsys):
             _run([cmd])
         assert e.value.code == 2
         assert f"usage: sparselth {cmd}" in capsys.readouterr().err
+
+
+def test_default_rewind_step_beyond_a_round_leaves_no_folder(tmp_path, capsys):
+    cfg = tmp_path / "short.json"
+    cfg.write_text(json.dumps({"data": {"n_train": 640}, "train": {"epochs": 1}}))
+    out = tmp_path / "runs" / "short"
+    assert _run(["find", cfg, "--out", out, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "imp.rewind_step = 20 is beyond the 10 training steps" in err
+    assert "set imp.rewind_step to at most 10" in err
+    assert not out.exists() and not (tmp_path / "runs").exists()
+
+
+def test_failure_before_the_first_commit_removes_the_new_folder(tmp_path, monkeypatch):
+    from sparselth.prune import IMP
+
+    def crash(self):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(IMP, "run", crash)
+    cfg = tmp_path / "tiny.json"
+    cfg.write_text(json.dumps(TINY))
+    with pytest.raises(RuntimeError, match="out of memory"):
+        _run(["find", cfg, "--out", tmp_path / "new", "--no-progress"])
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "mine").mkdir()  # a folder that was there before is left alone
+    with pytest.raises(RuntimeError):
+        _run(["find", cfg, "--out", tmp_path / "mine", "--no-progress"])
+    assert (tmp_path / "mine").is_dir()
+
+
+@pytest.mark.slow
+def test_more_rounds_continue_a_finished_run_other_changes_say_what_to_do(tmp_path, capsys):
+    cfg = tmp_path / "tiny.json"
+    cfg.write_text(json.dumps({**TINY, "imp": {**TINY["imp"], "rounds": 1}}))
+    out = tmp_path / "run"
+    assert _run(["find", cfg, "--out", out, "--no-progress"]) == 0
+    trained = (out / "imp" / "round_001" / "trained.safetensors").read_bytes()
+    assert _run(["find", cfg, "--out", out, "--rounds", "2", "--no-progress"]) == 0
+    capsys.readouterr()
+    recs = json.loads((out / "find.json").read_text())["records"]
+    assert [r["round"] for r in recs] == [0, 1, 2]
+    assert (out / "imp" / "round_001" / "trained.safetensors").read_bytes() == trained
+    assert Ticket.load(out / "ticket").sparsity()["overall"] == pytest.approx(0.75)
+    saved = (out / "config.json").read_text()
+
+    # any other change is refused before anything is touched, with what to do
+    assert _run(["find", cfg, "--out", out, "--rounds", "3", "--fraction", "0.3",
+                 "--max-steps", "4", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    for part in (f"the output folder {out} holds a run made with another config",
+                 "train.max_steps = 6 there, 4 now", "imp.fraction = 0.5 there, 0.3 now",
+                 "--max-steps 6", "--fraction 0.5", "new --out folder"):
+        assert part in err, part
+    assert (out / "config.json").read_text() == saved
+    assert not (out / "imp" / "round_003").exists()
+
+    # fewer rounds read the first ones; the last ticket is the last round asked for
+    assert _run(["find", cfg, "--out", out, "--rounds", "1", "--no-progress"]) == 0
+    assert Ticket.load(out / "ticket").sparsity()["overall"] == pytest.approx(0.5)
+
+
+def test_digits_without_scikit_learn_is_one_clear_error(tmp_path, capsys, monkeypatch):
+    import sys
+
+    for name in ("sklearn", "sklearn.datasets"):
+        monkeypatch.setitem(sys.modules, name, None)  # import sklearn raises ImportError
+    cfg = tmp_path / "digits.toml"
+    cfg.write_text('[data]\nname = "digits"\nn_train = 1000\nn_test = 200\n')
+    out = tmp_path / "run"
+    assert _run(["find", cfg, "--out", out, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "data.name = 'digits' needs scikit-learn" in err
+    assert "pip install 'sparselth[digits]'" in err
+    assert not out.exists()

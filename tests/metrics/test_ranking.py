@@ -1,17 +1,22 @@
 """Recall@K, Precision@K and NDCG@K by full ranking: hand-computed cases, a naive oracle,
-batching, exclusion, users without ground truth and K larger than the item count."""
+batching, exclusion, users without ground truth, K larger than the item count, and the peak
+memory of a call bounded by the batch budget."""
 
 from __future__ import annotations
 
 import math
+import weakref
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from sparselth import CSR
 from sparselth.metrics import metrics_from_hits, ranking_metrics
+from sparselth.metrics.ranking import user_batches
 
 
 def _csr(rows: dict[int, list[int]], U: int, I: int) -> CSR:
@@ -163,3 +168,90 @@ def test_errors():
         ranking_metrics(ue, ie, truth, ks=(0,))
     with pytest.raises(ValueError, match="ranking_metrics: reduction"):
         ranking_metrics(ue, ie, truth, reduction="sum")
+
+
+class _LiveBytes(TorchDispatchMode):
+    """The peak bytes of tensor storages created while active and still alive (storages
+    that existed before, e.g. the inputs and their views, are not counted)."""
+
+    def __init__(self):
+        super().__init__()
+        self.live = self.peak = self.largest = 0
+        self.refs: dict[int, list[int]] = {}  # storage pointer -> [bytes, live tensors]
+        self.outside: set[int] = set()
+
+    def _release(self, key: int) -> None:
+        entry = self.refs[key]
+        entry[1] -= 1
+        if entry[1] == 0:
+            self.live -= entry[0]
+            del self.refs[key]
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        for t in tree_flatten((args, kwargs))[0]:
+            if isinstance(t, torch.Tensor):
+                key = t.untyped_storage().data_ptr()
+                if key not in self.refs:
+                    self.outside.add(key)
+        out = func(*args, **(kwargs or {}))
+        for t in tree_flatten(out)[0]:
+            if not isinstance(t, torch.Tensor):
+                continue
+            st = t.untyped_storage()
+            key, nbytes = st.data_ptr(), st.nbytes()
+            if nbytes == 0 or key in self.outside:
+                continue
+            if key not in self.refs:
+                self.refs[key] = [nbytes, 0]
+                self.live += nbytes
+                self.peak = max(self.peak, self.live)
+                self.largest = max(self.largest, nbytes)
+            self.refs[key][1] += 1
+            weakref.finalize(t, self._release, key)
+        return out
+
+
+def _big_truth(U, I, per_user, seed):
+    g = torch.Generator().manual_seed(seed)
+    rows = torch.arange(U).repeat_interleave(per_user)
+    cols = torch.randint(0, I, (U * per_user,), generator=g)
+    return CSR.from_edge_index(torch.stack([rows, cols]), num_nodes=U, num_cols=I)
+
+
+def test_peak_memory_is_bounded_by_the_batch_budget(monkeypatch):
+    """Many stored entries (truth and exclusions) and a small byte budget: every batch stays
+    within it (no array over all stored entries, no batch sized by the score count alone)
+    and the chunked results equal the one-batch results exactly."""
+    import sparselth.metrics.ranking as ranking
+
+    U, I, d = 800, 1000, 4
+    g = torch.Generator().manual_seed(0)
+    # integer-valued embeddings: every score is exact, whatever the batch shape
+    ue = torch.randint(-1000, 1000, (U, d), generator=g).float()
+    ie = torch.randint(-1000, 1000, (I, d), generator=g).float()
+    truth, excl = _big_truth(U, I, 100, 1), _big_truth(U, I, 60, 2)
+    budget = 1 << 18  # 256 KiB: about two dozen users per batch
+    assert truth.nnz * 8 > 2 * budget  # one int64 array over the truth exceeds the budget
+    whole = ranking_metrics(ue, ie, truth, excl, ks=(5, 20), reduction="none",
+                            max_bytes=1 << 40, max_scores=1 << 40)
+
+    monkeypatch.setattr(ranking, "BATCH_BYTES", budget, raising=False)
+    with _LiveBytes() as mem:
+        chunked = ranking_metrics(ue, ie, truth, excl, ks=(5, 20), reduction="none")
+    # O(U) arrays (degrees, user ids, per-batch costs, per-user results) come on top
+    per_user_overhead = 8 * (6 + 2 * 3 * 2)
+    assert mem.peak <= budget + U * per_user_overhead + 64 * 1024, mem.peak
+    assert mem.largest <= budget
+    assert torch.equal(chunked["users"], whole["users"])
+    for k in whole:
+        assert torch.equal(chunked[k], whole[k]), k
+
+
+def test_user_batches():
+    cost = torch.tensor([3, 3, 3, 10, 1, 1, 1, 1])
+    assert user_batches(cost, 6) == [(0, 2), (2, 3), (3, 4), (4, 8)]
+    assert user_batches(cost, 6, max_rows=3) == [(0, 2), (2, 3), (3, 4), (4, 7), (7, 8)]
+    assert user_batches(cost, 100) == [(0, 8)]
+    assert user_batches(torch.zeros(0, dtype=torch.int64), 5) == []
+    with pytest.raises(ValueError, match="max_bytes"):
+        ranking_metrics(torch.ones(2, 2), torch.ones(3, 2), _csr({0: [1]}, 2, 3), max_bytes=0)

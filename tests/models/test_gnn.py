@@ -399,3 +399,19 @@ def test_gcn_fuses_conv2_transform_into_conv1_at_inference(sparse_x, skip_dead, 
         assert live == int(mask2.any(0).sum())
     torch.testing.assert_close(got, want)
     torch.testing.assert_close(unfused, want)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_loaded_graph_buffers_are_checked_before_the_kernels(name):
+    """The stored graph may come from a state dict: a column past the nodes or a rowptr past
+    the entries is refused with a ValueError naming the buffer, never read by a kernel."""
+    m = build(name, graph()).eval()
+    x = features(torch.float32)
+    for buf, index, value in (("graph_col", 0, N + 5), ("graph_rowptr", 3, 10**6)):
+        sd = dict(m.state_dict())
+        sd[buf] = sd[buf].clone()
+        sd[buf][index] = value
+        bad = build(name, graph()).eval()
+        bad.load_state_dict(sd)
+        with torch.no_grad(), pytest.raises(ValueError, match=buf):
+            bad(x)

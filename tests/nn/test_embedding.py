@@ -11,6 +11,7 @@ import sparselth
 from sparselth import prune
 from sparselth.nn import CompressedEmbedding, CompressedEmbeddingBag, MaskedEmbedding
 from sparselth.sparse.embedding_formats import FORMATS, predict_bytes
+from sparselth.testing import test_backends
 
 
 def _mask(shape, keep, seed):
@@ -185,6 +186,76 @@ def test_compressed_embedding_rejects_bad_inputs():
     comp = CompressedEmbedding.from_masked(torch.randn(5, 3), torch.ones(5, 3))
     with pytest.raises(ValueError, match="ids"):
         comp(torch.tensor([5]))
+
+
+def _corruptions(fmt, d):
+    """(what, edit of a state dict, word the error must name) for ``fmt``: each edit makes
+    the lookup kernels read or write out of bounds if trusted."""
+    def setter(name, index, value):
+        def edit(sd):
+            sd[name] = sd[name].clone()
+            sd[name][index] = value
+        return edit
+    if fmt == "row_compact":
+        return [("remap 10**8", setter("remap", 1, 10**8), "remap"),
+                ("remap -5", setter("remap", 2, -5), "remap")]
+    cases = [("rowptr past the end", setter("rowptr", 3, 10**6), "rowptr"),
+             ("rowptr decreasing", setter("rowptr", 2, -1), "rowptr")]
+    if fmt == "csr":
+        cases += [("col past the row width", setter("col", 0, d + 3), "col"),
+                  ("col negative", setter("col", 1, -2), "col")]
+    else:
+        cases += [("a set bit past the row's values", setter("bits", (1, 0), 255), "bits")]
+    return cases
+
+
+@pytest.mark.parametrize("backend", test_backends())
+@pytest.mark.parametrize("fmt", list(FORMATS))
+@pytest.mark.parametrize("bag", [False, True])
+def test_bad_state_dict_is_refused_naming_the_buffer(fmt, backend, bag):
+    """A loaded state dict is checked before anything is copied: a ValueError names the
+    buffer, the module keeps its table; in-place edits are checked before the next lookup."""
+    torch.manual_seed(5)
+    W, M = torch.randn(12, 6), _mask((12, 6), 0.5, 9)
+    cls = CompressedEmbeddingBag if bag else CompressedEmbedding
+    emb = cls.from_masked(W, M, format=fmt, backend=backend)
+    ids = torch.arange(12)
+    before = emb(ids.view(3, 4)) if bag else emb(ids)
+    for what, edit, word in _corruptions(fmt, 6):
+        sd = dict(emb.state_dict())
+        edit(sd)
+        with pytest.raises(ValueError, match=word):
+            emb.load_state_dict(sd)
+        after = emb(ids.view(3, 4)) if bag else emb(ids)
+        assert torch.equal(after, before), what
+    # an in-place edit of a buffer is caught before the kernel reads it
+    _, edit, word = _corruptions(fmt, 6)[0]
+    sd = {k: v for k, v in emb.named_buffers()}
+    broken = {k: v.clone() for k, v in sd.items()}
+    edit(broken)
+    for k, v in broken.items():
+        sd[k].copy_(v)
+    with pytest.raises(ValueError, match=word):
+        emb(ids.view(3, 4)) if bag else emb(ids)
+
+
+@pytest.mark.parametrize("backend", test_backends())
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_state_dict_of_another_ticket_loads(fmt, backend):
+    """Another ticket of the same table stores another number of entries: it loads, and the
+    lookups are those of the loaded ticket."""
+    torch.manual_seed(6)
+    W = torch.randn(15, 7)
+    sparse, dense = _mask((15, 7), 0.2, 10), _mask((15, 7), 0.7, 11)
+    emb = CompressedEmbedding.from_masked(W, sparse, format=fmt, backend=backend)
+    other = CompressedEmbedding.from_masked(2 * W, dense, format=fmt)
+    emb.load_state_dict(other.state_dict())
+    ids = torch.randint(0, 15, (20,))
+    assert torch.equal(emb(ids), (2 * W * dense)[ids])
+    assert emb.stored_bytes == other.stored_bytes
+    with pytest.raises(ValueError, match="table"):   # another table shape: refused
+        emb.load_state_dict(CompressedEmbedding.from_masked(W[:9], dense[:9],
+                                                           format=fmt).state_dict())
 
 
 # --------------------------------------------------------------------------- sparselth.compile

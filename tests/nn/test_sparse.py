@@ -253,9 +253,65 @@ def test_tampered_structure_is_refused():
     sd = layer.state_dict()
     sd["col"] = sd["col"].clone()
     sd["col"][0] = 99
-    layer.load_state_dict(sd)
+    x = torch.randn(2, 6)
+    before = layer(x)
+    with pytest.raises(ValueError, match="col"):   # refused at load, before anything is copied
+        layer.load_state_dict(sd)
+    torch.testing.assert_close(layer(x), before)
+    layer.col[0] = 99                               # changed in place: checked before the kernel
     with pytest.raises(ValueError, match="col"):
-        layer(torch.randn(2, 6))
+        layer(x)
+
+
+def _edited(sd, name, index, value):
+    sd = dict(sd)
+    sd[name] = sd[name].clone()
+    sd[name][index] = value
+    return sd
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_layer_with_index_buffers_checks_a_loaded_state_dict(backend):
+    """Each layer holding index buffers refuses a state dict whose indices are out of range
+    (ValueError naming the entry) and keeps its own weights."""
+    torch.manual_seed(7)
+    lin, conv = nn.Linear(8, 6), nn.Conv2d(3, 4, 3, padding=1)
+    deconv = nn.ConvTranspose2d(3, 4, 3)
+    layers = [
+        (snn.SparseLinear.from_dense(lin, _mask((6, 8), 0.5, 1), backend=backend),
+         torch.randn(2, 8), [("col", 0, 8), ("rowptr", 2, 999)]),
+        (snn.SparseConv2d.from_dense(conv, _mask(conv.weight.shape, 0.5, 2), backend=backend),
+         torch.randn(1, 3, 5, 5), [("col", 1, 27), ("rowptr", 1, -3)]),
+        (snn.SparseConvTranspose2d.from_dense(deconv, _mask(deconv.weight.shape, 0.5, 3),
+                                              backend=backend),
+         torch.randn(1, 3, 5, 5), [("col", 0, 10**6)]),
+        (snn.ChannelPrunedLinear.from_dense(lin, _channel_mask((6, 8), 4)), torch.randn(2, 8),
+         [("out_index", 0, 6), ("in_index", 0, -1)]),
+        (snn.ChannelPrunedConv2d.from_dense(conv, _channel_mask(conv.weight.shape, 5)),
+         torch.randn(1, 3, 5, 5), [("in_index", 0, 3)]),
+        (snn.ChannelPrunedConvTranspose2d.from_dense(deconv, _channel_mask(deconv.weight.shape,
+                                                                           6)),
+         torch.randn(1, 3, 5, 5), [("out_index", 0, 4)]),
+        (snn.BlockSparseLinear.from_dense(lin, _mask((6, 8), 0.5, 7), block=(2, 4)),
+         torch.randn(2, 8), [("col", 0, 2), ("rowptr", 1, 99)]),
+    ]
+    for layer, x, edits in layers:
+        with torch.no_grad():
+            before = layer(x)
+        for name, index, value in edits:
+            bad = _edited(layer.state_dict(), name, index, value)
+            with pytest.raises(ValueError, match=name):
+                layer.load_state_dict(bad)
+            with torch.no_grad():
+                torch.testing.assert_close(layer(x), before)
+    with pytest.raises(ValueError, match="blocks"):
+        lin_b = layers[-1][0]
+        sd = dict(lin_b.state_dict())
+        sd["blocks"] = sd["blocks"][1:]
+        lin_b.load_state_dict(sd)
+    with pytest.raises(ValueError, match="col"):
+        sw.BlockSparse(torch.zeros(1, 2, 2), torch.tensor([0, 1]), torch.tensor([5]), (2, 4),
+                       (2, 2))
 
 
 def test_dtype_conversion_and_backends():

@@ -256,3 +256,30 @@ def test_relu_flag_on_both_routes(grad):
     assert "relu=True" in repr(layer)
     with pytest.raises(TypeError, match="relu must be a bool"):
         SparseLinear(30, 17, layer.weight_csr(), relu=1)
+
+
+@pytest.mark.parametrize("backend", test_backends(max_work=1))
+@pytest.mark.parametrize("grad", [False, True])
+def test_pruned_weights_are_absent_not_zero(backend, grad):
+    """A NaN in an input feature reaches only the outputs that keep a weight on it (the
+    documented semantics): a feature whose weights are all pruned is never read, where
+    ``F.linear(x, W * mask, b)`` spreads the NaN everywhere (0 * nan = nan)."""
+    W, mask = masked_weight(5, 7, 0.5, seed=11, dtype=torch.float32)
+    mask[:, 2] = False                            # feature 2: every weight pruned
+    mask[:, 4] = torch.tensor([True, False, True, False, False])
+    lin = torch.nn.Linear(7, 5)
+    with torch.no_grad():
+        lin.weight.copy_(W)
+    layer = SparseLinear.from_dense(lin, mask, backend=backend)
+    x = torch.randn(3, 7)
+    x[0, 2] = float("nan")
+    x[1, 4] = float("nan")
+    x[2, 2] = float("inf")
+    with torch.set_grad_enabled(grad):
+        y = layer(x)
+    want = F.linear(torch.where(torch.isfinite(x), x, 0.0), W * mask, lin.bias)
+    hit = torch.zeros(3, 5, dtype=torch.bool)
+    hit[1] = mask[:, 4]                           # the outputs keeping a weight on feature 4
+    assert torch.equal(torch.isnan(y), hit)
+    torch.testing.assert_close(y[~hit], want.detach()[~hit])
+    assert bool(torch.isnan(F.linear(x, W * mask, lin.bias)).all(1)[:2].all())

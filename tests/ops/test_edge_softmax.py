@@ -141,3 +141,55 @@ def test_fuzz_against_reference(rows, cols, density, heads, keep_p, scale, seed,
     s = scale * torch.randn(lshape, generator=g, dtype=torch.float64)
     keep = None if keep_p is None else torch.rand(lshape, generator=g) < keep_p
     torch.testing.assert_close(edge_softmax(A, s, keep), edge_softmax_reference(A, s, keep))
+
+
+def _torch_softmax_per_row(A, logits, keep):
+    """torch.softmax over each row's kept logits (the documented semantics); 0 elsewhere."""
+    x = logits if logits.dim() == 2 else logits.unsqueeze(1)
+    k = torch.ones_like(x, dtype=torch.bool) if keep is None else (
+        keep.unsqueeze(1) if keep.dim() == 1 else keep).expand_as(x)
+    out = torch.zeros_like(x)
+    rowptr = A.rowptr.tolist()
+    for i in range(A.shape[0]):
+        for h in range(x.shape[1]):
+            idx = torch.arange(rowptr[i], rowptr[i + 1])[k[rowptr[i]:rowptr[i + 1], h]]
+            if idx.numel():
+                out[idx, h] = torch.softmax(x[idx, h], 0)
+    return out if logits.dim() == 2 else out.squeeze(1)
+
+
+def test_non_finite_logits_follow_torch_softmax_per_row():
+    """kernel == reference == torch.softmax of each row's kept logits, for rows holding
+    +inf, -inf, NaN, all -inf, an excluded NaN, and rows with nothing kept."""
+    inf, nan = float("inf"), float("nan")
+    rows = [[inf, 1.0], [-inf, -inf], [nan, 0.0], [-inf, 2.0, 3.0], [inf, inf], [inf, -inf],
+            [nan, 1.0, 2.0], [-inf, 5.0], [1.0, 2.0]]
+    keep_rows = [[1, 1], [1, 1], [1, 1], [1, 1, 1], [1, 1], [1, 1], [0, 1, 1], [0, 0], [1, 0]]
+    counts = torch.tensor([len(r) for r in rows])
+    rowptr = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
+    col = torch.cat([torch.arange(len(r)) for r in rows])
+    A = CSR(rowptr, col, None, (len(rows), 3))
+    flat = torch.tensor([v for r in rows for v in r], dtype=torch.float64)
+    keep = torch.tensor([bool(v) for r in keep_rows for v in r])
+    for k in (None, keep):
+        for logits in (flat, torch.stack([flat, flat.flip(0)], 1)):
+            kk = None if k is None else (k if logits.dim() == 1 else k.unsqueeze(1))
+            want = _torch_softmax_per_row(A, logits, kk)
+            out = edge_softmax(A, logits, k)
+            ref = edge_softmax_reference(A, logits, k)
+            torch.testing.assert_close(out, want, equal_nan=True, rtol=0, atol=1e-15)
+            torch.testing.assert_close(ref, want, equal_nan=True, rtol=0, atol=1e-15)
+            if k is not None:
+                assert bool((out[~k] == 0).all())      # excluded entries: 0, never NaN
+    out = edge_softmax(A, flat)
+    assert bool(torch.isnan(out[rowptr[1]:rowptr[2]]).all())          # all -inf: NaN
+    assert out[rowptr[7]:rowptr[8]].tolist() == [0.0, 1.0]             # -inf next to 5: 0, 1
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_non_finite_logits_in_low_precision(dtype):
+    A = CSR(torch.tensor([0, 2, 4, 6]), torch.tensor([0, 1, 0, 1, 0, 1]), None, (3, 2))
+    s = torch.tensor([float("inf"), 1.0, float("-inf"), float("-inf"), 0.5, 1.5], dtype=dtype)
+    want = _torch_softmax_per_row(A, s.float(), None).to(dtype)
+    torch.testing.assert_close(edge_softmax(A, s), want, equal_nan=True)
+    torch.testing.assert_close(edge_softmax_reference(A, s), want, equal_nan=True)

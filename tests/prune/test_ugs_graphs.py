@@ -60,6 +60,22 @@ def _model(ds, **kw):
     return GINGraphClassifier(ds, ds.num_features, ds.num_classes, hidden=8, num_layers=2, **kw)
 
 
+def test_loaded_graph_ptr_is_checked(ds):
+    """``graph_ptr`` may come from a state dict: a graph range that splits another graph's
+    entries, or runs past the nodes, is refused before pooling reads it."""
+    model = _model(ds)
+    x = ds.data.x
+    model(x)
+    for edit in (lambda p: p.__setitem__(1, p[1] + 1), lambda p: p.__setitem__(-1, p[-1] + 4)):
+        sd = dict(model.state_dict())
+        sd["graph_ptr"] = sd["graph_ptr"].clone()
+        edit(sd["graph_ptr"])
+        bad = _model(ds)
+        bad.load_state_dict(sd)
+        with pytest.raises(ValueError, match="ptr|different graphs"):
+            bad(x)
+
+
 def _cfg(**kw):
     base = dict(task="graph", rounds=2, mask_epochs=3, fix_epochs=3, lr=0.01, seed=0,
                 prune_graph=0.2, prune_weight=0.3, mask_noise=1e-3)
@@ -102,15 +118,14 @@ def test_pruned_dataset_encodes_like_the_masked_dense_dataset(ds):
     pruned = ds.keep_edges(keep)
     assert pruned.data.adj.nnz == int(keep.sum())
     d = ds.data
-    masked = GraphBatch(d.x, d.adj.with_values(weights * keep), d.ptr, d.y, validate=False)
+    masked = GraphBatch(d.x, d.adj.with_values(weights * keep), d.ptr, d.y)
     kept = GraphBatch(pruned.data.x, pruned.data.adj.with_values(weights[keep]),
-                      pruned.data.ptr, pruned.data.y, validate=False)
+                      pruned.data.ptr, pruned.data.y)
     with torch.no_grad():
         a, b = encode_epoch(model, masked, 5), encode_epoch(model, kept, 5)
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
         # a 0/1 mask: the pruned pattern (no values) equals the dense one with the mask
-        a01 = encode_epoch(model, GraphBatch(d.x, d.adj.with_values(keep.float()), d.ptr,
-                                             validate=False), 7)
+        a01 = encode_epoch(model, GraphBatch(d.x, d.adj.with_values(keep.float()), d.ptr), 7)
         torch.testing.assert_close(a01, encode_epoch(model, pruned.data, 7), rtol=1e-6,
                                    atol=1e-6)
         # the model's own stored dataset: compacting drops the zero entries, same logits

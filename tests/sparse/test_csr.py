@@ -1,3 +1,5 @@
+import inspect
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -6,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sparselth import CSR
+from sparselth.ops import spmm
 from sparselth.testing import random_csr
 
 
@@ -161,3 +164,101 @@ def test_from_edge_index_fuzz_matches_dense_accumulation(rows, cols, e, seed, i3
     torch.testing.assert_close(A.to_dense(), D)
     CSR(A.rowptr, A.col, A.val, A.shape)  # revalidates
     torch.testing.assert_close(A.t().to_dense(), D.t())
+
+
+# --------------------------------------------------------------------------- trust boundaries
+
+
+def test_public_constructor_always_validates():
+    """No public path builds a CSR without the O(nnz) check: ``validate`` is not part of the
+    signature, and the ``validate=False`` of older code is ignored (with a warning)."""
+    assert "validate" not in inspect.signature(CSR).parameters
+    bad = [(torch.tensor([0, 1, 2]), torch.tensor([0, 7]), "col"),       # column past the end
+           (torch.tensor([0, 5, 2]), torch.tensor([0, 1]), "rowptr"),    # rowptr past nnz
+           (torch.tensor([0, 2, 1]), torch.tensor([0, 1]), "rowptr")]    # decreasing
+    for rowptr, col, word in bad:
+        with pytest.warns(DeprecationWarning, match="validate=False is ignored"):
+            with pytest.raises(ValueError, match=word):
+                CSR(rowptr, col, None, (2, 3), validate=False)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        CSR(torch.tensor([0, 0]), torch.tensor([], dtype=torch.long), None, (1, 1), check=False)
+
+
+def test_from_coo_sorts_shapes_whose_key_overflows():
+    """``row * cols + col`` overflows int64 for cols = 2**62: the entries still keep their
+    coordinates, duplicates are still summed (against the same coordinates on a small shape)."""
+    rows = torch.tensor([4, 0])
+    cols = torch.tensor([0, 1])
+    A = CSR.from_coo(rows, cols, None, (5, 2**62))
+    assert A.to_edge_index().tolist() == [[0, 4], [1, 0]]
+    assert A.rowptr.tolist() == [0, 1, 1, 1, 1, 2] and A.index_dtype == torch.int64
+    g = torch.Generator().manual_seed(0)
+    r = torch.randint(0, 6, (40,), generator=g)
+    c = torch.randint(0, 5, (40,), generator=g)
+    v = torch.randn(40, generator=g, dtype=torch.float64)
+    small = CSR.from_coo(r, c, v, (6, 5))
+    huge = CSR.from_coo(r, c, v, (6, 2**62))
+    assert torch.equal(huge.to_edge_index(), small.to_edge_index())
+    torch.testing.assert_close(huge.val, small.val)
+
+
+def test_shapes_a_rowptr_cannot_hold_name_the_shape():
+    with pytest.raises(ValueError, match=r"shape\[0\]"):
+        CSR.from_coo(torch.tensor([0]), torch.tensor([0]), None, (2**62, 1))
+    with pytest.raises(ValueError, match="shape"):
+        CSR(torch.tensor([0]), torch.tensor([], dtype=torch.long), None, (0, 2**63))
+    A = CSR.from_coo(torch.tensor([0]), torch.tensor([2**61]), None, (1, 2**62))
+    with pytest.raises(ValueError, match="transpose"):
+        A.t()
+
+
+@pytest.mark.parametrize("duplicates", [False, True])
+def test_values_requiring_grad_serve_many_optimisation_steps(duplicates):
+    """``from_edge_index(ei, values=v)`` with an unsorted ``ei`` and a trainable ``v``: the CSR
+    re-reads ``v`` at every use, so each step backpropagates and sees the updated values."""
+    ei = torch.tensor([[2, 0, 1, 2, 0], [1, 2, 0, 0, 0]])
+    if duplicates:
+        ei = torch.cat([ei, ei[:, :2]], 1)
+    v = torch.nn.Parameter(torch.rand(ei.shape[1], dtype=torch.float64))
+    A = CSR.from_edge_index(ei, num_nodes=3, values=v)
+    At = A.t()
+    X = torch.randn(3, 4, dtype=torch.float64)
+    opt = torch.optim.SGD([v], lr=0.1)
+    for _ in range(3):
+        opt.zero_grad()
+        dense = torch.zeros(3, 3, dtype=torch.float64).index_put((ei[0], ei[1]), v, accumulate=True)
+        want_out = dense @ X
+        (want,) = torch.autograd.grad(want_out.square().sum(), v)
+        out = spmm(A, X)
+        torch.testing.assert_close(out, want_out)
+        torch.testing.assert_close(At.to_dense(), dense.t())
+        (out.square().sum() + 0 * At.val.sum()).backward()
+        torch.testing.assert_close(v.grad, want)
+        opt.step()
+    B = A.to(dtype=torch.float32)          # a cast keeps re-reading v
+    torch.testing.assert_close(B.val, A.val.float())
+    B.val.sum().backward()
+    B.val.sum().backward()
+
+
+@pytest.mark.parametrize("layout", ["csc", "bsr", "bsc"])
+def test_from_torch_accepts_csc_and_block_layouts(layout):
+    g = torch.Generator().manual_seed(1)
+    D = torch.randn(6, 8, generator=g, dtype=torch.float64)
+    D[:2, :4] = 0                                       # an all-zero block
+    D[D.abs() < 0.5] = 0
+    T = {"csc": lambda: D.to_sparse_csc(), "bsr": lambda: D.to_sparse_bsr((2, 4)),
+         "bsc": lambda: D.to_sparse_bsc((3, 2))}[layout]()
+    A = CSR.from_torch(T)
+    assert A.shape == (6, 8)
+    torch.testing.assert_close(A.to_dense(), T.to_dense())
+    torch.testing.assert_close(A.t().to_dense(), T.to_dense().t())
+    CSR(A.rowptr, A.col, A.val, A.shape)            # a valid structure
+    if layout == "csc":
+        assert A.nnz == int((D != 0).sum())
+
+
+def test_from_torch_refuses_hybrid_tensors():
+    T = torch.randn(4, 3).to_sparse(sparse_dim=1)            # each stored entry a (3,) row
+    with pytest.raises(ValueError, match="hybrid"):
+        CSR.from_torch(T)

@@ -248,3 +248,24 @@ def test_bench_embedding_smoke(tmp_path):
         assert case["chosen_bytes"] == min(case["stored_bytes"].values())
         assert not case["errors"]
     assert report["args"]["rows"] == 3000
+
+
+def test_no_public_path_skips_the_format_checks():
+    """``validate=False`` (of older code) is ignored: an out-of-range ``remap``, ``col`` or
+    ``rowptr`` is refused, since the lookup kernels read them unchecked."""
+    d = 4
+    table = torch.randn(2, d)
+    rp = torch.tensor([0, 1, 2], dtype=torch.int32)
+    vals = torch.randn(2)
+    bad = [(RowCompactEmbedding, (torch.tensor([0, 10**8], dtype=torch.int32), table), "remap"),
+           (CSREmbedding, (rp, torch.tensor([0, 9], dtype=torch.int16), vals, d), "col"),
+           (CSREmbedding, (torch.tensor([0, 7, 2], dtype=torch.int32),
+                           torch.tensor([0, 1], dtype=torch.int16), vals, d), "rowptr"),
+           (BitmaskEmbedding, (rp, torch.tensor([[3], [1]], dtype=torch.uint8), vals, d), "bits")]
+    for cls, args, word in bad:
+        with pytest.warns(DeprecationWarning, match="ignored"):
+            with pytest.raises(ValueError, match=word):
+                cls(*args, validate=False)
+        with pytest.raises(ValueError, match=word):
+            tensors = [a for a in args if isinstance(a, torch.Tensor)]
+            cls._from_parts((2, d), dict(zip(cls._names, tensors)))

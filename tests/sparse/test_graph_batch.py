@@ -84,3 +84,20 @@ def test_keep_entries_and_add_entries():
         b.add_entries(torch.tensor([0]), torch.tensor([5]))
     with pytest.raises(TypeError, match="keep"):
         b.keep_nodes(torch.ones(3, dtype=torch.bool))
+
+
+def test_constructor_always_checks_the_blocks():
+    """``validate=False`` (of older code) is ignored: an entry joining two graphs or a ``ptr``
+    past the nodes is refused (pooling and message passing index by them unchecked)."""
+    x = torch.ones(4, 1)
+    joins = CSR.from_edge_index(torch.tensor([[0, 1], [3, 0]]), num_nodes=4)
+    ok = CSR.from_edge_index(torch.tensor([[0, 2], [1, 3]]), num_nodes=4)
+    ptr = torch.tensor([0, 2, 4])
+    with pytest.warns(DeprecationWarning, match="ignored"):
+        with pytest.raises(ValueError, match="different graphs"):
+            GraphBatch(x, joins, ptr, validate=False)
+    with pytest.raises(ValueError, match="ptr"):
+        GraphBatch(x, ok, torch.tensor([0, 2, 9]))
+    with pytest.raises(ValueError, match="ptr"):
+        GraphBatch(x, ok, torch.tensor([0, 3, 2, 4]))
+    assert GraphBatch(x, ok, ptr).num_graphs == 2
