@@ -93,8 +93,9 @@ class _GraphModel(nn.Module):
         rp, col = self.graph_rowptr, self.graph_col
         if self._adj_cache is not None and self._adj_cache[0] is rp and self._adj_cache[1] is col:
             return self._adj_cache[2]
-        if torch.compiler.is_compiling():
-            # traced (torch.export): the size from a shape, no data-dependent check or cache
+        if torch.compiler.is_compiling() or rp.is_meta:
+            # traced (torch.export) or shape-only (meta): the size from a shape, no
+            # data-dependent check, no cache
             n = rp.numel() - 1
             return CSR._trusted(rp, col, None, (n, n))
         n = int(self.graph_num_nodes)

@@ -15,6 +15,7 @@ from typing import Any, Optional, Tuple, Union
 import torch
 from torch import Tensor, nn
 
+from ..ops._common import row_index
 from ..ops.spmm import spmm
 from ..sparse.csr import CSR
 from ._graph_plan import Plan, TransposedWeight, kept_per_col, order_costs, resolve_order
@@ -370,7 +371,7 @@ class GraphConv(nn.Module):
         """``A`` with values ``vals`` plus ``diag`` on the diagonal (added to a stored one)."""
         N = A.shape[0]
         loop = torch.arange(N, device=A.device)
-        return CSR.from_coo(torch.cat([A.row(), loop]), torch.cat([A.col.long(), loop]),
+        return CSR.from_coo(torch.cat([row_index(A), loop]), torch.cat([A.col.long(), loop]),
                             torch.cat([vals, diag]), A.shape, A.col.dtype)
 
     def _self_entries(self, A: CSR, N: int) -> Tensor:

@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..ops.edge_softmax import edge_softmax
+from ..ops._common import row_index
 from ..ops.spmm import spmm
 from ..sparse.csr import CSR
 from ._graph_base import (Adjacency, GraphConv, _inference, _same, _version,
@@ -216,7 +217,7 @@ class GCNConv(GraphConv):
         if cacheable and self._norm_cache is not None and _same(key, self._norm_cache[0]):
             return self._norm_cache[1]
         N = A.shape[0]
-        row, col = A.row(), A.col.long()
+        row, col = row_index(A), A.col.long()
         fill = 2.0 if self._improved else 1.0
         wv = torch.ones(A.nnz, dtype=dtype, device=A.device) if w is None else w
         loops = None
@@ -314,7 +315,7 @@ class GCNConv(GraphConv):
             return torch.zeros(N, dtype=torch.long, device=A.device)
         if self._loops == "all":
             return torch.ones(N, dtype=torch.long, device=A.device)
-        row = A.row()
+        row = row_index(A)
         has_loop = torch.zeros(N, dtype=torch.long, device=A.device).index_add(
             0, row, (row == A.col.long()).long()) > 0
         return (~has_loop).long()
@@ -430,7 +431,7 @@ class GINConv(GraphConv):
     def _aggregation(self, adj, edge_weight, A, w, per_target, N, dtype, extra) -> CSR:
         """``diag(1/deg) A_w + (1 + eps) I``: the mean and the self term as one matrix."""
         rs = self._row_scale(extra, per_target, N, dtype, A.device)
-        vals = rs.index_select(0, A.row())
+        vals = rs.index_select(0, row_index(A))
         if w is not None:
             vals = vals * w.detach()
         diag = (1 + self.eps.detach().to(dtype)).expand(N)
@@ -523,7 +524,7 @@ class GATConv(GraphConv):
         N = A.shape[0]
         c = self._loop_cache
         if tracing() or c is None or c[0] is not A.rowptr or c[1] is not A.col:
-            row, col = A.row(), A.col.long()
+            row, col = row_index(A), A.col.long()
             loop = torch.arange(N, device=A.device)
             r, cc = torch.cat([row, loop]), torch.cat([col, loop])
             perm = torch.sort(r * max(N, 1) + cc, stable=True).indices
@@ -569,7 +570,7 @@ class GATConv(GraphConv):
         z = self._transform(x).view(N, H, C)
         s_src = (z * self.att_src).sum(-1)                      # (N, H)
         s_dst = (z * self.att_dst).sum(-1)
-        row, col = A.row(), A.col.long()
+        row, col = row_index(A), A.col.long()
         e = F.leaky_relu(s_dst.index_select(0, row) + s_src.index_select(0, col),
                          self.negative_slope)                   # (nnz, H)
         if w is not None:

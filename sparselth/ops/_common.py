@@ -105,6 +105,17 @@ def transpose_parts(rowptr: torch.Tensor, col: torch.Tensor, num_cols: int):
     return t_rowptr.to(col.dtype), row[perm].to(col.dtype), perm
 
 
+def row_index(A: CSR) -> Tensor:
+    """``A.row()`` (the row of every stored entry), cached on ``A`` eagerly; while traced
+    (``torch.compile``, ``torch.export``) computed without caching, so no traced tensor is
+    left on a CSR that outlives the trace."""
+    if torch.compiler.is_compiling() and getattr(A, "_row", None) is None:
+        counts = (A.rowptr[1:] - A.rowptr[:-1]).long()
+        return torch.repeat_interleave(torch.arange(A.shape[0], device=A.device), counts,
+                                       output_size=A.nnz)
+    return A.row()
+
+
 def cached_transpose(A: CSR):
     """``(t_rowptr, t_col, perm)`` of ``A``'s transpose where the backward gets it from the
     caller: eagerly always (``A.t()``, computed once and cached on ``A``); while traced only

@@ -20,7 +20,7 @@ from typing import Optional
 import torch
 
 from ..sparse.csr import CSR
-from ._common import check_csr, check_mask
+from ._common import check_csr, check_mask, row_index
 
 Tensor = torch.Tensor
 
@@ -121,7 +121,7 @@ def edge_softmax(A: CSR, logits: Tensor, keep: Optional[Tensor] = None) -> Tenso
     dtype = logits.dtype
     if dtype in (torch.float16, torch.bfloat16):
         x = x.float()
-    row = A.row()
+    row = row_index(A)
     if torch.is_grad_enabled() and x.requires_grad:
         out = _EdgeSoftmax.apply(x, row, A.shape[0], keep)
     else:
