@@ -85,6 +85,20 @@ def graph_argument(layer: str, adj_t: Optional[Adjacency], **aliases: Any) -> Ad
     return next(iter(given.values()))
 
 
+def read_values(adj: Adjacency, edge_weight: Optional[Tensor]
+                ) -> Tuple[Adjacency, Optional[Tensor]]:
+    """``(adj, edge_weight)`` for one call. A CSR whose values are re-read at every use
+    (values given with ``requires_grad``, e.g. ``adj_t_from_edge_index(ei, N, w)``) has them
+    read once here and passed as edge weights of its pattern, so the layer's caches (keyed by
+    tensor identity and version) see the tensor read now, never an earlier read's."""
+    if isinstance(adj, CSR) and getattr(adj, "_val_fn", None) is not None:
+        if torch.is_grad_enabled() and not tracing():
+            adj.t()   # cached on the caller's CSR: every call's pattern view shares it
+        v = adj.val
+        return adj.with_values(None), v if edge_weight is None else v * edge_weight
+    return adj, edge_weight
+
+
 def is_meta(*items: Any) -> bool:
     """Whether any tensor (or CSR) among ``items`` is on the meta device."""
     for t in items:

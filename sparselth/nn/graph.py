@@ -53,7 +53,8 @@ from ..ops._common import row_index
 from ..ops.spmm import spmm
 from ..sparse.csr import CSR
 from ._graph_base import (Adjacency, GraphConv, _inference, _same, _version,
-                          adj_t_from_edge_index, graph_argument, is_meta, tracing)
+                          adj_t_from_edge_index, graph_argument, is_meta, read_values,
+                          tracing)
 
 __all__ = ["GCNConv", "GINConv", "GATConv", "adj_t_from_edge_index"]
 
@@ -266,6 +267,7 @@ class GCNConv(GraphConv):
         """``Â x W^T + b``, then ReLU when ``relu`` (fused into the aggregation's epilogue at
         inference). The graph: ``adj_t`` (a CSR, rows = targets) or an ``edge_index``."""
         adj_t = graph_argument("GCNConv", adj_t, edge_index=edge_index, adj=adj)
+        adj_t, edge_weight = read_values(adj_t, edge_weight)
         if is_meta(x, adj_t, edge_weight):
             return self._meta_output(x, adj_t, edge_weight, self.out_dim)
         if _inference(self):
@@ -330,6 +332,7 @@ class GCNConv(GraphConv):
         edge's source) and ``self`` (the added self loops x width). ``dense=True`` counts every
         weight and stored edge as kept (the unpruned layer on this graph)."""
         adj_t = graph_argument("GCNConv", adj_t, edge_index=edge_index, adj=adj)
+        adj_t, edge_weight = read_values(adj_t, edge_weight)
         N = self._num_nodes(x)
         with torch.no_grad():
             A, w, _ = self._graph(adj_t, edge_weight, N, self._dtype())
@@ -407,6 +410,7 @@ class GINConv(GraphConv):
         """The layer, then ReLU when ``relu`` (fused into the aggregation at inference). The
         graph: ``adj_t`` (a CSR, rows = targets) or an ``edge_index``."""
         adj_t = graph_argument("GINConv", adj_t, edge_index=edge_index, adj=adj)
+        adj_t, edge_weight = read_values(adj_t, edge_weight)
         if is_meta(x, adj_t, edge_weight, deg):
             return self._meta_output(x, adj_t, edge_weight, self.out_dim)
         if _inference(self):
@@ -445,6 +449,7 @@ class GINConv(GraphConv):
         ``aggregate`` (kept edges x width) and ``self`` (the ``(1 + eps) x`` and ``1/deg``
         terms, ``N`` x width each)."""
         adj_t = graph_argument("GINConv", adj_t, edge_index=edge_index, adj=adj)
+        adj_t, edge_weight = read_values(adj_t, edge_weight)
         N = self._num_nodes(x)
         with torch.no_grad():
             A, w, _ = self._graph(adj_t, edge_weight, N, self._dtype())
@@ -562,6 +567,7 @@ class GATConv(GraphConv):
                 adj: Optional[Adjacency] = None) -> Tensor:
         """The layer. The graph: ``adj_t`` (a CSR, rows = targets) or an ``edge_index``."""
         adj_t = graph_argument("GATConv", adj_t, edge_index=edge_index, adj=adj)
+        adj_t, edge_weight = read_values(adj_t, edge_weight)
         H, C = self.heads, self.out_dim
         if is_meta(x, adj_t, edge_weight):
             return self._meta_output(x, adj_t, edge_weight, H * C if self.concat else C)
@@ -594,6 +600,7 @@ class GATConv(GraphConv):
         always transforms first (``order`` is accepted for a common signature);
         ``dense=True`` counts every weight and stored edge as kept."""
         adj_t = graph_argument("GATConv", adj_t, edge_index=edge_index, adj=adj)
+        adj_t, edge_weight = read_values(adj_t, edge_weight)
         N = self._num_nodes(x)
         with torch.no_grad():
             A, w, keep = self._attended(adj_t, None if dense else edge_weight, N, self._dtype())

@@ -91,6 +91,27 @@ def test_adj_t_from_edge_index_keeps_duplicate_counts_and_checks_arguments():
 
 
 @pytest.mark.parametrize("kind", ["gcn", "gin", "gat"])
+def test_adj_t_with_trained_weights_is_read_at_every_call(kind):
+    """``adj_t_from_edge_index(ei, N, w)`` with ``w`` requiring grad re-reads ``w``: after an
+    in-place update the layer (and its inference plan) sees the new weights."""
+    N = 9
+    ei = directed_graph(N)
+    conv = _conv(kind, 4, 3)
+    x = torch.randn(N, 4, dtype=torch.float64)
+    w = (torch.rand(ei.shape[1], dtype=torch.float64) + 0.5).requires_grad_()
+    adj_t = adj_t_from_edge_index(ei, N, w)
+    conv(x, adj_t).sum().backward()
+    assert w.grad is not None and w.grad.abs().sum() > 0
+    for train in (True, False):
+        conv.train(train)
+        with torch.no_grad():
+            before = conv(x, adj_t)
+            w.mul_(torch.linspace(0.5, 2.0, w.numel(), dtype=torch.float64))
+            torch.testing.assert_close(conv(x, adj_t), conv(x, ei, w))
+            assert (conv(x, adj_t) - before).abs().max() > 1e-6
+
+
+@pytest.mark.parametrize("kind", ["gcn", "gin", "gat"])
 def test_graph_keywords(kind):
     N = 9
     ei = directed_graph(N)
