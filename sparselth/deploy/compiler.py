@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -103,6 +104,7 @@ def compile(
     ticket = _check_arguments(model, ticket, example_inputs, backend)
     allowed, forced = parse_routes(routes)
     device = _target_device(model, device)
+    _refuse_meta(model, example_inputs, device)
 
     # the masked dense reference (the ticket on a copy of the model) and each layer's input
     masked = copy.deepcopy(model)
@@ -239,6 +241,19 @@ def _target_device(model: nn.Module, device: Any) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"compile: device {device} requested but CUDA is not available")
     return device
+
+
+def _refuse_meta(model: nn.Module, example_inputs: Any, device: torch.device) -> None:
+    """Meta tensors are shapes without values: nothing to verify or time."""
+    why = "compile verifies and times every route on real values, which meta tensors lack"
+    if device.type == "meta":
+        raise ValueError(f"compile: device is meta: {why}; pass a real device")
+    for name, t in itertools.chain(model.named_parameters(), model.named_buffers()):
+        if t.is_meta:
+            raise ValueError(f"compile: model holds meta tensors ({name!r}): {why}; materialise "
+                             f"the model first (model.to_empty(device=...) and load its state)")
+    if any((t.col if isinstance(t, CSR) else t).is_meta for t in tensors(example_inputs)):
+        raise ValueError(f"compile: example_inputs holds meta tensors: {why}; pass real inputs")
 
 
 def _select_layers(names: list[str], dense_model: nn.Module, compiled: nn.Module,

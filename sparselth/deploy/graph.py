@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from ..metrics.cost import state_bytes
 from ..nn import SparseLinear
-from ..nn._graph_plan import ORDER_NAMES, is_plain_linear
+from ..nn._graph_plan import ORDER_NAMES, is_plain_linear, sparse_product
 from ..nn.graph import GATConv, GCNConv, GINConv
 from ..sparse.csr import CSR
 from .report import LayerReport
@@ -176,7 +176,59 @@ def compile_graph_layers(dense_model: nn.Module, compiled: nn.Module,
             lin_rec.route, lin_rec.impl = "csr", f"sparselth.nn.{type(conv.lin).__name__}"
             lin_rec.bytes_stored = state_bytes(conv.lin)
             lin_rec.note = f"chosen with {rec.name} as a whole"
+        if lin_rec is not None and not lin_rec.latency_ms:
+            _transform_row(lin_rec, rec.name, conv, dense_model.get_submodule(rec.name),
+                           got[rec.name], ref[rec.name], sel)
     return rows
+
+
+def _aggregated(conv: nn.Module, args: tuple, kwargs: dict) -> Tensor:
+    """``A x`` as ``conv``'s inference plan computes it before its transform (aggregate
+    first): the input its ``lin`` multiplies."""
+    with torch.no_grad():
+        conv(*args, **kwargs)               # builds (or reuses) the plan for these inputs
+        p, x = conv._plan, args[0]
+        if isinstance(x, CSR):
+            return sparse_product(p.agg, x)
+        a = p.agg
+        return p.spmm(a.rowptr, a.col, a.val, x.contiguous(), None, None, None, p.n, False)
+
+
+def _transform_row(rec: LayerReport, layer: str, conv: nn.Module, dense_conv: nn.Module,
+                   call_args: tuple, ref_args: tuple, sel: Selection) -> None:
+    """The row of a graph layer's ``lin``, which the layer calls on its own (never as a module
+    the per-layer routes see, e.g. ``spmm(x, W^T)`` for CSR features): the MACs of its
+    transform in the order the layer runs (``macs_dense``: every weight, on the same
+    features) and the transform timed dense against the compiled ``lin``. The row stays
+    ``part_of`` the layer, out of the totals (the layer's row counts it)."""
+    (args, kwargs), (dargs, dkwargs) = call_args, ref_args
+    order = conv.order if conv.order in ORDER_NAMES else "transform_first"
+    rest = {k: v for k, v in kwargs.items() if k != "relu"}
+    drest = {k: v for k, v in dkwargs.items() if k != "relu"}
+    with torch.no_grad():
+        rec.macs_dense = int(dense_conv.macs(*dargs, **drest, order=order,
+                                             dense=True)["transform"])
+        rec.macs_ticket = int(conv.macs(*args, **rest, order=order)["transform"])
+    rec.promised_speedup = rec.macs_dense / rec.macs_ticket if rec.macs_ticket else None
+    if order == "aggregate_first":
+        h, dh = _aggregated(conv, args, kwargs), _aggregated(dense_conv, dargs, dkwargs)
+        fns = {"dense": lambda: dense_conv.lin(dh), rec.route: lambda: conv.lin(h)}
+        what = f"(A x) W^T after {layer}'s aggregation"
+    else:
+        x, dx = args[0], dargs[0]
+        fns = {"dense": lambda: dense_conv._transform(dx), rec.route: lambda: conv._transform(x)}
+        what = ("x W^T on the sparse features (spmm or sparse x sparse)" if isinstance(x, CSR)
+                else "x W^T")
+    timed = time_calls(fns, sel.budget_s, sel.device, sel.clock)
+    for key, t in timed.timings.items():
+        q = summary_ms(t, sel.clock)
+        rec.latency_ms[key], rec.latency_iqr_ms[key] = q["ms"], [q["q1_ms"], q["q3_ms"]]
+        rec.latency_wall_ms[key], rec.latency_cpu_ms[key] = q["wall_ms"], q["cpu_ms"]
+    rec.speedup = rec.latency_ms["dense"] / max(rec.latency_ms[rec.route], 1e-12)
+    half = [q[1] - q[0] for q in (rec.latency_iqr_ms["dense"], rec.latency_iqr_ms[rec.route])]
+    rec.noise_ms = 0.5 * sum(half)
+    rec.note = (f"timed inside {layer}: {what}, as {layer} runs it (counted in {layer}'s row, "
+                f"not in the totals)")
 
 
 def _choose_fusion(compiled: nn.Module, dense_model: nn.Module, inputs: Any, sel: Selection,

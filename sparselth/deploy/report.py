@@ -45,7 +45,10 @@ class LayerReport:
     A graph layer (``GCNConv``, ...) is one row whose MACs cover its transform and aggregation
     and whose routes are its orders (``A(XW)``, ``(AX)W``); the ``lin`` inside it keeps its
     own row with ``part_of`` naming the graph layer, left out of the totals (its MACs and
-    time are the graph layer's). ``macs_executed`` is set where the compiled layer executes
+    time are the graph layer's). That row shows the transform as the layer runs it, also
+    where the layer never calls ``lin`` as a module (CSR features: ``spmm(x, W^T)``): its
+    MACs (``macs_dense`` with every weight on the same features) and its time, dense against
+    the compiled ``lin``. ``macs_executed`` is set where the compiled layer executes
     fewer MACs than the ticket counts (hidden channels that no kept weight of the next layer
     reads are skipped); the promise stays the ticket's count.
     """

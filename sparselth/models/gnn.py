@@ -93,6 +93,11 @@ class _GraphModel(nn.Module):
         rp, col = self.graph_rowptr, self.graph_col
         if self._adj_cache is not None and self._adj_cache[0] is rp and self._adj_cache[1] is col:
             return self._adj_cache[2]
+        if torch.compiler.is_compiling() or rp.is_meta:
+            # traced (torch.export) or shape-only (meta): the size from a shape, no
+            # data-dependent check, no cache
+            n = rp.numel() - 1
+            return CSR._trusted(rp, col, None, (n, n))
         n = int(self.graph_num_nodes)
         # checked: the buffers may come from a state dict
         check_structure(type(self).__name__, rp, col, None, (n, n),
@@ -190,8 +195,9 @@ class GCN(_GraphModel):
                  dropout: float = 0.5, learn_edge_mask: bool = True,
                  num_nodes: Optional[int] = None, degree: str = "sender"):
         super().__init__(adj, learn_edge_mask, num_nodes)
-        self.conv1 = GCNConv(in_dim, hidden, degree=degree)
-        self.conv2 = GCNConv(hidden, num_classes, degree=degree)
+        # the reference's D^-1/2 (A_m + I) D^-1/2: an unprunable loop at every node, no bias
+        self.conv1 = GCNConv(in_dim, hidden, add_self_loops="all", bias=False, degree=degree)
+        self.conv2 = GCNConv(hidden, num_classes, add_self_loops="all", bias=False, degree=degree)
         self.dropout = float(dropout)
         #: at inference, run conv2's transform inside conv1's aggregation when conv2.lin is a
         #: compiled sparse layer and both layers transform first: the hidden (N, hidden)
@@ -207,7 +213,7 @@ class GCN(_GraphModel):
     def forward(self, x: Union[Tensor, CSR]) -> Tensor:
         A, w = self.adjacency(), self.edge_mask
         if self.fuse and not self.training and not torch.is_grad_enabled() \
-                and not torch.compiler.is_compiling():
+                and not torch.compiler.is_compiling() and not A.col.is_meta:
             out = self._fused(x, A, w)
             if out is not None:
                 return out
@@ -279,8 +285,8 @@ class GIN(_GraphModel):
         super().__init__(adj, learn_edge_mask, num_nodes)
         rp = self.graph_rowptr
         self.register_buffer("graph_deg", (rp[1:] - rp[:-1]).to(torch.get_default_dtype()))
-        self.conv1 = GINConv(in_dim, hidden, eps=eps, train_eps=train_eps)
-        self.conv2 = GINConv(hidden, num_classes, eps=eps, train_eps=train_eps)
+        self.conv1 = GINConv(in_dim, hidden, eps=eps, train_eps=train_eps, bias=False)
+        self.conv2 = GINConv(hidden, num_classes, eps=eps, train_eps=train_eps, bias=False)
         self.pred = nn.Linear(hidden, num_classes, bias=False)
         self.dropout = float(dropout)
 
@@ -324,11 +330,14 @@ class GAT(_GraphModel):
                  learn_edge_mask: bool = True, zero_logit_quirk: bool = False,
                  negative_slope: float = 0.2, num_nodes: Optional[int] = None):
         super().__init__(adj, learn_edge_mask, num_nodes, add_self_loops=add_self_loops)
+        # the loops (if any) are stored in the pattern above, prunable: none added here
         self.conv1 = GATConv(in_dim, hidden, heads=heads, concat=True,
                              negative_slope=negative_slope, attn_dropout=dropout,
+                             add_self_loops=False, bias=False,
                              zero_logit_quirk=zero_logit_quirk)
         self.conv2 = GATConv(hidden * heads, num_classes, heads=1, concat=True,
                              negative_slope=negative_slope, attn_dropout=0.0,
+                             add_self_loops=False, bias=False,
                              zero_logit_quirk=zero_logit_quirk)
         self.dropout = float(dropout)
         self.zero_logit_quirk = bool(zero_logit_quirk)

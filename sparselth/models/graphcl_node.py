@@ -45,7 +45,7 @@ class GCNNodeEncoder(nn.Module):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"GCNNodeEncoder: {name} must be a positive int, got {v!r}")
         self.in_dim, self.hidden = in_dim, hidden
-        self.conv = GCNConv(in_dim, hidden, bias=True)
+        self.conv = GCNConv(in_dim, hidden, add_self_loops="all", bias=True)   # DGI: A + I
         self.act = nn.PReLU()
         nn.init.xavier_uniform_(self.conv.lin.weight)
         nn.init.zeros_(self.conv.bias)

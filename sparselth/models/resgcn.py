@@ -76,7 +76,8 @@ class ResGCN(nn.Module):
         self.bn_feat = nn.BatchNorm1d(in_dim)
         self.conv_feat = nn.Linear(in_dim, hidden)
         self.bns_conv = nn.ModuleList(nn.BatchNorm1d(hidden) for _ in range(num_conv_layers))
-        self.convs = nn.ModuleList(GCNConv(hidden, hidden, bias=True, degree="sender")
+        self.convs = nn.ModuleList(GCNConv(hidden, hidden, add_self_loops="all", bias=True,
+                                            degree="sender")
                                    for _ in range(num_conv_layers))
         self.bns_fc = nn.ModuleList(nn.BatchNorm1d(hidden) for _ in range(num_fc_layers - 1))
         self.lins = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(num_fc_layers - 1))

@@ -10,13 +10,14 @@ Deployment (running tickets): :class:`SparseLinear`, :class:`SparseConv2d`,
 layers), :class:`BlockSparseLinear`, :class:`SemiStructuredLinear` (2:4, GPU). Each has
 ``from_dense(module, mask=None)``.
 
-Graphs: :class:`GCNConv`, :class:`GINConv`, :class:`GATConv` take a CSR adjacency or an
-``edge_index`` plus learnable per-edge weights (UGS edge masks). Readouts over a batch of
+Graphs: :class:`GCNConv`, :class:`GINConv`, :class:`GATConv` take PyG's ``edge_index``
+(row 0 sources, row 1 targets) or ``adj_t``, a CSR whose rows are the targets
+(:func:`adj_t_from_edge_index` builds it), plus learnable per-edge weights (UGS edge masks). Readouts over a batch of
 graphs: :func:`global_pool` (sum, mean: an SpMM with a pooling matrix; max).
 """
 
 from .embedding import CompressedEmbedding, CompressedEmbeddingBag, MaskedEmbedding
-from .graph import GATConv, GCNConv, GINConv
+from .graph import GATConv, GCNConv, GINConv, adj_t_from_edge_index
 from .pool import (global_add_pool, global_max_pool, global_mean_pool, global_pool,
                    pooling_matrix)
 from .masked import MaskedConv2d, MaskedConvTranspose2d, MaskedLinear
@@ -29,7 +30,7 @@ __all__ = [
     "SparseLinear", "SparseConv2d", "SparseConvTranspose2d",
     "ChannelPrunedLinear", "ChannelPrunedConv2d", "ChannelPrunedConvTranspose2d",
     "BlockSparseLinear", "SemiStructuredLinear",
-    "GCNConv", "GINConv", "GATConv",
+    "GCNConv", "GINConv", "GATConv", "adj_t_from_edge_index",
     "MaskedEmbedding", "CompressedEmbedding", "CompressedEmbeddingBag",
     "global_pool", "global_add_pool", "global_mean_pool", "global_max_pool", "pooling_matrix",
 ]

@@ -109,16 +109,25 @@ class _CSRWeight(nn.Module):
 
     def _pattern(self) -> CSR:
         """The stored pattern, checked (O(nnz)) whenever ``rowptr``/``col`` were replaced or
-        changed in place since the last check, so the kernels never see an unchecked one."""
+        changed in place since the last check, so the kernels never see an unchecked one.
+        Traced (``torch.compile``, ``torch.export``) it is neither checked (data-dependent)
+        nor cached: the eager calls check it."""
         c, buffers = self._cache, self._buffers
         rowptr, col = buffers["rowptr"], buffers["col"]
-        if (c is None or c["rowptr"] is not rowptr or c["col"] is not col
-                or (c["version"][0] >= 0 and c["version"] != (rowptr._version, col._version))):
-            self._clear_cache()
-            A = CSR(rowptr, col, None, self._flat_shape())
+        traced = torch.compiler.is_compiling()
+        if traced or (c is None or c["rowptr"] is not rowptr or c["col"] is not col
+                      or (c["version"][0] >= 0
+                          and c["version"] != (rowptr._version, col._version))):
+            if traced:
+                A = CSR._trusted(rowptr, col, None, self._flat_shape())
+            else:
+                self._clear_cache()
+                A = CSR(rowptr, col, None, self._flat_shape())
             if self.values.numel() != A.nnz:
                 raise ValueError(f"{type(self).__name__}: values has {self.values.numel()} "
                                  f"entries but the structure stores {A.nnz}")
+            if traced:   # torch.compile / torch.export: nothing cached, no data-dependent shapes
+                return A
             A.t()
             c = self._cache = {"rowptr": rowptr, "col": col, "A": A,
                                "version": (_tensor_version(rowptr), _tensor_version(col))}

@@ -91,34 +91,75 @@ def check_weight_input(op: str, x, weight: CSR) -> Tensor:
 
 
 def transpose_parts(rowptr: torch.Tensor, col: torch.Tensor, num_cols: int):
-    """``(t_rowptr, t_col, perm)`` of a CSR structure, from torch ops (used when no cached
-    transpose was handed to a backward)."""
+    """``(t_rowptr, t_col, perm)`` of a CSR structure, from torch ops whose output shapes do
+    not depend on the data (so ``torch.compile`` and ``torch.export`` trace it); used when no
+    cached transpose was handed to a backward."""
     num_rows = rowptr.numel() - 1
     counts = rowptr[1:] - rowptr[:-1]
     row = torch.repeat_interleave(torch.arange(num_rows, device=col.device), counts.long(),
                                   output_size=col.numel())
-    perm = torch.sort(col.long(), stable=True).indices
-    t_rowptr = torch.zeros(num_cols + 1, dtype=torch.long, device=col.device)
-    torch.cumsum(torch.bincount(col.long(), minlength=num_cols), 0, out=t_rowptr[1:])
+    c = col.long()
+    perm = torch.sort(c, stable=True).indices
+    per_col = torch.zeros(num_cols, dtype=torch.long, device=col.device).index_add(
+        0, c, torch.ones_like(c))
+    t_rowptr = torch.cat([per_col.new_zeros(1), torch.cumsum(per_col, 0)])
     return t_rowptr.to(col.dtype), row[perm].to(col.dtype), perm
+
+
+def row_index(A: CSR) -> Tensor:
+    """``A.row()`` (the row of every stored entry), cached on ``A`` eagerly; while traced
+    (``torch.compile``, ``torch.export``) computed without caching, so no traced tensor is
+    left on a CSR that outlives the trace."""
+    if torch.compiler.is_compiling() and getattr(A, "_row", None) is None:
+        counts = (A.rowptr[1:] - A.rowptr[:-1]).long()
+        return torch.repeat_interleave(torch.arange(A.shape[0], device=A.device), counts,
+                                       output_size=A.nnz)
+    return A.row()
+
+
+def cached_transpose(A: CSR):
+    """``(t_rowptr, t_col, perm)`` of ``A``'s transpose where the backward gets it from the
+    caller: eagerly always (``A.t()``, computed once and cached on ``A``); while traced only
+    when already cached (computing it there has data-dependent shapes; the backward then
+    builds it with :func:`transpose_parts`), else ``(None, None, None)``."""
+    if torch.compiler.is_compiling() and getattr(A, "_t", None) is None:
+        return None, None, None
+    At = A.t()
+    return At.rowptr, At.col, A.csr_to_csc_perm()
 
 
 def eager_twin(op, forward: Callable, setup_context: Callable, backward: Callable) -> Callable:
     """Registers ``backward`` as the autograd of the custom op ``op`` and returns the ``apply``
     of its eager twin: an ``autograd.Function`` with the same forward, context and backward
-    and less per-call overhead (``torch.compile`` traces the custom op instead). The twin sets
-    ``ctx.eager``, so a backward that records no graph may call the kernels directly."""
+    and less per-call overhead (``torch.compile`` traces the custom op instead). The twin is
+    written in the ``forward`` / ``setup_context`` style with a ``vmap`` rule (a loop over
+    the batch), so ``torch.func`` transforms (``grad``, ``jacrev``, ``vmap``) run through it. It sets ``ctx.eager``, so a backward that
+    records no graph may call the kernels directly."""
     op.register_autograd(backward, setup_context=setup_context)
 
-    def twin_forward(ctx, *inputs):
-        out = forward(*inputs)
-        setup_context(ctx, inputs, out)
+    def twin_forward(*inputs):
+        return forward(*inputs)
+
+    def twin_setup_context(ctx, inputs, output):
+        setup_context(ctx, inputs, output)
         ctx.eager = True
-        return out
+
+    def twin_vmap(info, in_dims, *inputs):
+        """``torch.func.vmap`` (``jacrev``, ``vmap(grad)``): one call per batch entry; the
+        kernels have no batched form."""
+        outs = [twin.apply(*(a if d is None else a.select(d, b)
+                             for a, d in zip(inputs, in_dims)))
+                for b in range(info.batch_size)]
+        if isinstance(outs[0], tuple):
+            return tuple(torch.stack(o) for o in zip(*outs)), (0,) * len(outs[0])
+        return torch.stack(outs), 0
 
     name = op._qualname.split("::")[-1]
     twin = type(f"_{name}_eager", (torch.autograd.Function,),
-                {"forward": staticmethod(twin_forward), "backward": staticmethod(backward),
+                {"forward": staticmethod(twin_forward),
+                 "setup_context": staticmethod(twin_setup_context),
+                 "backward": staticmethod(backward),
+                 "vmap": staticmethod(twin_vmap),
                  "__doc__": f"Eager twin of the custom op {op._qualname}."})
     return twin.apply
 

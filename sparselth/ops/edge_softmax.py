@@ -20,7 +20,7 @@ from typing import Optional
 import torch
 
 from ..sparse.csr import CSR
-from ._common import check_csr, check_mask
+from ._common import check_csr, check_mask, row_index
 
 Tensor = torch.Tensor
 
@@ -64,14 +64,20 @@ def _forward(row: Tensor, num_rows: int, logits: Tensor, keep: Optional[Tensor])
 
 class _EdgeSoftmax(torch.autograd.Function):
     """Saves only the output; the backward is built from differentiable torch ops, so double
-    backward works too."""
+    backward works too (and ``torch.func`` transforms: forward / setup_context style, a vmap
+    rule generated from the torch ops)."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, logits, row, num_rows, keep):
-        out = _forward(row, num_rows, logits, keep)
-        ctx.save_for_backward(out, row)
+    def forward(logits, row, num_rows, keep):
+        return _forward(row, num_rows, logits, keep)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, row, num_rows, _ = inputs
+        ctx.save_for_backward(output, row)
         ctx.num_rows = num_rows
-        return out
 
     @staticmethod
     def backward(ctx, grad):
@@ -115,7 +121,7 @@ def edge_softmax(A: CSR, logits: Tensor, keep: Optional[Tensor] = None) -> Tenso
     dtype = logits.dtype
     if dtype in (torch.float16, torch.bfloat16):
         x = x.float()
-    row = A.row()
+    row = row_index(A)
     if torch.is_grad_enabled() and x.requires_grad:
         out = _EdgeSoftmax.apply(x, row, A.shape[0], keep)
     else:

@@ -12,7 +12,8 @@ import torch
 
 from ..sparse.csr import CSR
 from . import backend as _backend
-from ._common import check_csr, check_dense, eager_twin, register_kernel_fake, transpose_parts
+from ._common import (cached_transpose, check_csr, check_dense, eager_twin, register_kernel_fake,
+                      transpose_parts)
 
 Tensor = torch.Tensor
 
@@ -58,9 +59,12 @@ def _(rowptr, col, x, y, t_rowptr, t_col, t_perm, backend):
 
 def _sddmm_call(rowptr, col, x, y, backend, eager):
     """SDDMM from inside a backward: the kernel itself in an eager backward that records no
-    graph, the differentiable op otherwise."""
-    if not eager or torch.is_grad_enabled():
+    graph, the eager twin in one that does (``torch.func`` transforms run through it), the
+    differentiable op when traced."""
+    if not eager:
         return _sddmm_op(rowptr, col, x, y, None, None, None, backend)
+    if torch.is_grad_enabled():
+        return _sddmm_eager(rowptr, col, x, y, None, None, None, backend)
     return _IMPLS[backend](rowptr, col, x, y)
 
 
@@ -126,7 +130,6 @@ def sddmm(A: CSR, X: Tensor, Y: Tensor, *, backend: str = "auto") -> Tensor:
         return _IMPLS[name](A.rowptr, A.col, X, Y)
     t_rowptr = t_col = t_perm = None
     if Y.requires_grad:
-        At = A.t()
-        t_rowptr, t_col, t_perm = At.rowptr, At.col, A.csr_to_csc_perm()
+        t_rowptr, t_col, t_perm = cached_transpose(A)
     op_fn = _sddmm_op if torch.compiler.is_compiling() else _sddmm_eager
     return op_fn(A.rowptr, A.col, X, Y, t_rowptr, t_col, t_perm, name)

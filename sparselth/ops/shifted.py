@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..sparse.csr import CSR
-from ._common import register_kernel_fake
+from ._common import register_kernel_fake, transpose_parts
 
 Tensor = torch.Tensor
 
@@ -240,7 +240,15 @@ class ShiftedStructure:
 
     @classmethod
     def from_csr(cls, A: CSR) -> "ShiftedStructure":
-        """Shift-free structure of a CSR (rows = A's rows, blocks = A's columns)."""
+        """Shift-free structure of a CSR (rows = A's rows, blocks = A's columns). Traced
+        (``torch.compile``, ``torch.export``) the transpose is built with data-independent
+        shapes (:func:`~sparselth.ops._common.transpose_parts`), not cached on ``A``."""
+        if torch.compiler.is_compiling():
+            t_rowptr, t_col, perm = transpose_parts(A.rowptr, A.col, A.shape[1])
+            iperm = torch.empty_like(perm).scatter_(
+                0, perm, torch.arange(perm.numel(), device=perm.device))
+            return cls(A.rowptr, A.col, None, t_rowptr, t_col, perm, iperm, A.shape[0],
+                       A.shape[1])
         At = A.t()
         return cls(A.rowptr, A.col, None, At.rowptr, At.col, A.csr_to_csc_perm(),
                    At.csr_to_csc_perm(), A.shape[0], A.shape[1])

@@ -15,8 +15,8 @@ import torch
 
 from ..sparse.csr import CSR
 from . import backend as _backend
-from ._common import (check_csr, check_dense, check_mask, check_vector, eager_twin,
-                      register_kernel_fake, transpose_parts)
+from ._common import (cached_transpose, check_csr, check_dense, check_mask, check_vector,
+                      eager_twin, register_kernel_fake, transpose_parts)
 
 Tensor = torch.Tensor
 
@@ -90,9 +90,14 @@ def _(rowptr, col, val, x, x_mask, row_scale, bias, t_rowptr, t_col, t_perm, num
 
 def _spmm_call(rowptr, col, val, x, num_rows, backend, eager):
     """Plain ``A @ x`` from inside a backward: the kernel itself in an eager backward that
-    records no graph (saves the op machinery's overhead), the differentiable op otherwise."""
-    if not eager or torch.is_grad_enabled():
+    records no graph (saves the op machinery's overhead); one that records a graph (double
+    backward, ``torch.func``) through the eager twin, whose autograd ``torch.func``
+    transforms can run; the differentiable op when traced."""
+    if not eager:
         return _spmm_op(rowptr, col, val, x, None, None, None, None, None, None, num_rows, backend)
+    if torch.is_grad_enabled():
+        return _spmm_eager(rowptr, col, val, x, None, None, None, None, None, None, num_rows,
+                           backend)
     return _IMPLS[backend](rowptr, col, val, x, None, None, None, num_rows)
 
 
@@ -189,8 +194,7 @@ def spmm(A: CSR, X: Tensor, *, x_mask: Optional[Tensor] = None,
         return _IMPLS[name](A.rowptr, A.col, val, X, x_mask, row_scale, bias, m, relu)
     t_rowptr = t_col = t_perm = None
     if X.requires_grad or (x_mask is not None and x_mask.requires_grad):
-        At = A.t()
-        t_rowptr, t_col, t_perm = At.rowptr, At.col, A.csr_to_csc_perm()
+        t_rowptr, t_col, t_perm = cached_transpose(A)
     op_fn = _spmm_op if torch.compiler.is_compiling() else _spmm_eager
     out = op_fn(A.rowptr, A.col, val, X, x_mask, row_scale, bias, t_rowptr, t_col, t_perm, m, name)
     return torch.relu(out) if relu else out

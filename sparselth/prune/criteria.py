@@ -322,6 +322,10 @@ def _prune(
     targets = []
     for name in names:
         module, _, p = _resolve(model, name)
+        if p.is_meta:
+            raise ValueError(f"{caller}: parameter {name!r} is a meta tensor (a shape without "
+                             f"values): pruning needs the weights; materialise the model first "
+                             f"(model.to_empty(device=...) and load its state)")
         cur = base.get(name)
         alive = cur.detach().to("cpu") if cur is not None else torch.ones(p.shape, dtype=torch.bool)
         targets.append((name, module, p, alive.clone().reshape(-1)))

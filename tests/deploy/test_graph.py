@@ -12,6 +12,7 @@ from sparselth import CSR, Ticket
 from sparselth.data import contextual_sbm
 from sparselth.models import GAT, GCN, GIN
 from sparselth.nn import SparseLinear
+from sparselth.utils.records import format_number, format_si
 
 from ._tickets import FAST
 
@@ -128,3 +129,59 @@ def test_dead_hidden_channels_are_reported_beside_the_counted_promise():
         assert "executed MACs" in str(report)
     else:
         assert rec.macs_executed is None and "macs_skipped" not in e
+
+
+@pytest.mark.parametrize("sparse_x", [True, False])
+def test_first_layer_lin_row_counts_its_transform_and_is_timed(sparse_x):
+    """The ``lin`` inside the first graph layer (never called as a module: CSR features go
+    through ``spmm(x, W^T)``) reports its transform's MACs and time, not 0 and none, and the
+    totals hold the graph layers' exact counts with that transform in them."""
+    model, ticket, x = _graph_ticket(GCN, sparse_x)
+    compiled, report = sparselth.compile(model, ticket, example_inputs=(x,), **FAST)
+    rec = report.layer("conv1.lin")
+    order = compiled.conv1.order
+    kept = ticket.masks["conv1.lin.weight"]
+    hidden, in_dim = kept.shape
+    if order == "transform_first":
+        if sparse_x:
+            stored = torch.bincount(x.col.long(), minlength=in_dim)   # stored features per column
+            assert rec.macs_dense == x.nnz * hidden
+            assert rec.macs_ticket == int((stored * kept.sum(0)).sum())
+        else:
+            assert rec.macs_dense == x.shape[0] * kept.numel()
+            assert rec.macs_ticket == x.shape[0] * int(kept.sum())
+    assert 0 < rec.macs_ticket < rec.macs_dense
+    assert rec.promised_speedup == pytest.approx(rec.macs_dense / rec.macs_ticket)
+    assert "dense" in rec.latency_ms and rec.route in rec.latency_ms
+    assert rec.speedup is not None and "timed inside conv1" in rec.note
+    assert rec.part_of == "conv1"
+    conv1 = report.layer("conv1")
+    assert conv1.macs_dense >= rec.macs_dense and conv1.macs_ticket >= rec.macs_ticket
+    counted = [r for r in report.layers if not r.part_of]
+    assert report.totals["macs_dense"] == sum(r.macs_dense for r in counted)
+    assert report.totals["latency_dense_ms"] == pytest.approx(
+        sum(r.latency_ms["dense"] for r in counted))
+    line = next(ln for ln in str(report).splitlines() if ln.startswith("conv1.lin"))
+    assert format_si(rec.macs_dense) in line and format_number(rec.latency_ms["dense"]) in line
+
+
+@pytest.mark.parametrize("model_cls, kw", [(GCN, {}), (GIN, {}), (GAT, {"heads": 2})])
+def test_compiled_graph_model_exports(model_cls, kw):
+    """``torch.export`` traces a compiled ticket (sparse ``lin`` layers included); the
+    exported program gives the compiled model's output."""
+    model, ticket, x = _graph_ticket(model_cls, False, **kw)
+    compiled, _ = sparselth.compile(model, ticket, example_inputs=(x,), **FAST)
+    program = torch.export.export(compiled, (x,))
+    with torch.no_grad():
+        torch.testing.assert_close(program.module()(x), compiled(x))
+
+
+def test_compile_refuses_meta_tensors():
+    model, ticket, x = _graph_ticket(GCN, False)
+    with pytest.raises(ValueError, match="^compile: device is meta"):
+        sparselth.compile(model, ticket, device="meta", example_inputs=(x,), **FAST)
+    with pytest.raises(ValueError, match="^compile: model holds meta tensors"):
+        sparselth.compile(copy.deepcopy(model).to("meta"), ticket, device="cpu",
+                          example_inputs=(x,), **FAST)
+    with pytest.raises(ValueError, match="^compile: example_inputs holds meta tensors"):
+        sparselth.compile(model, ticket, example_inputs=(x.to("meta"),), **FAST)

@@ -309,7 +309,7 @@ def test_edge_index_constructor_and_bad_input():
         GCN("graph", F_IN, C)
     with pytest.raises(ValueError, match="^GIN: adj must be square"):
         GIN(CSR.from_dense(torch.ones(3, 4)), F_IN, C)
-    with pytest.raises(ValueError, match="^GATConv: adj must have shape"):
+    with pytest.raises(ValueError, match="^GATConv: adj_t must have shape"):
         GAT(A, F_IN, C, hidden=2, heads=2)(torch.randn(N + 1, F_IN))
 
 

@@ -18,13 +18,29 @@ def dense_weights(A, w):
                                                          accumulate=True)
 
 
-def gcn_dense(conv, x, Aw):
+def gcn_dense(conv, x, Aw, loop_stored=None, weighted=True):
     """Rows of ``Aw`` are targets: receiver degrees are its row sums, sender degrees its
-    column sums."""
+    column sums. Self loops as ``conv.add_self_loops`` says: ``"all"`` adds ``fill * I``;
+    ``"remaining"`` (PyG's) keeps a stored loop (``loop_stored``, default: a non-zero
+    diagonal) with its weight, or the fill value when the graph is unweighted, and gives
+    every other node a loop of the fill value."""
     N = Aw.shape[0]
-    Ahat = Aw + torch.eye(N, dtype=Aw.dtype)
-    d = (Ahat.sum(0) if conv.degree == "sender" else Ahat.sum(1)).pow(-0.5)
-    Ahat = d[:, None] * Ahat * d[None, :]
+    fill = 2.0 if conv.improved else 1.0
+    eye = torch.eye(N, dtype=Aw.dtype)
+    if loop_stored is None:
+        loop_stored = Aw.diagonal() != 0
+    if conv.add_self_loops == "all":
+        Ahat = Aw + fill * eye
+    elif conv.add_self_loops == "remaining":
+        own = Aw.diagonal() if weighted else torch.full((N,), fill, dtype=Aw.dtype)
+        diag = torch.where(loop_stored, own, torch.full((N,), fill, dtype=Aw.dtype))
+        Ahat = Aw - torch.diag(Aw.diagonal()) + torch.diag(diag)
+    else:
+        Ahat = Aw
+    if conv.normalize:
+        deg = Ahat.sum(0) if conv.degree == "sender" else Ahat.sum(1)
+        d = torch.where(deg > 0, deg, torch.ones_like(deg)).pow(-0.5) * (deg > 0)
+        Ahat = d[:, None] * Ahat * d[None, :]
     y = Ahat @ (x @ conv.lin.weight.t())
     return y if conv.bias is None else y + conv.bias
 
@@ -37,8 +53,13 @@ def gin_dense(conv, x, Aw, deg):
 
 
 def gat_dense(conv, x, pattern, Aw, quirk=False):
-    """Dense attention with -inf outside the (kept) pattern."""
+    """Dense attention with -inf outside the (kept) pattern; with ``conv.add_self_loops`` the
+    stored loops are replaced by one loop of weight 1 per node."""
     N, H, C = x.shape[0], conv.heads, conv.out_dim
+    if conv.add_self_loops:
+        eye = torch.eye(N, dtype=torch.bool)
+        pattern = (pattern & ~eye) | eye
+        Aw = torch.where(eye, torch.ones_like(Aw), Aw)
     z = (x @ conv.lin.weight.t()).view(N, H, C)
     s_src = (z * conv.att_src).sum(-1)           # (N, H)
     s_dst = (z * conv.att_dst).sum(-1)
@@ -88,16 +109,18 @@ def make_conv(kind, in_dim, out_dim, dtype, **kw):
 def dense_out(kind, conv, x, A, w, quirk=False):
     Aw = dense_weights(A, w)
     if kind == "gcn":
-        return gcn_dense(conv, x, Aw)
+        return gcn_dense(conv, x, Aw, dense_pattern(A).diagonal(), w is not None)
     if kind == "gin":
         deg = (A.rowptr[1:] - A.rowptr[:-1]).to(x.dtype)
         return gin_dense(conv, x, Aw, deg)
     return gat_dense(conv, x, dense_pattern(A), Aw, quirk)
 
 
-KINDS = [("gcn", {}), ("gcn", {"bias": True}), ("gcn", {"degree": "sender"}),
-         ("gcn", {"degree": "sender", "bias": True}), ("gin", {}), ("gin", {"bias": True}),
-         ("gat", {"heads": 3}), ("gat", {"heads": 2, "concat": False, "bias": True})]
+KINDS = [("gcn", {"bias": False}), ("gcn", {}),
+         ("gcn", {"degree": "sender", "add_self_loops": "all", "bias": False}),
+         ("gcn", {"degree": "sender", "improved": True}), ("gin", {}), ("gin", {"bias": True}),
+         ("gat", {"heads": 3, "bias": False}),
+         ("gat", {"heads": 2, "concat": False, "add_self_loops": False})]
 
 
 def grads(out, tensors, R):
@@ -135,7 +158,10 @@ def test_without_edge_weight_equals_ones(kind, kw):
     A = small_graph()
     conv = make_conv(kind, 4, 3, torch.float64, **kw)
     x = torch.randn(7, 4, dtype=torch.float64)
-    torch.testing.assert_close(conv(x, A), conv(x, A, torch.ones(A.nnz, dtype=torch.float64)))
+    ones = torch.ones(A.nnz, dtype=torch.float64)
+    if kind == "gcn" and conv.improved and conv.add_self_loops == "remaining":
+        ones[A.row() == A.col.long()] = 2.0     # PyG: an unweighted stored loop takes the fill
+    torch.testing.assert_close(conv(x, A), conv(x, A, ones))
     torch.testing.assert_close(conv(x, A), dense_out(kind, conv, x, A, None))
 
 
@@ -264,8 +290,9 @@ def test_gat_pruned_edges_removed_vs_quirk():
     x = torch.randn(7, 4, generator=g, dtype=torch.float64)
     w = torch.rand(A.nnz, generator=g, dtype=torch.float64) + 0.5
     w[[0, 3, 8]] = 0.0                                          # 8 = the self loop of node 5
-    conv = make_conv("gat", 4, 3, torch.float64, heads=2)
-    quirk = make_conv("gat", 4, 3, torch.float64, heads=2, zero_logit_quirk=True)
+    conv = make_conv("gat", 4, 3, torch.float64, heads=2, add_self_loops=False)
+    quirk = make_conv("gat", 4, 3, torch.float64, heads=2, add_self_loops=False,
+                      zero_logit_quirk=True)
     quirk.load_state_dict(conv.state_dict())
     out, out_q = conv(x, A, w), quirk(x, A, w)
     # true sparse GAT: identical to the graph without those entries
@@ -362,8 +389,9 @@ def test_gcn_sender_degree_equals_the_ugs_reference():
     mask = torch.rand(len(edges), generator=g, dtype=torch.float64) + 0.25
     mask[3] = 0.0                                       # a pruned edge
     x = torch.randn(N, 4, generator=g, dtype=torch.float64)
-    sender = make_conv("gcn", 4, 3, torch.float64, degree="sender")
-    receiver = make_conv("gcn", 4, 3, torch.float64)
+    sender = make_conv("gcn", 4, 3, torch.float64, degree="sender", add_self_loops="all",
+                       bias=False)
+    receiver = make_conv("gcn", 4, 3, torch.float64, add_self_loops="all", bias=False)
     ref = _reference_ugs_gcn(x, sender.lin.weight.detach(), edges, mask, N)
     torch.testing.assert_close(sender(x, ei, mask), ref, rtol=1e-12, atol=1e-12)
     A = CSR.from_edge_index(ei.flip(0), num_nodes=N, values=mask)
@@ -401,7 +429,7 @@ def test_gcn_sender_gradient_flows_through_degrees():
 @pytest.mark.parametrize("degree", ["receiver", "sender"])
 def test_gcn_all_pruned_edges_leave_the_identity(degree):
     A = small_graph()
-    conv = make_conv("gcn", 4, 3, torch.float64, degree=degree)
+    conv = make_conv("gcn", 4, 3, torch.float64, degree=degree, add_self_loops="all", bias=False)
     x = torch.randn(7, 4, dtype=torch.float64)
     w = torch.zeros(A.nnz, dtype=torch.float64, requires_grad=True)
     out = conv(x, A, w)
@@ -461,12 +489,12 @@ def test_macs_drop_with_pruning(kind, kw):
     (lambda c, x, A: c(x[:, :2], A), ValueError, "x must have shape"),
     (lambda c, x, A: c(x.long(), A), TypeError, "x must be floating"),
     (lambda c, x, A: c([1.0], A), TypeError, "x must be a dense tensor or a sparselth.CSR"),
-    (lambda c, x, A: c(x[:5], A), ValueError, "adj must have shape"),
+    (lambda c, x, A: c(x[:5], A), ValueError, "adj_t must have shape"),
     (lambda c, x, A: c(x, A, torch.ones(3)), ValueError, "edge_weight must have shape"),
     (lambda c, x, A: c(x, A, torch.ones(A.nnz, dtype=torch.long)), TypeError,
      "edge_weight must be floating"),
     (lambda c, x, A: c(x, A, torch.ones(A.nnz, 1)), ValueError, "edge_weight must be 1-D"),
-    (lambda c, x, A: c(x, "graph"), TypeError, "adj must be a sparselth.CSR"),
+    (lambda c, x, A: c(x, "graph"), TypeError, "adj_t must be a sparselth.CSR"),
     (lambda c, x, A: c(x, torch.tensor([[0, 9], [1, 2]])), ValueError, "edge_index entries"),
     (lambda c, x, A: c(x, torch.zeros(3, 4, dtype=torch.long)), ValueError,
      "edge_index must have shape"),
@@ -495,7 +523,8 @@ def test_bad_constructor_arguments():
 
 
 def test_parameter_names():
-    assert {n for n, _ in GCNConv(4, 3).named_parameters()} == {"lin.weight"}
+    assert {n for n, _ in GCNConv(4, 3).named_parameters()} == {"lin.weight", "bias"}
+    assert {n for n, _ in GCNConv(4, 3, bias=False).named_parameters()} == {"lin.weight"}
     assert {n for n, _ in GINConv(4, 3).named_parameters()} == {"lin.weight", "eps"}
     assert {n for n, _ in GINConv(4, 3, train_eps=False).named_parameters()} == {"lin.weight"}
     gat = GATConv(4, 3, heads=2, bias=True)

@@ -162,8 +162,8 @@ def test_plan_follows_the_backend():
 
 def test_order_by_exact_macs():
     A = small_graph()
-    wide = make_conv("gcn", 3, 40, torch.float64)             # out > in: aggregate first
-    narrow = make_conv("gcn", 40, 3, torch.float64)
+    wide = make_conv("gcn", 3, 40, torch.float64, add_self_loops="all")   # aggregate first
+    narrow = make_conv("gcn", 40, 3, torch.float64, add_self_loops="all")
     _infer(wide, _features(3, torch.float64), A)
     _infer(narrow, _features(40, torch.float64), A)
     assert wide._plan.order == "aggregate_first"
@@ -180,7 +180,7 @@ def test_order_by_exact_macs():
 
 def test_sparse_feature_macs_in_both_orders():
     A = small_graph()
-    conv = make_conv("gcn", 6, 4, torch.float64)
+    conv = make_conv("gcn", 6, 4, torch.float64, add_self_loops="all")
     with torch.no_grad():
         conv.lin.weight[:, :3] = 0
     xd = _features(6, torch.float64)

@@ -260,6 +260,14 @@ def test_bad_arguments():
         prune.magnitude(net, 1.5)
 
 
+@pytest.mark.parametrize("fn", [prune.magnitude, prune.random])
+def test_meta_parameters_are_refused_by_name(fn):
+    """A meta tensor is a shape without values: nothing to rank, a clear error."""
+    net = Crafted().to("meta")
+    with pytest.raises(ValueError, match="parameter 'fc1.weight' is a meta tensor"):
+        fn(net, 0.5)
+
+
 # --------------------------------------------------------------------------- Masks type
 
 
