@@ -279,12 +279,16 @@ class CSR:
                 f"index={str(self.col.dtype).replace('torch.', '')}, device={self.device})")
 
     def row(self) -> Tensor:
-        """Row index (int64) of every stored entry, in CSR order. Cached."""
-        if self._row is None:
-            counts = self.rowptr[1:] - self.rowptr[:-1]
-            self._row = torch.repeat_interleave(
-                torch.arange(self.shape[0], device=self.device), counts.long(), output_size=self.nnz)
-        return self._row
+        """Row index (int64) of every stored entry, in CSR order. Cached (not while traced:
+        a traced graph must not leave its tensors on the caller's object)."""
+        if self._row is not None:
+            return self._row
+        counts = self.rowptr[1:] - self.rowptr[:-1]
+        row = torch.repeat_interleave(torch.arange(self.shape[0], device=self.device),
+                                      counts.long(), output_size=self.nnz)
+        if not torch.compiler.is_compiling():
+            self._row = row
+        return row
 
     def values(self, dtype: Optional[torch.dtype] = None) -> Tensor:
         """Stored values, materialising ones for a binary pattern."""
@@ -341,36 +345,41 @@ class CSR:
     # ------------------------------------------------------------------ transpose
     def csr_to_csc_perm(self) -> Tensor:
         """``perm`` (int64, nnz) such that ``self.t().val == self.val[perm]``. Cached."""
-        self.t()
-        return self._perm
+        if self._t is not None:
+            return self._perm
+        return self._transpose()[1]
 
     def t(self) -> "CSR":
-        """The transpose, computed once and cached (with its permutation)."""
-        if self._t is None:
-            rows, cols = self.shape
-            if cols > _MAX_ROWS:
-                raise ValueError(f"CSR.t: the transpose of shape {self.shape} would have "
-                                 f"{cols} rows, more than a rowptr can hold ({_MAX_ROWS})")
-            col = self.col.long()
-            # A stable sort by column keeps rows ascending within each column.
-            perm = torch.sort(col, stable=True).indices
-            counts = torch.bincount(col, minlength=cols)
-            t_rowptr = torch.zeros(cols + 1, dtype=torch.long, device=self.device)
-            torch.cumsum(counts, 0, out=t_rowptr[1:])
-            t_col = self.row()[perm]
-            idx = self.col.dtype
-            fn = self._val_fn
-            if fn is not None:
-                t = CSR._lazy(t_rowptr.to(idx), t_col.to(idx),
-                              lambda: fn().index_select(0, perm), self._val_dtype, (cols, rows))
-            else:
-                t_val = None if self._val is None else self._val[perm]
-                t = CSR._trusted(t_rowptr.to(idx), t_col.to(idx), t_val, (cols, rows))
-            t._t = self
-            t._perm = torch.argsort(perm)
-            self._t = t
-            self._perm = perm
-        return self._t
+        """The transpose, computed once and cached (with its permutation; not cached while
+        traced, so a traced graph leaves no tensors on the caller's object)."""
+        if self._t is not None:
+            return self._t
+        return self._transpose()[0]
+
+    def _transpose(self) -> Tuple["CSR", Tensor]:
+        rows, cols = self.shape
+        if cols > _MAX_ROWS:
+            raise ValueError(f"CSR.t: the transpose of shape {self.shape} would have "
+                             f"{cols} rows, more than a rowptr can hold ({_MAX_ROWS})")
+        col = self.col.long()
+        # A stable sort by column keeps rows ascending within each column.
+        perm = torch.sort(col, stable=True).indices
+        counts = torch.bincount(col, minlength=cols)
+        t_rowptr = torch.zeros(cols + 1, dtype=torch.long, device=self.device)
+        torch.cumsum(counts, 0, out=t_rowptr[1:])
+        t_col = self.row()[perm]
+        idx = self.col.dtype
+        fn = self._val_fn
+        if fn is not None:
+            t = CSR._lazy(t_rowptr.to(idx), t_col.to(idx),
+                          lambda: fn().index_select(0, perm), self._val_dtype, (cols, rows))
+        else:
+            t_val = None if self._val is None else self._val[perm]
+            t = CSR._trusted(t_rowptr.to(idx), t_col.to(idx), t_val, (cols, rows))
+        if not torch.compiler.is_compiling():
+            t._t, t._perm = self, torch.argsort(perm)
+            self._t, self._perm = t, perm
+        return t, perm
 
     # ------------------------------------------------------------------ conversions
     def to_dense(self, dtype: Optional[torch.dtype] = None) -> Tensor:
@@ -605,7 +614,10 @@ class CSR:
                             torch.cat([val, fill]), self.shape, self.col.dtype)
 
     def gcn_norm(self, add_self_loops: bool = True, dtype: Optional[torch.dtype] = None) -> "CSR":
-        """``D^-1/2 (A + I) D^-1/2`` with ``D`` the row sums (Kipf & Welling's GCN)."""
+        """``D^-1/2 Â D^-1/2`` with ``D`` the row sums of ``Â`` (Kipf & Welling's GCN), where
+        ``Â`` is ``A`` with a self-loop of weight 1 added at every node that has none (a stored
+        self-loop keeps its weight: PyG's ``add_remaining_self_loops``), or ``A`` itself when
+        ``add_self_loops`` is False."""
         A = self.add_self_loops() if add_self_loops else self
         val = A.values(dtype or (self.val.dtype if self.val is not None else None))
         deg = torch.zeros(A.shape[0], dtype=val.dtype, device=A.device)
