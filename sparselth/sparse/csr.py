@@ -40,6 +40,10 @@ def _pick_index_dtype(num_rows: int, num_cols: int, nnz: int, index_dtype=None) 
 def _check_shape(shape) -> Tuple[int, int]:
     if not isinstance(shape, (tuple, list, torch.Size)) or len(shape) != 2:
         raise ValueError(f"CSR: shape must be a pair (rows, cols), got {shape!r}")
+    for s in shape:
+        if isinstance(s, (bool, float, str)) or (isinstance(s, Tensor) and (
+                s.dim() != 0 or s.is_floating_point() or s.dtype == torch.bool)):
+            raise TypeError(f"CSR: shape must hold two ints, got {tuple(shape)!r}")
     rows, cols = (int(s) for s in shape)
     if rows < 0 or cols < 0:
         raise ValueError(f"CSR: shape must be non-negative, got {tuple(shape)}")

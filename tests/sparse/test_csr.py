@@ -284,3 +284,9 @@ def test_a_saved_csr_is_validated_when_loaded_with_weights_only(tmp_path):
     torch.save(A, tmp_path / "bad.pt")
     with pytest.raises(ValueError, match="col"):
         torch.load(tmp_path / "bad.pt", weights_only=True)
+
+
+@pytest.mark.parametrize("shape", [(1, 2.5), (2.0, 3), (True, 3), ("2", 3)])
+def test_a_shape_of_non_ints_is_refused(shape):
+    with pytest.raises(TypeError, match="shape"):
+        CSR.from_coo(torch.tensor([0]), torch.tensor([0]), None, shape)
