@@ -391,16 +391,22 @@ def all_reduce_sum(values: Tensor) -> Tensor:
 
 def all_reduce_gradients(params: Iterable[Tensor], average: bool = False) -> None:
     """Sum (or with ``average``, average) the ``.grad`` of ``params`` over the ranks, in one
-    flat buffer per device and dtype; a missing gradient counts as zeros (and is created),
-    so the ranks always exchange the same buffers. Sum when each rank's loss is its share of
-    the total (the shares add up to the one-process loss); average when each rank's loss is
-    a mean over its own samples. One process: nothing."""
+    flat buffer per device and dtype. A parameter without a gradient on every rank keeps
+    none (an optimizer skips it, as on one process); one with a gradient on some ranks only
+    gets zeros on the others first, so the ranks always exchange the same buffers. Sum when
+    each rank's loss is its share of the total (the shares add up to the one-process loss);
+    average when each rank's loss is a mean over its own samples. One process: nothing."""
     if not is_distributed():
         return
     from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
+    params = list(params)
+    present = all_reduce_sum(torch.tensor([p.grad is not None for p in params],
+                                          dtype=torch.int32))
     groups: dict[tuple[torch.device, torch.dtype], list[Tensor]] = {}
-    for p in params:
+    for p, n in zip(params, present.tolist()):
+        if n == 0:
+            continue
         if p.grad is None:
             p.grad = torch.zeros_like(p)
         if p.grad.is_sparse:

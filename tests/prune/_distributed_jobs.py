@@ -111,6 +111,12 @@ def _rank(rank: int, port: int, out: str) -> None:
         distributed.check_same(planted, "the planted masks")
     except RuntimeError as e:
         report["planted_error"] = str(e)
+    grads = [torch.nn.Parameter(torch.zeros(3)) for _ in range(3)]
+    grads[0].grad = torch.full((3,), rank + 1.0)      # on both ranks: summed
+    if rank == 0:
+        grads[1].grad = torch.arange(3.0)             # on rank 0 only: zeros elsewhere
+    distributed.all_reduce_gradients(grads)           # grads[2]: on no rank, stays None
+    report["grads"] = [None if p.grad is None else p.grad.tolist() for p in grads]
     try:
         imp_search(out_dir / "diverging", rounds=1, diverge=True)
     except RuntimeError as e:

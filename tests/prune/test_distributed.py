@@ -136,6 +136,13 @@ def test_a_planted_mismatch_raises_naming_the_ranks(runs):
         assert "'planted'" in msg and "'keep'" not in msg
 
 
+def test_gradients_are_summed_over_the_ranks(runs):
+    _, two = runs
+    for rank in (0, 1):
+        grads = json.loads((two / f"report_{rank}.json").read_text())["grads"]
+        assert grads == [[3.0, 3.0, 3.0], [0.0, 1.0, 2.0], None]
+
+
 def test_ranks_that_diverge_in_training_raise(runs):
     """A train function that does not synchronise the ranks is caught after the round."""
     _, two = runs
