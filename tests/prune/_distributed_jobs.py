@@ -90,9 +90,9 @@ def _rank(rank: int, port: int, out: str) -> None:
     written: list[str] = []
     write = _io.atomic_write_bytes
 
-    def counted(path, data):
+    def counted(path, data, *args, **kwargs):
         written.append(str(path))
-        write(path, data)
+        write(path, data, *args, **kwargs)
 
     _io.atomic_write_bytes = counted
     assert distributed.init_from_env(timeout_s=60)

@@ -30,9 +30,9 @@ def _counting_writes(monkeypatch) -> list[str]:
     written: list[str] = []
     write = _io.atomic_write_bytes
 
-    def counted(path, data):
+    def counted(path, data, *args, **kwargs):
         written.append(str(path))
-        write(path, data)
+        write(path, data, *args, **kwargs)
 
     monkeypatch.setattr(_io, "atomic_write_bytes", counted)
     return written
