@@ -334,7 +334,7 @@ def _cmd_find(args: argparse.Namespace) -> int:
         out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
         summary = run_find(cfg, out, progress=not args.no_progress)
     except (ValueError, FileNotFoundError, ImportError) as e:
-        return fail("find", e)
+        return fail("find", e) if distributed.world()[2] else 2   # rank 0 says why
     main = distributed.world()[2]
     distributed.shutdown()
     if not main:   # rank 0 prints
