@@ -199,8 +199,9 @@ def run_find(config: Any, out: Any, *, progress: bool = True,
     Rerunning with more ``imp.rounds`` runs the extra rounds; any other change of the config
     is refused with a ``ValueError`` that names the fields (use another ``out``). A config
     error is raised before anything is written, and a failure before the run's first commit
-    removes the folder this call created. Returns the summary dict. Under torchrun every rank runs the search and only rank 0
-    writes ``out`` (the other ranks return the summary without writing it).
+    removes the folder this call created. Returns the summary dict. Under torchrun every
+    rank runs the search and only rank 0 writes ``out`` (the other ranks return the summary
+    without writing it).
     """
     cfg = config if isinstance(config, Mapping) else load_config(config, overrides)
     if isinstance(config, Mapping):

@@ -14,7 +14,6 @@ import torch
 from safetensors.torch import load_file
 
 from sparselth import _io
-from sparselth.utils import distributed
 
 from . import _distributed_jobs as jobs
 
