@@ -25,6 +25,7 @@ Example::
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
@@ -190,5 +191,7 @@ def _data_parallel(model: nn.Module) -> nn.Module:
     p = next(model.parameters())
     # running statistics (batch norm) follow rank 0; the bool mask buffers are the same anyway
     stats = any(b.is_floating_point() for b in model.buffers())
+    sync = ("forward_sync_buffers" if "forward_sync_buffers"
+            in inspect.signature(DistributedDataParallel).parameters else "broadcast_buffers")
     return DistributedDataParallel(model, device_ids=[p.device.index] if p.is_cuda else None,
-                                   forward_sync_buffers=stats)
+                                   **{sync: stats})

@@ -95,7 +95,8 @@ def init_from_env(backend: str | None = None, *, timeout_s: float | None = None)
     (also when it was before).
 
     ``backend``: None picks ``"gloo"`` without CUDA and ``"cpu:gloo,cuda:nccl"`` with CUDA
-    (CPU tensors over gloo, GPU tensors over NCCL), or any backend string
+    (CPU tensors over gloo, GPU tensors over NCCL; rank ``LOCAL_RANK`` uses that GPU when
+    there is one), or any backend string
     :func:`torch.distributed.init_process_group` accepts. ``timeout_s``: how long a
     collective waits for the other ranks (None: torch's default).
     """
@@ -119,8 +120,9 @@ def init_from_env(backend: str | None = None, *, timeout_s: float | None = None)
     cuda = torch.cuda.is_available()
     if backend is None:
         backend = "cpu:gloo,cuda:nccl" if cuda else "gloo"
-    if cuda and "nccl" in backend:
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if cuda and "nccl" in backend and local < torch.cuda.device_count():
+        torch.cuda.set_device(local)   # one GPU per rank (more ranks than GPUs: CPU work)
     kwargs: dict[str, Any] = {}
     if timeout_s is not None:
         kwargs["timeout"] = datetime.timedelta(seconds=float(timeout_s))
