@@ -314,9 +314,9 @@ class IMP:
             if k in existing:
                 masks[k] = masks[k] & existing[k].to(masks[k].device)
         self.masks = self._shared(masks)
-        self._total = masks.numel()
-        self._start_nnz = masks.nnz()
-        self.folder.save("round_000/masks.safetensors", masks.state_dict())
+        self._total = self.masks.numel()
+        self._start_nnz = self.masks.nnz()
+        self.folder.save("round_000/masks.safetensors", self.masks.state_dict())
         self._commit(0, "rng_start.safetensors")
         return 0
 

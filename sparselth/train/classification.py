@@ -173,11 +173,8 @@ class ClassificationTask:
         return {"accuracy": correct / count, "loss": loss / count}
 
     def _bar(self, total: int):
-        if not distributed.world()[2]:
-            from tqdm.auto import tqdm
-
-            return tqdm(total=total, unit="step", disable=True)
-        if self.driver is not None and hasattr(self.driver, "progress_bar"):
+        if distributed.world()[2] and self.driver is not None and \
+                hasattr(self.driver, "progress_bar"):   # rank 0 shows it
             return self.driver.progress_bar(total=total, unit="step")
         from tqdm.auto import tqdm
 
