@@ -42,17 +42,20 @@ def runs(tmp_path_factory):
     """The one-process references (in this process), then the same searches on two ranks."""
     base = tmp_path_factory.mktemp("distributed")
     mp = pytest.MonkeyPatch()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)   # as the ranks
     try:
         written = _counting_writes(mp)
         one = {"imp": jobs.imp_search(base / "one_imp")}
         one["imp_writes"] = len(written)
         one["ugs"] = jobs.ugs_search(base / "one_ugs")
         one["ugs_writes"] = len(written) - one["imp_writes"]
+        two = base / "two"
+        two.mkdir()
+        jobs.imp_search(two / "resume", rounds=1)   # round 0 on one process
     finally:
         mp.undo()
-    two = base / "two"
-    two.mkdir()
-    jobs.imp_search(two / "resume", rounds=1)   # round 0 on one process
+        torch.set_num_threads(threads)
     jobs.run_two_ranks(two)
     return one, two
 
