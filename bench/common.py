@@ -35,6 +35,7 @@ from typing import Any
 import torch
 
 from sparselth.testing import tolerances
+from sparselth.utils import distributed
 from sparselth.utils.plot import save_png
 from sparselth.utils.records import write_json, write_markdown
 from sparselth.utils.timing import (
@@ -160,8 +161,12 @@ def result_path(name: str, args: argparse.Namespace, published: Mapping[str, str
                 parser: argparse.ArgumentParser, protocol: ResolveProtocol) -> ResultPath:
     """Where the result ``name`` of a run with ``args`` goes: ``args.out`` when given, else
     :data:`RESULTS_DIR` when ``protocol(args)`` equals the published protocol of ``name``,
-    else :data:`LOCAL_RESULTS_DIR`. The one rule every suite uses."""
+    else :data:`LOCAL_RESULTS_DIR`. The one rule every suite uses. A run on several processes
+    (torchrun) has ``world_size`` in its protocol, so it is never the published result."""
     mine = protocol(args)
+    size = distributed.world()[1]
+    if size > 1:
+        mine = {**mine, "world_size": size}
     diffs = tuple(protocol_differences(mine, published_protocol(name, published, parser,
                                                                 protocol)))
     out = getattr(args, "out", None)

@@ -40,6 +40,13 @@ fewer than 10 % of their entries are non-zero.
 ``--init graphcl`` runs the pre-trained GLT (first GCN layer from a node-level GraphCL
 checkpoint, ``ugs-gcn-<dataset>-graphcl``, beside the random-init run): see
 :mod:`bench.ugs_pretrained`.
+
+``torchrun --nproc_per_node=N -m bench.ugs ...`` runs the same search on N processes
+(:mod:`sparselth.utils.distributed`): node classification splits the training nodes' loss
+over the ranks and sums the gradients, rank 0 decides and broadcasts the masks, writes the run
+folder and the result (never the published files: a run on several processes records
+``world_size`` and goes to ``bench/results/local/``), and times the tickets; the link task
+trains a replica on every rank. ``--task graph`` runs on one process only.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import warnings
 from collections.abc import Mapping
@@ -55,6 +63,7 @@ from typing import Any
 
 import torch
 
+from sparselth.utils import distributed
 from sparselth.utils.plot import figure, save_png, style_axes
 from sparselth.utils.records import markdown_table, write_markdown
 from sparselth.utils.timing import busy_note, stopwatch
@@ -600,10 +609,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
                                       for a, b in zip(given, given[1:])):
         from . import ugs_graphs   # graph classification: its own suite, same procedure
 
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise SystemExit("bench.ugs: --task graph runs on one process; start it without "
+                             "torchrun")
         return ugs_graphs.main(given)
     parser = build_parser()
     args = parser.parse_args(argv)
     name = output_name(args)
+    distributed.init_from_env()   # under torchrun: one rank per process, else nothing
+    rank, size, main = distributed.world()
+    if args.report_only and not main:
+        return None
     if args.report_only:
         for p in render(args.out or common.RESULTS_DIR, args.model, args.dataset, args.task,
                         not args.no_plot, _num_seeds(args)):
@@ -618,9 +634,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     from sparselth.train import LinkPredictionTask, NodeClassificationTask, node_features
 
     cfg, source = config_from_args(args)
-    machine = common.machine()
+    machine = common.machine() if main else {}
     data = load_data(args.dataset, args.data, args.csbm_nodes)
-    pretraining = ugs_pretrained.ensure_checkpoint(args, data, cfg.init)
+    # rank 0 pre-trains (it alone reads the checkpoint: UGS broadcasts θ0)
+    pretraining = ugs_pretrained.ensure_checkpoint(args, data, cfg.init) if main else None
+    distributed.barrier()
     x = node_features(data.x, max_density={"auto": 0.1, "dense": -1.0, "csr": 1.0}[args.features])
     density = float((data.x != 0).sum()) / data.x.numel()
     info = {"nodes": data.num_nodes, "features": data.num_features, "classes": data.num_classes,
@@ -657,6 +675,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
                   measure=measure, progress=not args.no_progress)
         per_seed.append([dict(r) for r in ugs.run()])
         run_dirs.append(str(ugs.run_dir))
+    if not main:   # rank 0 writes the result
+        distributed.shutdown()
+        return None
     records = seed_means(per_seed, cfg.metric) if args.seeds else per_seed[0]
     dense_macs, dense_paper = records[0].get("macs_total"), records[0].get("macs_paper")
     for r in records:
@@ -693,6 +714,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         "notes": notes,
         "command": "python -m bench.ugs " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
+    if size > 1:
+        rep["world_size"] = size
+        rep["command"] = (f"torchrun --nproc_per_node={size} -m bench.ugs "
+                          + " ".join(argv if argv is not None else sys.argv[1:]))
     if args.seeds:
         rep["seeds"] = list(args.seeds)
         rep["per_seed"] = [{"seed": s, "dense": recs[0], "rounds": recs[1:]}
@@ -709,6 +734,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     print(dest.file(".md").read_text())
     for p in written:
         print(f"written: {p}", file=sys.stderr)
+    distributed.shutdown()
     return rep
 
 

@@ -31,6 +31,10 @@ Config file of ``find`` (TOML or JSON; every section and key optional)::
     fraction = 0.5
     rewind = "late"
     rewind_step = 20
+
+``torchrun --nproc_per_node=N -m sparselth find imp.toml`` runs the same search on N
+processes (DistributedDataParallel, each rank a shard of every mini-batch; see
+:mod:`sparselth.utils.distributed`); rank 0 writes ``out`` and prints the table.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..utils import distributed
 from ..utils.records import format_number, format_si, write_json
 from .common import add_command, fail, text_table
 
@@ -194,19 +199,22 @@ def run_find(config: Any, out: Any, *, progress: bool = True,
     Rerunning with more ``imp.rounds`` runs the extra rounds; any other change of the config
     is refused with a ``ValueError`` that names the fields (use another ``out``). A config
     error is raised before anything is written, and a failure before the run's first commit
-    removes the folder this call created. Returns the summary dict.
+    removes the folder this call created. Returns the summary dict. Under torchrun every
+    rank runs the search and only rank 0 writes ``out`` (the other ranks return the summary
+    without writing it).
     """
     cfg = config if isinstance(config, Mapping) else load_config(config, overrides)
     if isinstance(config, Mapping):
         _validate_config(dict(cfg), "<config>")
     out = Path(out)
-    _check_resumable(out, cfg)
+    distributed.on_main(_check_resumable, out, cfg)   # rank 0 reads the folder
     created = not out.exists()
     try:
         return _find(cfg, out, progress)
     except BaseException:
         # a folder this call made holds nothing to resume until the first commit of the run
-        if created and out.is_dir() and not (out / "imp" / "progress.json").exists():
+        if created and distributed.world()[2] and out.is_dir() and \
+                not (out / "imp" / "progress.json").exists():
             shutil.rmtree(out, ignore_errors=True)
         raise
 
@@ -269,16 +277,19 @@ def _find(cfg: Mapping[str, Any], out: Path, progress: bool) -> dict[str, Any]:
     from ..train.classification import ClassificationTask, SGDConfig
     from ..utils.timing import stopwatch
 
+    main = distributed.world()[2]
     torch.manual_seed(cfg["seed"])
     data, model, spec = _data_and_model(cfg)
     imp_cfg = IMPConfig.from_dict({**cfg["imp"], "seed": cfg["seed"]})
     task = ClassificationTask(data["x_train"], data["y_train"], data["x_test"], data["y_test"],
                               SGDConfig.from_dict(cfg["train"]), seed=cfg["seed"])
-    out.mkdir(parents=True, exist_ok=True)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
     example = data["x_test"][:task.config.batch_size]
     imp = task.bind(IMP(model, task, None, imp_cfg, run_dir=out / "imp",
                         example_inputs=example, progress=progress))
-    write_json(out / "config.json", cfg)
+    if main:
+        write_json(out / "config.json", cfg)
     elapsed = stopwatch()
     records = imp.run()
     meta = {"model": spec, "input_shape": list(data["x_test"].shape[1:]), "data": cfg["data"],
@@ -287,14 +298,17 @@ def _find(cfg: Mapping[str, Any], out: Path, progress: bool) -> dict[str, Any]:
     for rec in records:
         r = rec["round"]
         p = out / "tickets" / f"round_{r:03d}"
-        Ticket.from_run(out / "imp", round=r, **meta).save(p)
+        if main:
+            Ticket.from_run(out / "imp", round=r, **meta).save(p)
         tickets.append(str(p))
     last = records[-1]["round"]  # the last round asked for (a run may hold more)
-    Ticket.from_run(out / "imp", round=last, **meta).save(out / "ticket")
+    if main:
+        Ticket.from_run(out / "imp", round=last, **meta).save(out / "ticket")
     summary = {"config": cfg, "records": records, "tickets": tickets,
                "ticket": str(out / "ticket"), "imp_dir": str(out / "imp"),
                "wall_time_s": elapsed()}
-    write_json(out / "find.json", summary)
+    if main:
+        write_json(out / "find.json", summary)
     return summary
 
 
@@ -316,11 +330,16 @@ def _cmd_find(args: argparse.Namespace) -> int:
              "imp.rewind": args.rewind, "train.max_steps": args.max_steps}
     overrides = {k: v for k, v in flags.items() if v is not None}
     try:
+        distributed.init_from_env()   # under torchrun: one rank per process
         cfg = load_config(args.config, overrides)
         out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
         summary = run_find(cfg, out, progress=not args.no_progress)
     except (ValueError, FileNotFoundError, ImportError) as e:
-        return fail("find", e)
+        return fail("find", e) if distributed.world()[2] else 2   # rank 0 says why
+    main = distributed.world()[2]
+    distributed.shutdown()
+    if not main:   # rank 0 prints
+        return 0
     print(_find_table(summary["records"]))
     print(f"\nIMP run: {summary['imp_dir']}\ntickets: {out / 'tickets'} "
           f"({len(summary['tickets'])} rounds); last round's ticket: {summary['ticket']}")

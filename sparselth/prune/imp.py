@@ -39,6 +39,15 @@ run, provided ``train_fn``/``eval_fn`` depend only on the model, the round index
 global RNGs (build data loaders and optimizers inside them, or seed them from
 ``round_idx``). A larger ``rounds`` extends a finished run.
 
+Under ``torchrun`` (:mod:`sparselth.utils.distributed`; every rank runs the same driver
+with the same seed): θ0 and the masks of every round are rank 0's, broadcast to the others
+(each rank also runs the strategy, so the RNG streams stay in step); at the start of every
+round each rank checks it holds the same masks, and after training the same weights
+(``RuntimeError`` naming the ranks otherwise: a ``train_fn`` that does not synchronise its
+steps, e.g. without DDP, is caught there); only rank 0 writes the run folder, shows progress
+bars and runs ``measure``; a resume reads the folder on rank 0 and broadcasts it, with any
+number of ranks. The training function splits the work (``ClassificationTask`` does).
+
 Strategies (:mod:`sparselth.prune.strategies`): ``strategy(model, masks, fraction, config)
 -> Masks`` prunes ``fraction`` of the surviving entries of ``masks``. Register new ones with
 ``@register_strategy("name")``.
@@ -57,6 +66,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from ..metrics.cost import count_macs
+from ..utils import distributed
 from ..utils.timing import stopwatch
 from . import criteria
 from .masks import Masks, _resolve, apply, masks_of, reapply, state_without_masks
@@ -251,7 +261,7 @@ class IMP:
         kwargs.setdefault("leave", False)
         kwargs.setdefault("position", 1)
         kwargs.setdefault("desc", f"round {self.round}")
-        kwargs.setdefault("disable", not self.progress)
+        kwargs.setdefault("disable", not distributed.show_progress(self.progress))
         return tqdm(iterable, **kwargs)
 
     def capture_rewind_point(self, model: nn.Module | None = None, step: int | None = None) -> bool:
@@ -284,13 +294,17 @@ class IMP:
             return self._resume(prog)
         self.folder.create(cfg, self._settings, strategy=self._strategy_name)
         seed_everything(cfg.seed)
-        self._init_state = clone_state(state_without_masks(self.model))
+        # rank 0's θ0 is the run's (one process: the model's own)
+        self._init_state = distributed.broadcast_tensors(
+            clone_state(state_without_masks(self.model)))
+        load_state(self.model, self._init_state, "IMP: θ0")
         self.folder.save("init.safetensors", self._init_state)
         if self._rewind_state is not None:
             if set(self._rewind_state) != set(self._init_state):
                 raise ValueError(
                     "rewind_state= keys do not match the model's state_dict (without mask buffers)"
                 )
+            self._rewind_state = distributed.broadcast_tensors(self._rewind_state)
             self.folder.save("rewind.safetensors", self._rewind_state)
         masks = Masks.ones(self.model, include=cfg.include, exclude=cfg.exclude)
         if len(masks) == 0:
@@ -299,10 +313,10 @@ class IMP:
         for k in masks:
             if k in existing:
                 masks[k] = masks[k] & existing[k].to(masks[k].device)
-        self.masks = masks
-        self._total = masks.numel()
-        self._start_nnz = masks.nnz()
-        self.folder.save("round_000/masks.safetensors", masks.state_dict())
+        self.masks = self._shared(masks)
+        self._total = self.masks.numel()
+        self._start_nnz = self.masks.nnz()
+        self.folder.save("round_000/masks.safetensors", self.masks.state_dict())
         self._commit(0, "rng_start.safetensors")
         return 0
 
@@ -365,7 +379,7 @@ class IMP:
 
         try:
             loop_rounds("IMP rounds", self._start(), self.config.rounds, self._run_round,
-                        postfix, self.progress)
+                        postfix, distributed.show_progress(self.progress))
         finally:
             self.round = None
         return self.records[: self.config.rounds + 1]
@@ -381,10 +395,12 @@ class IMP:
         model = self.model
         elapsed = stopwatch()
         load_state(model, self._start_state(r), f"IMP round {r} start state")
+        distributed.check_same(self.masks, f"IMP round {r}: the masks")
         apply(model, self.masks)
         self.round = r
         self._train(model, r)
         self.round = None
+        distributed.check_same(state_without_masks(model), f"IMP round {r}: the trained weights")
         if r == 0 and cfg.rewind == "late" and self._rewind_state is None:
             raise RuntimeError(
                 "IMPConfig(rewind='late') but train_fn never captured a rewind point in round 0: "
@@ -413,7 +429,7 @@ class IMP:
             "rewind": cfg.rewind,
             "rewind_step": self.rewind_step,
         }
-        if self._measure is not None:
+        if self._measure is not None and distributed.world()[2]:
             with preserved_rng():
                 rec.update(jsonable(dict(self._measure(r, model) or {}), "measure"))
         d = f"round_{r:03d}"
@@ -442,6 +458,7 @@ class IMP:
             raise TypeError(f"strategy returned {type(new).__name__}, expected Masks")
         new = (Masks.from_state_dict(new, model=self.model) if not isinstance(new, Masks)
                else new.bind(self.model))
+        new = self._shared(new)
         for k, m in self.masks.items():
             if k not in new:
                 raise ValueError(f"strategy dropped the mask of {k!r}")
@@ -464,6 +481,12 @@ class IMP:
             raise ValueError(f"IMP: round {r + 1} would prune nothing: {why}")
         self.folder.save(f"round_{r + 1:03d}/masks.safetensors", new.state_dict())
         return new
+
+    def _shared(self, masks: Masks) -> Masks:
+        """Rank 0's masks on every rank (one process: ``masks``)."""
+        if not distributed.is_distributed():
+            return masks
+        return Masks(distributed.broadcast_masks(masks), model=self.model)
 
     def _check_masked_zero(self, r: int) -> None:
         revived = []

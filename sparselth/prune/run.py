@@ -54,6 +54,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import _io
+from ..utils import distributed
 from .masks import Masks, state_without_masks
 
 __all__ = [
@@ -267,7 +268,14 @@ class RunDir:
     """One run folder (see the module docstring): ``save``/``load`` tensor files with their
     sha256 kept for the commit, ``resume``/``create`` a run, ``commit`` a round.
 
-    ``label`` starts error messages (``"IMP"``, ``"UGS"``)."""
+    ``label`` starts error messages (``"IMP"``, ``"UGS"``).
+
+    Under ``torchrun`` (an initialised process group, :mod:`sparselth.utils.distributed`)
+    every rank holds a ``RunDir`` of the same folder and calls its methods in the same
+    order; only rank 0 touches the folder: it alone writes (``save``, ``write_json``,
+    ``create``, ``commit``) and reads (``resume``, ``load``), and what it read reaches the
+    other ranks by broadcast, errors included. So a run resumes with any number of ranks,
+    and the ranks need no shared file system."""
 
     def __init__(self, path: Any, kind: str, label: str | None = None):
         if kind not in KINDS:
@@ -281,19 +289,28 @@ class RunDir:
         return rel in self.files
 
     def save(self, rel: str, tensors: Mapping[str, Tensor]) -> None:
-        """Write a tensor file; its checksum goes into the next commit."""
+        """Write a tensor file; its checksum goes into the next commit (rank 0 writes; the
+        other ranks only note that the file exists)."""
+        if not distributed.world()[2]:
+            self.files[rel] = ""
+            return
         sha, _ = _io.save_safetensors(self.path / rel, tensors)
         self.files[rel] = sha
 
     def load(self, rel: str) -> dict[str, Tensor]:
-        """Read a committed tensor file, checksum verified."""
+        """Read a committed tensor file, checksum verified (rank 0 reads, every rank gets
+        the tensors)."""
+        return distributed.tensors_from_main(self._load, rel)
+
+    def _load(self, rel: str) -> dict[str, Tensor]:
         if rel not in self.files:
             raise ValueError(f"{self.label} resume: {rel!r} is not recorded in "
                              f"{self.path / 'progress.json'}")
         return _io.load_safetensors(self.path / rel, sha256=self.files[rel])
 
     def write_json(self, rel: str, obj: Any) -> None:
-        _io.atomic_write_json(self.path / rel, obj)
+        if distributed.world()[2]:
+            _io.atomic_write_json(self.path / rel, obj)
 
     def save_rng(self, rel: str) -> dict[str, Any]:
         tensors, meta = rng_state()
@@ -316,6 +333,13 @@ class RunDir:
                settings: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
         """The progress of the run in this folder (None when there is none yet), after the
         resume rule (module docstring) was checked; the tensor checksums are loaded."""
+        prog = distributed.on_main(self._resume, config, settings)
+        if prog is not None:
+            self.files = dict(prog["files"])
+        return prog
+
+    def _resume(self, config: Config,
+                settings: Mapping[str, Any] | None) -> dict[str, Any] | None:
         self.path.mkdir(parents=True, exist_ok=True)
         if not (self.path / "progress.json").exists():
             return None

@@ -69,6 +69,17 @@ with the same config and directory skips finished rounds and gives the same mask
 and metrics as an uninterrupted one (timings aside). ``rounds`` is not part of a run's name:
 the same directory can be extended with a larger ``rounds``.
 
+Under ``torchrun`` (:mod:`sparselth.utils.distributed`; every rank runs the same driver
+with the same seed, so the RNG streams, dropout included, stay in step): θ0 and the masks
+(graph and weights) of every round are rank 0's, broadcast to the others (each rank also
+computes them, keeping the RNG in step), and every round checks that all ranks hold the same
+masks and, after fix-mask training, the same weights (``RuntimeError`` naming the ranks
+otherwise). The task splits the work: :class:`~sparselth.train.NodeClassificationTask`
+gives each rank its share of the training nodes' loss and sums the gradients (the total is
+the one-process loss); other tasks train the same replica on every rank. Only rank 0 writes
+the run folder, shows progress bars and runs ``measure``; a resume reads the folder on rank
+0 and broadcasts it, with any number of ranks.
+
 A round becomes a ticket with ``sparselth.ticket.load_round(run_dir, k)`` (masks
 ``"edge_mask"`` + the weight names, trained state, θ0 as init state, metadata).
 
@@ -97,6 +108,7 @@ import torch
 from torch import Tensor, nn
 
 from ..nn.graph import GCNConv
+from ..utils import distributed
 from ..utils.timing import stopwatch
 from . import criteria
 from .masks import Masks, apply, remove, state_without_masks
@@ -309,12 +321,7 @@ class UGS:
 
     def _start(self) -> int:
         f, init = self.folder, self.config.init
-        settings = None
-        if init:  # the checkpoint's content, not only its path, is part of the run
-            from .. import _io
-            if not Path(init).is_file():
-                raise ValueError(f"UGS init: no checkpoint file at {init!r}")
-            settings = {"init_sha256": _io.sha256_file(init)}
+        settings = distributed.on_main(_init_settings, init)
         prog = f.resume(self.config, settings)
         if prog is None:
             seed_everything(self.config.seed)
@@ -334,9 +341,15 @@ class UGS:
         f.create(self.config, settings, model=type(self.model).__name__)
         with torch.no_grad():
             self.model.get_parameter(GRAPH_MASK).fill_(1.0)
-        if init:
-            load_pretrained_first_layer(self.model, init, self.weight_names[0])
-        self._init_state = clone_state(state_without_masks(self.model))
+
+        def theta0() -> dict[str, Tensor]:
+            if init:
+                load_pretrained_first_layer(self.model, init, self.weight_names[0])
+            return clone_state(state_without_masks(self.model))
+
+        # rank 0's θ0 (and checkpoint) is the run's (one process: the model's own)
+        self._init_state = distributed.tensors_from_main(theta0)
+        load_state(self.model, self._init_state, "UGS: θ0")
         f.save("init.safetensors", self._init_state)
         self._commit(0, "rng_start.safetensors")
         return 0
@@ -410,6 +423,12 @@ class UGS:
             if bool(alive_g.any()) else 0.0,
         }
         return new, info
+
+    def _shared(self, masks: Masks) -> Masks:
+        """Rank 0's masks on every rank (one process: ``masks``)."""
+        if not distributed.is_distributed():
+            return masks
+        return Masks(distributed.broadcast_masks(masks), model=self.model)
 
     def _graph_scope(self, like: Tensor) -> Tensor:
         """The graph-mask entries that can be pruned (bool, ``like``'s shape): all, or those
@@ -531,7 +550,7 @@ class UGS:
                     lambda rec: {"graph": f"{rec['graph_sparsity']:.3f}",
                                  "weight": f"{rec['weight_sparsity']:.3f}",
                                  metric: f"{rec[f'test_{metric}']:.4f}"},
-                    self.progress)
+                    distributed.show_progress(self.progress))
         return self.records[: self.config.rounds + 1]
 
     def _run_round(self, r: int) -> dict[str, Any]:
@@ -545,7 +564,11 @@ class UGS:
             masks, search = self._mask_search(r, prev)
         else:
             masks = self._random_masks(r, prev)
+        masks = self._shared(masks)
+        distributed.check_same(masks, f"UGS round {r}: the masks")
         res = self._fix(r, masks)
+        distributed.check_same(state_without_masks(self.model),
+                               f"UGS round {r}: the trained weights")
         metric = cfg.metric
         rec: dict[str, Any] = {"round": r, "baseline": cfg.baseline, "task": cfg.task,
                                "metric": f"test_{metric}",
@@ -565,7 +588,7 @@ class UGS:
         rec["macs"] = rec["macs_total"] = macs.get("total")
         rec["macs_paper"] = macs.get("paper_formula")
         rec["seconds_train"] = elapsed()
-        if self.measure is not None:
+        if self.measure is not None and distributed.world()[2]:
             # the measurement must not shift the RNG streams (a resumed run skips it)
             with preserved_rng():
                 extra = self.measure(r, self.model, self.parts(r, masks, rec))
@@ -580,6 +603,17 @@ class UGS:
         self._commit(r + 1, f"{d}/rng.safetensors")
         self.masks = masks
         return rec
+
+
+def _init_settings(init: str) -> dict[str, str] | None:
+    """The run settings of ``config.init``: the checkpoint's sha256 (its content, not only its
+    path, is part of the run), or None without a checkpoint."""
+    if not init:
+        return None
+    from .. import _io
+    if not Path(init).is_file():
+        raise ValueError(f"UGS init: no checkpoint file at {init!r}")
+    return {"init_sha256": _io.sha256_file(init)}
 
 
 def load_ugs_round(run_dir: Any, round_idx: int | None = None) -> dict[str, Any]:

@@ -6,6 +6,14 @@ accuracy and loss on a held-out set: the loop ``sparselth find`` runs in every I
 :meth:`ClassificationTask.bind`, it offers every step to the driver's late-rewind capture and
 shows a progress bar per round.
 
+Under ``torchrun`` (:mod:`sparselth.utils.distributed`) the model trains wrapped in
+:class:`~torch.nn.parallel.DistributedDataParallel`: every rank draws the same shuffled
+mini-batches and takes its :func:`~sparselth.utils.distributed.shard` of each, so the global
+batch size, the steps and the learning rate are those of one process, and the loss is scaled
+so that the averaged gradient is the gradient of the whole batch's mean loss. The masks'
+gradient hooks zero pruned entries before DDP averages, so pruned weights stay exactly zero
+on every rank. Evaluation is sharded too, its sums reduced over the ranks.
+
 Example::
 
     >>> data = make_image_dataset("synthetic", n_train=2000, n_test=500)
@@ -17,6 +25,7 @@ Example::
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
@@ -27,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..metrics.classification import accuracy
+from ..utils import distributed
 
 __all__ = ["ClassificationTask", "SGDConfig", "evaluate_classifier"]
 
@@ -113,6 +123,8 @@ class ClassificationTask:
 
     def train(self, model: nn.Module, round_idx: int) -> None:
         cfg, n = self.config, len(self.y_train)
+        rank, size, _ = distributed.world()
+        net = _data_parallel(model) if size > 1 else model
         opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                               weight_decay=cfg.weight_decay)
         g = torch.Generator().manual_seed(self.seed * 1000 + round_idx)
@@ -127,7 +139,15 @@ class ClassificationTask:
                     if step >= total:
                         break
                     idx = perm[i:i + cfg.batch_size]
-                    loss = F.cross_entropy(model(self.x_train[idx]), self.y_train[idx])
+                    if size > 1:   # this rank's part; DDP averages, so the sum scales by size
+                        part = idx[distributed.shard(len(idx), rank, size)]
+                        total_loss = F.cross_entropy(net(self.x_train[part]), self.y_train[part],
+                                                     reduction="sum")
+                        loss = total_loss * (size / len(idx))
+                        shown = total_loss.detach() / max(1, len(part))
+                    else:
+                        loss = shown = F.cross_entropy(model(self.x_train[idx]),
+                                                       self.y_train[idx])
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
@@ -135,15 +155,40 @@ class ClassificationTask:
                     capture(model, step=step)
                     bar.update(1)
                     if step % 10 == 0:
-                        bar.set_postfix(loss=f"{loss.item():.3f}")
+                        bar.set_postfix(loss=f"{shown.item():.3f}")
         model.eval()
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
-        return evaluate_classifier(model, self.x_test, self.y_test)
+        if not distributed.is_distributed():
+            return evaluate_classifier(model, self.x_test, self.y_test)
+        part = distributed.shard(len(self.y_test))
+        model.eval()
+        with torch.no_grad():
+            logits = model(self.x_test[part])
+        y = self.y_test[part]
+        sums = torch.tensor([float((logits.argmax(-1) == y).sum()),
+                             float(F.cross_entropy(logits, y, reduction="sum")), float(len(y))],
+                            dtype=torch.float64)
+        correct, loss, count = distributed.all_reduce_sum(sums).tolist()
+        return {"accuracy": correct / count, "loss": loss / count}
 
     def _bar(self, total: int):
-        if self.driver is not None and hasattr(self.driver, "progress_bar"):
+        if distributed.world()[2] and self.driver is not None and \
+                hasattr(self.driver, "progress_bar"):   # rank 0 shows it
             return self.driver.progress_bar(total=total, unit="step")
         from tqdm.auto import tqdm
 
         return tqdm(total=total, unit="step", disable=True)
+
+
+def _data_parallel(model: nn.Module) -> nn.Module:
+    """``model`` in DDP (on its GPU when it has one); the parameters are ``model``'s."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    p = next(model.parameters())
+    # running statistics (batch norm) follow rank 0; the bool mask buffers are the same anyway
+    stats = any(b.is_floating_point() for b in model.buffers())
+    sync = ("forward_sync_buffers" if "forward_sync_buffers"
+            in inspect.signature(DistributedDataParallel).parameters else "broadcast_buffers")
+    return DistributedDataParallel(model, device_ids=[p.device.index] if p.is_cuda else None,
+                                   **{sync: stats})

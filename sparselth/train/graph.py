@@ -50,6 +50,7 @@ from ..metrics.classification import accuracy
 from ..metrics.link import average_precision, roc_auc
 from ..models.gnn import GCN
 from ..sparse.csr import CSR
+from ..utils import distributed
 from ..utils.timing import stopwatch
 
 __all__ = [
@@ -137,6 +138,10 @@ class GraphTask:
     """
 
     metric = "acc"
+    #: True when, under torchrun, :meth:`loss` on each rank is that rank's share of the total
+    #: loss (the shares add up to the one-process loss): :meth:`fit` then sums the gradients
+    #: over the ranks. False: every rank computes the whole loss (a replica; nothing to sum).
+    splits_loss = False
 
     def inputs(self) -> tuple:
         raise NotImplementedError
@@ -202,13 +207,14 @@ class GraphTask:
         if not params:
             raise ValueError("fit: nothing to train (no parameter requires grad)")
         opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+        reduce = self.splits_loss and distributed.is_distributed()
         best_val, best_test, best_epoch, best_state = -math.inf, math.nan, -1, None
         best_extra: dict[str, float] = {}
         vals, tests = [], []
         loss_value = math.nan
         elapsed = stopwatch()
         bar = tqdm(range(epochs), desc=desc or "epochs", leave=False, position=position,
-                   disable=not progress, unit="epoch")
+                   disable=not distributed.show_progress(progress), unit="epoch")
         for epoch in bar:
             model.train()
             total, steps = 0.0, 0
@@ -216,10 +222,15 @@ class GraphTask:
                 opt.zero_grad(set_to_none=True)
                 loss = self.loss(model) if batch is None else self.loss(model, batch)
                 loss.backward()
+                if reduce:   # the shares' gradients add up to the whole loss's
+                    distributed.all_reduce_gradients(params)
                 if after_backward is not None:
                     after_backward()
                 opt.step()
                 total, steps = total + float(loss.detach()), steps + 1
+            if reduce:
+                total = float(distributed.all_reduce_sum(
+                    torch.tensor([total], dtype=torch.float64)))
             loss_value = total / max(steps, 1)
             ev = self.evaluate(model)
             vals.append(ev["val"])
@@ -245,9 +256,14 @@ class NodeClassificationTask(GraphTask):
     ``x``: the features to feed the model (default ``data.x``; pass
     ``node_features(data.x)`` for a CSR of sparse features). The model maps ``x`` to logits
     ``(N, C)`` over its own stored graph.
+
+    Under torchrun every rank runs the full-batch forward and takes the cross-entropy of its
+    :func:`~sparselth.utils.distributed.shard` of the training nodes, summed and divided by
+    the number of all training nodes: the ranks' losses add up to the one-process loss.
     """
 
     metric = "acc"
+    splits_loss = True
 
     def __init__(self, data: GraphData, x: Tensor | CSR | None = None,
                  device: str | torch.device | None = None):
@@ -268,7 +284,11 @@ class NodeClassificationTask(GraphTask):
 
     def loss(self, model: Callable[..., Tensor]) -> Tensor:
         logits = model(self.x)
-        return F.cross_entropy(logits[self.train_mask], self.y[self.train_mask])
+        if not distributed.is_distributed():
+            return F.cross_entropy(logits[self.train_mask], self.y[self.train_mask])
+        nodes = self.train_mask.nonzero().squeeze(1)
+        mine = nodes[distributed.shard(nodes.numel())]
+        return F.cross_entropy(logits[mine], self.y[mine], reduction="sum") / nodes.numel()
 
     @torch.no_grad()
     def evaluate(self, model: Callable[..., Tensor]) -> dict[str, float]:
