@@ -7,7 +7,8 @@ otherwise. Validation (O(nnz)) happens once, at construction, always: every publ
 build a ``CSR`` checks the structure, so the kernels can trust it (only the library's own
 builders, whose output is valid by construction, skip the check). The transpose is computed
 once and cached, with the csr-to-csc permutation backward passes need. The product with a dense
-matrix is :func:`sparselth.ops.spmm` (``spmm(A, X)``).
+matrix is :func:`sparselth.ops.spmm` (``spmm(A, X)``, also ``A @ X`` once ``sparselth.ops`` is
+imported, as ``import sparselth`` does; ``A @ B`` of two CSRs is :func:`sparselth.ops.spgemm`).
 """
 
 from __future__ import annotations
@@ -161,8 +162,8 @@ class CSR:
         shape: ``(rows, cols)``; default ``(rowptr.numel() - 1, col.max() + 1)``.
 
     The structure is checked (O(nnz)) and a ``ValueError``/``TypeError`` names what is wrong:
-    no ``CSR`` reaches a kernel unchecked. Products with a dense matrix: ``spmm(A, X)``
-    (:func:`sparselth.ops.spmm`).
+    no ``CSR`` reaches a kernel unchecked. Products: ``A @ X`` = ``spmm(A, X)``
+    (:func:`sparselth.ops.spmm`), ``A @ B`` = ``spgemm(A, B)`` (dense result).
 
     Values built from a tensor that requires grad (``from_coo``/``from_edge_index`` with
     ``values=v``) are re-read from ``v`` at every use (``A.val`` gathers them in CSR order), so

@@ -287,3 +287,15 @@ def test_torch_compile_fullgraph_matches_eager():
     X.grad = None
     f(X).sum().backward()
     torch.testing.assert_close(g, X.grad)
+
+
+def test_csr_matmul_is_spmm_and_spgemm():
+    from sparselth.testing import random_csr
+    A = random_csr(7, 5, 0.4, dtype=torch.float64, seed=3)
+    B = random_csr(5, 4, 0.5, dtype=torch.float64, seed=4)
+    X = torch.randn(5, 3, dtype=torch.float64)
+    torch.testing.assert_close(A @ X, A.to_dense() @ X)
+    torch.testing.assert_close(A @ X[:, 0], A.to_dense() @ X[:, 0])
+    torch.testing.assert_close(A @ B, A.to_dense() @ B.to_dense())
+    with pytest.raises(TypeError):
+        A @ 3
