@@ -22,7 +22,7 @@ graphs: :func:`global_pool` (sum, mean: an SpMM with a pooling matrix; max).
 
 from .embedding import CompressedEmbedding, CompressedEmbeddingBag, MaskedEmbedding
 from .sharded_embedding import (AllToAll, ShardedEmbedding, ShardedMaskedEmbedding, row_owner,
-                                row_partition)
+                                row_partition, sharded_state_names)
 from .graph import GATConv, GCNConv, GINConv, adj_t_from_edge_index
 from .pool import (global_add_pool, global_max_pool, global_mean_pool, global_pool,
                    pooling_matrix)
@@ -39,5 +39,6 @@ __all__ = [
     "GCNConv", "GINConv", "GATConv", "adj_t_from_edge_index",
     "MaskedEmbedding", "CompressedEmbedding", "CompressedEmbeddingBag",
     "ShardedEmbedding", "ShardedMaskedEmbedding", "AllToAll", "row_partition", "row_owner",
+    "sharded_state_names",
     "global_pool", "global_add_pool", "global_mean_pool", "global_max_pool", "pooling_matrix",
 ]

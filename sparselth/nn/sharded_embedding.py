@@ -18,6 +18,10 @@ masked entries exactly zero). Every rank therefore has to call ``forward`` the s
 times, and to run the backward of every lookup it made (also with an empty batch: its output
 ``(0, d)`` still takes part), as with ``DistributedDataParallel``.
 
+The shards are not replicas: keep them out of ``DistributedDataParallel``'s gradient
+all-reduce (:func:`sharded_state_names` lists them for DDP's ignore list) and step them with
+their own optimizer (e.g. ``torch.optim.SparseAdam`` with ``sparse_grad=True``).
+
 With one rank (world size 1, or no process group initialised) nothing is exchanged and the
 module is its shard: lookups and gradients equal the unsharded table's exactly.
 
@@ -50,7 +54,7 @@ from .embedding import CompressedEmbedding, CompressedEmbeddingBag, MaskedEmbedd
 Tensor = torch.Tensor
 
 __all__ = ["row_partition", "row_owner", "AllToAll", "ShardedEmbedding",
-           "ShardedMaskedEmbedding"]
+           "ShardedMaskedEmbedding", "sharded_state_names"]
 
 
 def _check_count(op: str, name: str, value, minimum: int) -> int:
@@ -299,16 +303,20 @@ class ShardedMaskedEmbedding(ShardedEmbedding):
         self.padding_idx = padding_idx
 
     @classmethod
-    def from_dense(cls, weight, mask: Optional[Tensor] = None, sparse_grad: bool = False, *,
-                   group=None, exchange=None, **kwargs) -> "ShardedMaskedEmbedding":
+    def from_dense(cls, weight, mask: Optional[Tensor] = None,
+                   sparse_grad: Optional[bool] = None, *, group=None, exchange=None,
+                   **kwargs) -> "ShardedMaskedEmbedding":
         """This rank's rows of a whole table given on every rank: ``weight`` an ``(R, d)``
         tensor or an ``nn.Embedding`` / ``MaskedEmbedding`` (its ``weight_mask`` when ``mask``
-        is None), ``mask`` the whole table's mask. For tables that fit one machine (tests,
-        re-sharding); ``kwargs`` go to the constructor."""
+        is None; its ``sparse`` and ``padding_idx`` by default), ``mask`` the whole table's
+        mask. For tables that fit one machine (tests, re-sharding); ``kwargs`` go to the
+        constructor."""
         op = f"{cls.__name__}.from_dense"
         if isinstance(weight, nn.Embedding):
             if mask is None:
                 mask = getattr(weight, "weight_mask", None)
+            if sparse_grad is None:
+                sparse_grad = weight.sparse
             kwargs.setdefault("padding_idx", weight.padding_idx)
             weight = weight.weight
         if not isinstance(weight, Tensor):
@@ -323,7 +331,7 @@ class ShardedMaskedEmbedding(ShardedEmbedding):
                              f"{getattr(mask, 'shape', type(mask).__name__)}")
         kwargs.setdefault("device", weight.device)
         kwargs.setdefault("dtype", weight.dtype)
-        new = cls(weight.shape[0], weight.shape[1], sparse_grad=sparse_grad, group=group,
+        new = cls(weight.shape[0], weight.shape[1], sparse_grad=bool(sparse_grad), group=group,
                   exchange=exchange, **kwargs)
         start, end = new.rows
         with torch.no_grad():
@@ -372,3 +380,25 @@ class ShardedMaskedEmbedding(ShardedEmbedding):
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", sparse_grad={self.sparse_grad}"
+
+
+def sharded_state_names(model: nn.Module) -> List[str]:
+    """Names of the parameters and buffers of ``model`` that belong to a
+    :class:`ShardedEmbedding` (rank-local rows, not replicas), as ``named_parameters`` /
+    ``named_buffers`` spell them.
+
+    Example::
+
+        >>> DDP._set_params_and_buffers_to_ignore_for_model(model, sharded_state_names(model))
+        >>> ddp = DDP(model)       # all-reduces the dense parameters only
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"sharded_state_names: model must be an nn.Module, got "
+                        f"{type(model).__name__}")
+    names = []
+    for prefix, module in model.named_modules():
+        if isinstance(module, ShardedEmbedding):
+            dot = f"{prefix}." if prefix else ""
+            names += [dot + n for n, _ in module.named_parameters()]
+            names += [dot + n for n, _ in module.named_buffers()]
+    return names

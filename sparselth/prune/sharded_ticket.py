@@ -54,8 +54,8 @@ MANIFEST_VERSION = 1
 _MANIFEST = "manifest.json"
 _SHARD_RE = re.compile(r"shard-\d{5}-of-\d{5}-[0-9a-f]{16}\.safetensors")
 # what each rank tells the others about its file: sha256 (32 bytes), size, init saved, zeros,
-# entries
-_SIZE, _INIT, _ZEROS, _TOTAL = 32, 33, 34, 35
+# entries, failed
+_SIZE, _INIT, _ZEROS, _TOTAL, _FAILED = 32, 33, 34, 35, 36
 _FLOATS = {str(d).replace("torch.", ""): d for d in
            (torch.float16, torch.bfloat16, torch.float32, torch.float64)}
 
@@ -91,43 +91,43 @@ def save_sharded_ticket(table: ShardedMaskedEmbedding, path: Any, *,
                         f"{type(table).__name__}")
     if not isinstance(path, (str, Path)):
         raise TypeError(f"{op}: path must be a str or Path, got {type(path).__name__}")
+    meta = _json_metadata(metadata)
+    path = Path(path)
+    rank, world = table.rank, table.world_size
     weight = table.weight.detach()
+    mask = table.weight_mask.detach().bool()
+    # a problem of one rank stops every rank (after the exchange below), none is left waiting
+    problem: BaseException | None = None
     if init_weight is not None and (not isinstance(init_weight, Tensor)
                                     or init_weight.shape != weight.shape
                                     or init_weight.dtype != weight.dtype):
-        raise ValueError(f"{op}: init_weight must be this rank's rows, a "
-                         f"{str(weight.dtype).replace('torch.', '')} tensor of shape "
-                         f"{tuple(weight.shape)}, got {getattr(init_weight, 'dtype', '')}"
-                         f"{list(getattr(init_weight, 'shape', [type(init_weight).__name__]))}")
-    meta = _json_metadata(metadata)
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"{op}: path {str(path)!r} exists and is not a directory")
-    rank, world = table.rank, table.world_size
-
-    from safetensors.torch import save as st_save
-
-    tensors = {"masks/weight": table.weight_mask.detach().bool(), "trained/weight": weight}
-    if init_weight is not None:
-        tensors["init/weight"] = init_weight.detach()
-    start, end = table.rows
-    data = st_save({k: v.to("cpu", copy=True).contiguous() for k, v in tensors.items()},
-                   metadata={"format": MANIFEST_FORMAT, "rows": f"{start},{end}"})
-    sha = _io.sha256_bytes(data)
-    name = f"shard-{rank:05d}-of-{world:05d}-{sha[:16]}.safetensors"
-    path.mkdir(parents=True, exist_ok=True)
-    _io.atomic_write_bytes(path / name, data,
-                           stale=lambda n: _SHARD_RE.fullmatch(n) is not None)
-
-    mask = tensors["masks/weight"]
-    mine = torch.tensor([*bytes.fromhex(sha), len(data), int(init_weight is not None),
-                         mask.numel() - int(mask.count_nonzero()), mask.numel()],
-                        dtype=torch.int64)
+        problem = ValueError(
+            f"{op}: init_weight must be this rank's rows, a "
+            f"{str(weight.dtype).replace('torch.', '')} tensor of shape {tuple(weight.shape)}, "
+            f"got {getattr(init_weight, 'dtype', type(init_weight).__name__)}"
+            f"{list(getattr(init_weight, 'shape', []))}")
+    elif path.exists() and not path.is_dir():
+        problem = ValueError(f"{op}: path {str(path)!r} exists and is not a directory")
+    sha, size = "00" * 32, 0
+    if problem is None:
+        try:
+            sha, size = _write_shard(path, table, weight, mask, init_weight)
+        except OSError as e:
+            problem = e
+    mine = torch.tensor([*bytes.fromhex(sha), size, int(init_weight is not None),
+                         mask.numel() - int(mask.count_nonzero()), mask.numel(),
+                         int(problem is not None)], dtype=torch.int64)
     every = mine.unsqueeze(0)
     if world > 1:     # also the barrier: every shard file is written past this point
         every = mine.new_empty(world * mine.numel())
         dist.all_gather_single(every, mine, group=table.group)
         every = every.view(world, mine.numel())
+    if problem is not None:
+        raise problem
+    failed = [r for r in range(world) if int(every[r, _FAILED])]
+    if failed:
+        raise RuntimeError(f"{op}: rank(s) {failed} could not write their shard (see the error "
+                           "raised there); nothing was committed")
     if len(set(every[:, _INIT].tolist())) != 1:
         raise ValueError(f"{op}: init_weight must be given on every rank or on none")
     status = torch.zeros(1, dtype=torch.int64)
@@ -145,6 +145,24 @@ def save_sharded_ticket(table: ShardedMaskedEmbedding, path: Any, *,
     if int(status[0]):
         raise RuntimeError(f"{op}: rank 0 failed to write {str(path / _MANIFEST)!r}")
     return path / _MANIFEST
+
+
+def _write_shard(path: Path, table: ShardedMaskedEmbedding, weight: Tensor, mask: Tensor,
+                 init_weight: Tensor | None) -> tuple[str, int]:
+    """Write this rank's shard file (content-addressed name); its sha256 and size."""
+    from safetensors.torch import save as st_save
+
+    tensors = {"masks/weight": mask, "trained/weight": weight}
+    if init_weight is not None:
+        tensors["init/weight"] = init_weight.detach()
+    start, end = table.rows
+    data = st_save({k: v.to("cpu", copy=True).contiguous() for k, v in tensors.items()},
+                   metadata={"format": MANIFEST_FORMAT, "rows": f"{start},{end}"})
+    sha = _io.sha256_bytes(data)
+    name = f"shard-{table.rank:05d}-of-{table.world_size:05d}-{sha[:16]}.safetensors"
+    path.mkdir(parents=True, exist_ok=True)
+    _io.atomic_write_bytes(path / name, data, stale=lambda n: _SHARD_RE.fullmatch(n) is not None)
+    return sha, len(data)
 
 
 def _write_manifest(path: Path, table: ShardedMaskedEmbedding, every: Tensor,

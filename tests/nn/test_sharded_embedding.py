@@ -10,7 +10,7 @@ import torch.distributed as dist
 from torch import nn
 
 from sparselth.nn import (CompressedEmbedding, MaskedEmbedding, ShardedEmbedding,
-                          ShardedMaskedEmbedding, row_owner, row_partition)
+                          ShardedMaskedEmbedding, row_owner, row_partition, sharded_state_names)
 from tests._process_group import ProcessGroupPool
 
 ROWS, DIM = 11, 3     # 11 rows over 2 ranks: [0, 6) and [6, 11)
@@ -133,6 +133,44 @@ def case_shapes():
 
 def test_shard_shapes_follow_row_partition(pool):
     assert [r[:3] for r in pool.run(case_shapes)] == [((0, 5), (5, 4), 2), ((5, 10), (5, 4), 2)]
+
+
+def case_ddp():
+    """A model with a sharded table and a dense layer under DDP, the shard on DDP's ignore
+    list: (dense gradient, the mean of the unsharded per-rank gradients, shard gradient, the
+    unsharded gradient of the sum of the ranks' losses)."""
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    rank = dist.get_rank()
+    weight, mask = _table(5)
+    ids, _ = _batches("mixed", torch.int64, 6)
+    torch.manual_seed(0)
+    fc = nn.Linear(DIM, 1, dtype=torch.float64)
+    model = nn.Sequential(ShardedMaskedEmbedding.from_dense(weight, mask), fc)
+    names = sharded_state_names(model)
+    DDP._set_params_and_buffers_to_ignore_for_model(model, names)
+    ddp = DDP(model)
+    ddp(ids[rank]).sum().backward()
+
+    ref = nn.Sequential(MaskedEmbedding.from_dense(nn.Embedding(ROWS, DIM, dtype=torch.float64),
+                                                   mask), nn.Linear(DIM, 1, dtype=torch.float64))
+    with torch.no_grad():
+        ref[0].weight.copy_(weight)
+        ref[1].load_state_dict(fc.state_dict())
+    fc_grads = []
+    for i in ids:
+        ref[1].zero_grad()
+        ref(i).sum().backward()
+        fc_grads.append(ref[1].weight.grad.clone())
+    return (names, fc.weight.grad, sum(fc_grads) / 2, model[0].weight.grad,
+            ref[0].weight.grad[slice(*model[0].rows)])
+
+
+def test_sharded_table_inside_ddp(pool):
+    for names, fc_grad, fc_ref, grad, ref in pool.run(case_ddp):
+        assert names == ["0.shard.weight", "0.shard.weight_mask"]
+        torch.testing.assert_close(fc_grad, fc_ref)          # all-reduced by DDP
+        torch.testing.assert_close(grad, ref)                # routed by the table, not DDP
 
 
 # --------------------------------------------------------------------------- one process

@@ -179,6 +179,23 @@ def test_ticket_of_one_rank_reloads_on_two(pool, tmp_path):
         assert torch.equal(out, (w * m)[ids])
 
 
+def case_bad_init_on_rank_1(path):
+    w, m, init = _ticket_table()
+    emb = ShardedMaskedEmbedding.from_dense(w, m)
+    s, e = emb.rows
+    bad = init[s:e] if dist.get_rank() == 0 else init[:2]
+    with pytest.raises((ValueError, RuntimeError)) as err:
+        save_sharded_ticket(emb, path, init_weight=bad)
+    return type(err.value).__name__, str(err.value)
+
+
+def test_a_bad_argument_on_one_rank_stops_every_rank(pool, tmp_path):
+    (kind0, msg0), (kind1, msg1) = pool.run(case_bad_init_on_rank_1, str(tmp_path / "b"))
+    assert kind0 == "RuntimeError" and "rank(s) [1]" in msg0
+    assert kind1 == "ValueError" and "init_weight" in msg1
+    assert not (tmp_path / "b" / "manifest.json").exists()
+
+
 def test_corrupted_or_edited_files_are_refused(pool, tmp_path):
     path = tmp_path / "t"
     pool.run(case_save, str(path))
