@@ -1,4 +1,4 @@
-"""Global magnitude pruning of row-sharded embedding tables (:class:`~sparselth.nn.ShardedMaskedEmbedding`).
+"""Global magnitude pruning of row-sharded embedding tables (``ShardedMaskedEmbedding``).
 
 :func:`sharded_magnitude` gives every rank the mask of its own rows such that, put together,
 the masks equal ``sparselth.prune.magnitude(model, sparsity)`` (global scope, element

@@ -34,7 +34,8 @@ def _batches(case: str, dtype: torch.dtype, seed: int):
     """The ids of rank 0 and rank 1 and their integer loss weights."""
     g = torch.Generator().manual_seed(seed)
     if case == "mixed":
-        ids = [torch.randint(0, ROWS, (7,), generator=g), torch.randint(0, ROWS, (2, 5), generator=g)]
+        ids = [torch.randint(0, ROWS, (7,), generator=g),
+               torch.randint(0, ROWS, (2, 5), generator=g)]
     elif case == "repeated":
         ids = [torch.full((6,), 7), torch.tensor([7, 0, 7, 0, 10, 10])]
     elif case == "one_shard":
