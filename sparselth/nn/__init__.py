@@ -4,6 +4,10 @@ Training (finding tickets): :class:`MaskedLinear`, :class:`MaskedConv2d`,
 :class:`MaskedConvTranspose2d`, :class:`MaskedEmbedding` keep the dense weight and a
 ``weight_mask`` buffer.
 
+Tables larger than one machine: :class:`ShardedMaskedEmbedding` / :class:`ShardedEmbedding`
+keep rows :func:`row_partition` assigns to each rank of a ``torch.distributed`` group and route
+lookups between ranks with all-to-all exchanges.
+
 Deployment (running tickets): :class:`SparseLinear`, :class:`SparseConv2d`,
 :class:`SparseConvTranspose2d` (CSR weights on sparselth's kernels), :class:`ChannelPrunedLinear`,
 :class:`ChannelPrunedConv2d`, :class:`ChannelPrunedConvTranspose2d` (physically smaller dense
@@ -17,6 +21,8 @@ graphs: :func:`global_pool` (sum, mean: an SpMM with a pooling matrix; max).
 """
 
 from .embedding import CompressedEmbedding, CompressedEmbeddingBag, MaskedEmbedding
+from .sharded_embedding import (AllToAll, ShardedEmbedding, ShardedMaskedEmbedding, row_owner,
+                                row_partition, sharded_state_names)
 from .graph import GATConv, GCNConv, GINConv, adj_t_from_edge_index
 from .pool import (global_add_pool, global_max_pool, global_mean_pool, global_pool,
                    pooling_matrix)
@@ -32,5 +38,7 @@ __all__ = [
     "BlockSparseLinear", "SemiStructuredLinear",
     "GCNConv", "GINConv", "GATConv", "adj_t_from_edge_index",
     "MaskedEmbedding", "CompressedEmbedding", "CompressedEmbeddingBag",
+    "ShardedEmbedding", "ShardedMaskedEmbedding", "AllToAll", "row_partition", "row_owner",
+    "sharded_state_names",
     "global_pool", "global_add_pool", "global_mean_pool", "global_max_pool", "pooling_matrix",
 ]

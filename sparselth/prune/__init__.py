@@ -19,6 +19,12 @@ Quick tour::
     records = prune.UGS(gnn, task, prune.UGSConfig(rounds=20)).run()   # graph + weights (GNNs)
     kind, records = prune.read_records(run_dir)          # any run kind, one schema
 
+Row-sharded embedding tables (``sparselth.nn.ShardedMaskedEmbedding``, one shard per rank)::
+
+    emb.set_mask(prune.sharded_magnitude(emb, 0.9))     # one threshold over every rank's rows
+    prune.save_sharded_ticket(emb, "runs/emb")            # every rank writes its rows
+    emb = prune.ShardedTicket.load("runs/emb").to_module()   # on any number of ranks
+
 A finished round of any run becomes a ticket with ``sparselth.ticket.load_round(run_dir, r)``.
 
 Layering: this package imports only torch, numpy, tqdm and the layers below it
@@ -43,6 +49,8 @@ from .masks import (
     to_torch_prune,
 )
 from .run import Config, RunDir, read_records, read_round, ticket_parts
+from .sharded import sharded_magnitude
+from .sharded_ticket import ShardedTicket, save_sharded_ticket
 from .strategies import STRATEGIES, get_strategy, register_strategy
 from .ugs import UGS, UGSConfig, load_ugs_round
 
@@ -54,6 +62,7 @@ __all__ = [
     "Config",
     "IMPConfig",
     "RunDir",
+    "ShardedTicket",
     "UGS",
     "UGSConfig",
     "Masks",
@@ -78,7 +87,9 @@ __all__ = [
     "register_strategy",
     "remove",
     "run_imp",
+    "save_sharded_ticket",
     "select",
+    "sharded_magnitude",
     "sparsity",
     "state_without_masks",
     "ticket_parts",
