@@ -32,7 +32,7 @@ from sparselth.utils.timing import pause, stopwatch
 
 from . import common
 
-PUBLISHED: dict[str, str] = {}
+PUBLISHED = {"fuzz-cpu": "--cases 100000 --triton-share 0.002 --chunk 5000"}
 OUTCOMES = ("ok", "rejected", "mismatch", "crash", "hang")
 # Families that exercise the harness itself (named explicitly only, e.g. by its tests).
 HARNESS_CHECKS = ("_crash", "_hang", "_mismatch")
@@ -83,7 +83,8 @@ def output_name(args: argparse.Namespace) -> str:
 def plan(args: argparse.Namespace) -> list[tuple[str, str, int]]:
     """``(family, backend, cases)`` for every family and backend the run covers: the cases
     split over the families by weight, then evenly over the backends (Triton gets
-    ``--triton-share`` of its family, and nothing when Triton is not installed)."""
+    ``--triton-share`` of its family, and nothing when Triton is not installed); the counts
+    add up to ``--cases`` exactly (largest remainders)."""
     fams = _families()
     names = list(args.families or fams)
     unknown = [n for n in names if n not in fams and n not in HARNESS_CHECKS]
@@ -91,21 +92,20 @@ def plan(args: argparse.Namespace) -> list[tuple[str, str, int]]:
         raise ValueError(f"--families: unknown {unknown}; known: {sorted(fams)}")
     weights = {n: fams[n][2] if n in fams else 1 for n in names}
     total = sum(weights.values())
-    out = []
+    shares = []
     for n in names:
-        budget = max(1, round(args.cases * weights[n] / total))
         backends = [b for b in (fams[n][1] if n in fams else ("reference",))
                     if b != "triton" or _triton_usable()]
-        share = {b: args.triton_share if b == "triton" else 1.0 for b in backends}
-        rest = sum(1 for b in backends if b != "triton")
+        tri = args.triton_share if "triton" in backends else 0.0
+        rest = [b for b in backends if b != "triton"]
         for b in backends:
-            k = round(budget * share[b]) if b == "triton" else 0
-            if b != "triton":
-                tri = round(budget * args.triton_share) if "triton" in backends else 0
-                k = (budget - tri) // rest
-            if k > 0:
-                out.append((n, b, k))
-    return out
+            part = tri if b == "triton" else (1.0 - tri) / len(rest)
+            shares.append((n, b, args.cases * weights[n] / total * part))
+    counts = [int(x) for *_, x in shares]
+    order = sorted(range(len(shares)), key=lambda i: counts[i] - shares[i][2])
+    for i in order[:args.cases - sum(counts)]:
+        counts[i] += 1
+    return [(n, b, k) for (n, b, _), k in zip(shares, counts) if k > 0]
 
 
 # --------------------------------------------------------------------------- worker side
