@@ -141,8 +141,8 @@ def _unique_pairs(row: Tensor, col: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
 
 
 def _versions(rowptr: Tensor, col: Tensor) -> Optional[Tuple[int, int]]:
-    if _tracing(rowptr):
-        return None   # traced graphs read no version counters
+    if _tracing(rowptr) or rowptr.is_inference() or col.is_inference():
+        return None   # traced graphs and inference tensors have no version counters to read
     return (rowptr._version, col._version)
 
 
@@ -241,7 +241,8 @@ class CSR:
         """Validate again when ``rowptr`` or ``col`` changed in place since the last check
         (two version counters compared per call): the kernels never read a structure that
         was edited into an invalid one after it was built."""
-        if not _tracing(self.rowptr) and self._seen != _versions(self.rowptr, self.col):
+        now = _versions(self.rowptr, self.col)
+        if now is not None and self._seen != now:
             self._validate()
 
     def __reduce__(self):

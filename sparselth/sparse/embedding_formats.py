@@ -160,9 +160,10 @@ class EmbeddingFormat:
         return out
 
     def _versions(self) -> Optional[tuple]:
-        if torch.compiler.is_compiling():
-            return None   # traced graphs read no version counters
-        return tuple(t._version for t in self.tensors().values())
+        ts = self.tensors().values()
+        if torch.compiler.is_compiling() or any(t.is_inference() for t in ts):
+            return None   # traced graphs and inference tensors have no version counters
+        return tuple(t._version for t in ts)
 
     def _recheck(self) -> None:
         """Validate again when a stored tensor changed in place since the last check (version
@@ -170,7 +171,7 @@ class EmbeddingFormat:
         if torch.compiler.is_compiling() or self.device.type == "meta":
             return
         now = self._versions()
-        if now != getattr(self, "_seen", None):
+        if now is not None and now != getattr(self, "_seen", None):
             type(self)._from_parts(self.shape, self.tensors(), check=True)
             self._seen = now
 

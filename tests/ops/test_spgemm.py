@@ -160,7 +160,7 @@ def test_repeated_products_follow_changes_of_b():
         torch.testing.assert_close(spgemm(A, Bc, backend=b), dense_oracle(A, Bc).float(), **tol)
         if b == "cpp":
             col[e] = 64   # out of range for 64 columns: checked again after the change
-            with pytest.raises(ValueError, match="B's columns"):
+            with pytest.raises(ValueError, match="B's columns|col indices"):
                 spgemm(A, Bc, backend=b)
             col[e] = 3
     with torch.inference_mode():
