@@ -42,7 +42,7 @@ from sparselth.utils.timing import stopwatch
 
 from . import common
 
-PUBLISHED: dict[str, str] = {}
+PUBLISHED = {"gan-sngan-fashion-mnist": "--dataset fashion-mnist --rounds 7 --random --threads 1"}
 DATASETS = ("fashion-mnist", "mnist-5k", "cifar10", "synthetic")
 MATCH = 0.05  # a ticket "matches" when its FID is within 5 % of the dense G's
 # the settings --compare puts in one table: the IMP variants, and the D initialisations
@@ -289,8 +289,8 @@ def plot(rep: dict[str, Any]):
         axes[1].plot([100 * r["remaining"] for r in t2], [r["best_fid"] for r in t2], "o-",
                      label=f"tickets trained on {tr['dataset']}")
         axes[1].axhline(t2[0]["best_fid"], color="grey", ls=":", label="dense G there")
+        common.log_ticks(axes[1], [round(100 * r["remaining"], 1) for r in t2])
         axes[1].invert_xaxis()
-        axes[1].set_xscale("log")
         style_axes(axes[1], xlabel="remaining conv weights of G (%)", ylabel="best FID",
                    title=f"transfer to {tr['dataset']}")
     t = rep["tickets"]
@@ -302,8 +302,8 @@ def plot(rep: dict[str, Any]):
                 label="random tickets")
     if t and t[0]["best_fid"] is not None:
         ax.axhline(t[0]["best_fid"], color="grey", ls=":", label="dense G")
+    common.log_ticks(ax, [round(100 * r["remaining"], 1) for r in t])
     ax.invert_xaxis()
-    ax.set_xscale("log")
     style_axes(ax, xlabel="remaining conv weights of G (%)", ylabel="best FID (lower is better)",
                title=f"{rep.get('model', 'sngan')} tickets, {rep['dataset']}")
     return fig
@@ -501,7 +501,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rep: dict[str, Any] = {
         "suite": "gan_lth", "model": args.model, "dataset": args.dataset,
         "variant": args.variant, "command": "python -m bench.gan_lth " + " ".join(
-            a for a in (argv if argv is not None else sys.argv[1:])),
+            common.portable_argv(argv if argv is not None else sys.argv[1:])),
         "config": out["config"], "tickets": out["tickets"], "random": out["random"],
         "matching": matching(out["tickets"]), "fid_network": net_name,
         "fid_network_hash": real.network_hash, "real_samples": args.real_samples,
